@@ -1,0 +1,28 @@
+"""Shared settings for every asset: groups by stage, owners, the DuckDB writer pool."""
+
+from __future__ import annotations
+
+import functools
+
+import dagster as dg
+
+# One group per stage of the process (product.md, "The six stages"), plus the evidence pack.
+STAGE1_INVENTORY = "stage1_patch_inventory"
+STAGE2_BASELINES = "stage2_vm_baselining"
+STAGE3_BULLETINS = "stage3_notification_channels"
+STAGE4_UPDATE_SERVERS = "stage4_patch_management_system"
+STAGE5_AUTHORIZATION = "stage5_testing_authorization"
+STAGE6_MONITORING = "stage6_patch_monitoring"
+EVIDENCE = "evidence_pack"
+
+OWNERS = ["team:patch-compliance"]
+DUCKDB_POOL = "duckdb"
+
+# Every asset that opens the warehouse for writing goes through this decorator: one pool,
+# one owner, DuckDB kind. Keys mirror warehouse coordinates: ["marts", "patch_catalog"].
+warehouse_asset = functools.partial(dg.asset, pool=DUCKDB_POOL, owners=OWNERS)
+
+
+def key(table: str) -> dg.AssetKey:
+    """The asset key of a warehouse table named 'schema.table'."""
+    return dg.AssetKey(table.split("."))

@@ -1,0 +1,25 @@
+"""Asset jobs."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets import common
+
+# Everything, in dependency order: what `patchledger run` and the daily schedule launch.
+full_refresh = dg.define_asset_job(
+    name="full_refresh",
+    selection=dg.AssetSelection.all(),
+    description="Ingest every source and rebuild every table and the summary report.",
+)
+
+# Bulletins only (stage 3): what the Patch Tuesday schedule launches.
+bulletin_refresh = dg.define_asset_job(
+    name="bulletin_refresh",
+    selection=dg.AssetSelection.groups(common.STAGE3_BULLETINS).downstream(),
+    description="Fetch MSRC, KEV and EPSS and rebuild the catalog and everything that reads it.",
+)
+
+
+def all_jobs() -> list:
+    return [full_refresh, bulletin_refresh]

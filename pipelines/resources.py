@@ -1,0 +1,146 @@
+"""Dagster resources: the DuckDB warehouse and the run settings (estate, as-of date, source)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
+
+from pipelines import settings
+
+SCHEMAS = ("raw", "staging", "marts", "ledger")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process holds the DuckDB file for writing."""
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse, one file, one writer at a time.
+
+    Connections are opened only inside asset bodies and closed at once. Every connection runs
+    in UTC, and the memory and thread limits are configuration so that a large estate fits the
+    machine. A file locked by another process is retried for `lock_timeout_seconds`, then the
+    step fails with a message that says who to stop, rather than hanging.
+    """
+
+    memory_limit: str = Field(default="4GB", description="DuckDB memory_limit for each connection.")
+    threads: int = Field(default=0, description="DuckDB threads; 0 leaves DuckDB's default.")
+    lock_timeout_seconds: float = Field(
+        default=60.0, description="How long to wait for another writer before failing."
+    )
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        conn = connect_warehouse(
+            self.database,
+            memory_limit=self.memory_limit,
+            threads=self.threads,
+            lock_timeout_seconds=self.lock_timeout_seconds,
+            config=self.connection_config,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+
+def connect_warehouse(
+    database: str,
+    *,
+    read_only: bool = False,
+    memory_limit: str = "4GB",
+    threads: int = 0,
+    lock_timeout_seconds: float = 60.0,
+    config: dict | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse with the project's session settings (UTC, limits, schemas)."""
+    if database != ":memory:":
+        from pathlib import Path
+
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout_seconds
+    delay = 0.25
+    while True:
+        try:
+            conn = duckdb.connect(database, read_only=read_only, config=dict(config or {}))
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                holder = re.search(r"PID (\d+)", str(exc))
+                who = f"process {holder.group(1)}" if holder else "another process"
+                raise WarehouseLockedError(
+                    f"The warehouse {database} is locked by {who}. Another PatchLedger run or an "
+                    "open DuckDB session holds it; wait for the run to end or close that session "
+                    "(analysts should read the published copy, see README 'Querying the warehouse')."
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute(f"SET memory_limit = '{_checked_memory_limit(memory_limit)}'")
+    if threads:
+        conn.execute(f"SET threads = {int(threads)}")
+    if not read_only:
+        for schema in SCHEMAS:
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    return conn
+
+
+def _checked_memory_limit(value: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB|%)", value.strip()):
+        raise ValueError(f"memory_limit must look like '4GB', not {value!r}")
+    return value.strip()
+
+
+class RunSettings(dg.ConfigurableResource):
+    """What a run reads and for which date.
+
+    `as_of` is the evaluation date (UTC, YYYY-MM-DD). Left empty, it is the day of the newest
+    observation in the warehouse, so the same inputs always give the same marts.
+    """
+
+    estate_dir: str = Field(description="The estate folder (offline source mode).")
+    source: str = Field(default="files", description="'files' (estate folder) or 'azure' (live).")
+    as_of: str = Field(default="", description="Evaluation date YYYY-MM-DD; empty = newest data.")
+    subscriptions: str = Field(
+        default="", description="Comma-separated Azure subscription ids for live mode."
+    )
+    workspace_ids: str = Field(
+        default="", description="Comma-separated Log Analytics workspace ids for live mode."
+    )
+
+    def as_of_date(self) -> date | None:
+        if not self.as_of:
+            return None
+        try:
+            return date.fromisoformat(self.as_of)
+        except ValueError as exc:
+            raise ValueError(f"as_of must be a date YYYY-MM-DD, not {self.as_of!r}") from exc
+
+
+def default_resources() -> dict:
+    import os
+
+    return {
+        "warehouse": WarehouseResource(
+            database=str(settings.warehouse_path()),
+            memory_limit=os.environ.get("PATCHLEDGER_DUCKDB_MEMORY", "4GB"),
+            threads=int(os.environ.get("PATCHLEDGER_DUCKDB_THREADS", "0")),
+        ),
+        "run_settings": RunSettings(
+            estate_dir=str(settings.estate_dir()),
+            source=settings.source_mode(),
+            as_of=os.environ.get("PATCHLEDGER_AS_OF", ""),
+            subscriptions=os.environ.get("PATCHLEDGER_SUBSCRIPTIONS", ""),
+            workspace_ids=os.environ.get("PATCHLEDGER_WORKSPACES", ""),
+        ),
+    }

@@ -1,0 +1,42 @@
+"""Schedules: the daily refresh and the Patch Tuesday bulletin ingest."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines import jobs
+
+# Daily at 06:00 UTC, after the overnight periodic assessments (24 h cadence in Azure Update Manager).
+daily_refresh = dg.ScheduleDefinition(
+    name="daily_refresh",
+    job=jobs.full_refresh,
+    cron_schedule="0 6 * * *",
+    execution_timezone="UTC",
+    description="Rebuild the warehouse from every source once a day.",
+)
+
+
+def is_patch_tuesday(day) -> bool:
+    """The second Tuesday of a month: the only Tuesday that falls on the 8th to the 14th."""
+    return day.weekday() == 1 and 8 <= day.day <= 14
+
+
+# MSRC publishes around 17:00-18:00 UTC on Patch Tuesday; 20:00 UTC leaves a margin. Cron cannot
+# say "second Tuesday" (a day-of-month and a weekday together mean either, not both), so the
+# schedule ticks every Tuesday and skips the others.
+@dg.schedule(
+    name="patch_tuesday_bulletins",
+    job=jobs.bulletin_refresh,
+    cron_schedule="0 20 * * 2",
+    execution_timezone="UTC",
+    description="Ingest the new MSRC month on Patch Tuesday evening (second Tuesday, 20:00 UTC).",
+)
+def patch_tuesday_bulletins(context: dg.ScheduleEvaluationContext):
+    tick = context.scheduled_execution_time
+    if not is_patch_tuesday(tick):
+        return dg.SkipReason(f"{tick:%Y-%m-%d} is not the second Tuesday of the month")
+    return dg.RunRequest(run_key=f"patch-tuesday-{tick:%Y-%m}")
+
+
+def all_schedules() -> list:
+    return [daily_refresh, patch_tuesday_bulletins]

@@ -1,0 +1,38 @@
+"""Where things are: the estate folder, the warehouse file and the reports folder.
+
+Every path comes from the environment (interfaces.md section 1) with a project-local default,
+so that `patchledger`, `dg dev` and the tests agree on one warehouse.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SQL_DIR = PROJECT_ROOT / "sql"
+
+
+def _path(env: str, default: str) -> Path:
+    value = os.environ.get(env) or default
+    path = Path(value)
+    return path if path.is_absolute() else (Path.cwd() / path)
+
+
+def estate_dir() -> Path:
+    return _path("PATCHLEDGER_ESTATE", "data/estate")
+
+
+def warehouse_path() -> Path:
+    return _path("PATCHLEDGER_WAREHOUSE", "data/warehouse.duckdb")
+
+
+def reports_dir() -> Path:
+    return _path("PATCHLEDGER_REPORTS", "reports")
+
+
+def source_mode() -> str:
+    mode = os.environ.get("PATCHLEDGER_SOURCE", "files")
+    if mode not in ("files", "azure"):
+        raise ValueError(f"PATCHLEDGER_SOURCE must be 'files' or 'azure', not {mode!r}")
+    return mode

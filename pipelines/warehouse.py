@@ -1,0 +1,161 @@
+"""Running the SQL in sql/, loading data in bulk, and describing tables to Dagster and DuckDB.
+
+Conventions (see docs/architecture.md):
+- one file `sql/<name>.sql` per derived table, a single SELECT with `$name` parameters;
+- its header documents the table: `-- @table <text>` and `-- @column <name>: <text>` lines,
+  which become DuckDB COMMENTs and Dagster column descriptions;
+- every write happens inside `transaction(conn)`, so a failure keeps the last good state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from functools import cache
+from typing import Any
+
+import dagster as dg
+import duckdb
+
+from pipelines.settings import SQL_DIR
+
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+
+def _checked(table: str) -> str:
+    if not _TABLE_NAME.match(table):
+        raise ValueError(f"not a schema-qualified table name: {table!r}")
+    return table
+
+
+@cache
+def read_sql(name: str) -> str:
+    path = SQL_DIR / f"{name}.sql"
+    return path.read_text(encoding="utf-8")
+
+
+def sql_docs(name: str) -> tuple[str, dict[str, str]]:
+    """The table description and column descriptions from a SQL file's header."""
+    description_lines: list[str] = []
+    columns: dict[str, str] = {}
+    for line in read_sql(name).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-- @table"):
+            description_lines.append(stripped.removeprefix("-- @table").strip())
+        elif stripped.startswith("-- @column"):
+            column, _, text = stripped.removeprefix("-- @column").partition(":")
+            columns[column.strip()] = text.strip()
+    return " ".join(description_lines), columns
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """All or nothing: on any error the warehouse keeps its previous state."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def build_table(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    sql_name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> int:
+    """(Re)build `table` from `sql/<sql_name>.sql` with bound parameters; returns its row count."""
+    sql_name = sql_name or table.split(".", 1)[1]
+    query = read_sql(sql_name)
+    used = _parameters_in(query)
+    bound = {k: v for k, v in (params or {}).items() if k in used}
+    missing = used - bound.keys()
+    if missing:
+        raise ValueError(f"sql/{sql_name}.sql needs parameters {sorted(missing)}")
+    conn.execute(f"CREATE OR REPLACE TABLE {_checked(table)} AS {query}", bound or None)
+    comment_table(conn, table, sql_name)
+    return row_count(conn, table)
+
+
+def _parameters_in(query: str) -> set[str]:
+    without_comments = re.sub(r"--[^\n]*", "", query)
+    without_strings = re.sub(r"'(?:[^']|'')*'", "''", without_comments)
+    return set(re.findall(r"\$([a-z_][a-z0-9_]*)", without_strings))
+
+
+def comment_table(conn: duckdb.DuckDBPyConnection, table: str, sql_name: str) -> None:
+    description, columns = sql_docs(sql_name)
+    if description:
+        conn.execute(f"COMMENT ON TABLE {_checked(table)} IS ?", [description])
+    existing = {r[0] for r in conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
+    for column, text in columns.items():
+        if column in existing:
+            conn.execute(f'COMMENT ON COLUMN {table}."{column}" IS ?', [text])
+
+
+def replace_table(conn: duckdb.DuckDBPyConnection, table: str, data: Any) -> int:
+    """Replace `table` with a pandas DataFrame or Arrow table in one bulk statement."""
+    conn.register("_incoming", data)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {_checked(table)} AS SELECT * FROM _incoming")
+    finally:
+        conn.unregister("_incoming")
+    return row_count(conn, table)
+
+
+def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {_checked(table)}").fetchone()[0]
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    schema, name = _checked(table).split(".")
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchone()[0]
+    )
+
+
+def table_metadata(
+    conn: duckdb.DuckDBPyConnection, table: str, preview_rows: int = 5, order_by: str = ""
+) -> dict[str, Any]:
+    """Dagster metadata for a table: row count, column schema with comments, a small preview."""
+    schema, name = _checked(table).split(".")
+    columns = conn.execute(
+        "SELECT column_name, data_type, comment FROM duckdb_columns() "
+        "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema, name],
+    ).fetchall()
+    order = f" ORDER BY {order_by}" if order_by else " ORDER BY ALL"
+    preview = conn.execute(f"SELECT * FROM {table}{order} LIMIT {int(preview_rows)}").df()
+    return {
+        "dagster/table_name": dg.MetadataValue.text(f"warehouse.{table}"),
+        "dagster/row_count": dg.MetadataValue.int(row_count(conn, table)),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name=c, type=t, description=d or None) for c, t, d in columns
+            ]
+        ),
+        "preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_"),
+    }
+
+
+def resolve_as_of(conn: duckdb.DuckDBPyConnection, configured: date | None) -> date:
+    """The evaluation date: as configured, else the day of the newest observation.
+
+    Deriving it from the data (not the clock) keeps reruns on the same inputs byte-identical.
+    """
+    if configured is not None:
+        return configured
+    if table_exists(conn, "staging.patch_observations"):
+        newest = conn.execute(
+            "SELECT max(observed_at)::DATE FROM staging.patch_observations"
+        ).fetchone()[0]
+        if newest is not None:
+            return newest
+    return datetime.now(UTC).date()
