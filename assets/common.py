@@ -21,6 +21,8 @@ DUCKDB_POOL = "duckdb"
 # Every asset that opens the warehouse for writing goes through this decorator: one pool,
 # one owner, DuckDB kind. Keys mirror warehouse coordinates: ["marts", "patch_catalog"].
 warehouse_asset = functools.partial(dg.asset, pool=DUCKDB_POOL, owners=OWNERS)
+# Checks read the warehouse: same pool, so a check never races a writer for the file.
+warehouse_check = functools.partial(dg.asset_check, pool=DUCKDB_POOL)
 
 
 def key(table: str) -> dg.AssetKey:

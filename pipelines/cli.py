@@ -1,4 +1,209 @@
-"""The `patchledger` command line."""
-import typer
+"""The `patchledger` command line: generate, run, demo, report, verify."""
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+from __future__ import annotations
+
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines import settings
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="PatchLedger: patch-management compliance analytics for Azure VMs (Dagster + DuckDB).",
+)
+console = Console(stderr=False, highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _ensure_dagster_home() -> Path:
+    """Runs launched here must show in the UI: use the project's DAGSTER_HOME, telemetry off."""
+    home = Path(os.environ.get("DAGSTER_HOME") or (settings.PROJECT_ROOT / ".dagster")).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text((settings.PROJECT_ROOT / "pipelines/config/dagster.yaml").read_text())
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def _set_env(name: str, value: str | Path | None) -> None:
+    if value is not None and str(value) != "":
+        os.environ[name] = str(Path(value).resolve()) if isinstance(value, Path) else str(value)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the estate into.")] = Path("data/estate"),
+    vms: Annotated[int, typer.Option(min=1, help="Number of Azure VMs.")] = 200,
+    days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 90,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 7,
+    start: Annotated[str | None, typer.Option(help="First day YYYY-MM-DD (default: ends 2026-11-27).")] = None,
+) -> None:
+    """Write a synthetic, deterministic demo estate in the real source formats."""
+    from pipelines.demo.generator import generate_estate
+
+    start_date = _parse_date(start, "--start") if start else None
+    with console.status(f"Generating {vms} VMs x {days} days into {out} ..."):
+        summary = generate_estate(out, vms=vms, days=days, seed=seed, start=start_date)
+    console.print(summary)
+
+
+def _parse_date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        err.print(f"[red]{option} must be a date YYYY-MM-DD, not {value!r}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    estate: Annotated[Path | None, typer.Option(help="Estate folder (PATCHLEDGER_ESTATE).")] = None,
+    warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: newest data).")] = None,
+    source: Annotated[str | None, typer.Option(help="'files' (estate folder) or 'azure' (live).")] = None,
+) -> None:
+    """Materialize the whole asset graph through Dagster; exits non-zero on the first error."""
+    ok = _run_pipeline(estate, warehouse, as_of, source)
+    if not ok:
+        raise typer.Exit(1)
+    _print_summary()
+
+
+def _run_pipeline(estate, warehouse, as_of, source) -> bool:
+    if as_of:
+        _parse_date(as_of, "--as-of")
+    _set_env("PATCHLEDGER_ESTATE", estate)
+    _set_env("PATCHLEDGER_WAREHOUSE", warehouse)
+    _set_env("PATCHLEDGER_AS_OF", as_of)
+    _set_env("PATCHLEDGER_SOURCE", source)
+    if settings.source_mode() == "files" and not settings.estate_dir().is_dir():
+        err.print(
+            f"[red]No estate folder at {settings.estate_dir()}.[/red] Run `patchledger generate` "
+            "for a demo estate, or point --estate / PATCHLEDGER_ESTATE at your exports."
+        )
+        return False
+    _ensure_dagster_home()
+
+    import dagster as dg
+
+    from pipelines.definitions import defs
+
+    definitions = defs()
+    job = definitions.resolve_job_def("full_refresh")
+    instance = dg.DagsterInstance.get()
+    console.print(
+        f"Running [bold]full_refresh[/bold]: estate {settings.estate_dir()} -> warehouse "
+        f"{settings.warehouse_path()}"
+    )
+    with console.status("Materializing assets ..."):
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
+    _print_steps(result)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                err.print(f"[red]Step {event.step_key} failed:[/red] {error.message.strip() if error else ''}")
+                break
+        else:
+            err.print("[red]The run failed; see the Dagster UI (make ui) for the event log.[/red]")
+        err.print(f"Run id {result.run_id} (recorded in {os.environ['DAGSTER_HOME']}).")
+        return False
+    return True
+
+
+def _print_steps(result) -> None:
+    table = Table(title=None, show_edge=False, box=None, pad_edge=False)
+    table.add_column("asset")
+    table.add_column("rows", justify="right")
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        rows = materialization.metadata.get("dagster/row_count")
+        table.add_row(materialization.asset_key.to_user_string(), f"{rows.value:,}" if rows else "")
+    console.print(table)
+
+
+def _print_summary() -> None:
+    from pipelines.summary import compliance_summary
+
+    lines = compliance_summary(str(settings.warehouse_path()))
+    console.print("\n".join(lines))
+
+
+@app.command()
+def report(
+    as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: the warehouse's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the reports (PATCHLEDGER_REPORTS).")] = None,
+    warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
+) -> None:
+    """Write the compliance report for a date from the warehouse."""
+    from pipelines.reporting import write_reports
+
+    _set_env("PATCHLEDGER_WAREHOUSE", warehouse)
+    as_of_date = _parse_date(as_of, "--as-of") if as_of else None
+    if not settings.warehouse_path().exists():
+        err.print(f"[red]No warehouse at {settings.warehouse_path()}.[/red] Run `patchledger run` first.")
+        raise typer.Exit(1)
+    written = write_reports(str(settings.warehouse_path()), out or settings.reports_dir(), as_of_date)
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+@app.command()
+def verify(
+    directory: Annotated[Path, typer.Argument(help="An evidence pack folder written by `report`.")],
+    warehouse: Annotated[Path | None, typer.Option(help="DuckDB file whose ledger to verify.")] = None,
+) -> None:
+    """Re-check an evidence pack's manifest and the authorization ledger's hash chain."""
+    from pipelines.verification import verify_all
+
+    _set_env("PATCHLEDGER_WAREHOUSE", warehouse)
+    problems = verify_all(directory, settings.warehouse_path())
+    if problems:
+        for problem in problems:
+            err.print(f"[red]FAIL[/red] {problem}")
+        raise typer.Exit(1)
+    console.print(f"[green]OK[/green] {directory}: manifest hashes, counts and ledger chain verified")
+
+
+@app.command()
+def demo(
+    vms: Annotated[int, typer.Option(min=1, help="Number of Azure VMs in the demo estate.")] = 200,
+    days: Annotated[int, typer.Option(min=1, help="Days of history.")] = 90,
+    regenerate: Annotated[bool, typer.Option(help="Rewrite the estate even if it exists.")] = False,
+) -> None:
+    """Generate the demo estate (if absent), run everything, write the reports, print a summary."""
+    from pipelines.demo.generator import generate_estate
+    from pipelines.reporting import write_reports
+
+    estate = settings.estate_dir()
+    if regenerate or not (estate / "azure" / "virtual_machines.json").exists():
+        with console.status(f"Generating the demo estate ({vms} VMs x {days} days) ..."):
+            console.print(generate_estate(estate, vms=vms, days=days))
+    if not _run_pipeline(estate, None, None, "files"):
+        raise typer.Exit(1)
+    written = write_reports(str(settings.warehouse_path()), settings.reports_dir(), None)
+    console.print()
+    console.print(f"[bold]Estate[/bold]     {estate}")
+    console.print(f"[bold]Warehouse[/bold]  {settings.warehouse_path()}")
+    for path in written:
+        console.print(f"[bold]Report[/bold]     {path}")
+    console.print("[bold]UI[/bold]         make ui  (then open http://127.0.0.1:3000)")
+    console.print()
+    _print_summary()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

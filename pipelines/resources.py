@@ -109,6 +109,7 @@ class RunSettings(dg.ConfigurableResource):
     """
 
     estate_dir: str = Field(description="The estate folder (offline source mode).")
+    reports_dir: str = Field(default="reports", description="Where the reports are written.")
     source: str = Field(default="files", description="'files' (estate folder) or 'azure' (live).")
     as_of: str = Field(default="", description="Evaluation date YYYY-MM-DD; empty = newest data.")
     subscriptions: str = Field(
@@ -138,6 +139,7 @@ def default_resources() -> dict:
         ),
         "run_settings": RunSettings(
             estate_dir=str(settings.estate_dir()),
+            reports_dir=str(settings.reports_dir()),
             source=settings.source_mode(),
             as_of=os.environ.get("PATCHLEDGER_AS_OF", ""),
             subscriptions=os.environ.get("PATCHLEDGER_SUBSCRIPTIONS", ""),

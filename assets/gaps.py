@@ -1,0 +1,109 @@
+"""Stage 6: the SLA policy and the authorized-versus-installed gaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
+from pipelines.policy import load_policy, policy_rows, policy_sha256
+from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.warehouse import (
+    build_table,
+    replace_table,
+    resolve_as_of,
+    table_metadata,
+    transaction,
+)
+
+GAP_TYPES = (
+    "authorized_missing",
+    "failed_reapply",
+    "pending_reboot",
+    "available_unauthorized",
+    "installed_unauthorized",
+    "installed_rejected",
+    "untested_in_production",
+    "stale_assessment",
+)
+
+
+@warehouse_asset(
+    key=key("staging.sla_policy"),
+    group_name=STAGE6_MONITORING,
+    kinds={"duckdb", "yaml"},
+)
+def sla_policy(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """The SLA policy as data: one row per framework and severity (days or months to remediate,
+    which clock starts it). Project defaults in pipelines/config/sla.yaml, overridden by the
+    estate's policy/sla.yaml."""
+    policy = load_policy(Path(run_settings.estate_dir))
+    with warehouse.get_connection() as conn, transaction(conn):
+        replace_table(conn, "staging.sla_policy", policy_rows(policy))
+        metadata = table_metadata(conn, "staging.sla_policy", preview_rows=20)
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "policy_version": policy["version"],
+            "policy_sha256": policy_sha256(policy),
+        }
+    )
+
+
+@warehouse_asset(
+    key=key("marts.compliance_gaps"),
+    group_name=STAGE6_MONITORING,
+    kinds={"duckdb", "sql"},
+    deps=[
+        key("staging.sla_policy"),
+        key("marts.vm_inventory"),
+        key("marts.vm_patch_state"),
+        key("marts.patch_catalog"),
+        key("marts.patch_cves"),
+        key("marts.patch_supersedence_closure"),
+        key("marts.authorization_status"),
+        key("staging.patch_tests"),
+    ],
+)
+def compliance_gaps(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Every gap between what is authorized and what is installed, per machine and patch:
+    authorized but missing, failed, waiting for a reboot, available but unauthorized, installed
+    without or against authorization, untested in production, and machines whose assessment is
+    stale. Each gap carries severity, CVEs, KEV and EPSS, its due date under each framework,
+    days overdue and a priority score."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        as_of = resolve_as_of(conn, run_settings.as_of_date())
+        build_table(conn, "marts.compliance_gaps", params={"as_of": as_of})
+        by_type = dict(
+            conn.execute(
+                "SELECT gap_type, count(*) FROM marts.compliance_gaps GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
+        overdue = conn.execute(
+            "SELECT count(*) FROM marts.compliance_gaps WHERE days_overdue > 0"
+        ).fetchone()[0]
+        metadata = table_metadata(conn, "marts.compliance_gaps", order_by="priority DESC, gap_id")
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "as_of": as_of.isoformat(),
+            "overdue": dg.MetadataValue.int(overdue),
+            "gaps_by_type": dg.MetadataValue.json({t: by_type.get(t, 0) for t in GAP_TYPES}),
+        }
+    )
+
+
+@warehouse_check(asset=key("marts.compliance_gaps"), blocking=True)
+def gap_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Each gap id names one gap: the evidence pack samples by id."""
+    with warehouse.get_connection() as conn:
+        duplicates = conn.execute(
+            "SELECT count(*) FROM (SELECT gap_id FROM marts.compliance_gaps "
+            "GROUP BY gap_id HAVING count(*) > 1)"
+        ).fetchone()[0]
+    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})

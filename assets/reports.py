@@ -1,0 +1,33 @@
+"""The evidence pack: the compliance report read from the marts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from assets.common import EVIDENCE, key, warehouse_asset
+from pipelines.reporting import write_reports
+from pipelines.resources import RunSettings, WarehouseResource
+
+
+@warehouse_asset(
+    key=key("reports.compliance_report"),
+    group_name=EVIDENCE,
+    kinds={"html", "pdf"},
+    deps=[key("marts.compliance_gaps"), key("marts.vm_inventory"), key("staging.sla_policy")],
+)
+def compliance_report(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """The compliance report for the evaluation date: HTML with charts, its PDF, the gap
+    population as CSV, and a manifest of SHA-256 hashes (written to <reports>/<as-of>/)."""
+    with warehouse.get_connection() as conn:
+        written = write_reports(conn, Path(run_settings.reports_dir), run_settings.as_of_date())
+    html = next(p for p in written if p.suffix == ".html")
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.path(str(html)),
+            "files": dg.MetadataValue.json(sorted(p.name for p in written)),
+        }
+    )

@@ -1,0 +1,262 @@
+"""The compliance report: HTML (with charts), PDF, population CSVs and a manifest, per as-of date.
+
+Everything is read from the warehouse; nothing depends on the wall clock, so the same warehouse
+and as-of date give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import jinja2
+
+import pipelines
+from pipelines.warehouse import table_exists
+
+TEMPLATES = Path(__file__).parent / "templates"
+SEVERITIES = ["Critical", "Important", "Moderate", "Low"]
+CRITICALITIES = ["critical", "high", "medium", "low"]
+GAP_LABELS = {
+    "authorized_missing": "Authorized but missing",
+    "failed_reapply": "Failed, to reapply",
+    "pending_reboot": "Installed, reboot pending",
+    "available_unauthorized": "Available, not authorized",
+    "installed_unauthorized": "Installed without authorization",
+    "installed_rejected": "Installed although rejected",
+    "untested_in_production": "In production without a test",
+    "stale_assessment": "Assessment stale",
+}
+# Spreadsheet programs execute cells that start with these; prefix them with a quote.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _rows(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = conn.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _scalar(conn, sql: str, params: list | None = None, default: Any = 0) -> Any:
+    value = conn.execute(sql, params or []).fetchone()
+    return default if value is None or value[0] is None else value[0]
+
+
+def report_as_of(conn: duckdb.DuckDBPyConnection, as_of: date | None) -> date:
+    if as_of:
+        return as_of
+    if table_exists(conn, "marts.compliance_gaps"):
+        found = _scalar(conn, "SELECT max(as_of) FROM marts.compliance_gaps", default=None)
+        if found:
+            return found
+    from pipelines.warehouse import resolve_as_of
+
+    return resolve_as_of(conn, None)
+
+
+def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
+    """Every figure of the report, each from one query over the marts."""
+    data: dict[str, Any] = {"as_of": as_of.isoformat(), "code_version": pipelines.__version__}
+    has = {t: table_exists(conn, t) for t in (
+        "marts.vm_inventory", "marts.compliance_gaps", "marts.patch_catalog", "staging.sla_policy",
+        "marts.authorization_status", "marts.authorization_findings", "staging.exceptions",
+        "marts.vm_patch_state",
+    )}
+    data["has"] = has
+    if has["marts.vm_inventory"]:
+        data["scope"] = _rows(conn, """
+            SELECT count(*) AS machines,
+                   count(*) FILTER (WHERE machine_kind = 'azure_vm') AS azure_vms,
+                   count(*) FILTER (WHERE machine_kind = 'arc') AS arc,
+                   count(*) FILTER (WHERE machine_kind = 'non_azure') AS non_azure,
+                   count(*) FILTER (WHERE last_assessed_at IS NOT NULL) AS ever_assessed,
+                   count(*) FILTER (WHERE coverage_status = 'assessed') AS assessed_recently,
+                   count(*) FILTER (WHERE coverage_status = 'unknown_stale') AS stale,
+                   count(*) FILTER (WHERE environment = 'production') AS production
+            FROM marts.vm_inventory""")[0]
+        data["stale_machines"] = _rows(conn, """
+            SELECT vm_id, name, environment, owner, last_assessed_at, assessment_age_days
+            FROM marts.vm_inventory WHERE coverage_status = 'unknown_stale'
+            ORDER BY assessment_age_days DESC NULLS FIRST, vm_id""")
+    if has["marts.patch_catalog"]:
+        data["catalog"] = _rows(conn, """
+            SELECT count(*) AS patches, count(*) FILTER (WHERE exploited) AS exploited,
+                   count(*) FILTER (WHERE in_kev) AS in_kev
+            FROM marts.patch_catalog""")[0]
+    if has["staging.sla_policy"]:
+        data["criteria"] = _rows(conn, """
+            SELECT framework, title, clause, clock, scope, severity, days, months, policy_version
+            FROM staging.sla_policy ORDER BY framework, severity NULLS FIRST""")
+    if has["marts.compliance_gaps"]:
+        data["gaps_by_type"] = [
+            {"gap_type": t, "label": GAP_LABELS[t], **row}
+            for t in GAP_LABELS
+            for row in _rows(conn, """
+                SELECT count(*) AS gaps, count(DISTINCT vm_id) AS machines,
+                       count(*) FILTER (WHERE days_overdue > 0) AS overdue
+                FROM marts.compliance_gaps WHERE gap_type = ?""", [t])
+        ]
+        matrix = _rows(conn, """
+            SELECT severity, criticality, count(*) AS gaps
+            FROM marts.compliance_gaps
+            WHERE gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot')
+            GROUP BY ALL""")
+        cells = {(r["severity"], r["criticality"]): r["gaps"] for r in matrix}
+        data["matrix"] = [
+            {"severity": s, "cells": [cells.get((s, c), 0) for c in CRITICALITIES]} for s in SEVERITIES
+        ]
+        data["criticalities"] = CRITICALITIES
+        data["overdue_by_framework"] = _rows(conn, """
+            SELECT sla_framework AS framework, count(*) AS overdue, max(days_overdue) AS worst_days
+            FROM marts.compliance_gaps WHERE days_overdue > 0 GROUP BY ALL ORDER BY ALL""")
+        data["overdue"] = _rows(conn, """
+            SELECT gap_id, vm_name, patch_key, title, gap_type, severity, in_kev, sla_framework,
+                   sla_due, days_overdue, owner, priority
+            FROM marts.compliance_gaps WHERE days_overdue > 0
+            ORDER BY priority DESC, gap_id LIMIT 40""")
+        data["overdue_total"] = _scalar(
+            conn, "SELECT count(*) FROM marts.compliance_gaps WHERE days_overdue > 0")
+        data["kev_overdue"] = _scalar(conn, """
+            SELECT count(*) FROM marts.compliance_gaps WHERE in_kev AND sla_kev_due < as_of""")
+        data["unauthorized_installs"] = _rows(conn, """
+            SELECT gap_id, vm_name, patch_key, title, gap_type, authorization_status, environment
+            FROM marts.compliance_gaps
+            WHERE gap_type IN ('installed_unauthorized', 'installed_rejected', 'untested_in_production')
+            ORDER BY gap_type, vm_name, patch_key LIMIT 60""")
+        data["gap_total"] = _scalar(conn, "SELECT count(*) FROM marts.compliance_gaps")
+    if has["marts.authorization_findings"]:
+        data["findings"] = _rows(conn, """
+            SELECT finding_id, rule, severity, subject, condition
+            FROM marts.authorization_findings ORDER BY severity, rule, finding_id""")
+    if has["staging.exceptions"]:
+        data["exceptions"] = _rows(conn, """
+            SELECT exception_id, coalesce(vm_id, asset_category) AS scope, patch_key, cve, reason,
+                   compensating_control, risk_owner, approver, approved_at, expires_at, status,
+                   (status = 'active' AND expires_at < ?::DATE) AS expired
+            FROM staging.exceptions ORDER BY exception_id""", [as_of])
+    data["tables"] = _rows(conn, """
+        SELECT schema_name || '.' || table_name AS name, estimated_size AS rows, comment
+        FROM duckdb_tables() WHERE schema_name IN ('raw', 'staging', 'marts', 'ledger')
+        ORDER BY schema_name, table_name""")
+    for table in data["tables"]:
+        table["rows"] = _scalar(conn, f'SELECT count(*) FROM {table["name"]}')  # names come from the catalog
+    return data
+
+
+def _chart_svg(data: dict[str, Any]) -> str:
+    """Open gaps by type as a horizontal bar chart, SVG text (deterministic ids, no date)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["svg.hashsalt"] = "patchledger"
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    rows = [r for r in data.get("gaps_by_type", []) if r["gaps"]]
+    if not rows:
+        return ""
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 0.8))
+    labels = [r["label"] for r in rows][::-1]
+    ax.barh(labels, [r["gaps"] - r["overdue"] for r in rows][::-1], color="#4c78a8", label="within SLA")
+    ax.barh(labels, [r["overdue"] for r in rows][::-1],
+            left=[r["gaps"] - r["overdue"] for r in rows][::-1], color="#e45756", label="overdue")
+    ax.set_xlabel("gaps")
+    ax.legend(loc="lower right", frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.tight_layout()
+    buffer = io.StringIO()
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    plt.close(fig)
+    svg = buffer.getvalue()
+    return svg[svg.index("<svg"):]
+
+
+def render_html(data: dict[str, Any]) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return env.get_template("report.html.j2").render(d=data, chart=_chart_svg(data))
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        if not rows:
+            return
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: neutralize(_csv_value(v)) for k, v in row.items()})
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_reports(
+    conn_or_path: duckdb.DuckDBPyConnection | str, out_root: Path, as_of: date | None
+) -> list[Path]:
+    """Write the report files for `as_of` into out_root/<as_of>/ and return their paths."""
+    if isinstance(conn_or_path, str):
+        from pipelines.resources import connect_warehouse
+
+        conn = connect_warehouse(conn_or_path, read_only=True)
+        try:
+            return write_reports(conn, out_root, as_of)
+        finally:
+            conn.close()
+    conn = conn_or_path
+    as_of = report_as_of(conn, as_of)
+    data = report_data(conn, as_of)
+    out_dir = Path(out_root) / as_of.isoformat()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    html_path = out_dir / "compliance-report.html"
+    written = [html_path]
+    if data["has"]["marts.compliance_gaps"]:
+        gaps_path = out_dir / "compliance_gaps.csv"
+        _write_csv(gaps_path, _rows(conn, "SELECT * FROM marts.compliance_gaps ORDER BY gap_id"))
+        written.append(gaps_path)
+    # The manifest hash is printed in the report, so write the data files first, the report last.
+    data["data_files"] = [{"name": p.name, "sha256": sha256_file(p)} for p in written[1:]]
+    html = render_html(data)
+    html_path.write_text(html, encoding="utf-8")
+    pdf_path = out_dir / "compliance-report.pdf"
+    _write_pdf(html, pdf_path)
+    written.append(pdf_path)
+    manifest_path = out_dir / "manifest.json"
+    manifest = {
+        "as_of": as_of.isoformat(),
+        "code_version": pipelines.__version__,
+        "files": {p.name: sha256_file(p) for p in sorted(written)},
+        "row_counts": {t["name"]: t["rows"] for t in data["tables"]},
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return [*written, manifest_path]
+
+
+def _write_pdf(html: str, path: Path) -> None:
+    import weasyprint
+
+    weasyprint.HTML(string=html, base_url=str(TEMPLATES)).write_pdf(str(path))

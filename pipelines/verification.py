@@ -1,0 +1,46 @@
+"""`patchledger verify`: re-check an evidence pack's manifest and the ledger's hash chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipelines.reporting import sha256_file
+
+
+def verify_manifest(directory: Path) -> list[str]:
+    """Every file listed in manifest.json exists with the recorded SHA-256; nothing unlisted."""
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.exists():
+        return [f"{manifest_path}: no manifest"]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (ValueError, KeyError) as exc:
+        return [f"{manifest_path}: unreadable manifest ({exc})"]
+    problems = []
+    for name, expected in sorted(files.items()):
+        path = directory / name
+        if not path.exists():
+            problems.append(f"{path}: listed in the manifest but missing")
+        elif sha256_file(path) != expected:
+            problems.append(f"{path}: SHA-256 differs from the manifest (the file was changed)")
+    listed = set(files) | {"manifest.json"}
+    for path in sorted(directory.iterdir()):
+        if path.is_file() and path.name not in listed:
+            problems.append(f"{path}: not listed in the manifest")
+    return problems
+
+
+def verify_all(directory: Path, warehouse: Path) -> list[str]:
+    problems = verify_manifest(directory)
+    if warehouse.exists():
+        from pipelines.ledger import verify_ledger
+        from pipelines.resources import connect_warehouse
+
+        conn = connect_warehouse(str(warehouse), read_only=True)
+        try:
+            problems += [f"ledger: {p}" for p in verify_ledger(conn)]
+        finally:
+            conn.close()
+    return problems
