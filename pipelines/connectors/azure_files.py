@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -69,6 +70,13 @@ def json_top_level(path: Path) -> str:
     if not head or head[:1] not in (b"[", b"{"):
         raise SourceFileError(f"{path.name}: not a JSON array or object")
     return head[:1].decode()
+
+
+def execute(
+    conn: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> duckdb.DuckDBPyConnection:
+    """Run `sql` binding only the named parameters it uses (DuckDB rejects unused ones)."""
+    return conn.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql} or None)
 
 
 def create_table(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:

@@ -251,7 +251,12 @@ def read_register(path: Path, register: Register) -> tuple[pd.DataFrame, str]:
         raise RegisterValidationError(
             [RegisterProblem(register.file, None, None, f"not UTF-8 ({exc.reason} at byte {exc.start})")]
         ) from exc
-    records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    try:
+        records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
+    except csv.Error as exc:
+        raise RegisterValidationError(
+            [RegisterProblem(register.file, None, None, f"not valid CSV: {exc}")]
+        ) from exc
     header = [h.strip() for h in records[0]] if records else []
     _check_header(register, header)
     width = len(header)

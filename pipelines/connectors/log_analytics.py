@@ -1,0 +1,308 @@
+"""Offline loader for the Log Analytics tables Update, UpdateSummary and UpdateRunProgress.
+
+Three export forms are accepted (data-sources.md section 4.0), told apart by the file:
+- portal CSV (`*.csv`): headers may carry a " [UTC]" suffix, datetimes in the portal's US
+  12-hour display form (`5/25/2023, 4:32:49.469 AM`), optional UTF-8 BOM;
+- `az monitor log-analytics query -o json` (`*.json`, a JSON array of objects, values strings);
+- the query API body (`*.json`, `{"tables": [{"columns": [...], "rows": [[...]]}]}`).
+
+Every form is first read by DuckDB as text columns named as in Log Analytics, then cast to the
+documented type in SQL; a value that does not parse fails naming the file, row and field.
+Columns outside the documented list are not kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import duckdb
+
+from pipelines.connectors.azure_files import (
+    MAX_OBJECT_BYTES,
+    SourceFileError,
+    create_table,
+    execute,
+    json_top_level,
+    relative_name,
+    sha256_file,
+)
+
+_IDENTITY = {
+    "Computer": "string",
+    "ComputerEnvironment": "string",
+    "SourceComputerId": "string",
+    "VMUUID": "string",
+    "ResourceId": "string",
+    "_ResourceId": "string",
+    "SubscriptionId": "string",
+    "ResourceGroup": "string",
+    "ResourceProvider": "string",
+    "Resource": "string",
+    "ResourceType": "string",
+    "ManagementGroupName": "string",
+}
+
+# Column name -> Log Analytics type, per the table references (data-sources.md 4.1-4.3).
+UPDATE_COLUMNS = {
+    "TimeGenerated": "datetime",
+    **_IDENTITY,
+    "OSType": "string",
+    "OSName": "string",
+    "OSVersion": "string",
+    "OSFullName": "string",
+    "UpdateID": "string",
+    "RevisionNumber": "string",
+    "Title": "string",
+    "KBID": "string",
+    "Classification": "string",
+    "MSRCSeverity": "string",
+    "MSRCBulletinID": "string",
+    "BulletinID": "string",
+    "BulletinUrl": "string",
+    "CVENumbers": "string",
+    "PublishedDate": "datetime",
+    "UpdateState": "string",
+    "Approved": "bool",
+    "ApprovalSource": "string",
+    "Optional": "bool",
+    "RebootBehavior": "string",
+    "InstallTimeAvailable": "bool",
+    "InstallTimePredictionSeconds": "real",
+    "InstallTimeDeviationRangeSeconds": "real",
+    "Product": "string",
+    "ProductVersion": "string",
+    "ProductArch": "string",
+    "PackageRepository": "string",
+    "PackageSeverity": "string",
+    "SourceSystem": "string",
+    "Type": "string",
+}
+
+UPDATE_SUMMARY_COLUMNS = {
+    "TimeGenerated": "datetime",
+    **_IDENTITY,
+    "OsVersion": "string",
+    "CriticalUpdatesMissing": "int",
+    "SecurityUpdatesMissing": "int",
+    "OtherUpdatesMissing": "int",
+    "TotalUpdatesMissing": "int",
+    "OldestMissingSecurityUpdateInDays": "int",
+    "OldestMissingSecurityUpdateBucket": "string",
+    "RestartPending": "bool",
+    "WindowsUpdateSetting": "string",
+    "WindowsUpdateAgentVersion": "string",
+    "WSUSServer": "string",
+    "NETRuntimeVersion": "string",
+    "SourceSystem": "string",
+    "Type": "string",
+}
+
+UPDATE_RUN_PROGRESS_COLUMNS = {
+    "TimeGenerated": "datetime",
+    "StartTime": "datetime",
+    "EndTime": "datetime",
+    "UpdateRunName": "string",
+    "CorrelationId": "string",
+    **_IDENTITY,
+    "OSType": "string",
+    "KBID": "string",
+    "Title": "string",
+    "Product": "string",
+    "UpdateId": "string",
+    "InstallationStatus": "string",
+    "ErrorResult": "string",
+    "SucceededOnRetry": "bool",
+    "SourceSystem": "string",
+    "Type": "string",
+}
+
+# Log Analytics table -> (columns, columns a file must have).
+TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "Update": (UPDATE_COLUMNS, ("TimeGenerated", "Computer", "UpdateState")),
+    "UpdateSummary": (UPDATE_SUMMARY_COLUMNS, ("TimeGenerated", "Computer")),
+    "UpdateRunProgress": (
+        UPDATE_RUN_PROGRESS_COLUMNS,
+        ("TimeGenerated", "Computer", "InstallationStatus"),
+    ),
+}
+
+_DUCKDB_TYPES = {
+    "datetime": "TIMESTAMPTZ",
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "int": "BIGINT",
+    "real": "DOUBLE",
+}
+
+# The portal's display format, with and without milliseconds.
+PORTAL_DATETIME_FORMATS = ["%m/%d/%Y, %I:%M:%S.%g %p", "%m/%d/%Y, %I:%M:%S %p"]
+
+_UTC_SUFFIX = re.compile(r"\s*\[UTC\]\s*$", re.IGNORECASE)
+
+
+def la_files(estate_dir: Path, la_table: str) -> list[Path]:
+    """Files of one table: the name starts with the table name and the next character is not a
+    letter, so `Update*` does not pick up `UpdateSummary*`."""
+    pattern = re.compile(rf"^{la_table}(?![A-Za-z]).*\.(csv|json)$", re.IGNORECASE)
+    folder = estate_dir / "log_analytics"
+    return sorted(p for p in folder.glob("*") if p.is_file() and pattern.match(p.name))
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _typed(column: str, la_type: str) -> str:
+    """SQL turning the text column into its documented type (NULL when it does not parse)."""
+    v = f"nullif(trim({_quote(column)}), '')"
+    if la_type == "datetime":
+        return (
+            f"coalesce(try_cast({v} AS TIMESTAMPTZ), "
+            f"timezone('UTC', try_strptime({v}, $datetime_formats)))"
+        )
+    if la_type == "bool":
+        return f"CASE lower({v}) WHEN 'true' THEN true WHEN '1' THEN true WHEN 'false' THEN false WHEN '0' THEN false END"
+    if la_type == "int":
+        return f"try_cast(try_cast({v} AS DOUBLE) AS BIGINT)"
+    if la_type == "real":
+        return f"try_cast({v} AS DOUBLE)"
+    return _quote(column)
+
+
+def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, str]) -> tuple[str, list[str]]:
+    """A SELECT giving the file's rows as text columns named as in Log Analytics (parameter
+    $path), and the names of the documented columns the file has."""
+    if path.suffix.lower() == ".csv":
+        reader = (
+            "read_csv($path, header = true, all_varchar = true, delim = ',', quote = '\"', "
+            "escape = '\"', strict_mode = true)"
+        )
+        described = conn.execute(f"SELECT * FROM {reader} LIMIT 0", {"path": str(path)})
+        header_names = [d[0] for d in described.description]
+        present = {}
+        for header in header_names:
+            name = _UTC_SUFFIX.sub("", header)
+            if name in columns and name not in present:
+                present[name] = header
+        select = ", ".join(f"{_quote(h)} AS {_quote(n)}" for n, h in present.items())
+        return f"SELECT {select or 'NULL AS _none'} FROM {reader}", list(present)
+    if json_top_level(path) == "[":
+        literal = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in columns) + "}"
+        reader = f"read_json($path, format = 'array', columns = {literal})"
+        # Only keys that occur in the file count as present (az prints every projected column).
+        keys = conn.execute(
+            "SELECT DISTINCT unnest(json_keys(json)) FROM read_json_objects($path, "
+            f"format = 'array', maximum_object_size = {MAX_OBJECT_BYTES})",
+            {"path": str(path)},
+        ).fetchall()
+        present = [n for n in columns if n in {k[0] for k in keys}]
+        select = ", ".join(_quote(n) for n in present)
+        return f"SELECT {select or 'NULL AS _none'} FROM {reader}", present
+    body = (
+        "read_json($path, columns = {'tables': 'STRUCT(name VARCHAR, columns STRUCT(name VARCHAR, "
+        f"type VARCHAR)[], rows JSON[][])[]'}}, maximum_object_size = {MAX_OBJECT_BYTES})"
+    )
+    tables = conn.execute(
+        f"SELECT list_transform(tables, t -> list_transform(t.columns, c -> c.name)) FROM {body}",
+        {"path": str(path)},
+    ).fetchone()
+    if not tables or not tables[0]:
+        raise SourceFileError(f"{path.name}: no 'tables' in the query API body")
+    # The query API returns one PrimaryResult table; several are unioned by column name.
+    parts = []
+    present_all: list[str] = []
+    for index, names in enumerate(tables[0], start=1):
+        positions = {n: i for i, n in enumerate(names or [], start=1) if n in columns}
+        present_all += [n for n in positions if n not in present_all]
+        parts.append((index, positions))
+    selects = []
+    for index, positions in parts:
+        cols = ", ".join(
+            f"json_extract_string(r[{positions[n]}], '$') AS {_quote(n)}"
+            if n in positions
+            else f"NULL::VARCHAR AS {_quote(n)}"
+            for n in present_all
+        )
+        selects.append(
+            f"SELECT {cols or 'NULL AS _none'} FROM (SELECT unnest(tables[{index}].rows) AS r FROM {body})"
+        )
+    return " UNION ALL BY NAME ".join(selects), present_all
+
+
+def load_log_analytics(
+    conn: duckdb.DuckDBPyConnection,
+    estate_dir: Path,
+    la_table: str,
+    table: str,
+    ingest_run: str,
+    log: logging.Logger | None = None,
+) -> int:
+    """Replace `table` with the rows of every export of `la_table` in `log_analytics/`."""
+    columns, required = TABLES[la_table]
+    create_table(conn, table, {n: _DUCKDB_TYPES[t] for n, t in columns.items()})
+    files = la_files(estate_dir, la_table)
+    if not files:
+        if log is not None:
+            log.warning(f"Log Analytics {la_table}: no export under log_analytics/; the table is empty")
+        return 0
+    total = 0
+    for path in files:
+        total += _load_file(conn, path, estate_dir, columns, required, table, ingest_run)
+    return total
+
+
+def _load_file(
+    conn: duckdb.DuckDBPyConnection,
+    path: Path,
+    base: Path,
+    columns: dict[str, str],
+    required: tuple[str, ...],
+    table: str,
+    ingest_run: str,
+) -> int:
+    name = relative_name(path, base)
+    try:
+        source, present = _text_source(conn, path, columns)
+        missing = [c for c in required if c not in present]
+        if missing:
+            raise SourceFileError(f"{name}: missing column(s) {', '.join(missing)}")
+        # Row numbers in file order (1 = first data row) for error messages.
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
+            {"path": str(path)},
+        )
+    except duckdb.Error as exc:
+        raise SourceFileError(f"{name}: cannot be read: {exc}") from exc
+    try:
+        params = {"datetime_formats": PORTAL_DATETIME_FORMATS}
+        typed = [c for c in present if columns[c] != "string"]
+        if typed:
+            firsts = ", ".join(
+                f"min(_row) FILTER (WHERE nullif(trim({_quote(c)}), '') IS NOT NULL "
+                f"AND {_typed(c, columns[c])} IS NULL)"
+                for c in typed
+            )
+            bad_rows = execute(conn, f"SELECT {firsts} FROM _la_text", params).fetchone()
+            for column, row in zip(typed, bad_rows, strict=True):
+                if row is not None:
+                    value = conn.execute(
+                        f"SELECT {_quote(column)} FROM _la_text WHERE _row = ?", [row]
+                    ).fetchone()[0]
+                    raise SourceFileError(
+                        f"{name}: row {row}, field {column}: {value!r} is not a valid "
+                        f"{columns[column]}"
+                    )
+        select = ", ".join(
+            f"{_typed(c, t)}::{_DUCKDB_TYPES[t]}" if c in present else f"NULL::{_DUCKDB_TYPES[t]}"
+            for c, t in columns.items()
+        )
+        execute(
+            conn,
+            f"INSERT INTO {table} SELECT {select}, $source_file, $sha, $run FROM _la_text ORDER BY _row",
+            {**params, "source_file": name, "sha": sha256_file(path), "run": ingest_run},
+        )
+        return conn.execute("SELECT count(*) FROM _la_text").fetchone()[0]
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _la_text")

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real samples beside the repository, and a small demo warehouse."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO.parent / "shared" / "samples"
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The real source samples; tests that need them skip where the folder is absent."""
+    if not SAMPLES.is_dir():
+        pytest.skip("shared samples are not beside the repository")
+    return SAMPLES
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """A small generated estate, materialized end to end through the code location.
+
+    Returns (estate, warehouse, reports, result). Environment variables point the code
+    location's resources at the temporary folders, as `patchledger run` does.
+    """
+    import dagster as dg
+
+    from pipelines.demo.generator import generate_estate
+
+    root = tmp_path_factory.mktemp("demo")
+    estate, warehouse, reports = root / "estate", root / "warehouse.duckdb", root / "reports"
+    generate_estate(estate, vms=60, days=30, seed=11)
+    saved = {k: os.environ.get(k) for k in ("PATCHLEDGER_ESTATE", "PATCHLEDGER_WAREHOUSE",
+                                             "PATCHLEDGER_REPORTS", "PATCHLEDGER_AS_OF",
+                                             "PATCHLEDGER_SOURCE")}
+    os.environ.update({"PATCHLEDGER_ESTATE": str(estate), "PATCHLEDGER_WAREHOUSE": str(warehouse),
+                       "PATCHLEDGER_REPORTS": str(reports), "PATCHLEDGER_SOURCE": "files"})
+    os.environ.pop("PATCHLEDGER_AS_OF", None)
+    try:
+        from pipelines.definitions import defs
+
+        job = defs().resolve_job_def("full_refresh")
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return estate, warehouse, reports, result
