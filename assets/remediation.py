@@ -1,0 +1,64 @@
+"""Stage 6: the remediation schedule."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.common import STAGE6_MONITORING, key, warehouse_asset
+from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.scheduling import SCHEDULE_COLUMNS, build_schedule
+from pipelines.warehouse import build_table, replace_table, table_metadata, transaction
+
+GAPS_SQL = """
+    SELECT g.gap_id, g.vm_id, g.patch_key, g.kb, g.gap_type, g.title, g.priority, g.sla_due,
+           a.deploy_order, coalesce(a.impact_dependencies, []::VARCHAR[]) AS dependencies
+    FROM marts.compliance_gaps AS g
+    LEFT JOIN (
+        SELECT patch_key, min(deploy_order) AS deploy_order,
+               flatten(list(impact_dependencies)) AS impact_dependencies
+        FROM marts.authorization_status WHERE status = 'authorized' GROUP BY patch_key
+    ) AS a USING (patch_key)
+    WHERE g.gap_type IN ('authorized_missing', 'failed_reapply', 'pending_reboot')
+    ORDER BY g.gap_id
+"""
+
+
+@warehouse_asset(
+    key=key("marts.remediation_schedule"),
+    group_name=STAGE6_MONITORING,
+    kinds={"duckdb", "python"},
+    deps=[
+        key("marts.compliance_gaps"),
+        key("marts.vm_inventory"),
+        key("marts.authorization_status"),
+        key("staging.maintenance_windows"),
+        key("staging.blackout_dates"),
+    ],
+)
+def remediation_schedule(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """What to install, reinstall or reboot, where, when and in what order: each actionable gap
+    in an occurrence of its machine's maintenance window, rings and deadlines respected, with
+    the reason for its placement; gaps that cannot meet their due date are marked."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        as_of = conn.execute("SELECT max(as_of) FROM marts.compliance_gaps").fetchone()[0]
+        gaps = conn.execute(GAPS_SQL).df()
+        machines = conn.execute(
+            "SELECT vm_id, name, role, environment, criticality, maintenance_window "
+            "FROM marts.vm_inventory ORDER BY vm_id"
+        ).df()
+        windows = conn.execute("SELECT * FROM staging.maintenance_windows ORDER BY window_id").df()
+        blackouts = conn.execute("SELECT * FROM staging.blackout_dates ORDER BY blackout_id").df()
+        placements = (
+            build_schedule(gaps, machines, windows, blackouts, as_of)
+            if as_of is not None
+            else gaps.iloc[0:0].reindex(columns=SCHEDULE_COLUMNS)
+        )
+        replace_table(conn, "staging.remediation_placements", placements)
+        build_table(conn, "marts.remediation_schedule", params={"as_of": as_of})
+        status = dict(conn.execute(
+            "SELECT status, count(*) FROM marts.remediation_schedule GROUP BY ALL ORDER BY ALL"
+        ).fetchall())
+        metadata = table_metadata(conn, "marts.remediation_schedule")
+    return dg.MaterializeResult(metadata={**metadata, "by_status": dg.MetadataValue.json(status)})
