@@ -1,7 +1,5 @@
 """Stage 6: the SLA policy and the authorized-versus-installed gaps."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg

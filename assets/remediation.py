@@ -1,7 +1,5 @@
 """Stage 6: the remediation schedule."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset

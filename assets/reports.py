@@ -1,7 +1,5 @@
 """The evidence pack: the compliance report read from the marts."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """Stage 4: where the update servers should be, and where they are."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets.common import STAGE4_UPDATE_SERVERS, key, warehouse_asset
