@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 import json
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 
@@ -193,22 +193,87 @@ def render_html(data: dict[str, Any]) -> str:
     return env.get_template("report.html.j2").render(d=data, chart=_chart_svg(data))
 
 
-def _write_csv(path: Path, rows: list[dict]) -> None:
+# Each population an auditor may sample: (table, stable id column). Written sorted by the id.
+POPULATIONS = {
+    "gaps": ("marts.compliance_gaps", "gap_id"),
+    "remediation_schedule": ("marts.remediation_schedule", "gap_id"),
+    "authorization_events": ("marts.authorization_events", "authorization_event_id"),
+    "authorization_findings": ("marts.authorization_findings", "finding_id"),
+    "install_findings": ("marts.authorization_install_findings", "finding_id"),
+    "exceptions": ("staging.exceptions", "exception_id"),
+    "patch_lifecycle": ("marts.patch_lifecycle", "patch_key"),
+    "machines": ("marts.vm_inventory", "vm_id"),
+}
+# Zip entries get this timestamp so that the workbook's bytes depend on its content only.
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def population_rows(conn: duckdb.DuckDBPyConnection, name: str) -> list[dict]:
+    table, id_column = POPULATIONS[name]
+    return _rows(conn, f"SELECT * FROM {table} ORDER BY {id_column}, ALL")  # names from POPULATIONS
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        if not rows:
-            return
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: neutralize(_csv_value(v)) for k, v in row.items()})
+            writer.writerow({k: neutralize(_text(v)) for k, v in row.items()})
 
 
-def _csv_value(value: Any) -> Any:
+def _text(value: Any) -> Any:
     if isinstance(value, list):
         return ";".join(str(v) for v in value)
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return value
+
+
+def _cell(value: Any) -> Any:
+    """A typed spreadsheet cell: numbers, dates and booleans stay typed; text is neutralized."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, (list, dict)):
+        return neutralize(json.dumps(value, default=str) if isinstance(value, dict) else ";".join(map(str, value)))
+    if hasattr(value, "as_tuple"):  # Decimal
+        return float(value)
+    return neutralize(value)
+
+
+def _write_workbook(path: Path, populations: dict[str, tuple[list[str], list[dict]]], as_of: date) -> None:
+    import zipfile
+    from datetime import datetime
+
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+
+    workbook = Workbook()
+    workbook.remove(workbook.active)
+    stamp = datetime(as_of.year, as_of.month, as_of.day)
+    workbook.properties.created = workbook.properties.modified = stamp
+    workbook.properties.creator = "PatchLedger"
+    for name, (columns, rows) in populations.items():
+        sheet = workbook.create_sheet(title=name[:31])
+        sheet.append(columns)
+        for row in rows:
+            sheet.append([_cell(row[c]) for c in columns])
+        sheet.freeze_panes = "A2"
+        for index, column in enumerate(columns, start=1):
+            sheet.column_dimensions[get_column_letter(index)].width = min(45, max(10, len(column) + 2))
+            for cell in sheet[get_column_letter(index)][1:]:
+                if hasattr(cell.value, "year"):
+                    cell.number_format = "yyyy-mm-dd hh:mm:ss"
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    # Rewrite the zip with fixed entry times: openpyxl stamps the wall clock into every entry.
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
+            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            target.writestr(entry, source.read(info.filename))
 
 
 def sha256_file(path: Path) -> str:
@@ -218,7 +283,7 @@ def sha256_file(path: Path) -> str:
 def write_reports(
     conn_or_path: duckdb.DuckDBPyConnection | str, out_root: Path, as_of: date | None
 ) -> list[Path]:
-    """Write the report files for `as_of` into out_root/<as_of>/ and return their paths."""
+    """Write the evidence pack for `as_of` into out_root/<as_of>/ and return its files."""
     if isinstance(conn_or_path, str):
         from pipelines.resources import connect_warehouse
 
@@ -231,26 +296,41 @@ def write_reports(
     as_of = report_as_of(conn, as_of)
     data = report_data(conn, as_of)
     out_dir = Path(out_root) / as_of.isoformat()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    html_path = out_dir / "compliance-report.html"
-    written = [html_path]
-    if data["has"]["marts.compliance_gaps"]:
-        gaps_path = out_dir / "compliance_gaps.csv"
-        _write_csv(gaps_path, _rows(conn, "SELECT * FROM marts.compliance_gaps ORDER BY gap_id"))
-        written.append(gaps_path)
-    # The manifest hash is printed in the report, so write the data files first, the report last.
-    data["data_files"] = [{"name": p.name, "sha256": sha256_file(p)} for p in written[1:]]
+    (out_dir / "populations").mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    populations = {}
+    for name, (table, _) in POPULATIONS.items():
+        if not table_exists(conn, table):
+            continue
+        columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+        rows = population_rows(conn, name)
+        populations[name] = (columns, rows)
+        path = out_dir / "populations" / f"{name}.csv"
+        _write_csv(path, rows, columns)
+        written.append(path)
+    workbook = out_dir / "populations.xlsx"
+    _write_workbook(workbook, populations, as_of)
+    written.append(workbook)
+    # The report prints the hashes of the population files, so they are written first.
+    data["data_files"] = [
+        {"name": str(p.relative_to(out_dir)), "sha256": sha256_file(p), "rows": len(populations.get(p.stem, ((), ()))[1])}
+        for p in written
+    ]
     html = render_html(data)
+    html_path = out_dir / "compliance-report.html"
     html_path.write_text(html, encoding="utf-8")
     pdf_path = out_dir / "compliance-report.pdf"
     _write_pdf(html, pdf_path)
-    written.append(pdf_path)
+    written += [html_path, pdf_path]
     manifest_path = out_dir / "manifest.json"
     manifest = {
+        "report_id": f"PL-{as_of.isoformat()}",
         "as_of": as_of.isoformat(),
         "code_version": pipelines.__version__,
-        "files": {p.name: sha256_file(p) for p in sorted(written)},
-        "row_counts": {t["name"]: t["rows"] for t in data["tables"]},
+        "policy_version": (data.get("criteria") or [{}])[0].get("policy_version"),
+        "files": {str(p.relative_to(out_dir)): sha256_file(p) for p in sorted(written)},
+        "population_rows": {name: len(rows) for name, (_, rows) in populations.items()},
+        "table_rows": {t["name"]: t["rows"] for t in data["tables"]},
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return [*written, manifest_path]

@@ -26,8 +26,8 @@ def verify_manifest(directory: Path) -> list[str]:
         elif sha256_file(path) != expected:
             problems.append(f"{path}: SHA-256 differs from the manifest (the file was changed)")
     listed = set(files) | {"manifest.json"}
-    for path in sorted(directory.iterdir()):
-        if path.is_file() and path.name not in listed:
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and str(path.relative_to(directory)) not in listed:
             problems.append(f"{path}: not listed in the manifest")
     return problems
 
