@@ -205,6 +205,24 @@ def sample(
         console.print(f"{len(rows)} rows of {population} (seed {seed}) written to {out}")
 
 
+@app.command("schema-doc")
+def schema_doc(
+    out: Annotated[Path, typer.Option(help="Markdown file to write.")] = Path("docs/warehouse.md"),
+    warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
+) -> None:
+    """Write the table and column reference of the warehouse from its comments."""
+    from pipelines.resources import connect_warehouse
+    from pipelines.schema_doc import schema_markdown
+
+    _set_env("PATCHLEDGER_WAREHOUSE", warehouse)
+    conn = connect_warehouse(str(settings.warehouse_path()), read_only=True)
+    try:
+        out.write_text(schema_markdown(conn), encoding="utf-8")
+    finally:
+        conn.close()
+    console.print(f"wrote {out}")
+
+
 @app.command()
 def demo(
     vms: Annotated[int, typer.Option(min=1, help="Number of Azure VMs in the demo estate.")] = 200,
