@@ -113,7 +113,7 @@ def replace_table(conn: duckdb.DuckDBPyConnection, table: str, data: Any) -> int
 
 
 def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
-    return conn.execute(f"SELECT count(*) FROM {_checked(table)}").fetchone()[0]
+    return conn.execute(f"SELECT count(*) FROM {_checked(table)}").fetchall()[0][0]
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -122,7 +122,7 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
         conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
             [schema, name],
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     )
 
 
@@ -160,7 +160,7 @@ def resolve_as_of(conn: duckdb.DuckDBPyConnection, configured: date | None) -> d
     if table_exists(conn, "staging.patch_observations"):
         newest = conn.execute(
             "SELECT max(observed_at)::DATE FROM staging.patch_observations"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         if newest is not None:
             return newest
     return datetime.now(UTC).date()
