@@ -1,0 +1,110 @@
+-- @table The patch catalog from the vendor bulletins: one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
+-- @column patch_key: The patch: KB digits for a Windows update, <package>_<version> for a Linux package, <product>_<version> for other non-KB fixes. Unique, never NULL.
+-- @column kb: KB digits, NULL for non-KB fixes.
+-- @column title: Descriptive title: "<release month> <subtype> for <product> (KB...)" for KBs, "<package or product> <build>" otherwise.
+-- @column classification: Normalized classification: Security for every MSRC vendor fix.
+-- @column sub_types: MSRC remediation subtypes (Security Update, Monthly Rollup, Security Only, ...).
+-- @column max_severity: Highest MSRC severity over its CVEs and products (Critical, Important, Moderate, Low, None; NULL when MSRC gives none).
+-- @column max_cvss: Highest CVSS base score over its CVEs and products.
+-- @column released_at: Release of the patch: initial release of the earliest MSRC document listing it (NULL for Mariner pseudo-months).
+-- @column release_month: Release month of that document.
+-- @column restart_required: Yes if any product needs a restart, else Maybe, else No; NULL when not stated.
+-- @column exploited: MSRC reports any of its CVEs exploited.
+-- @column publicly_disclosed: MSRC reports any of its CVEs publicly disclosed.
+-- @column in_kev: Any of its CVEs is in CISA KEV as of the evaluation date.
+-- @column kev_due_date: Earliest KEV due date among its CVEs.
+-- @column max_epss: Highest EPSS probability among its CVEs.
+-- @column cve_count: Number of distinct CVEs it fixes.
+-- @column cves: The CVEs it fixes.
+-- @column product_ids: MSRC product ids it applies to.
+-- @column products: Product names it applies to.
+-- @column fixed_builds: Fixed builds it brings (see marts.patch_fixed_builds for the per-product rule).
+-- @column supersedes: KB digits it supersedes directly.
+-- @column superseded_by: KB digits of the patches that supersede it directly.
+-- @column fix_lineage_id: Root KB of its supersedence lineage (marts.patch_fix_lineage); NULL for non-KB fixes.
+-- @column document_ids: MSRC documents that list it.
+-- @column remediation_url: Download or release-notes URL.
+WITH
+fixes AS (
+    SELECT * FROM staging.msrc_fixes WHERE patch_key IS NOT NULL
+),
+cves AS (
+    SELECT patch_key, bool_or(in_kev) AS in_kev, min(kev_due_date) AS kev_due_date, max(epss) AS max_epss
+    FROM marts.patch_cves
+    GROUP BY patch_key
+),
+superseded_by AS (
+    SELECT superseded_kb AS kb, list(DISTINCT kb ORDER BY kb) AS superseded_by
+    FROM marts.patch_supersedence
+    GROUP BY superseded_kb
+),
+per_patch AS (
+    SELECT
+        patch_key,
+        any_value(kb) AS kb,
+        list(DISTINCT sub_type ORDER BY sub_type) FILTER (WHERE sub_type IS NOT NULL) AS sub_types,
+        arg_max(severity, severity_rank) FILTER (WHERE severity_rank IS NOT NULL) AS max_severity,
+        max(cvss_base) AS max_cvss,
+        min(released_at) AS released_at,
+        min(release_month) AS release_month,
+        CASE
+            WHEN bool_or(lower(restart_required) = 'yes') THEN 'Yes'
+            WHEN bool_or(lower(restart_required) = 'maybe') THEN 'Maybe'
+            WHEN bool_or(lower(restart_required) = 'no') THEN 'No'
+        END AS restart_required,
+        coalesce(bool_or(exploited), false) AS exploited,
+        coalesce(bool_or(publicly_disclosed), false) AS publicly_disclosed,
+        count(DISTINCT cve) AS cve_count,
+        list(DISTINCT cve ORDER BY cve) AS cves,
+        list(DISTINCT product_id ORDER BY product_id) AS product_ids,
+        list(DISTINCT product ORDER BY product) FILTER (WHERE product IS NOT NULL) AS products,
+        min(product) AS first_product,
+        count(DISTINCT product) AS product_count,
+        list(DISTINCT fixed_build ORDER BY fixed_build) FILTER (WHERE nullif(fixed_build, '-') IS NOT NULL) AS fixed_builds,
+        min(fix_version) AS first_fix_version,
+        min(package) AS package,
+        min(sub_type) AS first_sub_type,
+        list(DISTINCT document_id ORDER BY document_id) AS document_ids,
+        min(remediation_url) AS remediation_url,
+        flatten(list(supersedes)) AS all_supersedes
+    FROM fixes
+    GROUP BY patch_key
+)
+SELECT
+    p.patch_key,
+    p.kb,
+    CASE
+        WHEN p.kb IS NOT NULL THEN
+            concat_ws(' ', strftime(p.release_month, '%Y-%m'), coalesce(p.first_sub_type, 'Security Update'),
+                      'for', p.first_product,
+                      CASE WHEN p.product_count > 1 THEN format('and {} more', p.product_count - 1) END,
+                      '(KB' || p.kb || ')')
+        ELSE concat_ws(' ', coalesce(p.package, p.first_product), p.first_fix_version)
+    END AS title,
+    'Security' AS classification,
+    p.sub_types,
+    p.max_severity,
+    p.max_cvss,
+    p.released_at,
+    p.release_month,
+    p.restart_required,
+    p.exploited,
+    p.publicly_disclosed,
+    coalesce(c.in_kev, false) AS in_kev,
+    c.kev_due_date,
+    c.max_epss,
+    p.cve_count,
+    p.cves,
+    p.product_ids,
+    p.products,
+    p.fixed_builds,
+    list_sort(list_distinct(p.all_supersedes)) AS supersedes,
+    coalesce(s.superseded_by, []::VARCHAR[]) AS superseded_by,
+    l.lineage_id AS fix_lineage_id,
+    p.document_ids,
+    p.remediation_url
+FROM per_patch AS p
+LEFT JOIN cves AS c USING (patch_key)
+LEFT JOIN superseded_by AS s ON s.kb = p.kb
+LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = p.kb
+ORDER BY p.patch_key

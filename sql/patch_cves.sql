@@ -1,0 +1,89 @@
+-- @table The CVEs each patch fixes, per product (patch x CVE x product), with MSRC severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
+-- @column patch_key: The patch (KB digits or <package>_<version>).
+-- @column kb: KB digits, NULL for non-KB fixes.
+-- @column cve: CVE id, upper case.
+-- @column product_id: MSRC product id.
+-- @column product: Product name.
+-- @column document_id: MSRC document that lists the fix.
+-- @column severity: MSRC severity for this product (Critical, Important, Moderate, Low, None or NULL).
+-- @column impact: MSRC impact for this product.
+-- @column cvss_base: CVSS base score for this product.
+-- @column cvss_vector: CVSS vector for this product.
+-- @column exploited: MSRC reports the CVE exploited.
+-- @column publicly_disclosed: MSRC reports the CVE publicly disclosed.
+-- @column in_kev: The CVE is in the CISA KEV catalog as of the evaluation date.
+-- @column kev_date_added: Date CISA added the CVE to KEV.
+-- @column kev_due_date: CISA remediation due date.
+-- @column kev_ransomware: CISA knownRansomwareCampaignUse (Known or Unknown).
+-- @column kev_catalog_version: KEV catalog snapshot used.
+-- @column epss: EPSS probability of exploitation in the next 30 days (0-1).
+-- @column epss_percentile: EPSS percentile (0-1).
+-- @column epss_score_date: Date of the EPSS scores used.
+WITH
+fixes AS (
+    SELECT
+        patch_key, cve, product_id,
+        any_value(kb) AS kb,
+        any_value(product) AS product,
+        min(document_id) AS document_id,
+        arg_max(severity, coalesce(severity_rank, -1)) AS severity,
+        max(impact) AS impact,
+        max(cvss_base) AS cvss_base,
+        arg_max(cvss_vector, coalesce(cvss_base, -1)) AS cvss_vector,
+        bool_or(exploited) AS exploited,
+        bool_or(publicly_disclosed) AS publicly_disclosed
+    FROM staging.msrc_fixes
+    WHERE patch_key IS NOT NULL
+    GROUP BY patch_key, cve, product_id
+),
+kev_snapshot AS (
+    SELECT coalesce(
+        (SELECT max(date_released) FROM raw.kev_vulnerabilities WHERE CAST(date_released AS DATE) <= $as_of),
+        (SELECT min(date_released) FROM raw.kev_vulnerabilities)
+    ) AS date_released
+),
+kev AS (
+    SELECT k.cve, min(k.date_added) AS date_added, min(k.due_date) AS due_date,
+           max(k.known_ransomware_campaign_use) AS ransomware, max(k.catalog_version) AS catalog_version
+    FROM raw.kev_vulnerabilities AS k
+    JOIN kev_snapshot AS s ON s.date_released = k.date_released
+    WHERE k.date_added <= $as_of
+    GROUP BY k.cve
+),
+epss_snapshot AS (
+    SELECT coalesce(
+        (SELECT max(score_date) FROM raw.epss_scores WHERE score_date <= $as_of),
+        (SELECT min(score_date) FROM raw.epss_scores)
+    ) AS score_date
+),
+epss AS (
+    SELECT e.cve, max(e.epss) AS epss, max(e.percentile) AS percentile, any_value(e.score_date) AS score_date
+    FROM raw.epss_scores AS e
+    JOIN epss_snapshot AS s ON s.score_date = e.score_date
+    GROUP BY e.cve
+)
+SELECT
+    f.patch_key,
+    f.kb,
+    f.cve,
+    f.product_id,
+    f.product,
+    f.document_id,
+    f.severity,
+    f.impact,
+    f.cvss_base,
+    f.cvss_vector,
+    coalesce(f.exploited, false) AS exploited,
+    coalesce(f.publicly_disclosed, false) AS publicly_disclosed,
+    k.cve IS NOT NULL AS in_kev,
+    k.date_added AS kev_date_added,
+    k.due_date AS kev_due_date,
+    k.ransomware AS kev_ransomware,
+    k.catalog_version AS kev_catalog_version,
+    e.epss,
+    e.percentile AS epss_percentile,
+    e.score_date AS epss_score_date
+FROM fixes AS f
+LEFT JOIN kev AS k ON k.cve = f.cve
+LEFT JOIN epss AS e ON e.cve = f.cve
+ORDER BY f.patch_key, f.cve, f.product_id

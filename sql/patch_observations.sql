@@ -1,0 +1,351 @@
+-- @table One row per observation of one patch on one machine, from every source (contract: docs/architecture.md). Resource Graph and assessPatches list the patches missing at assessment time; installation results, Log Analytics Update and UpdateRunProgress give explicit states. An installed patch whose run still needs a reboot is installed_pending_reboot. A patch that a full assessment (Resource Graph, assessPatches) no longer lists after it was missing, failed, not selected or waiting for a reboot (per Azure Update Manager), with no other observation in between, is recorded as installed at that assessment with raw_state absent_from_assessment (reboot_completed when it was waiting for a reboot and the assessment reports no pending reboot). Identical copies (the same run in several daily files or exports) are kept once.
+-- @column vm_id: Canonical machine id: lower-case ARM id (Azure VM or Arc machine), or nonazure/<computer>.
+-- @column patch_key: KB digits, or <package>_<version>.
+-- @column kb: KB digits or NULL.
+-- @column patch_name: Title as the source gives it.
+-- @column classification: Normalized: Critical, Security, UpdateRollup, FeaturePack, ServicePack, Definition, Tools, Updates, Other (the most severe when a patch has several); NULL when the source gives none.
+-- @column msrc_severity: Critical, Important, Moderate, Low or NULL.
+-- @column raw_state: The source's own state word (Available, Installed, Failed, Pending, NotSelected, Excluded, Needed, Not needed, SucceededOnRetry, ...), or absent_from_assessment / reboot_completed for inferred rows.
+-- @column state: Canonical state: installed, installed_pending_reboot, missing, failed, not_applicable or not_selected.
+-- @column source: resource_graph_assessment, resource_graph_installation, patch_operation_assess, patch_operation_install, log_analytics_update, log_analytics_run.
+-- @column observed_at: When the source observed it (the assessment or installation run's time, TimeGenerated for Log Analytics).
+-- @column run_id: Assessment / installation activity id, or the Log Analytics CorrelationId.
+-- @column source_file: The estate file.
+WITH
+arg_assess AS (
+    SELECT *, lower(type) AS t, regexp_extract(lower(id), '^(.*?)/patchassessmentresults', 1) AS vm_id
+    FROM raw.patch_assessment_resources
+),
+assess_parent AS (
+    SELECT
+        vm_id,
+        source_file,
+        properties->>'assessmentActivityId' AS run_id,
+        coalesce(
+            try_cast(properties->>'lastModifiedDateTime' AS TIMESTAMPTZ),
+            try_cast(properties->>'startDateTime' AS TIMESTAMPTZ)
+        ) AS assessed_at
+    FROM arg_assess
+    WHERE regexp_matches(t, '/patchassessmentresults$')
+    QUALIFY row_number() OVER (PARTITION BY vm_id, source_file ORDER BY assessed_at DESC) = 1
+),
+rg_assessment AS (
+    SELECT
+        c.vm_id,
+        c.properties->>'kbId' AS kb_raw,
+        c.properties->>'patchName' AS patch_name,
+        c.properties->>'version' AS version,
+        from_json(c.properties->'classifications', '["VARCHAR"]') AS classifications,
+        c.properties->>'msrcSeverity' AS msrc_severity,
+        coalesce(c.properties->>'assessmentState', 'Available') AS raw_state,
+        'missing' AS state,
+        'resource_graph_assessment' AS source,
+        coalesce(p.assessed_at, try_cast(c.properties->>'lastModifiedDateTime' AS TIMESTAMPTZ)) AS observed_at,
+        p.run_id,
+        c.source_file
+    FROM arg_assess AS c
+    LEFT JOIN assess_parent AS p ON p.vm_id = c.vm_id AND p.source_file = c.source_file
+    WHERE regexp_matches(c.t, '/patchassessmentresults/softwarepatches$')
+),
+arg_install AS (
+    SELECT
+        *,
+        lower(type) AS t,
+        regexp_extract(lower(id), '^(.*?)/patchinstallationresults', 1) AS vm_id,
+        regexp_extract(lower(id), '/patchinstallationresults/([^/]+)', 1) AS run_key
+    FROM raw.patch_installation_resources
+),
+install_parent AS (
+    SELECT
+        vm_id,
+        run_key,
+        source_file,
+        properties->>'installationActivityId' AS run_id,
+        properties->>'rebootStatus' AS reboot_status,
+        coalesce(
+            try_cast(properties->>'lastModifiedDateTime' AS TIMESTAMPTZ),
+            try_cast(properties->>'startDateTime' AS TIMESTAMPTZ)
+        ) AS finished_at
+    FROM arg_install
+    WHERE regexp_matches(t, '/patchinstallationresults$')
+),
+rg_installation AS (
+    SELECT
+        c.vm_id,
+        c.properties->>'kbId' AS kb_raw,
+        c.properties->>'patchName' AS patch_name,
+        c.properties->>'version' AS version,
+        from_json(c.properties->'classifications', '["VARCHAR"]') AS classifications,
+        c.properties->>'msrcSeverity' AS msrc_severity,
+        c.properties->>'installationState' AS raw_state,
+        p.reboot_status,
+        try_cast(c.properties->>'rebootRequired' AS BOOLEAN) AS reboot_required,
+        'resource_graph_installation' AS source,
+        coalesce(p.finished_at, try_cast(c.properties->>'lastModifiedDateTime' AS TIMESTAMPTZ)) AS observed_at,
+        coalesce(p.run_id, c.run_key) AS run_id,
+        c.source_file
+    FROM arg_install AS c
+    LEFT JOIN install_parent AS p
+      ON p.vm_id = c.vm_id AND p.run_key = c.run_key AND p.source_file = c.source_file
+    WHERE regexp_matches(c.t, '/patchinstallationresults/softwarepatches$')
+),
+operations AS (
+    SELECT
+        lower(resourceId) AS vm_id,
+        operation,
+        -- The async-operation URL wraps the result in properties.output.
+        coalesce(result->'properties'->'output', result) AS r,
+        source_file
+    FROM raw.patch_operations
+),
+op_patches AS (
+    SELECT
+        vm_id,
+        operation,
+        r,
+        unnest(from_json(coalesce(r->'availablePatches', r->'patches', '[]'), '["JSON"]')) AS p,
+        source_file
+    FROM operations
+),
+op_rows AS (
+    SELECT
+        vm_id,
+        p->>'kbId' AS kb_raw,
+        p->>'name' AS patch_name,
+        p->>'version' AS version,
+        from_json(p->'classifications', '["VARCHAR"]') AS classifications,
+        p->>'msrcSeverity' AS msrc_severity,
+        CASE operation WHEN 'assessPatches' THEN coalesce(p->>'assessmentState', 'Available') ELSE p->>'installationState' END AS raw_state,
+        r->>'rebootStatus' AS reboot_status,
+        try_cast(p->>'rebootRequired' AS BOOLEAN) AS reboot_required,
+        CASE operation WHEN 'assessPatches' THEN 'patch_operation_assess' ELSE 'patch_operation_install' END AS source,
+        CASE operation
+            WHEN 'assessPatches' THEN coalesce(
+                try_cast(r->>'lastModifiedDateTime' AS TIMESTAMPTZ), try_cast(r->>'startDateTime' AS TIMESTAMPTZ))
+            ELSE coalesce(
+                try_cast(r->>'lastModifiedDateTime' AS TIMESTAMPTZ), try_cast(r->>'startDateTime' AS TIMESTAMPTZ),
+                try_cast(p->>'lastModifiedDateTime' AS TIMESTAMPTZ))
+        END AS observed_at,
+        coalesce(r->>'assessmentActivityId', r->>'installationActivityId') AS run_id,
+        source_file
+    FROM op_patches
+),
+-- Installation results: a run that installed the patch but still needs a reboot is not done.
+installs AS (
+    SELECT
+        vm_id, kb_raw, patch_name, version, classifications, msrc_severity, raw_state,
+        CASE regexp_replace(lower(raw_state), '[^a-z]', '', 'g')
+            WHEN 'installed' THEN
+                CASE
+                    WHEN lower(coalesce(reboot_status, '')) = 'required' THEN 'installed_pending_reboot'
+                    WHEN reboot_required AND lower(coalesce(reboot_status, '')) NOT IN ('completed', 'notneeded')
+                        THEN 'installed_pending_reboot'
+                    ELSE 'installed'
+                END
+            WHEN 'failed' THEN 'failed'
+            WHEN 'notselected' THEN 'not_selected'
+            WHEN 'excluded' THEN 'not_selected'
+            ELSE 'missing'  -- Pending, Unknown: the run did not install it
+        END AS state,
+        source, observed_at, run_id, source_file
+    FROM (SELECT * FROM rg_installation UNION ALL BY NAME SELECT * FROM op_rows WHERE source = 'patch_operation_install')
+),
+assessments AS (
+    SELECT vm_id, kb_raw, patch_name, version, classifications, msrc_severity, raw_state,
+           'missing' AS state, source, observed_at, run_id, source_file
+    FROM rg_assessment
+    UNION ALL
+    SELECT vm_id, kb_raw, patch_name, version, classifications, msrc_severity, raw_state,
+           'missing', source, observed_at, run_id, source_file
+    FROM op_rows
+    WHERE source = 'patch_operation_assess'
+),
+la_update AS (
+    SELECT
+        m.vm_id,
+        u.KBID AS kb_raw,
+        coalesce(nullif(u.Title, ''), u.Product) AS patch_name,
+        CASE WHEN nullif(regexp_replace(coalesce(u.KBID, ''), '[^0-9]', '', 'g'), '') IS NULL THEN u.Product END AS package,
+        u.ProductVersion AS version,
+        [u.Classification] AS classifications,
+        u.MSRCSeverity AS msrc_severity,
+        u.UpdateState AS raw_state,
+        CASE regexp_replace(lower(u.UpdateState), '[^a-z]', '', 'g')
+            -- Microsoft's own queries: missing means Needed and Approved != false.
+            WHEN 'needed' THEN CASE WHEN u.Approved = false THEN 'not_selected' ELSE 'missing' END
+            WHEN 'installed' THEN 'installed'
+            WHEN 'notneeded' THEN 'not_applicable'
+            ELSE 'missing'
+        END AS state,
+        'log_analytics_update' AS source,
+        u.TimeGenerated AS observed_at,
+        NULL AS run_id,
+        u.source_file
+    FROM raw.la_update AS u
+    JOIN staging.vm_la_machines AS m
+      ON m.la_key = lower(coalesce(nullif(u._ResourceId, ''), nullif(u.ResourceId, ''), ''))
+            || '|' || lower(coalesce(u.VMUUID, '')) || '|' || lower(coalesce(u.SourceComputerId, ''))
+            || '|' || lower(coalesce(u.Computer, ''))
+),
+la_run AS (
+    SELECT
+        m.vm_id,
+        r.KBID AS kb_raw,
+        coalesce(nullif(r.Title, ''), r.Product) AS patch_name,
+        CASE WHEN nullif(regexp_replace(coalesce(r.KBID, ''), '[^0-9]', '', 'g'), '') IS NULL THEN coalesce(r.Product, r.Title) END AS package,
+        NULL AS version,
+        NULL::VARCHAR[] AS classifications,
+        NULL AS msrc_severity,
+        r.InstallationStatus AS raw_state,
+        CASE regexp_replace(lower(r.InstallationStatus), '[^a-z]', '', 'g')
+            WHEN 'succeeded' THEN 'installed'
+            WHEN 'succeededonretry' THEN 'installed'
+            WHEN 'failed' THEN 'failed'
+            WHEN 'installfailed' THEN 'failed'
+            WHEN 'notincluded' THEN 'not_selected'
+            WHEN 'excluded' THEN 'not_selected'
+            ELSE 'missing'  -- NotStarted, InProgress, MaintenanceWindowExceeded
+        END AS state,
+        'log_analytics_run' AS source,
+        r.TimeGenerated AS observed_at,
+        r.CorrelationId AS run_id,
+        r.source_file
+    FROM raw.la_update_run_progress AS r
+    JOIN staging.vm_la_machines AS m
+      ON m.la_key = lower(coalesce(nullif(r._ResourceId, ''), nullif(r.ResourceId, ''), ''))
+            || '|' || lower(coalesce(r.VMUUID, '')) || '|' || lower(coalesce(r.SourceComputerId, ''))
+            || '|' || lower(coalesce(r.Computer, ''))
+),
+unioned AS (
+    SELECT *, NULL AS package FROM installs
+    UNION ALL BY NAME SELECT *, NULL AS package FROM assessments
+    UNION ALL BY NAME SELECT * FROM la_update
+    UNION ALL BY NAME SELECT * FROM la_run
+),
+keyed AS (
+    SELECT
+        vm_id,
+        nullif(regexp_replace(coalesce(kb_raw, ''), '[^0-9]', '', 'g'), '') AS kb,
+        patch_name,
+        version,
+        package,
+        classifications,
+        msrc_severity,
+        raw_state,
+        state,
+        source,
+        observed_at,
+        run_id,
+        source_file
+    FROM unioned
+    WHERE vm_id IS NOT NULL AND vm_id <> '' AND observed_at IS NOT NULL
+),
+explicit AS (
+    SELECT
+        vm_id,
+        coalesce(kb, concat_ws('_', coalesce(package, patch_name), nullif(version, ''))) AS patch_key,
+        kb,
+        patch_name,
+        classifications,
+        msrc_severity,
+        raw_state,
+        state,
+        source,
+        observed_at,
+        run_id,
+        source_file
+    FROM keyed
+    QUALIFY row_number() OVER (
+        PARTITION BY vm_id, patch_key, source, observed_at, coalesce(run_id, ''), state
+        ORDER BY source_file
+    ) = 1
+),
+precedence AS (
+    SELECT *
+    FROM (VALUES
+        ('resource_graph_installation', 1), ('patch_operation_install', 2),
+        ('resource_graph_assessment', 3), ('patch_operation_assess', 4),
+        ('log_analytics_run', 5), ('log_analytics_update', 6)
+    ) AS p(source, rank)
+),
+-- The state at each time a patch was observed: the highest-precedence source at that time.
+per_time AS (
+    SELECT e.*, lead(e.observed_at) OVER (PARTITION BY e.vm_id, e.patch_key ORDER BY e.observed_at) AS next_observed_at
+    FROM explicit AS e
+    JOIN precedence AS p USING (source)
+    QUALIFY row_number() OVER (
+        PARTITION BY e.vm_id, e.patch_key, e.observed_at ORDER BY p.rank, e.state, e.run_id
+    ) = 1
+),
+full_assessments AS (
+    SELECT vm_id, assessed_at, run_id, source, reboot_pending, source_file
+    FROM staging.assessment_runs
+    WHERE succeeded AND lists_missing_patches
+),
+open_states AS (
+    SELECT *
+    FROM per_time
+    WHERE state IN ('missing', 'failed', 'not_selected', 'installed_pending_reboot')
+      AND source NOT IN ('log_analytics_update', 'log_analytics_run')
+),
+-- A pending reboot ends at the first full assessment that reports no pending reboot.
+reboot_done AS (
+    SELECT * FROM full_assessments WHERE reboot_pending = false
+),
+inferred AS (
+    SELECT
+        o.vm_id, o.patch_key, o.kb, o.patch_name, o.classifications, o.msrc_severity,
+        'absent_from_assessment' AS raw_state, 'installed' AS state,
+        a.source, a.assessed_at AS observed_at, a.run_id, a.source_file
+    FROM open_states AS o
+    ASOF JOIN full_assessments AS a ON a.vm_id = o.vm_id AND a.assessed_at > o.observed_at
+    WHERE o.state <> 'installed_pending_reboot'
+      AND (o.next_observed_at IS NULL OR o.next_observed_at > a.assessed_at)
+    UNION ALL
+    SELECT
+        o.vm_id, o.patch_key, o.kb, o.patch_name, o.classifications, o.msrc_severity,
+        'reboot_completed', 'installed',
+        a.source, a.assessed_at, a.run_id, a.source_file
+    FROM open_states AS o
+    ASOF JOIN reboot_done AS a ON a.vm_id = o.vm_id AND a.assessed_at > o.observed_at
+    WHERE o.state = 'installed_pending_reboot'
+      AND (o.next_observed_at IS NULL OR o.next_observed_at > a.assessed_at)
+),
+observations AS (
+    SELECT * FROM explicit
+    UNION ALL
+    SELECT * FROM inferred
+)
+SELECT
+    vm_id,
+    patch_key,
+    kb,
+    patch_name,
+    ['Critical', 'Security', 'UpdateRollup', 'FeaturePack', 'ServicePack', 'Definition', 'Tools', 'Updates', 'Other'][
+        list_min(list_transform(list_filter(classifications, lambda c: nullif(trim(c), '') IS NOT NULL), lambda c:
+            CASE regexp_replace(lower(c), '[^a-z]', '', 'g')
+                WHEN 'critical' THEN 1 WHEN 'criticalupdates' THEN 1
+                WHEN 'security' THEN 2 WHEN 'securityupdates' THEN 2 WHEN 'securityesm' THEN 2
+                WHEN 'updaterollup' THEN 3 WHEN 'updaterollups' THEN 3
+                WHEN 'featurepack' THEN 4 WHEN 'featurepacks' THEN 4
+                WHEN 'servicepack' THEN 5 WHEN 'servicepacks' THEN 5
+                WHEN 'definition' THEN 6 WHEN 'definitionupdates' THEN 6 WHEN 'definitions' THEN 6
+                WHEN 'tools' THEN 7
+                WHEN 'updates' THEN 8
+                ELSE 9
+            END))
+    ] AS classification,
+    CASE lower(trim(msrc_severity))
+        WHEN 'critical' THEN 'Critical'
+        WHEN 'important' THEN 'Important'
+        WHEN 'moderate' THEN 'Moderate'
+        WHEN 'low' THEN 'Low'
+    END AS msrc_severity,
+    raw_state,
+    state,
+    source,
+    observed_at,
+    run_id,
+    source_file
+FROM observations
+WHERE patch_key IS NOT NULL AND patch_key <> ''
