@@ -1,0 +1,328 @@
+"""The tamper-evident ledger of the authorization registers.
+
+`ledger.authorization_events`, `ledger.patch_tests` and `ledger.exceptions` are append-only: a
+register row gets one ledger row the first time it is seen, holding its canonical content (a JSON
+object of the row exactly as received, keys sorted), `row_sha256 = sha256(content)`,
+`prev_sha256` (the previous row's chain hash, 64 zeros for the first) and
+`chain_sha256 = sha256(prev_sha256 || row_sha256)` (hex strings concatenated).
+Ledger rows are never updated or deleted. Each append also records the chain head in
+`ledger.chain_heads`, so that removing the newest ledger rows is detected too.
+
+A later run that finds a row changed (same id, other content), removed or reordered in the
+register records it in `ledger.tamper_findings` and keeps the original row.
+
+`verify_ledger(conn)` recomputes every chain and returns the problems (`patchledger verify`).
+Recomputing every hash in the warehouse defeats the chain; the chain heads copied into each
+evidence manifest are the external anchor against that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+# register name -> id column; the registers that are evidence of approvals and tests.
+LEDGER_REGISTERS = {
+    "authorization_events": "event_id",
+    "patch_tests": "test_id",
+    "exceptions": "exception_id",
+}
+GENESIS = "0" * 64
+
+_LEDGER_COLUMNS = {
+    "seq": "BIGINT",
+    "row_id": "VARCHAR",
+    "register_row": "INTEGER",
+    "content": "VARCHAR",
+    "row_sha256": "VARCHAR",
+    "prev_sha256": "VARCHAR",
+    "chain_sha256": "VARCHAR",
+    "first_seen_run": "VARCHAR",
+    "source_sha256": "VARCHAR",
+}
+
+_HEADS_DDL = """
+CREATE TABLE IF NOT EXISTS ledger.chain_heads (
+    register VARCHAR NOT NULL,
+    head_seq BIGINT NOT NULL,
+    head_chain_sha256 VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL
+)
+"""
+_TAMPER_DDL = """
+CREATE TABLE IF NOT EXISTS ledger.tamper_findings (
+    finding_id VARCHAR NOT NULL,
+    register VARCHAR NOT NULL,
+    row_id VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    first_detected_run VARCHAR NOT NULL,
+    ledger_seq BIGINT,
+    ledger_row_sha256 VARCHAR,
+    observed_row_sha256 VARCHAR,
+    details VARCHAR
+)
+"""
+
+# The register's rows as canonical JSON (keys sorted, values as received), in one static query.
+_CURRENT = """
+SELECT row_id, register_row, content, sha256(content) AS row_sha256 FROM (
+WITH cells AS (
+    UNPIVOT _register_current
+    ON COLUMNS(* EXCLUDE (_row, source_file, source_sha256, ingest_run))
+    INTO NAME field VALUE value
+)
+SELECT
+    max(value) FILTER (WHERE field = $id_column) AS row_id,
+    CAST(_row AS INTEGER) AS register_row,
+    '{' || string_agg(to_json(field) || ':' || to_json(value), ',' ORDER BY field) || '}'
+        AS content
+FROM cells
+GROUP BY _row
+)
+ORDER BY register_row
+"""
+
+# Compare the register as it is now with what the ledger first saw. Reordering is judged on the
+# rows present in both: a row whose rank by register position differs from its rank by seq.
+_TAMPER = """
+WITH known AS (SELECT seq, row_id, row_sha256, register_row FROM _ledger_rows),
+both_sides AS (
+    SELECT k.row_id, k.seq, k.row_sha256 AS ledger_sha, k.register_row AS ledger_row,
+           c.row_sha256 AS observed_sha, c.register_row AS observed_row,
+           row_number() OVER (ORDER BY k.seq) AS rank_by_seq,
+           row_number() OVER (ORDER BY c.register_row) AS rank_by_position
+    FROM known AS k JOIN _register_now AS c USING (row_id)
+),
+found AS (
+    SELECT row_id, 'changed' AS kind, seq, ledger_sha, observed_sha,
+           json_object('ledger_register_row', ledger_row, 'observed_register_row', observed_row)
+               AS details
+    FROM both_sides WHERE ledger_sha <> observed_sha
+    UNION ALL
+    SELECT row_id, 'reordered', seq, ledger_sha, observed_sha,
+           json_object('rank_when_first_seen', rank_by_seq, 'rank_now', rank_by_position,
+                       'ledger_register_row', ledger_row, 'observed_register_row', observed_row)
+    FROM both_sides WHERE rank_by_seq <> rank_by_position
+    UNION ALL
+    SELECT k.row_id, 'removed', k.seq, k.row_sha256, NULL,
+           json_object('ledger_register_row', k.register_row)
+    FROM known AS k ANTI JOIN _register_now AS c USING (row_id)
+)
+SELECT sha256(concat_ws('|', $register, row_id, kind, coalesce(observed_sha, ''))) AS finding_id,
+       $register AS register, row_id, kind, $run_id AS first_detected_run, seq AS ledger_seq,
+       ledger_sha AS ledger_row_sha256, observed_sha AS observed_row_sha256,
+       CAST(details AS VARCHAR) AS details
+FROM found
+WHERE finding_id NOT IN (SELECT finding_id FROM ledger.tamper_findings)
+ORDER BY ledger_seq, kind
+"""
+
+_VERIFY_ROWS = """
+SELECT seq, row_id,
+       sha256(content) <> row_sha256 AS bad_row_hash,
+       prev_sha256 <> coalesce(lag(chain_sha256) OVER (ORDER BY seq, row_sha256), $genesis)
+           AS bad_link,
+       sha256(prev_sha256 || row_sha256) <> chain_sha256 AS bad_chain,
+       seq <> row_number() OVER (ORDER BY seq, row_sha256) AS bad_seq
+FROM _ledger_rows
+QUALIFY bad_row_hash OR bad_link OR bad_chain OR bad_seq
+ORDER BY seq
+"""
+
+_VERIFY_HEADS = """
+SELECT h.head_seq, h.head_chain_sha256, l.chain_sha256, h.run_id
+FROM ledger.chain_heads AS h LEFT JOIN _ledger_rows AS l ON l.seq = h.head_seq
+WHERE h.register = $register AND (l.seq IS NULL OR l.chain_sha256 <> h.head_chain_sha256)
+ORDER BY h.head_seq, h.run_id
+"""
+
+
+@dataclass(frozen=True)
+class LedgerProblem:
+    register: str
+    seq: int | None
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        at = f" seq {self.seq}" if self.seq is not None else ""
+        return f"ledger.{self.register}{at}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class AppendResult:
+    register: str
+    appended: int
+    tamper_findings: int
+    head_seq: int
+
+
+def _exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
+    # fetchall, not fetchone: DuckDB 2.0 refuses register()/from_df() while a result is unread.
+    schema, name = table.split(".")
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchall()[0][0]
+    )
+
+
+def chain_hash(prev_sha256: str, row_sha256: str) -> str:
+    return hashlib.sha256((prev_sha256 + row_sha256).encode("ascii")).hexdigest()
+
+
+def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
+    for register in LEDGER_REGISTERS:
+        if not _exists(conn, f"ledger.{register}"):
+            empty = pd.DataFrame(
+                {c: pd.Series([], dtype=_pandas_type(t)) for c, t in _LEDGER_COLUMNS.items()}
+            )
+            conn.from_df(empty).create(f"ledger.{register}")
+    conn.execute(_HEADS_DDL)
+    conn.execute(_TAMPER_DDL)
+
+
+def _pandas_type(sql_type: str) -> str:
+    return {"BIGINT": "int64", "INTEGER": "int32"}.get(sql_type, "str")
+
+
+def _view(conn: duckdb.DuckDBPyConnection, table: str, view: str) -> None:
+    # The relational API names the table without building SQL text from it.
+    conn.table(table).create_view(view, replace=True)
+
+
+def append_register(conn: duckdb.DuckDBPyConnection, register: str, run_id: str) -> AppendResult:
+    """Record tampering, then append the register's new rows to its chain.
+
+    Reads `raw.register_<register>` (rows exactly as received). Call inside `transaction(conn)`.
+    """
+    id_column = LEDGER_REGISTERS[register]
+    ensure_ledger(conn)
+    _view(conn, f"raw.register_{register}", "_register_current")
+    _view(conn, f"ledger.{register}", "_ledger_rows")
+    now = conn.execute(_CURRENT, {"id_column": id_column}).df()
+    conn.register("_register_now", now)
+    try:
+        findings = conn.execute(_TAMPER, {"register": register, "run_id": run_id}).df()
+        if len(findings):
+            conn.from_df(findings).insert_into("ledger.tamper_findings")
+        known = conn.execute("SELECT row_id FROM _ledger_rows").fetchall()
+        head_seq, head_chain = conn.execute(
+            "SELECT coalesce(max(seq), 0), coalesce(arg_max(chain_sha256, seq), $genesis) "
+            "FROM _ledger_rows",
+            {"genesis": GENESIS},
+        ).fetchall()[0]
+    finally:
+        conn.unregister("_register_now")
+    seen = {r[0] for r in known}
+    new = now[~now["row_id"].isin(seen)].sort_values("register_row")
+    source_sha = conn.execute("SELECT any_value(source_sha256) FROM _register_current").fetchall()[
+        0
+    ][0]
+    rows = []
+    prev = head_chain
+    for offset, row in enumerate(new.itertuples(index=False), start=1):
+        chain = chain_hash(prev, row.row_sha256)
+        rows.append(
+            (
+                head_seq + offset,
+                row.row_id,
+                row.register_row,
+                row.content,
+                row.row_sha256,
+                prev,
+                chain,
+                run_id,
+                source_sha,
+            )
+        )
+        prev = chain
+    if rows:
+        frame = pd.DataFrame(rows, columns=list(_LEDGER_COLUMNS))
+        conn.from_df(frame).insert_into(f"ledger.{register}")
+        conn.execute(
+            "INSERT INTO ledger.chain_heads VALUES ($register, $seq, $chain, $run_id)",
+            {"register": register, "seq": head_seq + len(rows), "chain": prev, "run_id": run_id},
+        )
+    conn.execute("DROP VIEW IF EXISTS _register_current")
+    conn.execute("DROP VIEW IF EXISTS _ledger_rows")
+    return AppendResult(register, len(rows), len(findings), head_seq + len(rows))
+
+
+def verify_ledger(conn: duckdb.DuckDBPyConnection) -> list[LedgerProblem]:
+    """Recompute every chain of the ledger; an empty list means it verifies."""
+    problems: list[LedgerProblem] = []
+    heads_exist = _exists(conn, "ledger.chain_heads")
+    for register in LEDGER_REGISTERS:
+        if not _exists(conn, f"ledger.{register}"):
+            if (
+                heads_exist
+                and conn.execute(
+                    "SELECT count(*) FROM ledger.chain_heads WHERE register = ?", [register]
+                ).fetchall()[0][0]
+            ):
+                problems.append(
+                    LedgerProblem(register, None, "missing", "the ledger table is gone")
+                )
+            continue
+        _view(conn, f"ledger.{register}", "_ledger_rows")
+        for seq, row_id, bad_row, bad_link, bad_chain, bad_seq in conn.execute(
+            _VERIFY_ROWS, {"genesis": GENESIS}
+        ).fetchall():
+            if bad_row:
+                problems.append(
+                    LedgerProblem(
+                        register,
+                        seq,
+                        "content_altered",
+                        f"row {row_id}: sha256(content) differs from row_sha256",
+                    )
+                )
+            if bad_link:
+                problems.append(
+                    LedgerProblem(
+                        register,
+                        seq,
+                        "broken_link",
+                        f"row {row_id}: prev_sha256 is not the chain hash of the previous row "
+                        "(a row was deleted, inserted or reordered)",
+                    )
+                )
+            if bad_chain:
+                problems.append(
+                    LedgerProblem(
+                        register,
+                        seq,
+                        "chain_hash_mismatch",
+                        f"row {row_id}: chain_sha256 is not sha256(prev_sha256 || row_sha256)",
+                    )
+                )
+            if bad_seq:
+                problems.append(
+                    LedgerProblem(
+                        register,
+                        seq,
+                        "sequence_gap",
+                        f"row {row_id}: seq is not contiguous (a row was deleted or duplicated)",
+                    )
+                )
+        if heads_exist:
+            for head_seq, expected, actual, run_id in conn.execute(
+                _VERIFY_HEADS, {"register": register}
+            ).fetchall():
+                problems.append(
+                    LedgerProblem(
+                        register,
+                        head_seq,
+                        "head_mismatch",
+                        f"run {run_id} recorded chain head {expected[:12]}... at seq {head_seq}, "
+                        f"the ledger now has {actual[:12] + '...' if actual else 'no such row'}",
+                    )
+                )
+        conn.execute("DROP VIEW IF EXISTS _ledger_rows")
+    return problems
