@@ -276,6 +276,18 @@ def _write_workbook(path: Path, populations: dict[str, tuple[list[str], list[dic
             target.writestr(entry, source.read(info.filename))
 
 
+def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    if not table_exists(conn, "ledger.chain_heads"):
+        return {}
+    return {
+        register: {"seq": seq, "chain_sha256": chain}
+        for register, seq, chain in conn.execute(
+            "SELECT register, max(head_seq), arg_max(head_chain_sha256, head_seq) "
+            "FROM ledger.chain_heads GROUP BY register ORDER BY register"
+        ).fetchall()
+    }
+
+
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -331,6 +343,9 @@ def write_reports(
         "files": {str(p.relative_to(out_dir)): sha256_file(p) for p in sorted(written)},
         "population_rows": {name: len(rows) for name, (_, rows) in populations.items()},
         "table_rows": {t["name"]: t["rows"] for t in data["tables"]},
+        # The ledger's chain heads, anchored outside the warehouse: rewriting every hash in the
+        # warehouse cannot hide a change made before this report was written.
+        "ledger_heads": ledger_heads(conn),
     }
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return [*written, manifest_path]

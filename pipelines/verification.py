@@ -32,6 +32,27 @@ def verify_manifest(directory: Path) -> list[str]:
     return problems
 
 
+def verify_anchored_heads(conn, directory: Path) -> list[str]:
+    """The ledger rows the pack anchored still carry the chain hashes recorded in the manifest."""
+    from pipelines.warehouse import table_exists
+
+    try:
+        heads = json.loads((directory / "manifest.json").read_text(encoding="utf-8")).get("ledger_heads", {})
+    except (OSError, ValueError):
+        return []
+    problems = []
+    for register, head in sorted(heads.items()):
+        table = f"ledger.{register}"
+        found = (
+            conn.execute(f"SELECT chain_sha256 FROM {table} WHERE seq = ?", [head["seq"]]).fetchall()
+            if table_exists(conn, table) else []
+        )
+        if not found or found[0][0] != head["chain_sha256"]:
+            problems.append(f"ledger.{register}: row {head['seq']} no longer carries the chain hash "
+                            "anchored in the manifest")
+    return problems
+
+
 def verify_all(directory: Path, warehouse: Path) -> list[str]:
     problems = verify_manifest(directory)
     if warehouse.exists():
@@ -40,7 +61,10 @@ def verify_all(directory: Path, warehouse: Path) -> list[str]:
 
         conn = connect_warehouse(str(warehouse), read_only=True)
         try:
-            problems += [f"ledger: {p}" for p in verify_ledger(conn)]
+            problems += [str(p) for p in verify_ledger(conn)]
+            problems += verify_anchored_heads(conn, directory)
         finally:
             conn.close()
+    else:
+        problems.append(f"{warehouse}: no warehouse to verify the ledger against")
     return problems
