@@ -53,7 +53,7 @@ def generate(
     start_date = _parse_date(start, "--start") if start else None
     with console.status(f"Generating {vms} VMs x {days} days into {out} ..."):
         summary = generate_estate(out, vms=vms, days=days, seed=seed, start=start_date)
-    console.print(summary)
+    console.print(str(summary))
 
 
 def _parse_date(value: str, option: str) -> date:
@@ -115,6 +115,8 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
+                while error is not None and error.cause is not None:  # the user code's own error
+                    error = error.cause
                 err.print(f"[red]Step {event.step_key} failed:[/red] {error.message.strip() if error else ''}")
                 break
         else:
@@ -235,7 +237,7 @@ def demo(
     estate = settings.estate_dir()
     if regenerate or not (estate / "azure" / "virtual_machines.json").exists():
         with console.status(f"Generating the demo estate ({vms} VMs x {days} days) ..."):
-            console.print(generate_estate(estate, vms=vms, days=days))
+            console.print(str(generate_estate(estate, vms=vms, days=days)))
     if not _run_pipeline(estate, None, None, "files"):
         raise typer.Exit(1)
     console.print()

@@ -210,7 +210,10 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 def population_rows(conn: duckdb.DuckDBPyConnection, name: str) -> list[dict]:
     table, id_column = POPULATIONS[name]
-    return _rows(conn, f"SELECT * FROM {table} ORDER BY {id_column}, ALL")  # names from POPULATIONS
+    # By the stable id, then every column, so that ties can never reorder the file.
+    columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+    order = ", ".join(f'"{c}"' for c in [id_column, *[c for c in columns if c != id_column]])
+    return _rows(conn, f"SELECT * FROM {table} ORDER BY {order}")  # names from POPULATIONS
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

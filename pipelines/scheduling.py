@@ -62,8 +62,8 @@ def window_occurrences(
     result: dict[str, list[Occurrence]] = {}
     for w in windows.sort_values("window_id").itertuples(index=False):
         zone = ZoneInfo(w.time_zone)
-        hour, minute = (int(p) for p in str(w.start_time).split(":"))
-        dtstart = datetime.combine(as_of - timedelta(days=1), time(hour, minute), zone)
+        local = w.start_time if isinstance(w.start_time, time) else time.fromisoformat(str(w.start_time))
+        dtstart = datetime.combine(as_of - timedelta(days=1), local, zone)
         rule = rrulestr(w.rrule, dtstart=dtstart)
         dark = _blackout_days(blackouts, w.environment)
         found = []
@@ -110,7 +110,10 @@ def _patch_order(gaps: pd.DataFrame) -> pd.DataFrame:
         _priority=-gaps["priority"].fillna(0),
     ).sort_values(["_ssu", "_order", "_priority", "patch_key"], kind="mergesort")
     keys = list(ordered["patch_key"])
-    deps = dict(zip(ordered["patch_key"], ordered["dependencies"], strict=True))
+    deps = {
+        patch: [str(d) for d in listed] if hasattr(listed, "__iter__") and not isinstance(listed, str) else []
+        for patch, listed in zip(ordered["patch_key"], ordered["dependencies"], strict=True)
+    }
     placed: list[str] = []
     visiting: set[str] = set()
 
@@ -118,7 +121,7 @@ def _patch_order(gaps: pd.DataFrame) -> pd.DataFrame:
         if patch in placed or patch in visiting:
             return
         visiting.add(patch)
-        for dep in deps.get(patch) or []:
+        for dep in deps.get(patch, []):
             if dep in deps:
                 visit(dep)
         visiting.discard(patch)

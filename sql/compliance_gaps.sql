@@ -68,7 +68,7 @@ satisfied AS (
     GROUP BY s.vm_id, s.patch_key
 ),
 -- The most specific authorization scope wins: category and environment, then either, then '*'.
-authorization AS (
+scope_authorization AS (
     SELECT vm_id, patch_key, status, authorized_at
     FROM (
         SELECT
@@ -133,7 +133,7 @@ patch_gaps AS (
     FROM state AS s
     JOIN inventory AS i USING (vm_id)
     LEFT JOIN marts.patch_catalog AS c ON c.patch_key = s.patch_key
-    LEFT JOIN authorization AS a ON a.vm_id = s.vm_id AND a.patch_key = s.patch_key
+    LEFT JOIN scope_authorization AS a ON a.vm_id = s.vm_id AND a.patch_key = s.patch_key
     LEFT JOIN tested AS t ON t.patch_key = s.patch_key AND t.asset_category = i.asset_category
     LEFT JOIN satisfied AS sat ON sat.vm_id = s.vm_id AND sat.patch_key = s.patch_key
     WHERE sat.patch_key IS NULL
