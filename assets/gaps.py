@@ -61,7 +61,6 @@ def sla_policy(
         key("marts.vm_patch_state"),
         key("marts.patch_catalog"),
         key("marts.patch_cves"),
-        key("marts.patch_supersedence_closure"),
         key("marts.authorization_status"),
         key("staging.patch_tests"),
     ],

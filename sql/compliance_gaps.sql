@@ -1,4 +1,4 @@
--- @table Authorized-versus-installed gaps as of the evaluation date: one row per machine, patch and gap type. Supersedence-aware: a missing patch whose superseding patch is installed is not a gap. Stale machines get one stale_assessment gap each (patch_key NULL).
+-- @table Authorized-versus-installed gaps as of the evaluation date: one row per machine, patch and gap type. Supersedence-aware: a patch whose superseding patch is installed is superseded_satisfied in marts.vm_patch_state, not a gap. Stale machines get one stale_assessment gap each (patch_key NULL).
 -- @column gap_id: Stable id: GAP- and the first 20 hex digits of sha256(vm_id|patch_key|gap_type); the same gap keeps its id across runs.
 -- @column vm_id: Machine (lower-case ARM id, or nonazure/<computer>).
 -- @column vm_name: Machine name.
@@ -52,20 +52,6 @@ cve_facts AS (
 state AS (
     SELECT s.*
     FROM marts.vm_patch_state AS s
-),
-installed AS (
-    SELECT vm_id, kb
-    FROM state
-    WHERE state = 'installed' AND kb IS NOT NULL
-),
--- A missing or failed patch is satisfied when a later patch that supersedes it is installed.
-satisfied AS (
-    SELECT s.vm_id, s.patch_key, min(c.kb) AS satisfied_by_kb
-    FROM state AS s
-    JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = s.kb
-    JOIN installed AS i ON i.vm_id = s.vm_id AND i.kb = c.kb
-    WHERE s.state IN ('missing', 'failed')
-    GROUP BY s.vm_id, s.patch_key
 ),
 -- The most specific authorization scope wins: category and environment, then either, then '*'.
 scope_authorization AS (
@@ -135,9 +121,7 @@ patch_gaps AS (
     LEFT JOIN marts.patch_catalog AS c ON c.patch_key = s.patch_key
     LEFT JOIN scope_authorization AS a ON a.vm_id = s.vm_id AND a.patch_key = s.patch_key
     LEFT JOIN tested AS t ON t.patch_key = s.patch_key AND t.asset_category = i.asset_category
-    LEFT JOIN satisfied AS sat ON sat.vm_id = s.vm_id AND sat.patch_key = s.patch_key
-    WHERE sat.patch_key IS NULL
-      AND i.coverage_status <> 'unknown_stale'
+    WHERE i.coverage_status <> 'unknown_stale'
 ),
 typed AS (
     SELECT g.* EXCLUDE (missing_gap, install_gap, test_gap), t.gap_type

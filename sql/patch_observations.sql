@@ -1,11 +1,11 @@
--- @table One row per observation of one patch on one machine, from every source (contract: docs/architecture.md). Resource Graph and assessPatches list the patches missing at assessment time; installation results, Log Analytics Update and UpdateRunProgress give explicit states. An installed patch whose run still needs a reboot is installed_pending_reboot. A patch that a full assessment (Resource Graph, assessPatches) no longer lists after it was missing, failed, not selected or waiting for a reboot (per Azure Update Manager), with no other observation in between, is recorded as installed at that assessment with raw_state absent_from_assessment (reboot_completed when it was waiting for a reboot and the assessment reports no pending reboot). Identical copies (the same run in several daily files or exports) are kept once.
+-- @table One row per observation of one patch on one machine, from every source (contract: docs/architecture.md). Resource Graph and assessPatches list the patches missing at assessment time; installation results, Log Analytics Update and UpdateRunProgress give explicit states. An installed patch whose run still needs a reboot is installed_pending_reboot. A patch installed with a pending reboot (per Azure Update Manager) is recorded as installed (raw_state reboot_completed) at the first later full assessment (Resource Graph, assessPatches) that reports no pending reboot and does not list it, when nothing else was observed in between. A patch that merely disappears from a later assessment is NOT inferred installed: Windows Update stops offering a patch once a superseding one applies, so absence is not evidence of installation; its state stays the last observed one and supersedence is resolved downstream (superseded_satisfied). Identical copies (the same run in several daily files or exports) are kept once.
 -- @column vm_id: Canonical machine id: lower-case ARM id (Azure VM or Arc machine), or nonazure/<computer>.
 -- @column patch_key: KB digits, or <package>_<version>.
 -- @column kb: KB digits or NULL.
 -- @column patch_name: Title as the source gives it.
 -- @column classification: Normalized: Critical, Security, UpdateRollup, FeaturePack, ServicePack, Definition, Tools, Updates, Other (the most severe when a patch has several); NULL when the source gives none.
 -- @column msrc_severity: Critical, Important, Moderate, Low or NULL.
--- @column raw_state: The source's own state word (Available, Installed, Failed, Pending, NotSelected, Excluded, Needed, Not needed, SucceededOnRetry, ...), or absent_from_assessment / reboot_completed for inferred rows.
+-- @column raw_state: The source's own state word (Available, Installed, Failed, Pending, NotSelected, Excluded, Needed, Not needed, SucceededOnRetry, ...), or reboot_completed for an inferred end of a pending reboot.
 -- @column state: Canonical state: installed, installed_pending_reboot, missing, failed, not_applicable or not_selected.
 -- @column source: resource_graph_assessment, resource_graph_installation, patch_operation_assess, patch_operation_install, log_analytics_update, log_analytics_run.
 -- @column observed_at: When the source observed it (the assessment or installation run's time, TimeGenerated for Log Analytics).
@@ -282,10 +282,10 @@ full_assessments AS (
     FROM staging.assessment_runs
     WHERE succeeded AND lists_missing_patches
 ),
-open_states AS (
+pending_reboots AS (
     SELECT *
     FROM per_time
-    WHERE state IN ('missing', 'failed', 'not_selected', 'installed_pending_reboot')
+    WHERE state = 'installed_pending_reboot'
       AND source NOT IN ('log_analytics_update', 'log_analytics_run')
 ),
 -- A pending reboot ends at the first full assessment that reports no pending reboot.
@@ -295,21 +295,11 @@ reboot_done AS (
 inferred AS (
     SELECT
         o.vm_id, o.patch_key, o.kb, o.patch_name, o.classifications, o.msrc_severity,
-        'absent_from_assessment' AS raw_state, 'installed' AS state,
-        a.source, a.assessed_at AS observed_at, a.run_id, a.source_file
-    FROM open_states AS o
-    ASOF JOIN full_assessments AS a ON a.vm_id = o.vm_id AND a.assessed_at > o.observed_at
-    WHERE o.state <> 'installed_pending_reboot'
-      AND (o.next_observed_at IS NULL OR o.next_observed_at > a.assessed_at)
-    UNION ALL
-    SELECT
-        o.vm_id, o.patch_key, o.kb, o.patch_name, o.classifications, o.msrc_severity,
         'reboot_completed', 'installed',
         a.source, a.assessed_at, a.run_id, a.source_file
-    FROM open_states AS o
+    FROM pending_reboots AS o
     ASOF JOIN reboot_done AS a ON a.vm_id = o.vm_id AND a.assessed_at > o.observed_at
-    WHERE o.state = 'installed_pending_reboot'
-      AND (o.next_observed_at IS NULL OR o.next_observed_at > a.assessed_at)
+    WHERE (o.next_observed_at IS NULL OR o.next_observed_at > a.assessed_at)
 ),
 observations AS (
     SELECT * FROM explicit

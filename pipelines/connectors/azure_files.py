@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ import duckdb
 # Provenance columns every raw table ends with (architecture.md, "Ingest").
 PROVENANCE = {"source_file": "VARCHAR", "source_sha256": "VARCHAR", "ingest_run": "VARCHAR"}
 
-# A whole `az vm list` / ARM list document is one JSON value; allow large estates.
-MAX_OBJECT_BYTES = 2**31 - 1
 
 VIRTUAL_MACHINE_COLUMNS = {"id": "VARCHAR", "name": "VARCHAR", "resource": "JSON"}
 
@@ -77,6 +74,12 @@ def execute(
 ) -> duckdb.DuckDBPyConnection:
     """Run `sql` binding only the named parameters it uses (DuckDB rejects unused ones)."""
     return conn.execute(sql, {k: v for k, v in params.items() if f"${k}" in sql} or None)
+
+
+def max_object_size(path: Path) -> int:
+    """DuckDB's maximum_object_size for a file read as one JSON document (`{"data": [...]}`):
+    the file's size, so large exports load while small ones do not reserve a large buffer."""
+    return max(16 * 2**20, path.stat().st_size + 2**20)
 
 
 def create_table(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str]) -> None:
@@ -150,13 +153,13 @@ def load_virtual_machines(
     if json_top_level(path) == "[":
         select = (
             "SELECT json->>'id', json->>'name', json "
-            "FROM read_json_objects($path, format='array', maximum_object_size=2147483647)"
+            f"FROM read_json_objects($path, format='array', maximum_object_size={max_object_size(path)})"
         )
     else:
         select = (
             "SELECT v->>'id', v->>'name', v FROM ("
             "SELECT unnest(value) AS v FROM read_json($path, columns={'value': 'JSON[]'}, "
-            "maximum_object_size=2147483647))"
+            f"maximum_object_size={max_object_size(path)}))"
         )
     count = _insert(conn, table, select, path, estate_dir, ingest_run)
     _require(conn, table, path, estate_dir, "id IS NULL OR id = ''", "without an 'id'")
@@ -192,9 +195,9 @@ def load_resource_graph(
             select = f"SELECT {names} FROM read_json($path, format='array', columns={columns})"
         else:
             select = (
-                f"SELECT unnest(data, recursive := false).* FROM read_json($path, "
+                f"SELECT unnest(r) FROM (SELECT unnest(data) AS r FROM read_json($path, "
                 f"columns={{'data': '{_struct(RESOURCE_GRAPH_COLUMNS)}[]'}}, "
-                f"maximum_object_size={MAX_OBJECT_BYTES})"
+                f"maximum_object_size={max_object_size(path)}))"
             )
         total += _insert(conn, table, select, path, estate_dir, ingest_run)
         _require(
@@ -226,7 +229,7 @@ def load_patch_operations(
         shape = "array" if json_top_level(path) == "[" else "auto"
         select = (
             f"SELECT resourceId, operation, result FROM read_json($path, format='{shape}', "
-            f"columns={columns}, maximum_object_size={MAX_OBJECT_BYTES})"
+            f"columns={columns}, maximum_object_size={max_object_size(path)})"
         )
         total += _insert(conn, table, select, path, estate_dir, ingest_run)
         _require(
@@ -239,13 +242,3 @@ def load_patch_operations(
             "without resourceId/result or with an operation other than assessPatches/installPatches",
         )
     return total
-
-
-def write_json_lines(path: Path, documents: Iterable[str]) -> None:
-    """Write serialized JSON documents as one array (used by the live connectors)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write("[")
-        for index, document in enumerate(documents):
-            handle.write(("," if index else "") + "\n" + document)
-        handle.write("\n]\n")

@@ -20,11 +20,11 @@ from pathlib import Path
 import duckdb
 
 from pipelines.connectors.azure_files import (
-    MAX_OBJECT_BYTES,
     SourceFileError,
     create_table,
     execute,
     json_top_level,
+    max_object_size,
     relative_name,
     sha256_file,
 )
@@ -168,7 +168,8 @@ def _typed(column: str, la_type: str) -> str:
         return f"try_cast(try_cast({v} AS DOUBLE) AS BIGINT)"
     if la_type == "real":
         return f"try_cast({v} AS DOUBLE)"
-    return _quote(column)
+    # The portal writes nulls as empty cells; JSON forms as "": both become NULL.
+    return f"nullif({_quote(column)}, '')"
 
 
 def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str, str]) -> tuple[str, list[str]]:
@@ -194,7 +195,7 @@ def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
         # Only keys that occur in the file count as present (az prints every projected column).
         keys = conn.execute(
             "SELECT DISTINCT unnest(json_keys(json)) FROM read_json_objects($path, "
-            f"format = 'array', maximum_object_size = {MAX_OBJECT_BYTES})",
+            f"format = 'array', maximum_object_size = {max_object_size(path)})",
             {"path": str(path)},
         ).fetchall()
         present = [n for n in columns if n in {k[0] for k in keys}]
@@ -202,10 +203,10 @@ def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
         return f"SELECT {select or 'NULL AS _none'} FROM {reader}", present
     body = (
         "read_json($path, columns = {'tables': 'STRUCT(name VARCHAR, columns STRUCT(name VARCHAR, "
-        f"type VARCHAR)[], rows JSON[][])[]'}}, maximum_object_size = {MAX_OBJECT_BYTES})"
+        f"type VARCHAR)[], rows JSON[][])[]'}}, maximum_object_size = {max_object_size(path)})"
     )
     tables = conn.execute(
-        f"SELECT list_transform(tables, t -> list_transform(t.columns, c -> c.name)) FROM {body}",
+        f"SELECT list_transform(tables, lambda t: list_transform(t.columns, lambda c: c.name)) FROM {body}",
         {"path": str(path)},
     ).fetchone()
     if not tables or not tables[0]:

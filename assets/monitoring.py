@@ -1,0 +1,254 @@
+"""Stage 6, patch monitoring: scan results as received (Resource Graph, patch operations, Log
+Analytics), every patch observation normalized, assessment runs, and the state and history of
+each patch on each machine.
+
+Semantics (docs in each sql/ header): an assessment lists what is missing at that time. A patch
+installed with a pending reboot becomes installed at the first later full assessment that reports
+no pending reboot; a patch that merely disappears from a later assessment keeps its last observed
+state (Windows Update hides superseded patches, so absence is not proof of installation). The
+newest observation wins; at the same time installation results beat assessments beat Log
+Analytics.
+"""
+
+
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
+from pipelines.connectors import azure_files, azure_live, log_analytics
+from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.warehouse import build_table, read_sql, resolve_as_of, table_metadata, transaction
+
+# A machine with no successful assessment for longer than this is unknown_stale.
+STALE_AFTER_DAYS = 2
+
+
+class CoverageConfig(dg.Config):
+    stale_after_days: int = STALE_AFTER_DAYS
+
+
+def _load_raw(context: dg.AssetExecutionContext, warehouse, run_settings, table: str, load):
+    """Estate files (or Azure, in live mode) into raw `table` as received, in one transaction."""
+    with azure_live.estate_for(run_settings, table, context.log) as estate:
+        with warehouse.get_connection() as conn, transaction(conn):
+            load(conn, Path(estate), table, context.run_id, context.log)
+            metadata = table_metadata(conn, table)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _resource_graph(arg_table: str):
+    return lambda conn, estate, table, run, log: azure_files.load_resource_graph(
+        conn, estate, arg_table, table, run, log
+    )
+
+
+def _log_analytics(la_table: str):
+    return lambda conn, estate, table, run, log: log_analytics.load_log_analytics(
+        conn, estate, la_table, table, run, log
+    )
+
+
+@warehouse_asset(
+    key=key("raw.patch_assessment_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
+)
+def raw_patch_assessment_resources(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Resource Graph patchassessmentresources rows (assessment results and their
+    softwarepatches) from azure/resource_graph/patchassessmentresources*.json, as received."""
+    table = "raw.patch_assessment_resources"
+    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchassessmentresources"))
+
+
+@warehouse_asset(
+    key=key("raw.patch_installation_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
+)
+def raw_patch_installation_resources(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Resource Graph patchinstallationresources rows (installation runs and their
+    softwarepatches) from azure/resource_graph/patchinstallationresources*.json, as received."""
+    table = "raw.patch_installation_resources"
+    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchinstallationresources"))
+
+
+@warehouse_asset(key=key("raw.patch_operations"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
+def raw_patch_operations(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """assessPatches / installPatches results from azure/patch_operations/*.json, as received."""
+    return _load_raw(
+        context, warehouse, run_settings, "raw.patch_operations", azure_files.load_patch_operations
+    )
+
+
+@warehouse_asset(key=key("raw.la_update"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
+def raw_la_update(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Log Analytics Update records (portal CSV, az JSON or query API body), typed."""
+    return _load_raw(context, warehouse, run_settings, "raw.la_update", _log_analytics("Update"))
+
+
+@warehouse_asset(key=key("raw.la_update_summary"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
+def raw_la_update_summary(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Log Analytics UpdateSummary records (portal CSV, az JSON or query API body), typed."""
+    return _load_raw(
+        context, warehouse, run_settings, "raw.la_update_summary", _log_analytics("UpdateSummary")
+    )
+
+
+@warehouse_asset(
+    key=key("raw.la_update_run_progress"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
+)
+def raw_la_update_run_progress(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Log Analytics UpdateRunProgress records (portal CSV, az JSON or query API body), typed."""
+    return _load_raw(
+        context,
+        warehouse,
+        run_settings,
+        "raw.la_update_run_progress",
+        _log_analytics("UpdateRunProgress"),
+    )
+
+
+RAW_SCAN_TABLES = (
+    "raw.patch_assessment_resources",
+    "raw.patch_installation_resources",
+    "raw.patch_operations",
+    "raw.la_update",
+    "raw.la_update_summary",
+    "raw.la_update_run_progress",
+)
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            key("staging.assessment_runs"),
+            group_name=STAGE6_MONITORING,
+            owners=["team:patch-compliance"],
+            kinds={"duckdb", "sql"},
+            description="Assessment runs per machine from every source (coverage evidence).",
+            deps=[key(t) for t in RAW_SCAN_TABLES] + [key("staging.vm_la_machines")],
+        ),
+        dg.AssetSpec(
+            key("staging.patch_observations"),
+            group_name=STAGE6_MONITORING,
+            owners=["team:patch-compliance"],
+            kinds={"duckdb", "sql"},
+            description="One row per observation of one patch on one machine, all sources.",
+            deps=[key("staging.assessment_runs")],
+        ),
+    ],
+    pool="duckdb",
+)
+def patch_observations(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    """Normalize every scan source into assessment runs and patch observations."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        build_table(conn, "staging.assessment_runs", "obs_assessment_runs")
+        runs = table_metadata(conn, "staging.assessment_runs")
+        build_table(conn, "staging.patch_observations")
+        by_source = dict(
+            conn.execute(
+                "SELECT source, count(*) FROM staging.patch_observations GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
+        observations = table_metadata(conn, "staging.patch_observations")
+    yield dg.MaterializeResult(asset_key=key("staging.assessment_runs"), metadata=runs)
+    yield dg.MaterializeResult(
+        asset_key=key("staging.patch_observations"),
+        metadata={**observations, "by_source": dg.MetadataValue.json(by_source)},
+    )
+
+
+def vm_patch_state_at(
+    conn: duckdb.DuckDBPyConnection, as_of: date, stale_after_days: int = STALE_AFTER_DAYS
+) -> pd.DataFrame:
+    """The state of every patch on every machine at the end of `as_of`, from the full history:
+    the same SQL as marts.vm_patch_state, so the mart built for a date equals this."""
+    return conn.execute(
+        read_sql("vm_patch_state"), {"as_of": as_of, "stale_after_days": stale_after_days}
+    ).df()
+
+
+@warehouse_asset(
+    key=key("marts.vm_patch_state"),
+    group_name=STAGE6_MONITORING,
+    kinds={"duckdb", "sql"},
+    deps=[key("staging.patch_observations"), key("staging.assessment_runs"),
+          key("marts.patch_supersedence_closure")],
+)
+def vm_patch_state(
+    context: dg.AssetExecutionContext,
+    config: CoverageConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
+) -> dg.MaterializeResult:
+    """Each patch on each machine at the end of the evaluation date: installed, pending reboot,
+    missing, failed, not applicable, not selected, or unknown_stale when the machine's
+    assessment is stale (the last known state kept beside it)."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        as_of = resolve_as_of(conn, run_settings.as_of_date())
+        build_table(
+            conn,
+            "marts.vm_patch_state",
+            params={"as_of": as_of, "stale_after_days": config.stale_after_days},
+        )
+        by_state = dict(
+            conn.execute(
+                "SELECT state, count(*) FROM marts.vm_patch_state GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
+        metadata = table_metadata(conn, "marts.vm_patch_state")
+    return dg.MaterializeResult(
+        metadata={**metadata, "as_of": as_of.isoformat(), "by_state": dg.MetadataValue.json(by_state)}
+    )
+
+
+@warehouse_asset(
+    key=key("marts.vm_patch_history"),
+    group_name=STAGE6_MONITORING,
+    kinds={"duckdb", "sql"},
+    deps=[key("staging.patch_observations")],
+)
+def vm_patch_history(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    """Every observation and inferred event, chronological per machine, with the previous state."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        as_of = resolve_as_of(conn, run_settings.as_of_date())
+        build_table(conn, "marts.vm_patch_history", params={"as_of": as_of})
+        metadata = table_metadata(conn, "marts.vm_patch_history", order_by="vm_id, event_seq")
+    return dg.MaterializeResult(metadata={**metadata, "as_of": as_of.isoformat()})
+
+
+@warehouse_check(asset=key("marts.vm_patch_state"), blocking=True)
+def vm_patch_state_key_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """One state per machine and patch: gaps and reports count on it."""
+    with warehouse.get_connection() as conn:
+        duplicates = conn.execute(
+            "SELECT count(*) FROM (SELECT vm_id, patch_key FROM marts.vm_patch_state "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchall()[0][0]
+    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
+
+
+@warehouse_check(asset=key("staging.patch_observations"))
+def observations_have_canonical_state(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every observation maps to the canonical vocabulary and to a known machine kind."""
+    with warehouse.get_connection() as conn:
+        bad = conn.execute(
+            "SELECT count(*) FROM staging.patch_observations WHERE state NOT IN "
+            "('installed', 'installed_pending_reboot', 'missing', 'failed', 'not_applicable', "
+            "'not_selected') OR state IS NULL"
+        ).fetchall()[0][0]
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"non_canonical_rows": bad})

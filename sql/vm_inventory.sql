@@ -1,0 +1,273 @@
+-- @table One row per machine as of the evaluation date: configuration (OS, image, size, power state, patch settings), the tags PatchLedger reads (keys compared case-insensitively), the asset category (tag, else the first matching rule of registers/asset_categories.csv, else uncategorized), the update server from Log Analytics, and assessment coverage. A machine with no successful assessment within stale_after_days of the evaluation date is unknown_stale.
+-- @column vm_id: Canonical machine id: lower-case ARM id, or nonazure/<computer>.
+-- @column name: Resource name (computer name for non-Azure machines).
+-- @column subscription_id: Subscription GUID.
+-- @column resource_group: Resource group (lower-case).
+-- @column location: Azure region, lower-case without spaces (westus).
+-- @column machine_kind: azure_vm, arc or non_azure.
+-- @column in_inventory: True when the machine is in azure/virtual_machines.json.
+-- @column computer_name: Guest computer name.
+-- @column vm_uuid: The VM's vmId (GUID).
+-- @column os_type: Windows or Linux.
+-- @column os_name: OS name (instance view, else Log Analytics).
+-- @column os_version: OS version string as reported.
+-- @column os_build: Dotted build number parsed from os_version (10.0.20348.2322).
+-- @column image_publisher: Marketplace image publisher.
+-- @column image_offer: Marketplace image offer.
+-- @column image_sku: Marketplace image SKU.
+-- @column image_version: Exact image version, else the requested one.
+-- @column vm_size: VM size (Standard_DS3_v2).
+-- @column power_state: running, stopped, deallocated, ... (instance view or az --show-details).
+-- @column provisioning_state: ARM provisioning state.
+-- @column time_created: When the VM was created.
+-- @column patch_mode: Manual, AutomaticByOS, AutomaticByPlatform or ImageDefault.
+-- @column assessment_mode: ImageDefault or AutomaticByPlatform.
+-- @column hotpatching_enabled: enableHotpatching (Windows).
+-- @column automatic_updates_enabled: enableAutomaticUpdates (Windows).
+-- @column role: Tag role.
+-- @column owner: Tag owner.
+-- @column criticality: Tag criticality, lower-case (critical, high, medium, low).
+-- @column environment: Tag environment, lower-case (production, staging, test, dev).
+-- @column asset_category: Tag asset-category, else the first matching rule, else uncategorized.
+-- @column asset_category_source: tag, rule or default.
+-- @column maintenance_window: Tag maintenance-window (a window_id).
+-- @column internet_exposed: Tag internet-exposed = true.
+-- @column pci_scope: Tag pci-scope = true.
+-- @column wsus_server: Update server the Log Analytics agent last reported (UpdateSummary.WSUSServer).
+-- @column windows_update_setting: UpdateSummary.WindowsUpdateSetting last reported.
+-- @column last_assessed_at: Last successful assessment up to the end of the evaluation date, any source.
+-- @column last_assessment_source: Source of that assessment.
+-- @column reboot_pending: Reboot pending according to the last assessment that reports it.
+-- @column assessment_age_days: Days between last_assessed_at and the evaluation date; NULL when never assessed.
+-- @column coverage_status: assessed, or unknown_stale when never assessed or assessed more than stale_after_days before the evaluation date.
+-- @column as_of: Evaluation date.
+WITH
+params AS (
+    SELECT
+        CAST($as_of AS DATE) AS as_of,
+        timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
+        CAST($stale_after_days AS INTEGER) AS stale_after_days
+),
+vms AS (
+    SELECT
+        lower(id) AS vm_id,
+        resource AS r,
+        CASE WHEN json_type(resource->'properties') = 'OBJECT' THEN resource->'properties' ELSE resource END AS p
+    FROM raw.virtual_machines
+    QUALIFY row_number() OVER (PARTITION BY lower(id) ORDER BY source_file) = 1
+),
+config AS (
+    SELECT
+        vm_id,
+        r->>'name' AS name,
+        lower(replace(r->>'location', ' ', '')) AS location,
+        coalesce(p->'osProfile'->>'computerName', p->'instanceView'->>'computerName') AS computer_name,
+        lower(p->>'vmId') AS vm_uuid,
+        p->'storageProfile'->'osDisk'->>'osType' AS os_type,
+        p->'instanceView'->>'osName' AS os_name,
+        p->'instanceView'->>'osVersion' AS os_version,
+        p->'storageProfile'->'imageReference'->>'publisher' AS image_publisher,
+        p->'storageProfile'->'imageReference'->>'offer' AS image_offer,
+        p->'storageProfile'->'imageReference'->>'sku' AS image_sku,
+        coalesce(
+            p->'storageProfile'->'imageReference'->>'exactVersion',
+            p->'storageProfile'->'imageReference'->>'version'
+        ) AS image_version,
+        p->'hardwareProfile'->>'vmSize' AS vm_size,
+        coalesce(
+            lower(split_part(list_filter(
+                from_json(p->'instanceView'->'statuses', '[{"code": "VARCHAR"}]'),
+                lambda s: s.code LIKE 'PowerState/%'
+            )[1].code, '/', 2)),
+            -- az vm list --show-details: "VM running", "VM deallocated"
+            nullif(regexp_replace(lower(r->>'powerState'), '^vm ', ''), '')
+        ) AS power_state,
+        p->>'provisioningState' AS provisioning_state,
+        try_cast(p->>'timeCreated' AS TIMESTAMPTZ) AS time_created,
+        coalesce(
+            p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'patchMode',
+            p->'osProfile'->'linuxConfiguration'->'patchSettings'->>'patchMode'
+        ) AS patch_mode,
+        coalesce(
+            p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'assessmentMode',
+            p->'osProfile'->'linuxConfiguration'->'patchSettings'->>'assessmentMode'
+        ) AS assessment_mode,
+        try_cast(p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'enableHotpatching' AS BOOLEAN) AS hotpatching_enabled,
+        try_cast(p->'osProfile'->'windowsConfiguration'->>'enableAutomaticUpdates' AS BOOLEAN) AS automatic_updates_enabled
+    FROM vms
+),
+tags AS (
+    SELECT vm_id, lower(trim(k)) AS tag_key, trim(r->'tags'->>k) AS tag_value
+    FROM (
+        SELECT vm_id, r, unnest(json_keys(r->'tags')) AS k
+        FROM vms
+        WHERE json_type(r->'tags') = 'OBJECT'
+    )
+),
+tag_values AS (
+    SELECT
+        vm_id,
+        max(tag_value) FILTER (WHERE tag_key = 'role') AS role,
+        max(tag_value) FILTER (WHERE tag_key = 'owner') AS owner,
+        lower(max(tag_value) FILTER (WHERE tag_key = 'criticality')) AS criticality,
+        lower(max(tag_value) FILTER (WHERE tag_key = 'environment')) AS environment,
+        max(tag_value) FILTER (WHERE tag_key = 'asset-category') AS asset_category,
+        max(tag_value) FILTER (WHERE tag_key = 'maintenance-window') AS maintenance_window,
+        lower(max(tag_value) FILTER (WHERE tag_key = 'internet-exposed')) = 'true' AS internet_exposed,
+        lower(max(tag_value) FILTER (WHERE tag_key = 'pci-scope')) = 'true' AS pci_scope
+    FROM tags
+    GROUP BY vm_id
+),
+-- Latest OS facts Log Analytics reports, for machines outside the inventory.
+la_os AS (
+    SELECT
+        m.vm_id,
+        arg_max(u.OSType, u.TimeGenerated) AS os_type,
+        arg_max(coalesce(nullif(u.OSFullName, ''), u.OSName), u.TimeGenerated) AS os_name,
+        arg_max(u.OSVersion, u.TimeGenerated) AS os_version
+    FROM raw.la_update AS u
+    JOIN staging.vm_la_machines AS m
+      ON m.la_key = lower(coalesce(nullif(u._ResourceId, ''), nullif(u.ResourceId, ''), ''))
+            || '|' || lower(coalesce(u.VMUUID, '')) || '|' || lower(coalesce(u.SourceComputerId, ''))
+            || '|' || lower(coalesce(u.Computer, ''))
+    , params
+    WHERE u.TimeGenerated < params.cutoff
+    GROUP BY m.vm_id
+),
+la_summary AS (
+    SELECT
+        m.vm_id,
+        arg_max(s.WSUSServer, s.TimeGenerated) AS wsus_server,
+        arg_max(s.WindowsUpdateSetting, s.TimeGenerated) AS windows_update_setting,
+        arg_max(s.OsVersion, s.TimeGenerated) AS os_version
+    FROM raw.la_update_summary AS s
+    JOIN staging.vm_la_machines AS m
+      ON m.la_key = lower(coalesce(nullif(s._ResourceId, ''), nullif(s.ResourceId, ''), ''))
+            || '|' || lower(coalesce(s.VMUUID, '')) || '|' || lower(coalesce(s.SourceComputerId, ''))
+            || '|' || lower(coalesce(s.Computer, ''))
+    , params
+    WHERE s.TimeGenerated < params.cutoff
+    GROUP BY m.vm_id
+),
+coverage AS (
+    SELECT
+        vm_id,
+        max(assessed_at) FILTER (WHERE succeeded) AS last_assessed_at,
+        arg_max(source, assessed_at) FILTER (WHERE succeeded) AS last_assessment_source,
+        arg_max(reboot_pending, assessed_at) FILTER (WHERE reboot_pending IS NOT NULL) AS reboot_pending,
+        arg_max(os_type, assessed_at) FILTER (WHERE os_type IS NOT NULL) AS os_type
+    FROM staging.assessment_runs, params
+    WHERE assessed_at < params.cutoff
+    GROUP BY vm_id
+),
+base AS (
+    SELECT
+        i.vm_id,
+        coalesce(c.name, i.name) AS name,
+        i.subscription_id,
+        i.resource_group,
+        c.location,
+        i.machine_kind,
+        i.in_inventory,
+        coalesce(c.computer_name, i.computer_names[1]) AS computer_name,
+        c.vm_uuid,
+        coalesce(c.os_type, cov.os_type, lo.os_type) AS os_type,
+        coalesce(c.os_name, lo.os_name) AS os_name,
+        coalesce(c.os_version, ls.os_version, lo.os_version) AS os_version,
+        c.image_publisher,
+        c.image_offer,
+        c.image_sku,
+        c.image_version,
+        c.vm_size,
+        c.power_state,
+        c.provisioning_state,
+        c.time_created,
+        c.patch_mode,
+        c.assessment_mode,
+        c.hotpatching_enabled,
+        c.automatic_updates_enabled,
+        t.role,
+        t.owner,
+        t.criticality,
+        t.environment,
+        t.asset_category AS asset_category_tag,
+        t.maintenance_window,
+        coalesce(t.internet_exposed, false) AS internet_exposed,
+        coalesce(t.pci_scope, false) AS pci_scope,
+        ls.wsus_server,
+        ls.windows_update_setting,
+        cov.last_assessed_at,
+        cov.last_assessment_source,
+        cov.reboot_pending
+    FROM staging.vm_identity AS i
+    LEFT JOIN config AS c USING (vm_id)
+    LEFT JOIN tag_values AS t USING (vm_id)
+    LEFT JOIN la_os AS lo USING (vm_id)
+    LEFT JOIN la_summary AS ls USING (vm_id)
+    LEFT JOIN coverage AS cov USING (vm_id)
+),
+-- Without an asset-category tag, the first rule (by rule_order) whose tag matches and whose
+-- os_type is empty or equal wins.
+rule_match AS (
+    SELECT b.vm_id, arg_min(a.category_id, (a.rule_order, a.category_id)) AS category_id
+    FROM base AS b
+    JOIN tags AS t ON t.vm_id = b.vm_id
+    JOIN staging.asset_categories AS a
+      ON lower(trim(a.tag_key)) = t.tag_key
+     AND lower(trim(a.tag_value)) = lower(t.tag_value)
+     AND (nullif(trim(a.os_type), '') IS NULL OR lower(a.os_type) = lower(b.os_type))
+    WHERE b.asset_category_tag IS NULL
+    GROUP BY b.vm_id
+)
+SELECT
+    b.vm_id,
+    b.name,
+    b.subscription_id,
+    b.resource_group,
+    b.location,
+    b.machine_kind,
+    b.in_inventory,
+    b.computer_name,
+    b.vm_uuid,
+    b.os_type,
+    b.os_name,
+    b.os_version,
+    nullif(regexp_extract(b.os_version, '(\d+\.\d+\.\d+(\.\d+)?)', 1), '') AS os_build,
+    b.image_publisher,
+    b.image_offer,
+    b.image_sku,
+    b.image_version,
+    b.vm_size,
+    b.power_state,
+    b.provisioning_state,
+    b.time_created,
+    b.patch_mode,
+    b.assessment_mode,
+    b.hotpatching_enabled,
+    b.automatic_updates_enabled,
+    b.role,
+    b.owner,
+    b.criticality,
+    b.environment,
+    coalesce(b.asset_category_tag, r.category_id, 'uncategorized') AS asset_category,
+    CASE WHEN b.asset_category_tag IS NOT NULL THEN 'tag' WHEN r.category_id IS NOT NULL THEN 'rule' ELSE 'default' END
+        AS asset_category_source,
+    b.maintenance_window,
+    b.internet_exposed,
+    b.pci_scope,
+    b.wsus_server,
+    b.windows_update_setting,
+    b.last_assessed_at,
+    b.last_assessment_source,
+    b.reboot_pending,
+    date_diff('day', b.last_assessed_at::DATE, params.as_of) AS assessment_age_days,
+    CASE
+        WHEN b.last_assessed_at IS NULL THEN 'unknown_stale'
+        WHEN date_diff('day', b.last_assessed_at::DATE, params.as_of) > params.stale_after_days THEN 'unknown_stale'
+        ELSE 'assessed'
+    END AS coverage_status,
+    params.as_of
+FROM base AS b
+CROSS JOIN params
+LEFT JOIN rule_match AS r USING (vm_id)
+ORDER BY b.vm_id

@@ -1,0 +1,64 @@
+-- @table Chronological patch history per machine up to the end of the evaluation date: one row per observation or inferred event of staging.patch_observations, with the previous state of the same patch so that changes (missing -> installed, failed -> installed on retry, installed -> missing after a rollback) can be read directly.
+-- @column vm_id: Canonical machine id.
+-- @column event_seq: Position of the event in the machine's history (1 = oldest); ties at the same time ordered by source precedence, then patch.
+-- @column patch_key: KB digits, or <package>_<version>.
+-- @column kb: KB digits or NULL.
+-- @column patch_name: Title as the source gives it.
+-- @column classification: Normalized classification.
+-- @column msrc_severity: MSRC severity.
+-- @column state: Canonical state observed.
+-- @column raw_state: The source's own state word.
+-- @column previous_state: The state of the previous event of the same patch on the machine, NULL for the first.
+-- @column state_changed: True when state differs from previous_state (or it is the first event).
+-- @column source: Source of the observation.
+-- @column observed_at: When it was observed.
+-- @column run_id: Assessment / installation activity id, or Log Analytics CorrelationId.
+-- @column source_file: The estate file.
+WITH
+params AS (
+    SELECT timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
+),
+precedence AS (
+    SELECT *
+    FROM (VALUES
+        ('resource_graph_installation', 1), ('patch_operation_install', 2),
+        ('resource_graph_assessment', 3), ('patch_operation_assess', 4),
+        ('log_analytics_run', 5), ('log_analytics_update', 6)
+    ) AS p(source, rank)
+),
+obs AS (
+    SELECT o.*, p.rank
+    FROM staging.patch_observations AS o
+    JOIN precedence AS p USING (source)
+    CROSS JOIN params
+    WHERE o.observed_at < params.cutoff
+),
+sequenced AS (
+    SELECT
+        *,
+        lag(state) OVER (
+            PARTITION BY vm_id, patch_key ORDER BY observed_at, rank DESC, state, run_id, source_file
+        ) AS previous_state,
+        row_number() OVER (
+            PARTITION BY vm_id ORDER BY observed_at, rank DESC, patch_key, state, run_id, source_file
+        ) AS event_seq
+    FROM obs
+)
+SELECT
+    vm_id,
+    event_seq,
+    patch_key,
+    kb,
+    patch_name,
+    classification,
+    msrc_severity,
+    state,
+    raw_state,
+    previous_state,
+    previous_state IS DISTINCT FROM state AS state_changed,
+    source,
+    observed_at,
+    run_id,
+    source_file
+FROM sequenced
+ORDER BY vm_id, event_seq
