@@ -1,18 +1,28 @@
-"""Stage 3: vendor bulletins (MSRC CVRF, CISA KEV, FIRST EPSS) and the patch catalog.
+"""Stage 3: vendor bulletins (MSRC CVRF, CISA KEV, FIRST EPSS, OSV), the patch catalog, the
+channels' freshness and the notices of new patches that apply to the estate.
 
 Raw tables accumulate: each MSRC document replaces only its own rows (keyed by document id), each
-KEV catalog and EPSS day is a dated snapshot, so the marts can be computed "as of" a date and a
-month that MSRC serves empty or mis-titled fails the step without touching what was ingested.
-Files whose sha256 is already ingested are not parsed again.
+OSV advisory likewise (keyed by advisory id, the newest `modified` wins), each KEV catalog and
+EPSS day is a dated snapshot, so the marts can be computed "as of" a date and a month that MSRC
+serves empty or mis-titled fails the step without touching what was ingested.
+Files whose sha256 is already ingested are not parsed again. Every successful ingest appends a
+row to raw.bulletin_ingest_log (channel, run, time, files and documents read), the source of
+marts.bulletin_channels' "last successful ingest".
 """
 
 
+import hashlib
+import json
 import os
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import duckdb
+import httpx
 import pyarrow as pa
 
 from assets.common import (
@@ -23,10 +33,12 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from pipelines.connectors import epss, kev, msrc
+from pipelines.connectors import epss, kev, msrc, osv
+from pipelines.ledger import GENESIS, chain_hash
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
+    comment_table,
     resolve_as_of,
     row_count,
     table_exists,
@@ -75,6 +87,41 @@ CREATE TABLE IF NOT EXISTS raw.epss_scores (
 """
 
 
+INGEST_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS raw.bulletin_ingest_log (
+    channel VARCHAR NOT NULL, ingest_run VARCHAR NOT NULL, ingested_at TIMESTAMPTZ NOT NULL,
+    live_fetch BOOLEAN NOT NULL, files_seen INTEGER NOT NULL, files_skipped INTEGER NOT NULL,
+    documents_ingested INTEGER NOT NULL
+)
+"""
+_INGEST_LOG_COMMENT = (
+    "One row per successful bulletin ingest (append-only): channel (msrc, msrc_index, kev, epss, "
+    "osv), Dagster run, end time (UTC), whether it fetched live, files seen, files skipped as "
+    "already ingested (same sha256), and documents (months, snapshots, score days, advisories) "
+    "ingested as new or changed."
+)
+
+
+def _log_ingest(
+    conn: duckdb.DuckDBPyConnection,
+    channel: str,
+    run_id: str,
+    *,
+    files_seen: int,
+    files_skipped: int,
+    documents_ingested: int,
+    live_fetch: bool = False,
+) -> None:
+    """Record a successful ingest, inside the ingest's own transaction (gone if it rolls back)."""
+    conn.execute(INGEST_LOG_DDL)
+    literal = "'" + _INGEST_LOG_COMMENT.replace("'", "''") + "'"
+    conn.execute(f"COMMENT ON TABLE raw.bulletin_ingest_log IS {literal}")
+    conn.execute(
+        "INSERT INTO raw.bulletin_ingest_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [channel, run_id, datetime.now(UTC), live_fetch, files_seen, files_skipped, documents_ingested],
+    )
+
+
 def _bulletins_dir(run_settings: RunSettings, source: str) -> Path:
     return Path(run_settings.estate_dir) / "bulletins" / source
 
@@ -104,7 +151,7 @@ def _ensure_msrc_tables(conn: duckdb.DuckDBPyConnection) -> None:
 
 def make_msrc_client() -> msrc.MsrcClient:
     """The live MSRC client (tests replace this function to serve recorded answers)."""
-    return msrc.MsrcClient(os.environ.get("PATCHLEDGER_MSRC_URL", msrc.DEFAULT_BASE_URL))
+    return msrc.client_from_env()
 
 
 def _known_documents(warehouse: WarehouseResource) -> dict[str, datetime]:
@@ -216,6 +263,10 @@ def msrc_documents(
                     conn.unregister("_incoming")
             finally:
                 conn.unregister("_ids")
+        _log_ingest(
+            conn, "msrc", context.run_id, files_seen=len(files), files_skipped=skipped,
+            documents_ingested=len(chosen), live_fetch=run_settings.source == "azure",
+        )
         context.log.info(
             f"MSRC: {len(chosen)} documents ingested ({sorted(chosen)}), {skipped} unchanged files skipped."
         )
@@ -244,6 +295,7 @@ def kev_vulnerabilities(
         context.log.warning(f"No KEV catalog in {folder}: KEV flags will be false.")
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(KEV_DDL)
+        skipped = 0
         for path in files:
             source_file = _relative(path, run_settings)
             sha = msrc.sha256_bytes(path.read_bytes())
@@ -251,6 +303,7 @@ def kev_vulnerabilities(
                 "SELECT count(*) FROM raw.kev_vulnerabilities WHERE source_file = ? AND source_sha256 = ?",
                 [source_file, sha],
             ).fetchall()[0][0]:
+                skipped += 1
                 continue
             snapshot = kev.read_kev(conn, path)
             conn.register("_kev", snapshot)
@@ -268,6 +321,10 @@ def kev_vulnerabilities(
             finally:
                 conn.unregister("_kev")
             context.log.info(f"KEV: {snapshot.num_rows} entries from {source_file}")
+        _log_ingest(
+            conn, "kev", context.run_id, files_seen=len(files), files_skipped=skipped,
+            documents_ingested=len(files) - skipped,
+        )
         return dg.MaterializeResult(metadata=table_metadata(conn, "raw.kev_vulnerabilities"))
 
 
@@ -287,6 +344,7 @@ def epss_scores(
         context.log.warning(f"No EPSS files in {folder}: EPSS scores will be NULL.")
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(EPSS_DDL)
+        skipped = 0
         for path in files:
             source_file = _relative(path, run_settings)
             sha = msrc.sha256_bytes(path.read_bytes())
@@ -294,6 +352,7 @@ def epss_scores(
                 "SELECT count(*) FROM raw.epss_scores WHERE source_file = ? AND source_sha256 = ? LIMIT 1",
                 [source_file, sha],
             ).fetchall()[0][0]:
+                skipped += 1
                 continue
             scores = epss.read_epss(conn, path)
             conn.register("_epss", scores)
@@ -309,6 +368,10 @@ def epss_scores(
             finally:
                 conn.unregister("_epss")
             context.log.info(f"EPSS: {scores.num_rows} scores from {source_file}")
+        _log_ingest(
+            conn, "epss", context.run_id, files_seen=len(files), files_skipped=skipped,
+            documents_ingested=len(files) - skipped,
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(conn, "raw.epss_scores", order_by="score_date DESC, cve")
         )
@@ -378,9 +441,9 @@ patch_fixed_builds = _sql_asset(
 patch_cves = _sql_asset(
     "marts.patch_cves",
     "patch_cves",
-    ["staging.msrc_fixes", "raw.kev_vulnerabilities", "raw.epss_scores"],
-    "Patch x CVE x product with MSRC severity and CVSS, exploit status, KEV and EPSS as of the "
-    "evaluation date.",
+    ["staging.msrc_fixes", "staging.osv_fixes", "raw.kev_vulnerabilities", "raw.epss_scores"],
+    "Patch x CVE x product (MSRC and OSV) with severity and CVSS, exploit status, KEV and EPSS as "
+    "of the evaluation date.",
     uses_as_of=True,
 )
 patch_catalog = _sql_asset(
@@ -388,6 +451,7 @@ patch_catalog = _sql_asset(
     "patch_catalog",
     [
         "staging.msrc_fixes",
+        "staging.osv_fixes",
         "marts.patch_cves",
         "marts.patch_supersedence",
         "marts.patch_fix_lineage",
@@ -442,3 +506,555 @@ def supersedence_cycles(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"kbs_in_cycles": dg.MetadataValue.json(members[:200]), "count": len(members)},
     )
+
+
+# ---- OSV advisories (non-Microsoft software) ----
+
+OSV_TABLES = {"advisories": "raw.osv_advisories", "affected": "raw.osv_affected"}
+_OSV_DESCRIPTIONS = {
+    "advisories": "OSV advisories for non-Microsoft software as ingested from "
+    "<estate>/bulletins/osv/: one row per advisory id (the newest `modified` read), with its "
+    "dates (UTC), aliases, related and upstream ids, the CVEs it names, texts, the CVSS vector "
+    "with its computed base score, the distribution's own rating, and the full record as JSON.",
+    "affected": "OSV affected packages: one row per advisory, affected package, package name "
+    "(the source package and, for Ubuntu, each binary package built from it) and range event "
+    "pair (introduced -> fixed or last_affected); an affected package without a fix keeps one row "
+    "with the version columns NULL.",
+}
+
+
+def _ensure_osv_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    for name, table in OSV_TABLES.items():
+        schema = osv.SCHEMAS[name]
+        for extra in _PROVENANCE:
+            schema = schema.append(extra)
+        conn.register("_empty", pa.Table.from_pylist([], schema=schema))
+        try:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _empty")
+        finally:
+            conn.unregister("_empty")
+        literal = "'" + _OSV_DESCRIPTIONS[name].replace("'", "''") + "'"
+        conn.execute(f"COMMENT ON TABLE {table} IS {literal}")
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            key(table),
+            description=_OSV_DESCRIPTIONS[name],
+            group_name=STAGE3_BULLETINS,
+            kinds={"duckdb", "python"},
+            owners=OWNERS,
+        )
+        for name, table in OSV_TABLES.items()
+    ],
+    pool=DUCKDB_POOL,
+)
+def osv_advisories(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+):
+    """OSV advisories (one per file or a JSON array, plain or gzip) from <estate>/bulletins/osv/
+    and its subfolders. An advisory replaces its previous rows only when its `modified` is not
+    older than the ingested one; a malformed file fails the step and keeps the previous rows."""
+    folder = _bulletins_dir(run_settings, "osv")
+    files = osv.osv_files(folder) if folder.is_dir() else []
+    if not files:
+        context.log.warning(f"No OSV advisories in {folder}: Linux packages get no CVEs from OSV.")
+    with warehouse.get_connection() as conn, transaction(conn):
+        _ensure_osv_tables(conn)
+        ingested = {
+            (f, s)
+            for f, s in conn.execute(
+                "SELECT DISTINCT source_file, source_sha256 FROM raw.osv_advisories"
+            ).fetchall()
+        }
+        known = dict(
+            conn.execute("SELECT advisory_id, modified_at FROM raw.osv_advisories").fetchall()
+        )
+        chosen: dict[str, tuple[dict[str, Any], list[dict[str, Any]], dict[str, str]]] = {}
+        skipped = older = 0
+        for path in files:
+            data = path.read_bytes()
+            provenance = {
+                "source_file": _relative(path, run_settings),
+                "source_sha256": msrc.sha256_bytes(data),
+                "ingest_run": context.run_id,
+            }
+            if (provenance["source_file"], provenance["source_sha256"]) in ingested:
+                skipped += 1
+                continue
+            parsed = osv.parse_bytes(data, provenance["source_file"])
+            affected_by_id: dict[str, list[dict[str, Any]]] = {}
+            for row in parsed.affected:
+                affected_by_id.setdefault(row["advisory_id"], []).append(row)
+            for advisory in parsed.advisories:
+                advisory_id = advisory["advisory_id"]
+                seen = known.get(advisory_id)
+                if seen is not None and advisory["modified_at"] < seen:
+                    older += 1
+                    continue
+                previous = chosen.get(advisory_id)
+                if previous is None or advisory["modified_at"] >= previous[0]["modified_at"]:
+                    chosen[advisory_id] = (advisory, affected_by_id.get(advisory_id, []), provenance)
+
+        if chosen:
+            advisories = [{**a, **p} for a, _, p in chosen.values()]
+            affected = [{**row, **p} for _, rows, p in chosen.values() for row in rows]
+            tables = osv.to_arrow(osv.ParsedFile(advisories, affected), [f.name for f in _PROVENANCE])
+            conn.register("_ids", pa.table({"advisory_id": sorted(chosen)}))
+            try:
+                for name, table in OSV_TABLES.items():
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE advisory_id IN (SELECT advisory_id FROM _ids)"
+                    )
+                    conn.register("_incoming", tables[name])
+                    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _incoming")
+                    conn.unregister("_incoming")
+            finally:
+                conn.unregister("_ids")
+        _log_ingest(
+            conn, "osv", context.run_id, files_seen=len(files), files_skipped=skipped,
+            documents_ingested=len(chosen),
+        )
+        context.log.info(
+            f"OSV: {len(chosen)} advisories ingested, {older} older revisions ignored, "
+            f"{skipped} unchanged files skipped."
+        )
+        metadata = {
+            table: table_metadata(conn, table, order_by="advisory_id") for table in OSV_TABLES.values()
+        }
+    metadata["raw.osv_advisories"]["ingested_advisories"] = dg.MetadataValue.int(len(chosen))
+    metadata["raw.osv_advisories"]["unchanged_files_skipped"] = dg.MetadataValue.int(skipped)
+    for table, table_meta in metadata.items():
+        yield dg.MaterializeResult(asset_key=key(table), metadata=table_meta)
+
+
+osv_fixes = _sql_asset(
+    "staging.osv_fixes",
+    "bulletin_osv_fixes",
+    list(OSV_TABLES.values()),
+    "OSV advisory fixes normalized: advisory x CVE x ecosystem x package x fixed version, with "
+    "the <package>_<version> patch key and an MSRC-scale severity.",
+)
+
+
+# ---- MSRC /updates index and the channels' freshness ----
+
+_INDEX_DESCRIPTION = (
+    "The MSRC /updates index last read: one row per document id with its title and release dates "
+    "(UTC), fetched live (source=azure, saved as <estate>/bulletins/msrc/updates.json) or read from "
+    "that file offline. Each new index replaces the previous one; no index leaves it as it was."
+)
+
+
+def _ensure_index_table(conn: duckdb.DuckDBPyConnection) -> None:
+    schema = msrc.INDEX_SCHEMA
+    for extra in _PROVENANCE:
+        schema = schema.append(extra)
+    schema = schema.append(pa.field("fetched_at", pa.timestamp("us", tz="UTC")))
+    conn.register("_empty", pa.Table.from_pylist([], schema=schema))
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS raw.msrc_index AS SELECT * FROM _empty")
+    finally:
+        conn.unregister("_empty")
+    literal = "'" + _INDEX_DESCRIPTION.replace("'", "''") + "'"
+    conn.execute(f"COMMENT ON TABLE raw.msrc_index IS {literal}")
+
+
+@warehouse_asset(
+    key=key("raw.msrc_index"),
+    group_name=STAGE3_BULLETINS,
+    kinds={"duckdb", "python"},
+    description=_INDEX_DESCRIPTION,
+)
+def msrc_index(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    folder = _bulletins_dir(run_settings, "msrc")
+    live = run_settings.source == "azure"
+    if live:
+        with make_msrc_client() as client:
+            body = client.index_bytes()
+        msrc.parse_index(body)  # a broken answer fails here, before the saved copy is replaced
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "updates.json").write_bytes(body)
+    path = msrc.index_file(folder) if folder.is_dir() else None
+    with warehouse.get_connection() as conn, transaction(conn):
+        _ensure_index_table(conn)
+        read = 0
+        if path is None:
+            context.log.info(f"No MSRC index ({folder}/updates.json): pending months are not computed.")
+        else:
+            data = path.read_bytes()
+            source_file, sha = _relative(path, run_settings), msrc.sha256_bytes(data)
+            held = conn.execute(
+                "SELECT count(*) FROM raw.msrc_index WHERE source_sha256 = ?", [sha]
+            ).fetchall()[0][0]
+            if not held:
+                try:
+                    rows = msrc.index_rows(msrc.parse_index(data))
+                except (ValueError, msrc.MsrcDocumentError) as exc:
+                    raise msrc.MsrcDocumentError(f"{source_file}: not an MSRC /updates index ({exc})") from exc
+                extra = {
+                    "source_file": source_file,
+                    "source_sha256": sha,
+                    "ingest_run": context.run_id,
+                    "fetched_at": datetime.now(UTC),
+                }
+                schema = msrc.INDEX_SCHEMA
+                for field in (*_PROVENANCE, pa.field("fetched_at", pa.timestamp("us", tz="UTC"))):
+                    schema = schema.append(field)
+                conn.register("_incoming", pa.Table.from_pylist([{**r, **extra} for r in rows], schema=schema))
+                try:
+                    conn.execute("DELETE FROM raw.msrc_index")
+                    conn.execute("INSERT INTO raw.msrc_index BY NAME SELECT * FROM _incoming")
+                finally:
+                    conn.unregister("_incoming")
+                read = 1
+        _log_ingest(
+            conn, "msrc_index", context.run_id, files_seen=int(path is not None),
+            files_skipped=int(path is not None) - read, documents_ingested=read, live_fetch=live,
+        )
+        metadata = table_metadata(conn, "raw.msrc_index", order_by="initial_release_at DESC")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+CHANNELS = ("msrc", "kev", "epss", "osv")
+
+
+def configured_channels() -> list[str]:
+    """The channels watched: PATCHLEDGER_BULLETIN_CHANNELS (comma-separated), default all four."""
+    raw = os.environ.get("PATCHLEDGER_BULLETIN_CHANNELS", "")
+    chosen = [c.strip().lower() for c in raw.split(",") if c.strip()] or list(CHANNELS)
+    unknown = sorted(set(chosen) - set(CHANNELS))
+    if unknown:
+        raise ValueError(f"PATCHLEDGER_BULLETIN_CHANNELS names unknown channels {unknown}; known: {CHANNELS}")
+    return chosen
+
+
+@warehouse_asset(
+    key=key("marts.bulletin_channels"),
+    group_name=STAGE3_BULLETINS,
+    kinds={"duckdb", "sql"},
+    deps=[
+        key(t)
+        for t in (
+            *MSRC_TABLES.values(), *OSV_TABLES.values(), "raw.kev_vulnerabilities",
+            "raw.epss_scores", "raw.msrc_index",
+        )
+    ],
+    description="One row per configured bulletin channel (msrc, kev, epss, osv): last successful "
+    "ingest, documents and rows held, newest document, staleness as of the evaluation date, and "
+    "the MSRC months released but not yet ingested.",
+)
+def bulletin_channels(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    with warehouse.get_connection() as conn, transaction(conn):
+        # A channel never ingested still gets its row: make every input exist.
+        _ensure_msrc_tables(conn)
+        _ensure_osv_tables(conn)
+        _ensure_index_table(conn)
+        conn.execute(KEV_DDL)
+        conn.execute(EPSS_DDL)
+        conn.execute(INGEST_LOG_DDL)
+        as_of = resolve_as_of(conn, run_settings.as_of_date())
+        build_table(
+            conn,
+            "marts.bulletin_channels",
+            "bulletin_channels",
+            params={
+                "as_of": as_of,
+                "channels": configured_channels(),
+                "msrc_months": int(os.environ.get("PATCHLEDGER_MSRC_MONTHS", "24")),
+                "known_empty": sorted(msrc.KNOWN_EMPTY_DOCUMENTS),
+            },
+        )
+        metadata = table_metadata(conn, "marts.bulletin_channels", order_by="channel")
+        stale = [
+            r[0]
+            for r in conn.execute(
+                "SELECT channel FROM marts.bulletin_channels WHERE stale ORDER BY channel"
+            ).fetchall()
+        ]
+    metadata["as_of"] = dg.MetadataValue.text(as_of.isoformat())
+    metadata["stale_channels"] = dg.MetadataValue.json(stale)
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@warehouse_check(asset=key("marts.bulletin_channels"))
+def bulletin_channels_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every configured bulletin channel holds data no older than its threshold
+    (msrc 35 days, kev 7, epss 3, osv 30) as of the evaluation date."""
+    with warehouse.get_connection() as conn:
+        rows = conn.execute(
+            "SELECT channel, status, age_days, stale_after_days, newest_document "
+            "FROM marts.bulletin_channels WHERE stale ORDER BY channel"
+        ).fetchall()
+    return dg.AssetCheckResult(
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "stale_channels": dg.MetadataValue.json(
+                [
+                    {"channel": c, "status": s, "age_days": a, "stale_after_days": t, "newest": n}
+                    for c, s, a, t, n in rows
+                ]
+            )
+        },
+    )
+
+
+@warehouse_check(asset=key("marts.bulletin_channels"))
+def msrc_months_ingested(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Every MSRC month that the /updates index lists as released (within the ingested span) is
+    ingested at its current revision. Passes when no index is held."""
+    with warehouse.get_connection() as conn:
+        rows = conn.execute(
+            "SELECT pending_documents FROM marts.bulletin_channels WHERE channel = 'msrc'"
+        ).fetchall()
+    pending = (rows[0][0] if rows else None) or []
+    return dg.AssetCheckResult(
+        passed=not pending,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"pending_documents": dg.MetadataValue.json(pending), "count": len(pending)},
+    )
+
+
+# ---- notices of new patches that apply to the estate ----
+
+NOTIFY_WEBHOOK_ENV = "PATCHLEDGER_NOTIFY_WEBHOOK"
+WEBHOOK_TIMEOUT_SECONDS = 15.0
+WEBHOOK_RETRIES = 3
+WEBHOOK_BACKOFF_SECONDS = 2.0
+
+NOTIFICATIONS_DDL = """
+CREATE TABLE IF NOT EXISTS ledger.notifications_sent (
+    seq BIGINT NOT NULL, notification_id VARCHAR NOT NULL, patch_key VARCHAR NOT NULL,
+    kb VARCHAR, title VARCHAR, sources VARCHAR[], severity VARCHAR, max_cvss DOUBLE,
+    exploited BOOLEAN, in_kev BOOLEAN, kev_due_date DATE, max_epss DOUBLE, cves VARCHAR[],
+    products VARCHAR[], affected_machines BIGINT, released_at TIMESTAMPTZ,
+    as_of DATE NOT NULL, notified_at TIMESTAMPTZ NOT NULL, run_id VARCHAR NOT NULL,
+    delivery VARCHAR NOT NULL, content VARCHAR NOT NULL, row_sha256 VARCHAR NOT NULL,
+    prev_sha256 VARCHAR NOT NULL, chain_sha256 VARCHAR NOT NULL
+)
+"""
+_NOTIFICATIONS_COMMENT = (
+    "Append-only record of the notices of new patches (what was notified when): one row per "
+    "patch, never updated or deleted, so a patch is notified once. content is the notice as "
+    "canonical JSON (keys sorted), row_sha256 = sha256(content), chain_sha256 = "
+    "sha256(prev_sha256 || row_sha256) chains the rows in seq order (64 zeros before the first). "
+    "delivery: webhook (POSTed to PATCHLEDGER_NOTIFY_WEBHOOK) or warehouse (recorded only)."
+)
+_APPLICABILITY_COLUMNS = (
+    "patch_key VARCHAR, kb VARCHAR, vm_id VARCHAR, source VARCHAR, matched_on VARCHAR, "
+    "matched_product VARCHAR"
+)
+_NOTICE_FIELDS = (
+    "patch_key", "kb", "title", "sources", "severity", "max_cvss", "exploited", "in_kev",
+    "kev_due_date", "max_epss", "cves", "products", "affected_machines", "released_at",
+    "remediation_url",
+)
+
+
+class WebhookError(RuntimeError):
+    """The notification webhook did not accept the notices (the URL in the message is redacted)."""
+
+
+def redact_url(url: str) -> str:
+    """scheme://host[:port]/path: no user info, query string or fragment (they may hold a token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def post_webhook(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    timeout: float = WEBHOOK_TIMEOUT_SECONDS,
+    retries: int = WEBHOOK_RETRIES,
+    backoff_seconds: float = WEBHOOK_BACKOFF_SECONDS,
+    transport: httpx.BaseTransport | None = None,
+) -> int:
+    """POST the payload as JSON; retries 5xx, 429 and transport errors with exponential backoff.
+    Returns the HTTP status. Errors never carry the URL's query string."""
+    safe = redact_url(url)
+    body = json.dumps(payload, sort_keys=True, default=str).encode()
+    headers = {"Content-Type": "application/json", "User-Agent": "patchledger-notify/1"}
+    attempt = 0
+    with httpx.Client(timeout=httpx.Timeout(timeout), transport=transport) as client:
+        while True:
+            try:
+                response = client.post(url, content=body, headers=headers)
+                if response.status_code < 300:
+                    return response.status_code
+                problem = f"HTTP {response.status_code}"
+                retryable = response.status_code >= 500 or response.status_code == 429
+            except httpx.HTTPError as exc:  # connect errors, timeouts; messages may embed the URL
+                problem, retryable = type(exc).__name__, True
+            attempt += 1
+            if not retryable or attempt > retries:
+                # `from None`: the httpx exception text can contain the full URL.
+                raise WebhookError(
+                    f"notification webhook {safe} failed after {attempt} attempt(s): {problem}"
+                ) from None
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+
+
+def _notice_payload(run_id: str, as_of: date, notices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "event": "patchledger.new_patches",
+        "run_id": run_id,
+        "as_of": as_of.isoformat(),
+        "count": len(notices),
+        "notifications": notices,
+    }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+_NOTIFICATION_TABLES = (
+    "staging.patch_applicability",
+    "staging.notification_candidates",
+    "ledger.notifications_sent",
+    "marts.patch_notifications",
+)
+_NOTIFICATION_DESCRIPTIONS = {
+    "staging.patch_applicability": "Which machines each catalog patch applies to: MSRC product "
+    "names found in marts.vm_inventory os_name; OSV packages observed on the machine "
+    "(staging.patch_observations) on the advisory's distribution and release.",
+    "staging.notification_candidates": "The patches this run notifies: applicable, released in the "
+    "lookback window (PATCHLEDGER_NOTIFY_LOOKBACK_DAYS, default 35) and never notified before.",
+    "ledger.notifications_sent": _NOTIFICATIONS_COMMENT,
+    "marts.patch_notifications": "Notices of new patches that apply to the estate: every patch "
+    "notified (severity, exploited, KEV, affected machines then and now), when and how.",
+}
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            key(table),
+            description=_NOTIFICATION_DESCRIPTIONS[table],
+            group_name=STAGE3_BULLETINS,
+            kinds={"duckdb", "sql"},
+            owners=OWNERS,
+            deps=[
+                key("marts.patch_catalog"),
+                key("staging.msrc_fixes"),
+                key("staging.osv_fixes"),
+                key("marts.vm_inventory"),
+                key("staging.patch_observations"),
+            ],
+        )
+        for table in _NOTIFICATION_TABLES
+    ],
+    pool=DUCKDB_POOL,
+)
+def patch_notifications(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+):
+    """Notify the patches new since the previous notification run that apply to the estate:
+    append them to ledger.notifications_sent and, when PATCHLEDGER_NOTIFY_WEBHOOK is set, POST
+    them as JSON first (a webhook failure fails the step and records nothing, so the next run
+    notifies them again: delivery is at least once)."""
+    webhook = os.environ.get(NOTIFY_WEBHOOK_ENV, "").strip()
+    lookback = int(os.environ.get("PATCHLEDGER_NOTIFY_LOOKBACK_DAYS", "35"))
+    with warehouse.get_connection() as conn, transaction(conn):
+        conn.execute(NOTIFICATIONS_DDL)
+        literal = "'" + _NOTIFICATIONS_COMMENT.replace("'", "''") + "'"
+        conn.execute(f"COMMENT ON TABLE ledger.notifications_sent IS {literal}")
+        as_of = resolve_as_of(conn, run_settings.as_of_date())
+
+        missing = [
+            t for t in ("marts.vm_inventory", "staging.patch_observations") if not table_exists(conn, t)
+        ]
+        if missing:
+            context.log.warning(f"{missing} not built yet: no patch applies to the estate, nothing notified.")
+            conn.execute(f"CREATE OR REPLACE TABLE staging.patch_applicability ({_APPLICABILITY_COLUMNS})")
+            comment_table(conn, "staging.patch_applicability", "bulletin_patch_applicability")
+        else:
+            build_table(conn, "staging.patch_applicability", "bulletin_patch_applicability")
+        build_table(
+            conn,
+            "staging.notification_candidates",
+            "bulletin_notification_candidates",
+            params={"as_of": as_of, "lookback_days": lookback},
+        )
+        cursor = conn.execute(f"SELECT {', '.join(_NOTICE_FIELDS)} FROM staging.notification_candidates")
+        names = [d[0] for d in cursor.description]
+        candidates = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        head = conn.execute(
+            "SELECT seq, chain_sha256 FROM ledger.notifications_sent ORDER BY seq DESC LIMIT 1"
+        ).fetchall()
+        seq, prev = (head[0][0], head[0][1]) if head else (0, GENESIS)
+        notified_at = datetime.now(UTC)
+        delivery = "webhook" if webhook else "warehouse"
+        notices, ledger_rows = [], []
+        for candidate in candidates:
+            notice = {
+                "notification_id": hashlib.sha256(candidate["patch_key"].encode()).hexdigest()[:16],
+                **{k: _json_value(v) for k, v in candidate.items()},
+            }
+            content = json.dumps(notice, sort_keys=True, default=str)
+            row_sha = hashlib.sha256(content.encode()).hexdigest()
+            chain = chain_hash(prev, row_sha)
+            seq += 1
+            ledger_rows.append(
+                {
+                    "seq": seq,
+                    "notification_id": notice["notification_id"],
+                    **{k: candidate[k] for k in _NOTICE_FIELDS if k != "remediation_url"},
+                    "as_of": as_of,
+                    "notified_at": notified_at,
+                    "run_id": context.run_id,
+                    "delivery": delivery,
+                    "content": content,
+                    "row_sha256": row_sha,
+                    "prev_sha256": prev,
+                    "chain_sha256": chain,
+                }
+            )
+            notices.append(notice)
+            prev = chain
+
+        if notices and webhook:
+            status = post_webhook(webhook, _notice_payload(context.run_id, as_of, notices))
+            context.log.info(
+                f"Notification webhook {redact_url(webhook)} accepted {len(notices)} notices (HTTP {status})."
+            )
+        if ledger_rows:
+            conn.register("_incoming", pa.Table.from_pylist(ledger_rows))
+            try:
+                conn.execute("INSERT INTO ledger.notifications_sent BY NAME SELECT * FROM _incoming")
+            finally:
+                conn.unregister("_incoming")
+        build_table(
+            conn,
+            "marts.patch_notifications",
+            "bulletin_patch_notifications",
+            params={"run_id": context.run_id},
+        )
+        context.log.info(
+            f"Notifications as of {as_of}: {len(notices)} new "
+            f"({[n['patch_key'] for n in notices[:20]]}), delivery {delivery}."
+        )
+        metadata = {
+            "staging.patch_applicability": table_metadata(conn, "staging.patch_applicability"),
+            "staging.notification_candidates": table_metadata(conn, "staging.notification_candidates"),
+            "ledger.notifications_sent": table_metadata(conn, "ledger.notifications_sent", order_by="seq DESC"),
+            "marts.patch_notifications": table_metadata(conn, "marts.patch_notifications", order_by="seq DESC"),
+        }
+    metadata["marts.patch_notifications"]["new_notifications"] = dg.MetadataValue.int(len(notices))
+    metadata["marts.patch_notifications"]["delivery"] = dg.MetadataValue.text(delivery)
+    for table in _NOTIFICATION_TABLES:
+        yield dg.MaterializeResult(asset_key=key(table), metadata=metadata[table])

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
+import httpx
 
 from pipelines import jobs, settings
+from pipelines.connectors import msrc
 
 
 def estate_fingerprint(estate: Path) -> str:
@@ -43,5 +46,52 @@ def estate_changed(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=f"estate-{fingerprint[:16]}")
 
 
+def make_msrc_client() -> msrc.MsrcClient:
+    """The MSRC client of the sensor: short timeout and few retries, a tick must stay quick
+    (tests replace this function to serve recorded answers)."""
+    return msrc.client_from_env(timeout=30.0, retries=2, backoff_seconds=2.0)
+
+
+@dg.sensor(
+    name="msrc_revisions",
+    job=jobs.bulletin_refresh,
+    minimum_interval_seconds=24 * 3600,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description=(
+        "Daily, in live mode (PATCHLEDGER_SOURCE=azure): reads the MSRC /updates index and "
+        "launches bulletin_refresh when a month document in the ingest scope (last "
+        "PATCHLEDGER_MSRC_MONTHS months, Mariner only with PATCHLEDGER_MSRC_MARINER=1) has a "
+        "CurrentReleaseDate newer than the cursor. MSRC revises months long after release. The "
+        "cursor is the newest CurrentReleaseDate seen; the warehouse is never opened."
+    ),
+)
+def msrc_revisions(context: dg.SensorEvaluationContext):
+    if settings.source_mode() != "azure":
+        return dg.SkipReason("offline mode (PATCHLEDGER_SOURCE is not 'azure'): MSRC is not polled")
+    months = int(os.environ.get("PATCHLEDGER_MSRC_MONTHS", "24"))
+    since = datetime.now(UTC).date() - timedelta(days=31 * months)
+    mariner = os.environ.get("PATCHLEDGER_MSRC_MARINER", "0") == "1"
+    try:
+        with make_msrc_client() as client:
+            index = client.index()
+    except httpx.HTTPError as exc:
+        return dg.SkipReason(f"MSRC /updates unavailable ({type(exc).__name__}); retried next tick")
+    cursor = msrc.utc_timestamp(context.cursor) if context.cursor else None
+    revised = []
+    for entry in msrc.scoped_index(index, since=since, include_mariner=mariner):
+        current = msrc.utc_timestamp(entry.get("CurrentReleaseDate"))
+        if entry.get("ID") and current is not None and (cursor is None or current > cursor):
+            revised.append((current, str(entry["ID"])))
+    if not revised:
+        return dg.SkipReason(f"no MSRC document revised since {context.cursor or 'ever'}")
+    newest = max(current for current, _ in revised)
+    ids = sorted(document_id for _, document_id in revised)
+    context.update_cursor(newest.isoformat())
+    return dg.RunRequest(
+        run_key=f"msrc-revision-{newest:%Y%m%dT%H%M%SZ}",
+        tags={"patchledger/msrc_revised": ",".join(ids)[:200]},
+    )
+
+
 def all_sensors() -> list:
-    return [estate_changed]
+    return [estate_changed, msrc_revisions]

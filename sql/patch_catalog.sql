@@ -1,32 +1,69 @@
--- @table The patch catalog from the vendor bulletins: one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
+-- @table The patch catalog from the vendor bulletins: one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build, or a Linux distribution package version fixed by an OSV advisory), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
 -- @column patch_key: The patch: KB digits for a Windows update, <package>_<version> for a Linux package, <product>_<version> for other non-KB fixes. Unique, never NULL.
 -- @column kb: KB digits, NULL for non-KB fixes.
 -- @column title: Descriptive title: "<release month> <subtype> for <product> (KB...)" for KBs, "<package or product> <build>" otherwise.
--- @column classification: Normalized classification: Security for every MSRC vendor fix.
+-- @column classification: Normalized classification: Security for every MSRC vendor fix and OSV advisory fix.
 -- @column sub_types: MSRC remediation subtypes (Security Update, Monthly Rollup, Security Only, ...).
--- @column max_severity: Highest MSRC severity over its CVEs and products (Critical, Important, Moderate, Low, None; NULL when MSRC gives none).
+-- @column max_severity: Highest severity over its CVEs and products on the MSRC scale (Critical, Important, Moderate, Low, None; NULL when none is given). OSV severities are mapped to that scale (staging.osv_fixes).
 -- @column max_cvss: Highest CVSS base score over its CVEs and products.
--- @column released_at: Release of the patch: initial release of the earliest MSRC document listing it (NULL for Mariner pseudo-months).
--- @column release_month: Release month of that document.
+-- @column released_at: Release of the patch: initial release of the earliest MSRC document listing it (NULL for Mariner pseudo-months), or the earliest publication (else modification) of an OSV advisory naming it.
+-- @column release_month: Release month of that document or advisory.
 -- @column restart_required: Yes if any product needs a restart, else Maybe, else No; NULL when not stated.
--- @column exploited: MSRC reports any of its CVEs exploited.
+-- @column exploited: MSRC reports any of its CVEs exploited (OSV does not report exploitation; see in_kev).
 -- @column publicly_disclosed: MSRC reports any of its CVEs publicly disclosed.
 -- @column in_kev: Any of its CVEs is in CISA KEV as of the evaluation date.
 -- @column kev_due_date: Earliest KEV due date among its CVEs.
 -- @column max_epss: Highest EPSS probability among its CVEs.
 -- @column cve_count: Number of distinct CVEs it fixes.
 -- @column cves: The CVEs it fixes.
--- @column product_ids: MSRC product ids it applies to.
+-- @column product_ids: MSRC product ids (or OSV ecosystems) it applies to.
 -- @column products: Product names it applies to.
 -- @column fixed_builds: Fixed builds it brings (see marts.patch_fixed_builds for the per-product rule).
 -- @column supersedes: KB digits it supersedes directly.
 -- @column superseded_by: KB digits of the patches that supersede it directly.
 -- @column fix_lineage_id: Root KB of its supersedence lineage (marts.patch_fix_lineage); NULL for non-KB fixes.
--- @column document_ids: MSRC documents that list it.
--- @column remediation_url: Download or release-notes URL.
+-- @column document_ids: MSRC documents and OSV advisories that list it.
+-- @column remediation_url: Download or release-notes URL (the advisory page for OSV).
+-- @column sources: Bulletins that list it: msrc, osv.
 WITH
+msrc AS (
+    SELECT
+        patch_key, kb, sub_type, severity, severity_rank, cvss_base, released_at, release_month,
+        restart_required, exploited, publicly_disclosed, cve, product_id, product, fixed_build,
+        fix_version, package, document_id, remediation_url, supersedes, 'msrc' AS source
+    FROM staging.msrc_fixes
+    WHERE patch_key IS NOT NULL
+),
+osv AS (
+    SELECT
+        patch_key,
+        NULL::VARCHAR AS kb,
+        NULL::VARCHAR AS sub_type,
+        severity,
+        severity_rank,
+        cvss_base,
+        coalesce(published_at, modified_at) AS released_at,
+        CAST(date_trunc('month', coalesce(published_at, modified_at)) AS DATE) AS release_month,
+        NULL::VARCHAR AS restart_required,
+        NULL::BOOLEAN AS exploited,
+        NULL::BOOLEAN AS publicly_disclosed,
+        cve,
+        ecosystem AS product_id,
+        package || ' on ' || ecosystem AS product,
+        fixed_version AS fixed_build,
+        fixed_version AS fix_version,
+        package,
+        advisory_id AS document_id,
+        advisory_url AS remediation_url,
+        []::VARCHAR[] AS supersedes,
+        'osv' AS source
+    FROM staging.osv_fixes
+    WHERE patch_key IS NOT NULL
+),
 fixes AS (
-    SELECT * FROM staging.msrc_fixes WHERE patch_key IS NOT NULL
+    SELECT * FROM msrc
+    UNION ALL BY NAME
+    SELECT * FROM osv
 ),
 cves AS (
     SELECT patch_key, bool_or(in_kev) AS in_kev, min(kev_due_date) AS kev_due_date, max(epss) AS max_epss
@@ -66,7 +103,8 @@ per_patch AS (
         min(sub_type) AS first_sub_type,
         list(DISTINCT document_id ORDER BY document_id) AS document_ids,
         min(remediation_url) AS remediation_url,
-        flatten(list(supersedes)) AS all_supersedes
+        flatten(list(supersedes)) AS all_supersedes,
+        list(DISTINCT source ORDER BY source) AS sources
     FROM fixes
     GROUP BY patch_key
 )
@@ -102,7 +140,8 @@ SELECT
     coalesce(s.superseded_by, []::VARCHAR[]) AS superseded_by,
     l.lineage_id AS fix_lineage_id,
     p.document_ids,
-    p.remediation_url
+    p.remediation_url,
+    p.sources
 FROM per_patch AS p
 LEFT JOIN cves AS c USING (patch_key)
 LEFT JOIN superseded_by AS s ON s.kb = p.kb

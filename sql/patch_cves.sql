@@ -1,15 +1,15 @@
--- @table The CVEs each patch fixes, per product (patch x CVE x product), with MSRC severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
+-- @table The CVEs each patch fixes, per product (patch x CVE x product), from MSRC (Microsoft products, Azure Linux) and OSV advisories (Linux distribution packages, other non-Microsoft software), with MSRC-scale severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB fixes.
 -- @column cve: CVE id, upper case.
--- @column product_id: MSRC product id.
--- @column product: Product name.
--- @column document_id: MSRC document that lists the fix.
--- @column severity: MSRC severity for this product (Critical, Important, Moderate, Low, None or NULL).
--- @column impact: MSRC impact for this product.
+-- @column product_id: MSRC product id, or the OSV ecosystem (Ubuntu:22.04:LTS) for OSV fixes.
+-- @column product: Product name (for OSV: <package> on <ecosystem>).
+-- @column document_id: MSRC document that lists the fix, or the OSV advisory id.
+-- @column severity: MSRC severity for this product (Critical, Important, Moderate, Low, None or NULL); for OSV the distribution's rating or the CVSS band on the same scale (staging.osv_fixes).
+-- @column impact: MSRC impact for this product (NULL for OSV).
 -- @column cvss_base: CVSS base score for this product.
 -- @column cvss_vector: CVSS vector for this product.
--- @column exploited: MSRC reports the CVE exploited.
+-- @column exploited: MSRC reports the CVE exploited (OSV does not say: false).
 -- @column publicly_disclosed: MSRC reports the CVE publicly disclosed.
 -- @column in_kev: The CVE is in the CISA KEV catalog as of the evaluation date.
 -- @column kev_date_added: Date CISA added the CVE to KEV.
@@ -19,6 +19,7 @@
 -- @column epss: EPSS probability of exploitation in the next 30 days (0-1).
 -- @column epss_percentile: EPSS percentile (0-1).
 -- @column epss_score_date: Date of the EPSS scores used.
+-- @column source: Bulletin the row comes from: msrc or osv.
 WITH
 fixes AS (
     SELECT
@@ -35,6 +36,27 @@ fixes AS (
     FROM staging.msrc_fixes
     WHERE patch_key IS NOT NULL
     GROUP BY patch_key, cve, product_id
+),
+osv_fixes AS (
+    SELECT
+        patch_key, cve, ecosystem AS product_id,
+        NULL::VARCHAR AS kb,
+        any_value(package || ' on ' || ecosystem) AS product,
+        min(advisory_id) AS document_id,
+        arg_max(severity, coalesce(severity_rank, -1)) AS severity,
+        NULL::VARCHAR AS impact,
+        max(cvss_base) AS cvss_base,
+        arg_max(cvss_vector, coalesce(cvss_base, -1)) AS cvss_vector,
+        NULL::BOOLEAN AS exploited,
+        NULL::BOOLEAN AS publicly_disclosed
+    FROM staging.osv_fixes
+    WHERE patch_key IS NOT NULL
+    GROUP BY patch_key, cve, ecosystem
+),
+all_fixes AS (
+    SELECT *, 'msrc' AS source FROM fixes
+    UNION ALL BY NAME
+    SELECT *, 'osv' AS source FROM osv_fixes
 ),
 kev_snapshot AS (
     SELECT coalesce(
@@ -82,8 +104,9 @@ SELECT
     k.catalog_version AS kev_catalog_version,
     e.epss,
     e.percentile AS epss_percentile,
-    e.score_date AS epss_score_date
-FROM fixes AS f
+    e.score_date AS epss_score_date,
+    f.source
+FROM all_fixes AS f
 LEFT JOIN kev AS k ON k.cve = f.cve
 LEFT JOIN epss AS e ON e.cve = f.cve
-ORDER BY f.patch_key, f.cve, f.product_id
+ORDER BY f.patch_key, f.cve, f.product_id, f.source

@@ -16,7 +16,7 @@ from pipelines.resources import RunSettings, WarehouseResource
 SAMPLES = Path(__file__).parents[2] / "shared" / "samples"
 ALL = [
     bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.msrc_fixes, bulletins.patch_supersedence, bulletins.patch_supersedence_closure,
+    bulletins.osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes, bulletins.patch_supersedence, bulletins.patch_supersedence_closure,
     bulletins.patch_fix_lineage, bulletins.patch_fixed_builds, bulletins.patch_cves,
     bulletins.patch_catalog, bulletins.patch_catalog_key_unique,
     bulletins.kev_catalog_not_empty, bulletins.supersedence_cycles,

@@ -536,10 +536,89 @@ def parse_file(path: Path) -> ParsedDocument:
         raise MsrcDocumentError(f"{path.name}: {exc}") from exc
 
 
+# The /updates index saved beside the month documents (offline mode, or written by a live fetch).
+INDEX_FILE_NAMES = frozenset({"updates.json", "updates.json.gz"})
+
+
 def document_files(folder: Path) -> list[Path]:
-    """Month documents in a folder: *.json, *.xml, either optionally .gz (sorted by name)."""
+    """Month documents in a folder: *.json, *.xml, either optionally .gz (sorted by name); the
+    /updates index file (updates.json) is not a month document."""
     patterns = ("*.json", "*.json.gz", "*.xml", "*.xml.gz")
-    return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+    return sorted(
+        {
+            p
+            for pattern in patterns
+            for p in folder.glob(pattern)
+            if p.is_file() and p.name.lower() not in INDEX_FILE_NAMES
+        }
+    )
+
+
+def index_file(folder: Path) -> Path | None:
+    """The saved /updates index of a folder, if any."""
+    for name in sorted(INDEX_FILE_NAMES):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+INDEX_SCHEMA = pa.schema(
+    [
+        ("document_id", pa.string()),
+        ("alias", pa.string()),
+        ("document_title", pa.string()),
+        ("severity", pa.string()),
+        ("initial_release_at", pa.timestamp("us", tz="UTC")),
+        ("current_release_at", pa.timestamp("us", tz="UTC")),
+        ("cvrf_url", pa.string()),
+    ]
+)
+
+
+def parse_index(data: bytes) -> list[dict[str, Any]]:
+    """The /updates body ({"value": [...]} or a bare list, plain or gzip) -> index entries."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    body = json.loads(data)
+    entries = body.get("value") if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise MsrcDocumentError("the /updates index has no 'value' list")
+    return [e for e in entries if isinstance(e, dict)]
+
+
+def index_rows(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Index entries -> rows of INDEX_SCHEMA (dates to UTC); entries without an ID are dropped."""
+    return [
+        {
+            "document_id": _text(e.get("ID")),
+            "alias": _text(e.get("Alias")),
+            "document_title": _text(e.get("DocumentTitle")),
+            "severity": _text(e.get("Severity")),
+            "initial_release_at": utc_timestamp(e.get("InitialReleaseDate")),
+            "current_release_at": utc_timestamp(e.get("CurrentReleaseDate")),
+            "cvrf_url": _text(e.get("CvrfUrl")),
+        }
+        for e in entries
+        if _text(e.get("ID"))
+    ]
+
+
+def scoped_index(
+    index: list[dict[str, Any]], *, since: date | None = None, include_mariner: bool = True
+) -> list[dict[str, Any]]:
+    """The entries a live ingest fetches: released since `since` (InitialReleaseDate), Mariner
+    pseudo-months only when asked, never the months MSRC publishes empty."""
+    kept = []
+    for entry in index:
+        if entry.get("ID") in KNOWN_EMPTY_DOCUMENTS:
+            continue
+        if not include_mariner and entry.get("DocumentTitle") == MARINER_TITLE:
+            continue
+        released = utc_timestamp(entry.get("InitialReleaseDate"))
+        if since is not None and released is not None and released.date() < since:
+            continue
+        kept.append(entry)
+    return kept
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -629,6 +708,10 @@ class MsrcClient:
         """The /updates index (one entry per document); OData $filter is not used (issue #108)."""
         return list(self._get("/updates").json().get("value") or [])
 
+    def index_bytes(self) -> bytes:
+        """The /updates body as received (to archive it as updates.json)."""
+        return self._get("/updates").content
+
     def document(self, document_id: str) -> FetchedDocument:
         data = self._get(f"/cvrf/{document_id}").content
         try:
@@ -640,6 +723,13 @@ class MsrcClient:
                 f"MSRC /cvrf/{document_id} returned document {parsed.document_id!r}"
             )
         return FetchedDocument(document_id, data, sha256_bytes(data), parsed)
+
+
+def client_from_env(**options: Any) -> MsrcClient:
+    """The live client, at PATCHLEDGER_MSRC_URL when set (a mirror or a test server)."""
+    import os
+
+    return MsrcClient(os.environ.get("PATCHLEDGER_MSRC_URL", DEFAULT_BASE_URL), **options)
 
 
 def changed_documents(

@@ -1,0 +1,51 @@
+-- @table The patches to notify in this run: catalog patches that apply to at least one machine (staging.patch_applicability), released in the $lookback_days days before the evaluation date or later, and never notified before (not in ledger.notifications_sent). One row per patch, most urgent first.
+-- @column patch_key: The patch (KB digits or <package>_<version>).
+-- @column kb: KB digits, NULL for non-KB patches.
+-- @column title: Catalog title.
+-- @column sources: Bulletins that list it (msrc, osv).
+-- @column severity: Highest severity on the MSRC scale (marts.patch_catalog max_severity).
+-- @column max_cvss: Highest CVSS base score.
+-- @column exploited: MSRC reports one of its CVEs exploited.
+-- @column in_kev: One of its CVEs is in CISA KEV as of the evaluation date.
+-- @column kev_due_date: Earliest KEV due date among its CVEs.
+-- @column max_epss: Highest EPSS probability among its CVEs.
+-- @column cves: The CVEs it fixes.
+-- @column products: Products or packages it fixes that were found in the estate.
+-- @column affected_machines: Number of machines it applies to.
+-- @column released_at: Release of the patch (catalog released_at).
+-- @column remediation_url: Download, release-notes or advisory URL.
+WITH
+applicable AS (
+    SELECT
+        patch_key,
+        count(DISTINCT vm_id) AS affected_machines,
+        list(DISTINCT matched_product ORDER BY matched_product) AS products
+    FROM staging.patch_applicability
+    GROUP BY patch_key
+)
+SELECT
+    c.patch_key,
+    c.kb,
+    c.title,
+    c.sources,
+    c.max_severity AS severity,
+    c.max_cvss,
+    c.exploited,
+    c.in_kev,
+    c.kev_due_date,
+    c.max_epss,
+    c.cves,
+    a.products,
+    a.affected_machines,
+    c.released_at,
+    c.remediation_url
+FROM marts.patch_catalog AS c
+JOIN applicable AS a USING (patch_key)
+WHERE c.released_at IS NOT NULL
+  AND CAST(c.released_at AS DATE) >= CAST($as_of AS DATE) - CAST($lookback_days AS INTEGER)
+  AND c.patch_key NOT IN (SELECT patch_key FROM ledger.notifications_sent)
+ORDER BY
+    c.in_kev DESC, c.exploited DESC,
+    CASE c.max_severity WHEN 'Critical' THEN 4 WHEN 'Important' THEN 3 WHEN 'Moderate' THEN 2
+                        WHEN 'Low' THEN 1 ELSE 0 END DESC,
+    a.affected_machines DESC, c.patch_key

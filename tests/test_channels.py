@@ -1,0 +1,181 @@
+"""marts.bulletin_channels: freshness per channel, the MSRC index's pending months, the checks."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import httpx
+import pytest
+
+from assets import bulletins
+from pipelines.connectors import msrc
+from pipelines.resources import RunSettings, WarehouseResource
+
+CHANNEL_ASSETS = [
+    bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
+    bulletins.osv_advisories, bulletins.msrc_index, bulletins.bulletin_channels,
+    bulletins.bulletin_channels_fresh, bulletins.msrc_months_ingested,
+]
+NAMES = {"Jan": "January", "Apr": "April", "May": "May", "Jun": "June", "Jul": "July", "Sep": "September"}
+
+
+def month_doc(document_id: str, initial: str, current: str) -> dict:
+    name = NAMES[document_id.split("-")[1]]
+    return {
+        "DocumentTitle": {"Value": f"{name} {document_id[:4]} Security Updates"},
+        "DocumentTracking": {"Identification": {"ID": {"Value": document_id}},
+                             "InitialReleaseDate": initial, "CurrentReleaseDate": current},
+        "ProductTree": {"FullProductName": [{"ProductID": "11923", "Value": "Windows Server 2022"}]},
+        "Vulnerability": [{
+            "CVE": f"CVE-2026-{document_id[-3:]}",
+            "ProductStatuses": [{"ProductID": ["11923"], "Type": 3}],
+            "Threats": [{"Type": 3, "ProductID": ["11923"], "Description": {"Value": "Important"}}],
+            "Remediations": [{"Type": 2, "Description": {"Value": "5040001"}, "ProductID": ["11923"]}],
+        }],
+    }
+
+
+def index_entry(document_id: str, initial: str, current: str, title: str | None = None) -> dict:
+    name = NAMES[document_id.split("-")[1]]
+    return {"ID": document_id, "Alias": document_id,
+            "DocumentTitle": title or f"{name} {document_id[:4]} Security Updates", "Severity": None,
+            "InitialReleaseDate": initial, "CurrentReleaseDate": current,
+            "CvrfUrl": f"https://api.msrc.microsoft.com/cvrf/v3.0/cvrf/{document_id}"}
+
+
+INDEX = {"@odata.context": "https://api.msrc.microsoft.com/$metadata#Updates", "value": [
+    index_entry("1999-Sep", "1999-09-01T00:00:00Z", "2026-06-20T00:00:00Z", "Mariner Release Notes"),
+    index_entry("2023-Jan", "2023-01-10T08:00:00Z", "2023-01-10T08:00:00Z"),  # before the span
+    index_entry("2025-Jan", "2025-01-14T08:00:00Z", "2025-01-14T08:00:00Z"),  # never ingested
+    index_entry("2026-Apr", "2026-04-14T07:00:00Z", "2026-06-01T00:00:00Z"),  # revised since
+    index_entry("2026-May", "2026-05-12T07:00:00Z", "2026-05-20T00:00:00Z"),  # up to date
+    index_entry("2026-Jun", "2026-06-09T07:00:00Z", "2026-06-09T07:00:00Z"),  # not ingested
+    index_entry("2026-Jul", "2026-07-14T07:00:00Z", "2026-07-14T07:00:00Z"),  # after as_of
+]}
+
+
+@pytest.fixture
+def estate(tmp_path: Path) -> Path:
+    root = tmp_path / "estate"
+    bulletin = root / "bulletins"
+    for source in ("msrc", "kev", "epss", "osv"):
+        (bulletin / source).mkdir(parents=True)
+    (bulletin / "msrc" / "2026-Apr.json").write_text(
+        json.dumps(month_doc("2026-Apr", "2026-04-14T07:00:00", "2026-04-14T07:00:00")))
+    (bulletin / "msrc" / "2026-May.json").write_text(
+        json.dumps(month_doc("2026-May", "2026-05-12T07:00:00", "2026-05-20T00:00:00")))
+    (bulletin / "msrc" / "updates.json").write_text(json.dumps(INDEX))
+    (bulletin / "kev" / "known_exploited_vulnerabilities.json").write_text(json.dumps({
+        "title": "CISA Catalog of Known Exploited Vulnerabilities", "catalogVersion": "2026.06.28",
+        "dateReleased": "2026-06-28T17:04:19.9796Z", "count": 1,
+        "vulnerabilities": [{"cveID": "CVE-2026-0001", "vendorProject": "Microsoft", "product": "Windows",
+                             "vulnerabilityName": "x", "dateAdded": "2026-06-28", "shortDescription": "x",
+                             "requiredAction": "x", "dueDate": "2026-07-19", "cwes": []}]}))
+    (bulletin / "epss" / "epss_scores-2026-06-26.csv.gz").write_bytes(gzip.compress(
+        b"#model_version:v2025.03.14,score_date:2026-06-26T00:00:00Z\ncve,epss,percentile\n"
+        b"CVE-2026-0001,0.5,0.9\nCVE-2026-0002,0.1,0.4\n"))
+    (bulletin / "osv" / "USN-7000-1.json").write_text(json.dumps({
+        "id": "USN-7000-1", "modified": "2026-06-15T00:00:00Z", "published": "2026-06-15T00:00:00Z",
+        "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "curl"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "7.81.0-1ubuntu1.20"}]}]}]}))
+    return root
+
+
+def run(tmp_path: Path, estate: Path, assets=None, source: str = "files"):
+    database = tmp_path / "w.duckdb"
+    result = dg.materialize(
+        assets or CHANNEL_ASSETS,
+        resources={
+            "warehouse": WarehouseResource(database=str(database)),
+            "run_settings": RunSettings(estate_dir=str(estate), as_of="2026-06-30", source=source),
+        },
+        raise_on_error=False,
+    )
+    return result, duckdb.connect(str(database), read_only=True)
+
+
+def channels(conn) -> dict[str, dict]:
+    cursor = conn.execute("SELECT * FROM marts.bulletin_channels ORDER BY channel")
+    names = [d[0] for d in cursor.description]
+    return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+
+
+def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
+    monkeypatch.delenv("PATCHLEDGER_BULLETIN_CHANNELS", raising=False)
+    monkeypatch.delenv("PATCHLEDGER_MSRC_MONTHS", raising=False)
+    result, conn = run(tmp_path, estate)
+    assert result.success
+    rows = channels(conn)
+    assert list(rows) == ["epss", "kev", "msrc", "osv"]
+    msrc_row, kev_row, epss_row, osv_row = rows["msrc"], rows["kev"], rows["epss"], rows["osv"]
+    # msrc: newest CurrentReleaseDate 2026-05-20, 41 days before 2026-06-30 > 35.
+    assert (msrc_row["newest_document"], msrc_row["age_days"], msrc_row["stale"], msrc_row["status"]) == (
+        "2026-May", 41, True, "stale")
+    assert (msrc_row["documents_held"], msrc_row["rows_held"]) == (2, 2)
+    # updates.json is the index, not a month document: only the two months are ingested.
+    assert msrc_row["pending_documents"] == ["2025-Jan", "2026-Apr", "2026-Jun"]
+    assert msrc_row["pending_count"] == 3 and msrc_row["index_fetched_at"] is not None
+    assert (kev_row["newest_document"], kev_row["age_days"], kev_row["stale"], kev_row["stale_after_days"]) == (
+        "2026.06.28", 2, False, 7)
+    assert (epss_row["newest_document"], epss_row["age_days"], epss_row["status"]) == ("2026-06-26", 4, "stale")
+    assert (epss_row["documents_held"], epss_row["rows_held"]) == (1, 2)
+    assert (osv_row["newest_document"], osv_row["age_days"], osv_row["status"], osv_row["rows_held"]) == (
+        "USN-7000-1", 15, "fresh", 1)
+    assert kev_row["pending_documents"] is None
+    for row in rows.values():
+        assert row["last_ingest_at"] is not None and row["last_new_data_at"] is not None
+        assert row["last_ingest_run"] == result.run_id
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    fresh = checks["bulletin_channels_fresh"]
+    assert fresh.passed is False and fresh.severity == dg.AssetCheckSeverity.WARN
+    assert [c["channel"] for c in fresh.metadata["stale_channels"].value] == ["epss", "msrc"]
+    assert checks["msrc_months_ingested"].passed is False
+    assert checks["msrc_months_ingested"].metadata["count"].value == 3
+    comment = conn.execute(
+        "SELECT comment FROM duckdb_columns() WHERE table_name = 'bulletin_channels' AND column_name = 'stale'"
+    ).fetchall()[0][0]
+    assert comment.startswith("True when the channel holds nothing")
+
+    # A second run reads nothing new: last_ingest_at moves, last_new_data_at does not.
+    first = {c: (r["last_ingest_at"], r["last_new_data_at"]) for c, r in rows.items()}
+    conn.close()
+    result, conn = run(tmp_path, estate)
+    again = channels(conn)
+    for channel, (ingest_at, new_data_at) in first.items():
+        assert again[channel]["last_ingest_at"] > ingest_at
+        assert again[channel]["last_new_data_at"] == new_data_at
+        assert again[channel]["last_ingest_run"] == result.run_id
+
+
+def test_empty_estate_and_configured_channels(tmp_path, monkeypatch):
+    (tmp_path / "estate").mkdir()
+    monkeypatch.setenv("PATCHLEDGER_BULLETIN_CHANNELS", "msrc,kev")
+    result, conn = run(tmp_path, tmp_path / "estate")
+    assert result.success
+    rows = channels(conn)
+    assert list(rows) == ["kev", "msrc"]
+    assert {(r["status"], r["stale"], r["documents_held"], r["pending_documents"]) for r in rows.values()} == {
+        ("empty", True, 0, None)}
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"bulletin_channels_fresh": False, "msrc_months_ingested": True}
+
+
+def test_live_index_is_fetched_and_saved(tmp_path, estate, monkeypatch):
+    (estate / "bulletins" / "msrc" / "updates.json").unlink()
+    monkeypatch.delenv("PATCHLEDGER_BULLETIN_CHANNELS", raising=False)
+    calls = []
+
+    def fake(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(200, json=INDEX)
+
+    monkeypatch.setattr(bulletins, "make_msrc_client", lambda: msrc.MsrcClient(
+        "https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(fake), retries=0))
+    result, conn = run(tmp_path, estate, [bulletins.msrc_index], source="azure")
+    assert result.success and calls == ["/cvrf/v3.0/updates"]
+    assert json.loads((estate / "bulletins" / "msrc" / "updates.json").read_text()) == INDEX
+    assert conn.execute("SELECT count(*), min(document_id) FROM raw.msrc_index").fetchall() == [(7, "1999-Sep")]
