@@ -1,27 +1,43 @@
 """Live mode (`PATCHLEDGER_SOURCE=azure`): fetch the estate's Azure sources with the official SDKs.
 
-Each fetch writes what Azure returned in the estate's own file shapes (ARM list body, `az graph
-query` output, Log Analytics query API body) into a temporary estate folder, and the offline
-loaders read it: both modes give the same raw rows by construction. Credentials come from
-`DefaultAzureCredential` (environment, managed identity, az login); nothing secret is logged.
-Retries, including 429 with Retry-After, are azure-core's RetryPolicy.
+Each fetch writes what Azure returned into the estate folder in the estate's own file shapes (ARM
+list body, `az graph query` output, Log Analytics query API body, patch operation envelope), and
+the offline loaders read it: both modes give the same raw rows by construction. The captures are
+kept, not thrown away after the run, because Resource Graph only holds the latest assessment of a
+machine: history builds up from the dated snapshots, `source_file` / `source_sha256` point at a
+file an auditor can open, and `--source files` replays a live run exactly.
 
-Patch operations (assessPatches / installPatches) change the machines, so live mode never calls
-them; their table is empty in live mode.
+Credentials come from `DefaultAzureCredential` (environment, managed identity, az login); every
+SDK client is built from one `AzureAccess`, so tests inject a credential and an azure-core
+`HttpTransport` there (`open_access`). Retries, including 429 with Retry-After, are azure-core's
+RetryPolicy. Errors name the service and scope; tokens, Authorization headers and query strings
+never reach a message or the log.
+
+installPatches changes machines, so live mode never calls it. assessPatches only triggers a fresh
+assessment; it runs on request (`PATCHLEDGER_ASSESS_PATCHES=true`), never by default.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    DecodeError,
+    HttpResponseError,
+    ResourceNotFoundError,
+)
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
@@ -29,12 +45,18 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult
 
 from pipelines.connectors.azure_files import RESOURCE_GRAPH_COLUMNS
 
-# Resource Graph keeps installations 30 days; Log Analytics is read over the same window.
+# First live run: read this far back (Resource Graph keeps installations 30 days).
 WINDOW_DAYS = 30
+# Log Analytics ingests records minutes after TimeGenerated; a window ends this far before now
+# so that the next window (which starts where this one ended) does not skip late records.
+INGESTION_DELAY = timedelta(minutes=15)
 PAGE_SIZE = 1000
+# The query API's maximum server timeout (its default is 3 minutes).
+SERVER_TIMEOUT_SECONDS = 600
+ASSESS_ENV = "PATCHLEDGER_ASSESS_PATCHES"
 
-# Server-side reduction (data-sources.md 4.4): the newest record per machine and update per day
-# rather than every raw Update row.
+# Server-side reduction (data-sources.md 4.4): the newest record per machine and update (per
+# day), per machine (per day) and per run, machine and update, rather than every raw row.
 LOG_ANALYTICS_QUERIES = {
     "Update": (
         "Update | summarize arg_max(TimeGenerated, *) "
@@ -45,7 +67,10 @@ LOG_ANALYTICS_QUERIES = {
         "UpdateSummary | summarize arg_max(TimeGenerated, *) "
         "by SourceComputerId, Day = bin(TimeGenerated, 1d) | project-away Day"
     ),
-    "UpdateRunProgress": "UpdateRunProgress",
+    "UpdateRunProgress": (
+        "UpdateRunProgress | summarize arg_max(TimeGenerated, *) "
+        "by CorrelationId, SourceComputerId, UpdateId, Product"
+    ),
 }
 
 _LA_TABLE_OF = {
@@ -58,18 +83,92 @@ _ARG_TABLE_OF = {
     "raw.patch_installation_resources": "patchinstallationresources",
 }
 
+_STAMP = "%Y%m%dT%H%M%SZ"
+# Subscription and workspace ids become URL path segments and file names.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 
-class LogAnalyticsPartialResultError(RuntimeError):
+
+class AzureSourceError(RuntimeError):
+    """An Azure source could not be read; the message names the service and the scope."""
+
+
+class LogAnalyticsPartialResultError(AzureSourceError):
     """Log Analytics returned only part of the result: loading it would silently drop rows."""
 
 
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
+@dataclass
+class AzureAccess:
+    """What every SDK client is built from: the credential, plus client options such as
+    `transport=` (an azure-core HttpTransport) or `retry_total=` / `retry_backoff_factor=`."""
+
+    credential: TokenCredential
+    client_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _write_json(path: Path, document: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, default=_json_default), encoding="utf-8")
+@contextmanager
+def open_access() -> Iterator[AzureAccess]:
+    """The production access: DefaultAzureCredential with the SDKs' own transport and retries.
+    Tests replace this factory to replay recorded HTTP responses."""
+    from azure.identity import DefaultAzureCredential
+
+    with DefaultAzureCredential() as credential:
+        yield AzureAccess(credential)
+
+
+_BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")
+# A URL, or the "url: /path?..." that requests' connection errors print.
+_URL_QUERY = re.compile(r"(https?://[^\s?#'\"]+|\burl: /[^\s?#'\"]*)\?[^\s'\"]*")
+_SECRET_PARAM = re.compile(
+    r"(?i)\b(sig|se|sp|sv|skoid|sktid|skt|ske|sks|skv|code|client_secret|access_token"
+    r"|refresh_token|\$?skiptoken)=[^&\s'\"]+"
+)
+
+
+def redact(text: str) -> str:
+    """`text` without bearer tokens, URL query strings (SAS signatures, skip tokens) or secret
+    parameters, cut to a readable length."""
+    text = _BEARER.sub("Bearer <redacted>", text)
+    text = _URL_QUERY.sub(r"\1?<query redacted>", text)
+    text = _SECRET_PARAM.sub(r"\1=<redacted>", text)
+    return text if len(text) <= 600 else text[:600] + "..."
+
+
+def _reason(exc: AzureError) -> str:
+    return redact(" ".join(str(getattr(exc, "message", None) or exc).split()))
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turn SDK errors into one AzureSourceError naming `what`. The SDK exception is not chained:
+    its request and response objects carry the URL and headers."""
+    try:
+        yield
+    except ClientAuthenticationError as exc:
+        message = (
+            f"{what}: Azure rejected the credentials ({_reason(exc)}). Sign in again (az login) "
+            "or check the managed identity / AZURE_CLIENT_ID settings used by "
+            "DefaultAzureCredential"
+        )
+    except DecodeError as exc:
+        message = (
+            f"{what}: Azure returned a response that is not valid JSON "
+            f"(HTTP {exc.status_code}; {_reason(exc)})"
+        )
+    except HttpResponseError as exc:
+        message = f"{what}: HTTP {exc.status_code} ({_reason(exc)})"
+    except AzureError as exc:
+        message = f"{what}: {type(exc).__name__} ({_reason(exc)})"
+    else:
+        return
+    raise AzureSourceError(message) from None
+
+
+def _ids(value: str, what: str) -> list[str]:
+    ids = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in ids if not _ID.fullmatch(v)]
+    if bad:
+        raise ValueError(f"{what}: not an id: {', '.join(map(repr, bad))}")
+    return ids
 
 
 def _json_default(value: Any) -> Any:
@@ -80,113 +179,252 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialize {type(value).__name__}")
 
 
+def _write_json(path: Path, document: Any) -> None:
+    """Write atomically: a failed run never leaves half a file for the loaders to read."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, default=_json_default), encoding="utf-8")
+    partial.replace(path)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _resource_group(resource_id: str) -> str:
+    # /subscriptions/{s}/resourceGroups/{rg}/providers/...; the segment's case varies.
+    return resource_id.split("/")[4]
+
+
 def fetch_virtual_machines(
-    credential: TokenCredential, subscriptions: list[str], estate: Path, **client_kwargs: Any
+    access: AzureAccess,
+    subscriptions: list[str],
+    estate: Path,
+    log: logging.Logger | None = None,
 ) -> int:
-    """Every VM of the subscriptions with its instance view, as an ARM list body."""
+    """Every VM of the subscriptions with its instance view (power state, OS name and version,
+    patch status), written as one ARM list body to azure/virtual_machines.json."""
     machines = []
     for subscription in subscriptions:
-        client = ComputeManagementClient(credential, subscription, **client_kwargs)
-        for vm in client.virtual_machines.list_all():
-            resource = vm.as_dict()
-            resource_group = vm.id.split("/")[4]
-            view = client.virtual_machines.instance_view(resource_group, vm.name)
-            resource.setdefault("properties", {})["instanceView"] = view.as_dict()
-            machines.append(resource)
+        what = f"Azure Compute, subscription {subscription}"
+        with (
+            _reading(what),
+            ComputeManagementClient(access.credential, subscription, **access.client_kwargs) as client,
+        ):
+            vms = [vm for page in client.virtual_machines.list_all().by_page() for vm in page]
+            for vm in vms:
+                resource = vm.as_dict()
+                try:
+                    view = client.virtual_machines.instance_view(_resource_group(vm.id), vm.name)
+                except ResourceNotFoundError:
+                    # Deleted between the list and this call: keep what the list returned.
+                    if log is not None:
+                        log.warning(f"{what}: {vm.name} disappeared before its instance view")
+                else:
+                    resource.setdefault("properties", {})["instanceView"] = view.as_dict()
+                machines.append(resource)
     _write_json(estate / "azure" / "virtual_machines.json", {"value": machines})
     return len(machines)
 
 
 def fetch_resource_graph(
-    credential: TokenCredential,
+    access: AzureAccess,
     arg_table: str,
     subscriptions: list[str],
     estate: Path,
-    **client_kwargs: Any,
+    now: datetime | None = None,
 ) -> int:
-    """All rows of a Resource Graph table, paged with $skipToken, as `az graph query` prints."""
-    client = ResourceGraphClient(credential, **client_kwargs)
-    query = f"{arg_table} | project {', '.join(RESOURCE_GRAPH_COLUMNS)}"
+    """All rows of a Resource Graph table (results and their softwarepatches), paged with
+    $skipToken, written as `az graph query` prints them: one dated snapshot per run."""
+    # Ordered by id so that pages do not shift while the skip token walks them.
+    query = f"{arg_table} | project {', '.join(RESOURCE_GRAPH_COLUMNS)} | order by id asc"
     rows: list[dict] = []
     skip_token = None
-    while True:
-        response = client.resources(
-            QueryRequest(
-                subscriptions=subscriptions or None,
-                query=query,
-                options=QueryRequestOptions(
-                    top=PAGE_SIZE, skip_token=skip_token, result_format="objectArray"
-                ),
-            )
-        )
-        rows.extend(response.data or [])
-        skip_token = response.skip_token
-        if not skip_token:
-            break
-    day = datetime.now(UTC).date().isoformat()
-    _write_json(estate / "azure" / "resource_graph" / f"{arg_table}-live-{day}.json", {"data": rows})
+    page = 0
+    with ResourceGraphClient(access.credential, **access.client_kwargs) as client:
+        while True:
+            page += 1
+            with _reading(f"Azure Resource Graph {arg_table}, page {page}"):
+                response = client.resources(
+                    QueryRequest(
+                        subscriptions=subscriptions,
+                        query=query,
+                        options=QueryRequestOptions(
+                            top=PAGE_SIZE, skip_token=skip_token, result_format="objectArray"
+                        ),
+                    )
+                )
+            rows.extend(response.data or [])
+            skip_token = response.skip_token
+            if not skip_token:
+                if response.result_truncated == "true":
+                    raise AzureSourceError(
+                        f"Azure Resource Graph {arg_table}: result truncated without a skip "
+                        "token; nothing was loaded"
+                    )
+                break
+    stamp = (now or _now()).strftime(_STAMP)
+    _write_json(
+        estate / "azure" / "resource_graph" / f"{arg_table}-live-{stamp}.json",
+        {"totalRecords": len(rows), "count": len(rows), "data": rows},
+    )
     return len(rows)
 
 
+def _la_window_end(folder: Path, la_table: str, workspace: str) -> datetime | None:
+    """Where the previous live window of this table and workspace ended (from its file name)."""
+    pattern = re.compile(
+        rf"^{la_table}-live-{re.escape(workspace)}-\d{{8}}T\d{{6}}Z-(\d{{8}}T\d{{6}}Z)\.json$"
+    )
+    ends = [m.group(1) for p in folder.glob(f"{la_table}-live-*.json") if (m := pattern.match(p.name))]
+    return datetime.strptime(max(ends), _STAMP).replace(tzinfo=UTC) if ends else None
+
+
+def _la_value(value: Any, la_type: str, where: str) -> Any:
+    """A cell as its Log Analytics type. The API sends long, int and bool (sometimes real) as
+    strings ("1", "true"), which the SDK passes through; datetimes arrive parsed."""
+    if value is None or la_type not in ("bool", "int", "long", "real", "decimal"):
+        return value
+    if isinstance(value, bool | int | float):
+        return value
+    text = str(value).strip()
+    if text == "":
+        return None
+    try:
+        if la_type == "bool":
+            return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
+        if la_type in ("int", "long"):
+            return int(text)
+        return float(text)
+    except (KeyError, ValueError):
+        raise AzureSourceError(f"{where}: {text[:40]!r} is not a valid {la_type}") from None
+
+
 def fetch_log_analytics(
-    credential: TokenCredential,
+    access: AzureAccess,
     la_table: str,
     workspaces: list[str],
     estate: Path,
-    window: timedelta = timedelta(days=WINDOW_DAYS),
-    **client_kwargs: Any,
+    now: datetime | None = None,
 ) -> int:
-    """One Log Analytics table from each workspace, written as the query API body."""
-    client = LogsQueryClient(credential, **client_kwargs)
+    """One Log Analytics table from each workspace, over the window since the previous live
+    fetch (the last WINDOW_DAYS the first time), written as the query API body."""
+    folder = estate / "log_analytics"
+    end = (now or _now()) - INGESTION_DELAY
     total = 0
-    for workspace in workspaces:
-        result = client.query_workspace(workspace, LOG_ANALYTICS_QUERIES[la_table], timespan=window)
-        if isinstance(result, LogsQueryPartialResult):
-            error = result.partial_error
-            raise LogAnalyticsPartialResultError(
-                f"Log Analytics workspace {workspace}, table {la_table}: partial result "
-                f"({getattr(error, 'code', '')}: {getattr(error, 'message', '')}); narrow the "
-                "window or raise server_timeout, nothing was loaded"
-            )
-        tables = [
-            {
-                "name": table.name,
-                "columns": [
-                    {"name": n, "type": t}
-                    for n, t in zip(table.columns, table.columns_types, strict=True)
-                ],
-                "rows": [list(row) for row in table.rows],
-            }
-            for table in result.tables
-        ]
-        total += sum(len(t["rows"]) for t in tables)
-        _write_json(estate / "log_analytics" / f"{la_table}-live-{workspace}.json", {"tables": tables})
+    with LogsQueryClient(access.credential, **access.client_kwargs) as client:
+        for workspace in workspaces:
+            what = f"Log Analytics workspace {workspace}, table {la_table}"
+            start = _la_window_end(folder, la_table, workspace) or end - timedelta(days=WINDOW_DAYS)
+            if start >= end:
+                continue
+            with _reading(what):
+                result = client.query_workspace(
+                    workspace,
+                    LOG_ANALYTICS_QUERIES[la_table],
+                    timespan=(start, end),
+                    server_timeout=SERVER_TIMEOUT_SECONDS,
+                )
+            if isinstance(result, LogsQueryPartialResult):
+                error = result.partial_error
+                # The top-level message is generic; the details say what went wrong.
+                details = [d.get("message") for d in error.details or []]
+                reason = "; ".join(filter(None, [error.message, *details]))
+                raise LogAnalyticsPartialResultError(
+                    f"{what}: partial result ({error.code}: {redact(reason)}); nothing was "
+                    "loaded (a result over the API's limits needs a shorter window)"
+                )
+            tables = []
+            for table in result.tables:
+                types = table.columns_types
+                rows = [
+                    [
+                        _la_value(cell, types[i], f"{what}, row {n}, column {table.columns[i]}")
+                        for i, cell in enumerate(row)
+                    ]
+                    for n, row in enumerate(table.rows, start=1)
+                ]
+                columns = [{"name": c, "type": t} for c, t in zip(table.columns, types, strict=True)]
+                tables.append({"name": table.name, "columns": columns, "rows": rows})
+                total += len(rows)
+            name = f"{la_table}-live-{workspace}-{start.strftime(_STAMP)}-{end.strftime(_STAMP)}.json"
+            _write_json(folder / name, {"tables": tables})
     return total
+
+
+def assess_patches(
+    access: AzureAccess,
+    subscriptions: list[str],
+    estate: Path,
+    log: logging.Logger | None = None,
+) -> int:
+    """Run assessPatches on every VM of the subscriptions and keep each result as a patch
+    operation envelope. All assessments start before the first is awaited, so they run in
+    parallel; a VM that cannot be assessed (stopped, no agent) is logged and skipped."""
+    stamp = _now().strftime(_STAMP)
+    written = 0
+    for subscription in subscriptions:
+        what = f"Azure Compute assessPatches, subscription {subscription}"
+        with (
+            _reading(what),
+            ComputeManagementClient(access.credential, subscription, **access.client_kwargs) as client,
+        ):
+            pollers = []
+            for vm in client.virtual_machines.list_all():
+                try:
+                    poller = client.virtual_machines.begin_assess_patches(
+                        _resource_group(vm.id), vm.name
+                    )
+                    pollers.append((vm, poller))
+                except ClientAuthenticationError:
+                    raise
+                except HttpResponseError as exc:
+                    if log is not None:
+                        log.warning(f"{what}: {vm.name} not assessed: HTTP {exc.status_code}")
+            for vm, poller in pollers:
+                try:
+                    result = poller.result()
+                except ClientAuthenticationError:
+                    raise
+                except HttpResponseError as exc:
+                    if log is not None:
+                        log.warning(f"{what}: {vm.name} assessment failed: HTTP {exc.status_code}")
+                    continue
+                envelope = {"resourceId": vm.id, "operation": "assessPatches", "result": result}
+                _write_json(
+                    estate / "azure" / "patch_operations" / f"{vm.name}-assessPatches-{stamp}.json",
+                    envelope,
+                )
+                written += 1
+    return written
 
 
 def fetch_into(
     table: str,
     estate: Path,
     *,
-    credential: TokenCredential,
+    access: AzureAccess,
     subscriptions: list[str],
     workspaces: list[str],
     log: logging.Logger | None = None,
-    **client_kwargs: Any,
+    assess: bool = False,
 ) -> int:
     """Fetch the source of raw `table` from Azure into the estate folder `estate`."""
+    uses_subscriptions = table in ("raw.virtual_machines", *_ARG_TABLE_OF) or (
+        table == "raw.patch_operations" and assess
+    )
+    if uses_subscriptions and not subscriptions:
+        raise ValueError("live mode needs PATCHLEDGER_SUBSCRIPTIONS (comma-separated ids)")
     if table == "raw.virtual_machines":
-        count = fetch_virtual_machines(credential, subscriptions, estate, **client_kwargs)
+        count = fetch_virtual_machines(access, subscriptions, estate, log)
     elif table in _ARG_TABLE_OF:
-        count = fetch_resource_graph(
-            credential, _ARG_TABLE_OF[table], subscriptions, estate, **client_kwargs
-        )
+        count = fetch_resource_graph(access, _ARG_TABLE_OF[table], subscriptions, estate)
     elif table in _LA_TABLE_OF:
         if not workspaces and log is not None:
             log.warning("No Log Analytics workspace configured (PATCHLEDGER_WORKSPACES)")
-        count = fetch_log_analytics(
-            credential, _LA_TABLE_OF[table], workspaces, estate, **client_kwargs
-        )
+        count = fetch_log_analytics(access, _LA_TABLE_OF[table], workspaces, estate)
+    elif table == "raw.patch_operations" and assess:
+        count = assess_patches(access, subscriptions, estate, log)
     else:
         count = 0
     if log is not None:
@@ -196,24 +434,17 @@ def fetch_into(
 
 @contextmanager
 def estate_for(run_settings: Any, table: str, log: logging.Logger | None = None) -> Iterator[Path]:
-    """The estate folder a raw loader reads: the configured folder in files mode; in live mode a
-    temporary folder filled from Azure in the same shapes."""
-    if run_settings.source != "azure":
-        yield Path(run_settings.estate_dir)
-        return
-    from azure.identity import DefaultAzureCredential
-
-    subscriptions = _split(run_settings.subscriptions)
-    if table == "raw.virtual_machines" and not subscriptions:
-        raise ValueError("live mode needs PATCHLEDGER_SUBSCRIPTIONS (comma-separated ids)")
-    with tempfile.TemporaryDirectory(prefix="patchledger-live-") as folder:
-        credential = DefaultAzureCredential()
-        fetch_into(
-            table,
-            Path(folder),
-            credential=credential,
-            subscriptions=subscriptions,
-            workspaces=_split(run_settings.workspace_ids),
-            log=log,
-        )
-        yield Path(folder)
+    """The estate folder a raw loader reads; in live mode first refreshed from Azure."""
+    estate = Path(run_settings.estate_dir)
+    if run_settings.source == "azure":
+        with open_access() as access:
+            fetch_into(
+                table,
+                estate,
+                access=access,
+                subscriptions=_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS"),
+                workspaces=_ids(run_settings.workspace_ids, "PATCHLEDGER_WORKSPACES"),
+                log=log,
+                assess=os.environ.get(ASSESS_ENV, "").strip().lower() in ("1", "true", "yes"),
+            )
+    yield estate
