@@ -31,8 +31,11 @@ def webserver(tmp_path, demo_run):
     estate = demo_run[0]
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # The default run coordinator launches at once (the project's queued one needs the daemon).
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # Launch at once: the queued coordinator (the default, as in `make ui`) needs the daemon.
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\n"
+        "run_coordinator:\n  module: dagster._core.run_coordinator\n  class: DefaultRunCoordinator\n"
+    )
     port = _free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "PATCHLEDGER_ESTATE": str(estate),
            "PATCHLEDGER_WAREHOUSE": str(tmp_path / "ui.duckdb"),
