@@ -37,7 +37,13 @@ def _load_raw(context: dg.AssetExecutionContext, warehouse, run_settings, table:
         with warehouse.get_connection() as conn, transaction(conn):
             load(conn, Path(estate), table, context.run_id, context.log)
             metadata = table_metadata(conn, table)
-    return dg.MaterializeResult(metadata=metadata)
+            # Rows set aside in raw.quarantine (Log Analytics; see connectors/log_analytics.py).
+            quarantined = log_analytics.quarantine_count(conn, table)
+    if quarantined:
+        context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
+    return dg.MaterializeResult(
+        metadata={**metadata, "quarantined_rows": dg.MetadataValue.int(quarantined)}
+    )
 
 
 def _resource_graph(arg_table: str):

@@ -200,11 +200,14 @@ la_run AS (
         CASE regexp_replace(lower(r.InstallationStatus), '[^a-z]', '', 'g')
             WHEN 'succeeded' THEN 'installed'
             WHEN 'succeededonretry' THEN 'installed'
+            WHEN 'installed' THEN 'installed'  -- not in the documented set, but seen in exports
             WHEN 'failed' THEN 'failed'
             WHEN 'installfailed' THEN 'failed'
             WHEN 'notincluded' THEN 'not_selected'
             WHEN 'excluded' THEN 'not_selected'
-            ELSE 'missing'  -- NotStarted, InProgress, MaintenanceWindowExceeded
+            -- NotStarted, InProgress, Pending, MaintenanceWindowExceeded: still not installed.
+            -- The loader rejects any other value, so nothing unknown reaches this point.
+            ELSE 'missing'
         END AS state,
         'log_analytics_run' AS source,
         r.TimeGenerated AS observed_at,

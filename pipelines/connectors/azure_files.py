@@ -5,10 +5,21 @@ DuckDB reads every file itself (`read_json` with explicit column types); Python 
 files, hashes them and names the file in any error. Each loader replaces its `raw` table inside
 the caller's transaction; a missing source gives an empty table with the same schema and a
 warning.
+
+Bad input (tests/test_bad_inputs.py): these files are small and exact API answers, so any problem
+fails the whole load (the caller's transaction keeps the last good state) with a SourceFileError
+naming the file and, where it applies, the row (1 = first element of the file's array / `value` /
+`data` list) and the field. Checked: UTF-8 (the byte offset of the first bad byte), an empty
+file, JSON syntax, required ids, the documented enumerations (operation, Resource Graph `type`,
+run `status`, patch `installationState`) and timestamps inside `properties` / `result`. Legal
+oddities load as received: identical duplicate rows (downstream keys dedupe them), mixed
+time-zone offsets (converted to UTC downstream), any text (HTML, formulas) stored verbatim.
+The same VM id listed twice with different content is an error (which copy is true is unknown).
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
 from pathlib import Path
@@ -60,6 +71,28 @@ def relative_name(path: Path, base: Path) -> str:
         return path.name
 
 
+def check_text_file(path: Path, name: str) -> bytes:
+    """The file's bytes (gunzipped) after checking it is non-empty UTF-8; errors name the file
+    and the byte offset and line of the first invalid byte."""
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise SourceFileError(f"{name}: not a readable gzip file ({exc})") from exc
+    if not data.lstrip(b"\xef\xbb\xbf \t\r\n"):
+        raise SourceFileError(f"{name}: empty file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceFileError(
+            f"{name}: not UTF-8: byte 0x{data[exc.start]:02x} at byte offset {exc.start} "
+            f"(line {line})"
+        ) from exc
+    return data
+
+
 def json_top_level(path: Path) -> str:
     """'[' or '{': the first significant character of a JSON file (a BOM is skipped)."""
     with path.open("rb") as handle:
@@ -104,7 +137,8 @@ def _insert(
     ingest_run: str,
 ) -> int:
     """Insert the rows of one file (`select_sql` reads it as parameter $path) with provenance."""
-    before = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    check_text_file(path, relative_name(path, base))
+    before = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     try:
         conn.execute(
             f"INSERT INTO {table} SELECT *, $source_file, $sha, $run FROM ({select_sql})",
@@ -117,19 +151,119 @@ def _insert(
         )
     except duckdb.Error as exc:
         raise SourceFileError(f"{relative_name(path, base)}: cannot be read: {exc}") from exc
-    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] - before
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] - before
 
 
 def _require(
-    conn: duckdb.DuckDBPyConnection, table: str, path: Path, base: Path, condition: str, what: str
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    path: Path,
+    base: Path,
+    checks: list[tuple[str, str, str, str]],
 ) -> None:
-    """Fail naming the file and the first offending row when `condition` holds for a row."""
-    bad = conn.execute(
-        f"SELECT count(*) FROM {table} WHERE source_file = ? AND ({condition})",
-        [relative_name(path, base)],
-    ).fetchone()[0]
-    if bad:
-        raise SourceFileError(f"{relative_name(path, base)}: {bad} row(s) {what}")
+    """Fail naming the file, the first offending row and the field. Each check is
+    (field, SQL condition that is true for a bad row, SQL giving the offending value, reason)."""
+    name = relative_name(path, base)
+    for field_name, condition, value_sql, reason in checks:
+        bad = conn.execute(
+            f"SELECT _n, _v, count(*) OVER () FROM (SELECT _n, ({value_sql})::VARCHAR AS _v "
+            f"FROM (SELECT row_number() OVER () AS _n, * FROM {table} WHERE source_file = ?) "
+            f"QUALIFY ({condition}) AND count(*) OVER () > 0) ORDER BY _n LIMIT 1",
+            [name],
+        ).fetchall()
+        if bad:
+            row, value, count = bad[0]
+            shown = "missing" if value is None else repr(value[:200])
+            raise SourceFileError(
+                f"{name}: row {row}, field {field_name}: {shown}: {reason}"
+                + (f" ({count} rows)" if count > 1 else "")
+            )
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f"'{v.lower()}'" for v in values) + ")"
+
+
+def _bad_timestamp(json_path: str) -> str:
+    return f"({json_path} IS NOT NULL AND try_cast({json_path} AS TIMESTAMPTZ) IS NULL)"
+
+
+# Documented enumerations (data-sources.md 5 and 6), compared case-insensitively.
+RUN_STATUSES = ("Unknown", "NotStarted", "InProgress", "Failed", "Succeeded", "CompletedWithWarnings")
+INSTALLATION_STATES = ("Unknown", "Installed", "Failed", "Pending", "NotSelected", "Excluded")
+ASSESSMENT_STATES = ("Unknown", "Available")
+
+VIRTUAL_MACHINE_CHECKS = [
+    ("id", "id IS NULL OR trim(id) = ''", "id", "a VM needs an 'id'"),
+    ("id", "json_type(resource->'id') <> 'VARCHAR'", "resource->'id'", "must be a string"),
+    ("name", "json_type(resource->'name') NOT IN ('VARCHAR', 'NULL')", "resource->'name'",
+     "must be a string"),
+    # The same machine twice with different content: which copy is true is unknown.
+    ("id", "count(DISTINCT resource::VARCHAR) OVER (PARTITION BY lower(id)) > 1", "id",
+     "listed more than once with different content"),
+]
+
+
+def resource_graph_checks(arg_table: str) -> list[tuple[str, str, str, str]]:
+    kind = "patchassessmentresults" if arg_table == "patchassessmentresources" else "patchinstallationresults"
+    parent = f"regexp_full_match(lower(type), '.*/{kind}')"
+    child = f"regexp_full_match(lower(type), '.*/{kind}/softwarepatches')"
+    checks = [
+        ("id", "id IS NULL OR trim(id) = ''", "id", "a row needs an 'id'"),
+        ("type", "type IS NULL OR NOT regexp_full_match(lower(type), "
+         f"'microsoft\\.(compute/virtualmachines|hybridcompute/machines)/{kind}(/softwarepatches)?')",
+         "type", f"not a {arg_table} type (…/{kind} or …/{kind}/softwarepatches)"),
+        ("properties", "properties IS NOT NULL AND json_type(properties) NOT IN ('OBJECT', 'NULL')",
+         "properties", "must be an object"),
+        ("properties.status", f"{parent} AND properties->>'status' IS NOT NULL AND "
+         f"lower(properties->>'status') NOT IN {_in(RUN_STATUSES)}", "properties->>'status'",
+         "must be one of " + "/".join(RUN_STATUSES)),
+    ]
+    for field_name in ("lastModifiedDateTime", "startDateTime"):
+        checks.append((f"properties.{field_name}", _bad_timestamp(f"properties->>'{field_name}'"),
+                       f"properties->>'{field_name}'", "not an ISO 8601 timestamp"))
+    if kind == "patchinstallationresults":
+        checks.append((
+            "properties.installationState",
+            f"{child} AND properties->>'installationState' IS NOT NULL AND "
+            f"lower(properties->>'installationState') NOT IN {_in(INSTALLATION_STATES)}",
+            "properties->>'installationState'", "must be one of " + "/".join(INSTALLATION_STATES),
+        ))
+    return checks
+
+
+_RESULT = "coalesce(result->'properties'->'output', result)"
+_PATCHES = f"from_json(coalesce({_RESULT}->'availablePatches', {_RESULT}->'patches', '[]'), '[\"JSON\"]')"
+PATCH_OPERATION_CHECKS = [
+    ("resourceId", "resourceId IS NULL OR trim(resourceId) = ''", "resourceId",
+     "an operation needs the VM's 'resourceId'"),
+    ("operation", "operation IS NULL OR operation NOT IN ('assessPatches', 'installPatches')",
+     "operation", "must be assessPatches or installPatches"),
+    ("result", "result IS NULL OR json_type(result) <> 'OBJECT'", "result",
+     "must be the operation's result object"),
+    ("result.status", f"{_RESULT}->>'status' IS NOT NULL AND "
+     f"lower({_RESULT}->>'status') NOT IN {_in(RUN_STATUSES)}", f"{_RESULT}->>'status'",
+     "must be one of " + "/".join(RUN_STATUSES)),
+    *(
+        (f"result.{f}", _bad_timestamp(f"{_RESULT}->>'{f}'"), f"{_RESULT}->>'{f}'",
+         "not an ISO 8601 timestamp")
+        for f in ("startDateTime", "lastModifiedDateTime")
+    ),
+    ("result.patches[].installationState",
+     f"operation = 'installPatches' AND len(list_filter({_PATCHES}, lambda p: "
+     f"p->>'installationState' IS NOT NULL AND "
+     f"lower(p->>'installationState') NOT IN {_in(INSTALLATION_STATES)})) > 0",
+     f"list_filter({_PATCHES}, lambda p: lower(p->>'installationState') NOT IN "
+     f"{_in(INSTALLATION_STATES)})[1]->>'installationState'",
+     "must be one of " + "/".join(INSTALLATION_STATES)),
+    ("result.availablePatches[].assessmentState",
+     f"operation = 'assessPatches' AND len(list_filter({_PATCHES}, lambda p: "
+     f"p->>'assessmentState' IS NOT NULL AND "
+     f"lower(p->>'assessmentState') NOT IN {_in(ASSESSMENT_STATES)})) > 0",
+     f"list_filter({_PATCHES}, lambda p: lower(p->>'assessmentState') NOT IN "
+     f"{_in(ASSESSMENT_STATES)})[1]->>'assessmentState'",
+     "must be one of " + "/".join(ASSESSMENT_STATES)),
+]
 
 
 def _warn_missing(log: logging.Logger | None, what: str, where: Path) -> None:
@@ -150,6 +284,7 @@ def load_virtual_machines(
     if not path.is_file():
         _warn_missing(log, "VM inventory (azure/virtual_machines.json)", estate_dir / "azure")
         return 0
+    check_text_file(path, relative_name(path, estate_dir))
     if json_top_level(path) == "[":
         select = (
             "SELECT json->>'id', json->>'name', json "
@@ -162,7 +297,7 @@ def load_virtual_machines(
             f"maximum_object_size={max_object_size(path)}))"
         )
     count = _insert(conn, table, select, path, estate_dir, ingest_run)
-    _require(conn, table, path, estate_dir, "id IS NULL OR id = ''", "without an 'id'")
+    _require(conn, table, path, estate_dir, VIRTUAL_MACHINE_CHECKS)
     return count
 
 
@@ -191,8 +326,12 @@ def load_resource_graph(
     names = ", ".join(f'"{n}"' for n in RESOURCE_GRAPH_COLUMNS)
     total = 0
     for path in files:
+        check_text_file(path, relative_name(path, estate_dir))
         if json_top_level(path) == "[":
-            select = f"SELECT {names} FROM read_json($path, format='array', columns={columns})"
+            select = (
+                f"SELECT {names} FROM read_json($path, format='array', columns={columns}, "
+                f"maximum_object_size={max_object_size(path)})"
+            )
         else:
             select = (
                 f"SELECT unnest(r) FROM (SELECT unnest(data) AS r FROM read_json($path, "
@@ -200,9 +339,7 @@ def load_resource_graph(
                 f"maximum_object_size={max_object_size(path)}))"
             )
         total += _insert(conn, table, select, path, estate_dir, ingest_run)
-        _require(
-            conn, table, path, estate_dir, "id IS NULL OR type IS NULL", "without 'id' or 'type'"
-        )
+        _require(conn, table, path, estate_dir, resource_graph_checks(arg_table))
     return total
 
 
@@ -226,19 +363,12 @@ def load_patch_operations(
     columns = _columns_literal(PATCH_OPERATION_COLUMNS)
     total = 0
     for path in files:
+        check_text_file(path, relative_name(path, estate_dir))
         shape = "array" if json_top_level(path) == "[" else "auto"
         select = (
             f"SELECT resourceId, operation, result FROM read_json($path, format='{shape}', "
             f"columns={columns}, maximum_object_size={max_object_size(path)})"
         )
         total += _insert(conn, table, select, path, estate_dir, ingest_run)
-        _require(
-            conn,
-            table,
-            path,
-            estate_dir,
-            "resourceId IS NULL OR result IS NULL OR operation NOT IN "
-            + "(" + ", ".join(f"'{op}'" for op in PATCH_OPERATIONS) + ")",
-            "without resourceId/result or with an operation other than assessPatches/installPatches",
-        )
+        _require(conn, table, path, estate_dir, PATCH_OPERATION_CHECKS)
     return total

@@ -4,6 +4,15 @@ DuckDB reads either file; one SELECT normalizes both to the same rows (CVE upper
 trimmed, dates typed, `cwes` a list: the CSV writes it as one string "CWE-59, CWE-436").
 Each file is one dated snapshot: the JSON names it (catalogVersion, dateReleased); the CSV does
 not, so its snapshot is dated by its newest dateAdded (CISA versions the catalog by that day).
+
+Bad input (tests/test_bad_inputs.py): a catalog is one authoritative snapshot, so any problem
+fails the file (the asset's transaction keeps the previous snapshots) with a KevFileError naming
+the file and, where it applies, the row (1 = first entry of `vulnerabilities` / first CSV data
+row) and the field: not UTF-8 (byte offset), empty, broken JSON/CSV, a CSV column missing, an
+entry without a cveID or with one not shaped CVE-YYYY-NNNN, a date that is not YYYY-MM-DD, a
+knownRansomwareCampaignUse other than Known/Unknown, the same CVE twice with different content,
+and a `count` that disagrees with the entries. Legal oddities load: extra CSV columns are
+ignored, an entry repeated identically is kept once, text (HTML, formulas) is kept verbatim.
 """
 
 from __future__ import annotations
@@ -12,6 +21,18 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+
+from pipelines.connectors.azure_files import SourceFileError, check_text_file
+
+CSV_COLUMNS = (
+    "cveID", "vendorProject", "product", "vulnerabilityName", "dateAdded", "shortDescription",
+    "requiredAction", "dueDate", "knownRansomwareCampaignUse", "notes", "cwes",
+)
+RANSOMWARE_VALUES = ("Known", "Unknown")
+
+
+class KevFileError(ValueError):
+    """A KEV file that cannot be ingested; the message names the file, row and field."""
 
 FILE_PATTERNS = ("*.json", "*.json.gz", "*.csv", "*.csv.gz")
 
@@ -43,11 +64,37 @@ _CSV_SOURCE = """
         requiredAction, dueDate, knownRansomwareCampaignUse, notes,
         list_filter(list_transform(string_split(coalesce(cwes, ''), ','), lambda x: trim(x)),
                     lambda x: x <> '') AS cwes
-    FROM read_csv($path, header = true, all_varchar = true, quote = '"', escape = '"')
+    FROM read_csv($path, header = true, all_varchar = true, quote = '"', escape = '"',
+                  strict_mode = true, max_line_size = 67108864)
+"""
+
+# Every bad cell of the numbered source rows (_kev_source), as (_row, field, value, reason).
+_PROBLEMS = r"""
+    SELECT _row, 'cveID' AS field, cveID AS value,
+           CASE WHEN nullif(trim(cveID), '') IS NULL THEN 'a value is required'
+                ELSE 'not a CVE id CVE-YYYY-NNNN' END AS reason
+    FROM _kev_source WHERE NOT regexp_full_match(upper(trim(coalesce(cveID, ''))), 'CVE-\d{4}-\d{4,19}')
+    UNION ALL
+    SELECT _row, 'dateAdded', dateAdded, 'not a date YYYY-MM-DD' FROM _kev_source
+    WHERE NOT regexp_full_match(trim(coalesce(dateAdded, '')), '\d{4}-\d{2}-\d{2}')
+       OR try_cast(trim(dateAdded) AS DATE) IS NULL
+    UNION ALL
+    SELECT _row, 'dueDate', dueDate, 'not a date YYYY-MM-DD' FROM _kev_source
+    WHERE nullif(trim(dueDate), '') IS NOT NULL
+      AND (NOT regexp_full_match(trim(dueDate), '\d{4}-\d{2}-\d{2}') OR try_cast(trim(dueDate) AS DATE) IS NULL)
+    UNION ALL
+    SELECT _row, 'knownRansomwareCampaignUse', knownRansomwareCampaignUse, 'must be Known or Unknown'
+    FROM _kev_source
+    WHERE nullif(trim(knownRansomwareCampaignUse), '') IS NOT NULL
+      AND trim(knownRansomwareCampaignUse) NOT IN ('Known', 'Unknown')
+    UNION ALL
+    SELECT _row, 'dateReleased', date_released, 'not an ISO 8601 timestamp' FROM _kev_source
+    WHERE nullif(trim(date_released), '') IS NOT NULL AND try_cast(trim(date_released) AS TIMESTAMPTZ) IS NULL
+    ORDER BY _row, field
 """
 
 _NORMALIZE = """
-    WITH source AS ({source}),
+    WITH source AS (SELECT * EXCLUDE (_row) FROM _kev_source),
     typed AS (
         SELECT
             nullif(trim(catalog_version), '') AS catalog_version,
@@ -65,15 +112,16 @@ _NORMALIZE = """
             nullif(trim(notes), '') AS notes,
             coalesce(list_transform(cwes, lambda x: trim(x)), []::VARCHAR[]) AS cwes
         FROM source
-        WHERE nullif(trim(cveID), '') IS NOT NULL
-    )
+    ),
+    -- An entry repeated identically is one entry.
+    distinct_rows AS (SELECT DISTINCT * FROM typed)
     SELECT
         coalesce(catalog_version, strftime(max(date_added) OVER (), '%Y.%m.%d')) AS catalog_version,
         coalesce(date_released, CAST(max(date_added) OVER () AS TIMESTAMPTZ)) AS date_released,
         catalog_count,
         cve, vendor_project, product, vulnerability_name, date_added, short_description,
         required_action, due_date, known_ransomware_campaign_use, notes, cwes
-    FROM typed
+    FROM distinct_rows
     ORDER BY cve
 """
 
@@ -85,17 +133,56 @@ def kev_files(folder: Path) -> list[Path]:
 def read_kev(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     """One KEV file (JSON feed or CSV) -> normalized rows of its snapshot."""
     is_csv = path.name.lower().removesuffix(".gz").endswith(".csv")
-    query = _NORMALIZE.format(source=_CSV_SOURCE if is_csv else _JSON_SOURCE)
     try:
-        # A cursor of its own: reading a file needs no transaction, and DuckDB refuses a new
-        # relation while the caller's connection holds an unconsumed result.
-        with conn.cursor() as cursor:
-            table = cursor.sql(query, params={"path": str(path)}).to_arrow_table()
-    except duckdb.Error as exc:
-        raise ValueError(f"{path.name}: not a readable KEV catalog ({exc})") from exc
-    if table.num_rows and table.column("catalog_count")[0].as_py() not in (None, table.num_rows):
-        raise ValueError(
-            f"{path.name}: catalog says count={table.column('catalog_count')[0].as_py()} "
-            f"but lists {table.num_rows} vulnerabilities"
+        check_text_file(path, path.name)
+    except SourceFileError as exc:
+        raise KevFileError(str(exc)) from exc
+    source = _CSV_SOURCE if is_csv else _JSON_SOURCE
+    # A cursor of its own: reading a file needs no transaction, and DuckDB refuses a new
+    # relation while the caller's connection holds an unconsumed result.
+    with conn.cursor() as cursor:
+        try:
+            if is_csv:
+                header = cursor.execute(
+                    "SELECT * FROM read_csv($path, header = true, all_varchar = true) LIMIT 0",
+                    {"path": str(path)},
+                ).description
+                missing = [c for c in CSV_COLUMNS if c not in {d[0] for d in header}]
+                if missing:
+                    raise KevFileError(f"{path.name}: header: missing column(s) {', '.join(missing)}")
+            cursor.execute(
+                "CREATE OR REPLACE TEMP TABLE _kev_source AS "
+                f"SELECT row_number() OVER () AS _row, * FROM ({source})",
+                {"path": str(path)},
+            )
+        except duckdb.Error as exc:
+            raise KevFileError(f"{path.name}: not a readable KEV catalog ({exc})") from exc
+        try:
+            problems = cursor.execute(_PROBLEMS).fetchall()
+            if problems:
+                row, column, value, reason = problems[0]
+                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+                raise KevFileError(f"{path.name}: row {row}, field {column}: {value!r}: {reason}{more}")
+            conflicts = cursor.execute(
+                "SELECT upper(trim(cveID)), list(_row ORDER BY _row) FROM _kev_source "
+                f"GROUP BY ALL HAVING count(DISTINCT ({', '.join(CSV_COLUMNS[1:])})) > 1 "
+                "ORDER BY 2 LIMIT 1"
+            ).fetchall()
+            if conflicts:
+                cve, rows = conflicts[0]
+                raise KevFileError(
+                    f"{path.name}: rows {', '.join(map(str, rows))}, field cveID: {cve} is listed "
+                    "more than once with different content"
+                )
+            listed = cursor.execute("SELECT count(*) FROM _kev_source").fetchall()[0][0]
+            table = cursor.sql(_NORMALIZE).to_arrow_table()
+        except duckdb.Error as exc:
+            raise KevFileError(f"{path.name}: not a readable KEV catalog ({exc})") from exc
+        finally:
+            cursor.execute("DROP TABLE IF EXISTS _kev_source")
+    if table.num_rows and table.column("catalog_count")[0].as_py() not in (None, listed):
+        raise KevFileError(
+            f"{path.name}: field count: catalog says count={table.column('catalog_count')[0].as_py()} "
+            f"but lists {listed} vulnerabilities"
         )
     return table

@@ -7,12 +7,29 @@ Three export forms are accepted (data-sources.md section 4.0), told apart by the
 - the query API body (`*.json`, `{"tables": [{"columns": [...], "rows": [[...]]}]}`).
 
 Every form is first read by DuckDB as text columns named as in Log Analytics, then cast to the
-documented type in SQL; a value that does not parse fails naming the file, row and field.
-Columns outside the documented list are not kept.
+documented type in SQL. Columns outside the documented list are not kept.
+
+Bad input (tests/test_bad_inputs.py). A file that cannot be read as a whole (not UTF-8: the
+byte offset is named; empty; broken JSON or CSV; a required column missing) fails the load with
+a SourceFileError naming the file, and the caller's transaction keeps the last good state.
+Row-level problems (a value that does not parse as its documented type, an empty TimeGenerated
+or Computer, an UpdateState / InstallationStatus outside the documented vocabulary) are named by
+file, row (1 = first data row) and field. Exports hold thousands of rows and one garbled row
+should not block the evidence run, so a mature loader quarantines them, as BigQuery's
+max_bad_records or DuckDB's rejects table do: when at most QUARANTINE_MAX_SHARE (1 %) of a
+file's rows are bad, those rows go to `raw.quarantine` (source, source_file, row, field, reason,
+raw_value, ingest_run; one row per bad cell) and every other row loads. Above that share the
+file is probably not the documented format at all and the load fails on the first problem.
+`raw.quarantine` rows of a raw table are replaced with that table; the asset reports their count
+as `quarantined_rows`. Legal oddities load as received: duplicate rows (the same record in two
+exports; staging keeps one), mixed time-zone offsets (stored as the UTC instant), any text
+(HTML, formulas, a 5 MB title) verbatim.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import re
 from pathlib import Path
@@ -21,6 +38,7 @@ import duckdb
 
 from pipelines.connectors.azure_files import (
     SourceFileError,
+    check_text_file,
     create_table,
     execute,
     json_top_level,
@@ -139,6 +157,34 @@ _DUCKDB_TYPES = {
 # The portal's display format, with and without milliseconds.
 PORTAL_DATETIME_FORMATS = ["%m/%d/%Y, %I:%M:%S.%g %p", "%m/%d/%Y, %I:%M:%S %p"]
 
+# Share of a file's rows that may be quarantined instead of failing the file.
+QUARANTINE_MAX_SHARE = 0.01
+# Values in raw.quarantine are cut to this many characters.
+QUARANTINE_VALUE_CHARS = 4096
+# Longest CSV line read (a 5 MB title is legal).
+MAX_LINE_SIZE = 64 * 2**20
+
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS raw.quarantine (
+    source VARCHAR, source_file VARCHAR, "row" BIGINT, field VARCHAR, reason VARCHAR,
+    raw_value VARCHAR, ingest_run VARCHAR
+)
+"""
+
+# Columns that must hold a value, and the documented vocabularies (compared case-insensitively,
+# ignoring spaces), per table. InstallationStatus also accepts Installed and Pending, which Azure
+# Update Manager-derived exports (and the demo estate) write.
+REQUIRED_VALUES = ("TimeGenerated", "Computer")
+VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
+    "Update": {"UpdateState": ("Needed", "Installed", "Not needed")},
+    "UpdateRunProgress": {
+        "InstallationStatus": (
+            "NotStarted", "InProgress", "Succeeded", "SucceededOnRetry", "Failed", "InstallFailed",
+            "MaintenanceWindowExceeded", "NotIncluded", "Excluded", "Installed", "Pending",
+        )
+    },
+}
+
 _UTC_SUFFIX = re.compile(r"\s*\[UTC\]\s*$", re.IGNORECASE)
 
 
@@ -178,7 +224,7 @@ def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
     if path.suffix.lower() == ".csv":
         reader = (
             "read_csv($path, header = true, all_varchar = true, delim = ',', quote = '\"', "
-            "escape = '\"', strict_mode = true)"
+            f"escape = '\"', strict_mode = true, max_line_size = {MAX_LINE_SIZE})"
         )
         described = conn.execute(f"SELECT * FROM {reader} LIMIT 0", {"path": str(path)})
         header_names = [d[0] for d in described.description]
@@ -243,6 +289,8 @@ def load_log_analytics(
     """Replace `table` with the rows of every export of `la_table` in `log_analytics/`."""
     columns, required = TABLES[la_table]
     create_table(conn, table, {n: _DUCKDB_TYPES[t] for n, t in columns.items()})
+    conn.execute(QUARANTINE_DDL)
+    conn.execute("DELETE FROM raw.quarantine WHERE source = ?", [table])
     files = la_files(estate_dir, la_table)
     if not files:
         if log is not None:
@@ -250,8 +298,82 @@ def load_log_analytics(
         return 0
     total = 0
     for path in files:
-        total += _load_file(conn, path, estate_dir, columns, required, table, ingest_run)
+        total += _load_file(
+            conn, path, estate_dir, columns, required, table, ingest_run, VOCABULARIES.get(la_table, {})
+        )
     return total
+
+
+def quarantine_count(conn: duckdb.DuckDBPyConnection, source: str) -> int:
+    """Rows of `source` (a raw table) set aside in raw.quarantine by the last load."""
+    exists = conn.execute(
+        "SELECT count(*) FROM information_schema.tables "
+        "WHERE table_schema = 'raw' AND table_name = 'quarantine'"
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    return conn.execute(
+        'SELECT count(DISTINCT (source_file, "row")) FROM raw.quarantine WHERE source = ?', [source]
+    ).fetchall()[0][0]
+
+
+def _problems_sql(
+    columns: dict[str, str], present: list[str], vocabularies: dict[str, tuple[str, ...]]
+) -> str:
+    """One SELECT of (_row, field, raw_value, reason) for every bad cell of _la_text."""
+    parts = []
+    for column in present:
+        la_type = columns[column]
+        q = _quote(column)
+        if la_type != "string":
+            parts.append(
+                f"SELECT _row, '{column}' AS field, {q} AS raw_value, "
+                f"'is not a valid {la_type}' AS reason FROM _la_text "
+                f"WHERE nullif(trim({q}), '') IS NOT NULL AND {_typed(column, la_type)} IS NULL"
+            )
+        if column in REQUIRED_VALUES:
+            parts.append(
+                f"SELECT _row, '{column}' AS field, {q} AS raw_value, 'a value is required' AS reason "
+                f"FROM _la_text "
+                f"WHERE nullif(trim({q}), '') IS NULL"
+            )
+        if column in vocabularies:
+            allowed = ", ".join(f"'{_word(v)}'" for v in vocabularies[column])
+            parts.append(
+                f"SELECT _row, '{column}' AS field, {q} AS raw_value, "
+                f"'must be one of {'/'.join(vocabularies[column])}' AS reason "
+                f"FROM _la_text WHERE nullif(trim({q}), '') IS NOT NULL "
+                f"AND regexp_replace(lower({q}), '[^a-z]', '', 'g') NOT IN ({allowed})"
+            )
+    return " UNION ALL ".join(parts) or (
+        "SELECT NULL::BIGINT AS _row, '' AS field, '' AS raw_value, '' AS reason WHERE false"
+    )
+
+
+def _check_csv_shape(data: bytes, name: str) -> None:
+    """Every record has the header's number of fields (DuckDB's sniffer would otherwise misread
+    a ragged file's header and report the wrong problem)."""
+    previous_limit = csv.field_size_limit(MAX_LINE_SIZE)
+    try:
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+        width = None
+        for number, record in enumerate(reader):
+            if not record:
+                continue
+            if width is None:
+                width = len(record)
+            elif len(record) != width:
+                raise SourceFileError(
+                    f"{name}: row {number}: has {len(record)} fields, the header has {width}"
+                )
+    except csv.Error as exc:
+        raise SourceFileError(f"{name}: not valid CSV: {exc}") from exc
+    finally:
+        csv.field_size_limit(previous_limit)
+
+
+def _word(value: str) -> str:
+    return re.sub(r"[^a-z]", "", value.lower())
 
 
 def _load_file(
@@ -262,8 +384,12 @@ def _load_file(
     required: tuple[str, ...],
     table: str,
     ingest_run: str,
+    vocabularies: dict[str, tuple[str, ...]],
 ) -> int:
     name = relative_name(path, base)
+    data = check_text_file(path, name)
+    if path.suffix.lower() == ".csv":
+        _check_csv_shape(data, name)
     try:
         source, present = _text_source(conn, path, columns)
         missing = [c for c in required if c not in present]
@@ -278,32 +404,46 @@ def _load_file(
         raise SourceFileError(f"{name}: cannot be read: {exc}") from exc
     try:
         params = {"datetime_formats": PORTAL_DATETIME_FORMATS}
-        typed = [c for c in present if columns[c] != "string"]
-        if typed:
-            firsts = ", ".join(
-                f"min(_row) FILTER (WHERE nullif(trim({_quote(c)}), '') IS NOT NULL "
-                f"AND {_typed(c, columns[c])} IS NULL)"
-                for c in typed
+        execute(
+            conn,
+            "CREATE OR REPLACE TEMP TABLE _la_problems AS "
+            + _problems_sql(columns, present, vocabularies),
+            params,
+        )
+        rows = conn.execute("SELECT count(*) FROM _la_text").fetchall()[0][0]
+        bad_rows = conn.execute("SELECT count(DISTINCT _row) FROM _la_problems").fetchall()[0][0]
+        if bad_rows and bad_rows > QUARANTINE_MAX_SHARE * rows:
+            row, column, value, reason = conn.execute(
+                "SELECT _row, field, raw_value, reason FROM _la_problems ORDER BY _row, field LIMIT 1"
+            ).fetchall()[0]
+            raise SourceFileError(
+                f"{name}: row {row}, field {column}: {_shown(value)} {reason} "
+                f"({bad_rows} of {rows} rows bad: more than {QUARANTINE_MAX_SHARE:.0%}, "
+                "so the file is not loaded)"
             )
-            bad_rows = execute(conn, f"SELECT {firsts} FROM _la_text", params).fetchone()
-            for column, row in zip(typed, bad_rows, strict=True):
-                if row is not None:
-                    value = conn.execute(
-                        f"SELECT {_quote(column)} FROM _la_text WHERE _row = ?", [row]
-                    ).fetchone()[0]
-                    raise SourceFileError(
-                        f"{name}: row {row}, field {column}: {value!r} is not a valid "
-                        f"{columns[column]}"
-                    )
+        if bad_rows:
+            conn.execute(
+                "INSERT INTO raw.quarantine SELECT ?, ?, _row, field, reason, "
+                f"left(raw_value, {QUARANTINE_VALUE_CHARS}), ? FROM _la_problems ORDER BY _row, field",
+                [table, name, ingest_run],
+            )
         select = ", ".join(
             f"{_typed(c, t)}::{_DUCKDB_TYPES[t]}" if c in present else f"NULL::{_DUCKDB_TYPES[t]}"
             for c, t in columns.items()
         )
         execute(
             conn,
-            f"INSERT INTO {table} SELECT {select}, $source_file, $sha, $run FROM _la_text ORDER BY _row",
+            f"INSERT INTO {table} SELECT {select}, $source_file, $sha, $run FROM _la_text "
+            "WHERE _row NOT IN (SELECT _row FROM _la_problems) ORDER BY _row",
             {**params, "source_file": name, "sha": sha256_file(path), "run": ingest_run},
         )
-        return conn.execute("SELECT count(*) FROM _la_text").fetchone()[0]
+        return rows - bad_rows
     finally:
         conn.execute("DROP TABLE IF EXISTS _la_text")
+        conn.execute("DROP TABLE IF EXISTS _la_problems")
+
+
+def _shown(value: str | None) -> str:
+    if value is None:
+        return "(empty)"
+    return repr(value if len(value) <= 200 else value[:200] + "…")

@@ -6,6 +6,14 @@ written as received to `raw.register_<name>` (plus `_row`, `source_file`, `sourc
 
 A problem names the file, the row (1 = first data row; `header` for the header) and the field,
 and every problem of the file is reported at once. A missing file is an empty register.
+
+Bad input (tests/test_bad_inputs.py): registers are the organisation's own records, few and
+hand-kept, so nothing is quarantined: any problem fails the load (the asset's transaction keeps
+the last good state) and names file, row and field: not UTF-8 (the byte offset and row of the
+first bad byte), an empty file (no header), a missing, unexpected or repeated column, a ragged
+row, an empty required cell, a duplicate id, a value outside the column's vocabulary, type or
+range. Legal oddities load: timestamps with any offset (stored as the UTC instant), text of any
+length or content (HTML, formulas such as =HYPERLINK(...)) kept verbatim.
 """
 
 from __future__ import annotations
@@ -277,6 +285,10 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
 
 
+# Longest cell read (Python's csv default, 128 KiB, would reject a legal long justification).
+MAX_FIELD_SIZE = 64 * 2**20
+
+
 def read_register(path: Path, register: Register) -> tuple[pd.DataFrame, str]:
     """The file's rows as text (empty cells as ''), with `_row`, and the file's SHA-256."""
     data = path.read_bytes()
@@ -284,20 +296,34 @@ def read_register(path: Path, register: Register) -> tuple[pd.DataFrame, str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        # The line of the bad byte: line 1 is the header, line n + 1 data row n (no multi-line
+        # cells before it assumed).
+        line = data.count(b"\n", 0, exc.start) + 1
         raise RegisterValidationError(
             [
                 RegisterProblem(
-                    register.file, None, None, f"not UTF-8 ({exc.reason} at byte {exc.start})"
+                    register.file,
+                    line - 1 if line > 1 else None,
+                    None,
+                    f"not UTF-8 ({exc.reason}: byte 0x{data[exc.start]:02x} at byte offset "
+                    f"{exc.start})",
                 )
             ]
         ) from exc
+    previous_limit = csv.field_size_limit(MAX_FIELD_SIZE)
     try:
         records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]
     except csv.Error as exc:
         raise RegisterValidationError(
             [RegisterProblem(register.file, None, None, f"not valid CSV: {exc}")]
         ) from exc
-    header = [h.strip() for h in records[0]] if records else []
+    finally:
+        csv.field_size_limit(previous_limit)
+    if not records:
+        raise RegisterValidationError(
+            [RegisterProblem(register.file, None, None, "empty file (no header row)")]
+        )
+    header = [h.strip() for h in records[0]]
     _check_header(register, header)
     width = len(header)
     problems = [
