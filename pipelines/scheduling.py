@@ -167,9 +167,10 @@ def build_schedule(
 
     current_ring = None
     ring_placements: list[tuple[str, datetime]] = []
+    gaps_of = {vm_id: group for vm_id, group in actionable.groupby("vm_id", sort=False)}
     for vm_id in urgency.index:
         vm = machine.loc[vm_id]
-        vm_gaps = _patch_order(actionable[actionable["vm_id"] == vm_id])
+        vm_gaps = _patch_order(gaps_of[vm_id])
         ring = urgency.at[vm_id, "ring"]
         if ring != current_ring:  # lower rings are done: their placements now gate this ring
             for patch, finished in ring_placements:

@@ -10,7 +10,8 @@ Conventions (see docs/architecture.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cache
@@ -22,6 +23,9 @@ import duckdb
 from pipelines.settings import SQL_DIR
 
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
+
+# Set by the benchmark to record (table, sql_name, params, seconds) of every build_table call.
+sql_timing_recorder: Callable[[str, str, dict, float], None] | None = None
 
 
 def _checked(table: str) -> str:
@@ -76,7 +80,10 @@ def build_table(
     missing = used - bound.keys()
     if missing:
         raise ValueError(f"sql/{sql_name}.sql needs parameters {sorted(missing)}")
+    started = time.perf_counter()
     conn.execute(f"CREATE OR REPLACE TABLE {_checked(table)} AS {query}", bound or None)
+    if sql_timing_recorder is not None:
+        sql_timing_recorder(table, sql_name, bound, time.perf_counter() - started)
     comment_table(conn, table, sql_name)
     return row_count(conn, table)
 

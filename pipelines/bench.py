@@ -1,0 +1,314 @@
+"""`make bench`: the full pipeline at three estate sizes, beside DuckDB's own floor.
+
+For each size (VMs x days) it generates an estate, runs `full_refresh` in process and records,
+per asset: wall time, peak memory of the process while the step ran, rows out (and rows in:
+the rows of its upstream tables), rows per second. The floor, measured in the same run on the
+same files and warehouse: DuckDB's bulk read of each source (read_json / read_csv over the
+files), and the bare SQL of every derived table executed directly. It reports the ratios
+(pipeline / floor), Dagster's overhead (run wall minus step walls), the scaling exponent between
+sizes, and for the largest size a daily incremental run (one new day on the warehouse).
+
+    python -m pipelines.bench [--sizes 100,1000,10000] [--days 90] [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import duckdb
+import psutil
+
+from pipelines import warehouse as warehouse_module
+
+# Source families and how DuckDB alone reads them (the ingest floor), with the raw asset that
+# loads the same files.
+SOURCE_FLOORS = {
+    "raw/patch_assessment_resources": (
+        "azure/resource_graph/patchassessmentresources*.json",
+        "SELECT unnest(data) AS r FROM read_json({glob}, columns={{'data': 'JSON[]'}}, "
+        "maximum_object_size=1073741824)",
+    ),
+    "raw/patch_installation_resources": (
+        "azure/resource_graph/patchinstallationresources*.json",
+        "SELECT unnest(data) AS r FROM read_json({glob}, columns={{'data': 'JSON[]'}}, "
+        "maximum_object_size=1073741824)",
+    ),
+    "raw/la_update": (
+        "log_analytics/Update_*.csv",
+        "SELECT * FROM read_csv({glob}, header=true, all_varchar=true)",
+    ),
+    "raw/la_update_summary": (
+        "log_analytics/UpdateSummary*.json",
+        "SELECT unnest(tables[1].rows) AS r FROM read_json({glob}, maximum_object_size=1073741824)",
+    ),
+    "raw/virtual_machines": (
+        "azure/virtual_machines.json",
+        "SELECT * FROM read_json({glob}, format='array', maximum_object_size=1073741824)",
+    ),
+}
+
+
+@dataclass
+class StepResult:
+    asset: str
+    seconds: float
+    peak_rss_mb: float
+    rows_out: int | None = None
+    rows_in: int | None = None
+    floor_seconds: float | None = None
+
+    @property
+    def rows_per_second(self) -> float | None:
+        rows = max(self.rows_in or 0, self.rows_out or 0)
+        return rows / self.seconds if self.seconds and rows else None
+
+
+@dataclass
+class SizeResult:
+    vms: int
+    days: int
+    total_seconds: float = 0.0
+    steps_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    generate_seconds: float = 0.0
+    steps: list[StepResult] = field(default_factory=list)
+    sql: list[dict] = field(default_factory=list)
+    incremental_seconds: float | None = None
+
+
+class MemorySampler(threading.Thread):
+    """Samples this process's resident memory every 50 ms."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._process = psutil.Process()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), self._process.memory_info().rss / 2**20))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+    def peak(self, start: float, end: float) -> float:
+        inside = [mb for t, mb in self.samples if start - 0.05 <= t <= end + 0.05]
+        return max(inside, default=0.0)
+
+
+def _run_pipeline(estate: Path, database: Path, reports: Path) -> tuple[float, list, object, MemorySampler]:
+    import dagster as dg
+
+    os.environ.update({"PATCHLEDGER_ESTATE": str(estate), "PATCHLEDGER_WAREHOUSE": str(database),
+                       "PATCHLEDGER_REPORTS": str(reports), "PATCHLEDGER_SOURCE": "files"})
+    from pipelines.definitions import defs
+
+    definitions = defs()
+    instance = dg.DagsterInstance.ephemeral()
+    sampler = MemorySampler()
+    sampler.start()
+    started = time.perf_counter()
+    result = definitions.resolve_job_def("full_refresh").execute_in_process(
+        instance=instance, raise_on_error=True,
+        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+    )
+    total = time.perf_counter() - started
+    sampler.stop()
+    return total, instance.all_logs(result.run_id), definitions, sampler
+
+
+def _steps(records, definitions, sampler: MemorySampler) -> list[StepResult]:
+    """Per-step wall time and peak memory from the event log; rows from materializations."""
+    starts, results, rows = {}, {}, {}
+    for record in records:
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            starts[event.step_key] = record.timestamp
+        elif event.event_type_value == "STEP_SUCCESS":
+            results[event.step_key] = record.timestamp
+        elif event.event_type_value == "ASSET_MATERIALIZATION":
+            materialization = event.step_materialization_data.materialization
+            count = materialization.metadata.get("dagster/row_count")
+            rows[materialization.asset_key.to_user_string()] = count.value if count else None
+    graph = definitions.resolve_asset_graph()
+    by_step: dict[str, list[str]] = {}
+    for asset_key in graph.get_all_asset_keys():
+        step = "__".join(asset_key.path)
+        by_step.setdefault(step, []).append(asset_key.to_user_string())
+    steps = []
+    for step, start in sorted(starts.items(), key=lambda kv: kv[1]):
+        if step not in results:
+            continue
+        assets = by_step.get(step) or [step]
+        out = sum(rows.get(a) or 0 for a in assets) if any(a in rows for a in assets) else None
+        upstream = set()
+        for a in assets:
+            node_key = next((k for k in graph.get_all_asset_keys() if k.to_user_string() == a), None)
+            if node_key is not None:
+                upstream |= {p.to_user_string() for p in graph.get(node_key).parent_keys}
+        rows_in = sum(rows.get(u) or 0 for u in upstream) or None
+        steps.append(StepResult(asset=assets[0] if len(assets) == 1 else step, seconds=results[step] - start,
+                                peak_rss_mb=sampler.peak(start, results[step]), rows_out=out, rows_in=rows_in))
+    return steps
+
+
+def _ingest_floor(estate: Path, glob: str, sql: str) -> float | None:
+    files = sorted(estate.glob(glob))
+    if not files:
+        return None
+    conn = duckdb.connect()
+    quoted = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    started = time.perf_counter()
+    conn.execute(f"CREATE TEMP TABLE floor AS {sql.format(glob=quoted)}")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return seconds
+
+
+def _sql_floor(database: Path, recorded: list[dict]) -> None:
+    """Run each derived table's bare SQL again, directly on the finished warehouse."""
+    conn = duckdb.connect(str(database))
+    conn.execute("SET TimeZone = 'UTC'")
+    conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+    for entry in recorded:
+        query = warehouse_module.read_sql(entry["sql_name"])
+        started = time.perf_counter()
+        conn.execute(f"CREATE OR REPLACE TABLE bench.floor AS {query}", entry["params"] or None)
+        entry["bare_seconds"] = time.perf_counter() - started
+    conn.execute("DROP SCHEMA bench CASCADE")
+    conn.close()
+
+
+def _hide_last_day(estate: Path, day: str, aside: Path) -> list[tuple[Path, Path]]:
+    moved = []
+    for path in sorted(estate.rglob(f"*{day}*")):
+        if path.is_file():
+            target = aside / path.relative_to(estate)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+            moved.append((target, path))
+    return moved
+
+
+def bench_size(vms: int, days: int, out: Path, incremental: bool) -> SizeResult:
+    from pipelines.demo.generator import generate_estate
+
+    root = out / f"estate-{vms}x{days}"
+    shutil.rmtree(root, ignore_errors=True)
+    result = SizeResult(vms=vms, days=days)
+    started = time.perf_counter()
+    summary = generate_estate(root / "estate", vms=vms, days=days)
+    result.generate_seconds = time.perf_counter() - started
+    recorded: list[dict] = []
+    warehouse_module.sql_timing_recorder = lambda table, name, params, seconds: recorded.append(
+        {"table": table, "sql_name": name, "params": params, "seconds": seconds})
+    moved = []
+    if incremental:  # the full run sees every day but the last; the incremental run adds it
+        moved = _hide_last_day(root / "estate", summary.end.isoformat(), root / "last-day")
+    try:
+        total, records, definitions, sampler = _run_pipeline(
+            root / "estate", root / "warehouse.duckdb", root / "reports")
+    finally:
+        warehouse_module.sql_timing_recorder = None
+    result.total_seconds = total
+    result.steps = _steps(records, definitions, sampler)
+    result.steps_seconds = sum(s.seconds for s in result.steps)
+    result.peak_rss_mb = max((mb for _, mb in sampler.samples), default=0.0)
+    for asset, (glob, sql) in SOURCE_FLOORS.items():
+        floor = _ingest_floor(root / "estate", glob, sql)
+        for step in result.steps:
+            if step.asset == asset:
+                step.floor_seconds = floor
+    _sql_floor(root / "warehouse.duckdb", recorded)
+    result.sql = [{k: v for k, v in r.items() if k != "params"} for r in recorded]
+    if incremental:
+        for target, original in moved:
+            shutil.move(target, original)
+        result.incremental_seconds, *_ = _run_pipeline(
+            root / "estate", root / "warehouse.duckdb", root / "reports")
+    return result
+
+
+def _exponent(a: SizeResult, b: SizeResult, attr: str = "total_seconds") -> float | None:
+    ta, tb = getattr(a, attr), getattr(b, attr)
+    if not ta or not tb or a.vms == b.vms:
+        return None
+    return math.log(tb / ta) / math.log(b.vms / a.vms)
+
+
+def markdown(results: list[SizeResult]) -> str:
+    lines = ["# PatchLedger benchmark", ""]
+    lines.append("| VMs x days | total s | Dagster overhead | peak MB | ingest / floor | SQL / bare SQL | incremental / full |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ingest = [s for s in r.steps if s.floor_seconds]
+        ingest_ratio = (sum(s.seconds for s in ingest) / sum(s.floor_seconds for s in ingest)) if ingest else None
+        sql_pipeline = sum(x["seconds"] for x in r.sql)
+        sql_bare = sum(x.get("bare_seconds", 0) for x in r.sql)
+        overhead = (r.total_seconds - r.steps_seconds) / r.total_seconds if r.total_seconds else 0
+        incremental = f"{r.incremental_seconds / r.total_seconds:.2f}" if r.incremental_seconds else "-"
+        lines.append(
+            f"| {r.vms:,} x {r.days} | {r.total_seconds:.1f} | {overhead:.1%} | {r.peak_rss_mb:,.0f} | "
+            f"{ingest_ratio:.2f} | {sql_pipeline / sql_bare:.2f} | {incremental} |" if ingest_ratio and sql_bare else
+            f"| {r.vms:,} x {r.days} | {r.total_seconds:.1f} | {overhead:.1%} | {r.peak_rss_mb:,.0f} | - | - | {incremental} |"
+        )
+    for a, b in zip(results, results[1:], strict=False):
+        exponent = _exponent(a, b)
+        if exponent is not None:
+            lines.append(f"\nScaling exponent {a.vms:,} -> {b.vms:,} VMs: {exponent:.2f}")
+    largest = results[-1]
+    lines += ["", f"## Per asset at {largest.vms:,} VMs x {largest.days} days", "",
+              "| asset | s | peak MB | rows in | rows out | rows/s | floor s | ratio |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in sorted(largest.steps, key=lambda s: -s.seconds)[:30]:
+        ratio = f"{s.seconds / s.floor_seconds:.2f}" if s.floor_seconds else ""
+        lines.append(
+            f"| {s.asset} | {s.seconds:.2f} | {s.peak_rss_mb:,.0f} | {s.rows_in or ''} | {s.rows_out or ''} | "
+            f"{s.rows_per_second or 0:,.0f} | {s.floor_seconds or '':.2f} | {ratio} |"
+            if s.floor_seconds else
+            f"| {s.asset} | {s.seconds:.2f} | {s.peak_rss_mb:,.0f} | {s.rows_in or ''} | {s.rows_out or ''} | "
+            f"{s.rows_per_second or 0:,.0f} |  |  |"
+        )
+    lines += ["", "| derived table | pipeline SQL s | bare SQL s | ratio |", "|---|---:|---:|---:|"]
+    for x in sorted(largest.sql, key=lambda x: -x["seconds"])[:20]:
+        bare = x.get("bare_seconds") or 0
+        lines.append(f"| {x['table']} | {x['seconds']:.2f} | {bare:.2f} | {x['seconds'] / bare if bare else 0:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "100,1000,10000"))
+    parser.add_argument("--days", type=int, default=int(os.environ.get("BENCH_DAYS", "90")))
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for index, vms in enumerate(sizes):
+        print(f"bench: {vms:,} VMs x {args.days} days ...", flush=True)
+        results.append(bench_size(vms, args.days, args.out, incremental=index == len(sizes) - 1))
+        print(f"bench: {vms:,} VMs done in {results[-1].total_seconds:.1f} s", flush=True)
+    payload = [{**asdict(r), "steps": [{**asdict(s), "rows_per_second": s.rows_per_second} for s in r.steps]}
+               for r in results]
+    (args.out / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    text = markdown(results)
+    (args.out / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
