@@ -21,5 +21,13 @@ bulletin_refresh = dg.define_asset_job(
 )
 
 
+# The evidence pack alone, from the marts as they stand: what the monthly schedule launches.
+evidence_pack = dg.define_asset_job(
+    name="evidence_pack",
+    selection=dg.AssetSelection.groups(common.EVIDENCE),
+    description="Write the evidence pack (HTML, PDF, populations, manifest) from the current marts.",
+)
+
+
 def all_jobs() -> list:
-    return [full_refresh, bulletin_refresh]
+    return [full_refresh, bulletin_refresh, evidence_pack]

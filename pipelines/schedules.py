@@ -38,5 +38,15 @@ def patch_tuesday_bulletins(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"patch-tuesday-{tick:%Y-%m}")
 
 
+# The month's evidence pack on the 1st at 07:00 UTC, after the daily refresh at 06:00.
+monthly_evidence_pack = dg.ScheduleDefinition(
+    name="monthly_evidence_pack",
+    job=jobs.evidence_pack,
+    cron_schedule="0 7 1 * *",
+    execution_timezone="UTC",
+    description="Write the evidence pack for the month's first day.",
+)
+
+
 def all_schedules() -> list:
-    return [daily_refresh, patch_tuesday_bulletins]
+    return [daily_refresh, patch_tuesday_bulletins, monthly_evidence_pack]
