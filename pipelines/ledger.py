@@ -19,6 +19,7 @@ evidence manifest are the external anchor against that.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -192,8 +193,11 @@ def _pandas_type(sql_type: str) -> str:
 
 
 def _view(conn: duckdb.DuckDBPyConnection, table: str, view: str) -> None:
-    # The relational API names the table without building SQL text from it.
-    conn.table(table).create_view(view, replace=True)
+    # A temporary view lives in the connection's temp catalog, so verification works on a
+    # read-only connection too. Both names come from this module's constants, never from input.
+    if not re.fullmatch(r"(ledger|raw)\.[a-z_]+", table) or not re.fullmatch(r"_[a-z_]+", view):
+        raise ValueError(f"unexpected ledger table or view name: {table!r}, {view!r}")
+    conn.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {table}")
 
 
 def append_register(conn: duckdb.DuckDBPyConnection, register: str, run_id: str) -> AppendResult:

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from datetime import UTC, date
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             FROM staging.exceptions ORDER BY exception_id""", [as_of])
     data["tables"] = _rows(conn, """
         SELECT schema_name || '.' || table_name AS name, estimated_size AS rows, comment
-        FROM duckdb_tables() WHERE schema_name IN ('raw', 'staging', 'marts', 'ledger')
+        FROM duckdb_tables() WHERE schema_name IN ('raw', 'marts', 'ledger')
         ORDER BY schema_name, table_name""")
     for table in data["tables"]:
         table["rows"] = _scalar(conn, f'SELECT count(*) FROM {table["name"]}')  # names come from the catalog
@@ -183,6 +184,15 @@ def _chart_svg(data: dict[str, Any]) -> str:
     return svg[svg.index("<svg"):]
 
 
+def _timestamp(value: Any) -> str:
+    """Timestamps in the report: UTC to the minute."""
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value.tzinfo else f"{value:%Y-%m-%d %H:%M}"
+    return "" if value is None else str(value)
+
+
 def render_html(data: dict[str, Any]) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -190,6 +200,8 @@ def render_html(data: dict[str, Any]) -> str:
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    env.filters["ts"] = _timestamp
+    env.filters["first_sentence"] = lambda text: (text or "").split(". ")[0].rstrip(".")
     return env.get_template("report.html.j2").render(d=data, chart=_chart_svg(data))
 
 
@@ -270,13 +282,19 @@ def _write_workbook(path: Path, populations: dict[str, tuple[list[str], list[dic
                     cell.number_format = "yyyy-mm-dd hh:mm:ss"
     buffer = io.BytesIO()
     workbook.save(buffer)
-    # Rewrite the zip with fixed entry times: openpyxl stamps the wall clock into every entry.
+    # Rewrite the zip with fixed entry times, and the as-of date as the modification time:
+    # openpyxl stamps the wall clock into every entry and into docProps/core.xml on save.
+    modified = f"<dcterms:modified xsi:type=\"dcterms:W3CDTF\">{stamp:%Y-%m-%dT%H:%M:%SZ}</dcterms:modified>"
     with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
             zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
         for info in source.infolist():
+            content = source.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>",
+                                 modified.encode(), content)
             entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
             entry.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(entry, source.read(info.filename))
+            target.writestr(entry, content)
 
 
 def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
