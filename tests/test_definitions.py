@@ -48,3 +48,9 @@ def test_dg_check_defs(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully" in done.stdout + done.stderr
+
+
+def test_every_asset_has_kinds():
+    graph = defs().resolve_asset_graph()
+    without = [k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).kinds]
+    assert without == []

@@ -71,3 +71,16 @@ def test_report_written(demo_run):
     text = html[0].read_text()
     assert "Executive summary" in text and "Gaps by type" in text
     assert (html[0].parent / "compliance-report.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_every_table_asset_reports_rows_and_columns(demo_run):
+    result = demo_run[3]
+    missing = []
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.path[0] not in ("raw", "staging", "marts", "ledger"):
+            continue
+        keys = set(materialization.metadata)
+        if not {"dagster/row_count", "dagster/column_schema"} <= keys:
+            missing.append(materialization.asset_key.to_user_string())
+    assert missing == []
