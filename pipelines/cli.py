@@ -104,12 +104,7 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
         f"Running [bold]full_refresh[/bold]: estate {settings.estate_dir()} -> warehouse "
         f"{settings.warehouse_path()}"
     )
-    with console.status("Materializing assets ..."):
-        result = job.execute_in_process(
-            instance=instance,
-            raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
+    result = _execute_with_progress(job, instance)
     _print_steps(result)
     if not result.success:
         for event in result.all_events:
@@ -126,12 +121,53 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
     return True
 
 
+def _execute_with_progress(job, instance):
+    """Run the job in a worker thread and follow its steps in the event log with a progress bar."""
+    import threading
+    import uuid
+
+    from dagster import DagsterEventType
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    run_id = str(uuid.uuid4())
+    outcome: dict = {}
+
+    def execute() -> None:
+        try:
+            outcome["result"] = job.execute_in_process(
+                instance=instance, run_id=run_id, raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            )
+        except BaseException as exc:  # reported below, in the main thread
+            outcome["error"] = exc
+
+    total = len(job.graph.nodes)  # one step per op: assets, multi-assets and checks
+    done_types = {DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE, DagsterEventType.STEP_SKIPPED}
+    worker = threading.Thread(target=execute, daemon=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        task = progress.add_task("materializing", total=total)
+        worker.start()
+        while worker.is_alive():
+            worker.join(timeout=0.5)
+            finished = [r for r in instance.all_logs(run_id)
+                        if r.dagster_event and r.dagster_event.event_type in done_types]
+            if finished:
+                last = finished[-1].dagster_event.step_key or ""
+                progress.update(task, completed=min(len(finished), total), description=last[:40])
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
 def _print_steps(result) -> None:
     table = Table(title=None, show_edge=False, box=None, pad_edge=False)
     table.add_column("asset")
     table.add_column("rows", justify="right")
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
+        if materialization.asset_key.path[0] not in ("marts", "reports"):
+            continue  # raw, staging and ledger are in the UI; the marts are what people read
         rows = materialization.metadata.get("dagster/row_count")
         table.add_row(materialization.asset_key.to_user_string(), f"{rows.value:,}" if rows else "")
     console.print(table)
