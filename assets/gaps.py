@@ -63,6 +63,7 @@ def sla_policy(
         key("marts.patch_cves"),
         key("marts.authorization_status"),
         key("staging.patch_tests"),
+        key("staging.exceptions"),
     ],
 )
 def compliance_gaps(
@@ -71,8 +72,9 @@ def compliance_gaps(
     """Every gap between what is authorized and what is installed, per machine and patch:
     authorized but missing, failed, waiting for a reboot, available but unauthorized, installed
     without or against authorization, untested in production, and machines whose assessment is
-    stale. Each gap carries severity, CVEs, KEV and EPSS, its due date under each framework,
-    days overdue and a priority score."""
+    stale. Each gap carries severity, CVEs, KEV and EPSS, its due date under each framework
+    (internal, PCI DSS 6.3.3, FedRAMP, KEV, CISA BOD 26-04 tier), days overdue and a priority
+    score. An approved, active, unexpired exception pauses the clocks for the days it covers."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
         build_table(conn, "marts.compliance_gaps", params={"as_of": as_of})
@@ -83,7 +85,16 @@ def compliance_gaps(
         )
         overdue = conn.execute(
             "SELECT count(*) FROM marts.compliance_gaps WHERE days_overdue > 0"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
+        paused = conn.execute(
+            "SELECT count(*) FROM marts.compliance_gaps WHERE exception_id IS NOT NULL"
+        ).fetchall()[0][0]
+        tiers = dict(
+            conn.execute(
+                "SELECT coalesce(bod2604_tier, '(none)'), count(*) FROM marts.compliance_gaps "
+                "GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
         metadata = table_metadata(conn, "marts.compliance_gaps", order_by="priority DESC, gap_id")
     return dg.MaterializeResult(
         metadata={
@@ -91,6 +102,8 @@ def compliance_gaps(
             "as_of": as_of.isoformat(),
             "overdue": dg.MetadataValue.int(overdue),
             "gaps_by_type": dg.MetadataValue.json({t: by_type.get(t, 0) for t in GAP_TYPES}),
+            "gaps_under_exception": dg.MetadataValue.int(paused),
+            "bod2604_tiers": dg.MetadataValue.json(tiers),
         }
     )
 
@@ -102,5 +115,5 @@ def gap_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         duplicates = conn.execute(
             "SELECT count(*) FROM (SELECT gap_id FROM marts.compliance_gaps "
             "GROUP BY gap_id HAVING count(*) > 1)"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})

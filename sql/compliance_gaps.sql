@@ -31,6 +31,13 @@
 -- @column days_overdue: Days past sla_due on the evaluation date (0 when not yet due).
 -- @column priority: Priority score 0-100 (see docs/warehouse.md: severity, KEV, exploited, EPSS, criticality, lateness).
 -- @column as_of: Evaluation date.
+-- @column sla_bod2604_due: Due date under CISA BOD 26-04 (decision table in staging.sla_policy: in KEV x internet-exposed tag x SSVC automatable x technical impact -> 3 / 14 / 60 days from the earlier of the KEV listing and detection); NULL when the tier is next_upgrade, the patch fixes no CVE, or the framework is disabled.
+-- @column bod2604_tier: BOD 26-04 tier: 3d_forensic_triage, 3d, 14d, 60d or next_upgrade (fix on the next system upgrade); SSVC inputs missing from the data take the policy defaults (automatable no, technical impact total).
+-- @column bod2604_forensic_triage: True when the BOD 26-04 combination also requires forensic triage.
+-- @column bod2604_clock_start: Start of the BOD 26-04 clock: the earlier of the KEV listing (dateAdded) and first_seen_at.
+-- @column internet_exposed: The machine's internet-exposed tag (a BOD 26-04 input).
+-- @column exception_id: The approved, active, unexpired exception (staging.exceptions) covering the gap, if any; the one approved first when several cover it. Only missing, failed and pending-reboot gaps are covered.
+-- @column paused_days: Days the exception paused the clock of sla_framework (the overlap of [approved_at, expires_at] with [clock start, as_of], whole UTC days); every framework's due date above already includes its own pause. 0 without exception.
 WITH
 inventory AS (
     SELECT * FROM marts.vm_inventory
@@ -45,6 +52,7 @@ cve_facts AS (
         bool_or(coalesce(exploited, false)) AS exploited,
         bool_or(coalesce(in_kev, false)) AS in_kev,
         min(kev_due_date) AS kev_due_date,
+        min(kev_date_added) FILTER (WHERE in_kev) AS kev_date_added,
         max(epss) AS epss
     FROM marts.patch_cves
     GROUP BY patch_key
@@ -159,43 +167,112 @@ deadlines AS (
         coalesce(f.exploited, false) AS exploited,
         coalesce(f.in_kev, false) AS in_kev,
         f.kev_due_date,
+        f.kev_date_added,
         f.epss,
         i.name AS vm_name,
         i.owner,
         i.criticality,
         coalesce(i.pci_scope, false) AS pci_scope,
+        coalesce(i.internet_exposed, false) AS internet_exposed,
+        g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot') AS clocked,
         -- Clocks: release falls back to detection for patches without a release date.
-        CASE WHEN g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot') THEN (
+        (
             SELECT CASE p.clock WHEN 'release' THEN coalesce(g.released_at, g.first_seen_at) ELSE g.first_seen_at END::DATE
-                   + to_days(p.days)
             FROM policy AS p WHERE p.framework = 'internal' AND p.severity = g.severity
-        ) END AS sla_internal_due,
-        CASE WHEN g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot')
-                  AND coalesce(i.pci_scope, false) THEN (
+        ) AS internal_start,
+        (
+            SELECT p.days FROM policy AS p WHERE p.framework = 'internal' AND p.severity = g.severity
+        ) AS internal_days,
+        CASE WHEN coalesce(i.pci_scope, false) THEN (
             SELECT (coalesce(g.released_at, g.first_seen_at)::DATE + to_months(p.months))::DATE
             FROM policy AS p WHERE p.framework = 'pci_dss' AND p.severity = g.severity
-        ) END AS sla_pci_due,
-        CASE WHEN g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot') THEN (
+        ) END AS pci_base_due,
+        coalesce(g.released_at, g.first_seen_at)::DATE AS pci_start,
+        (
             SELECT (g.first_seen_at::DATE + to_days(p.days))::DATE
             FROM policy AS p WHERE p.framework = 'fedramp' AND p.severity = g.severity
-        ) END AS sla_fedramp_due,
-        CASE WHEN g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot')
-                  AND EXISTS (SELECT 1 FROM policy AS p WHERE p.framework = 'cisa_kev') THEN f.kev_due_date END AS sla_kev_due
+        ) AS fedramp_base_due,
+        CASE WHEN EXISTS (SELECT 1 FROM policy AS p WHERE p.framework = 'cisa_kev') THEN f.kev_due_date END AS kev_base_due,
+        -- BOD 26-04: the patch's CVEs carry no SSVC data here, so the policy defaults apply.
+        b.tier AS bod2604_tier,
+        b.forensic_triage AS bod2604_forensic_triage,
+        b.days AS bod2604_days,
+        CASE WHEN b.tier IS NOT NULL THEN least(f.kev_date_added, g.first_seen_at::DATE) END AS bod2604_clock_start
     FROM gaps AS g
     JOIN inventory AS i USING (vm_id)
     LEFT JOIN cve_facts AS f ON f.patch_key = g.patch_key
+    LEFT JOIN policy AS b
+      ON b.framework = 'cisa_bod2604'
+     AND g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot')
+     AND len(coalesce(f.cves, []::VARCHAR[])) > 0
+     AND b.in_kev = coalesce(f.in_kev, false)
+     AND b.internet_exposed = coalesce(i.internet_exposed, false)
+     AND b.automatable = b.default_automatable
+     AND b.technical_impact = b.default_technical_impact
+),
+-- Exceptions that pause clocks: approved (an approver other than the requester), active, approved
+-- by the end of as_of and not expired by then. Expired, revoked, unapproved, self-approved and
+-- open-ended exceptions pause nothing (they are audit findings instead).
+valid_exceptions AS (
+    SELECT e.*
+    FROM staging.exceptions AS e
+    WHERE e.status = 'active'
+      AND e.approver IS NOT NULL
+      AND lower(e.approver) <> lower(coalesce(e.requested_by, ''))
+      AND e.approved_at < timezone('UTC', ($as_of::DATE + 1)::TIMESTAMP)
+      AND e.expires_at >= timezone('UTC', ($as_of::DATE + 1)::TIMESTAMP)
+),
+covering AS (
+    SELECT
+        d.vm_id,
+        d.patch_key,
+        d.gap_type,
+        arg_min(e.exception_id, (e.approved_at, e.exception_id)) AS exception_id,
+        min(e.approved_at)::DATE AS paused_from
+    FROM deadlines AS d
+    JOIN valid_exceptions AS e
+      ON d.clocked
+     AND (e.vm_id IS NULL OR e.vm_id = d.vm_id)
+     AND (e.asset_category IS NULL OR e.asset_category IN ('*', d.asset_category))
+     AND (e.patch_key IS NULL OR e.patch_key = d.patch_key)
+     AND (e.cve IS NULL OR list_contains(coalesce(d.cves, []::VARCHAR[]), e.cve))
+    GROUP BY ALL
+),
+paused AS (
+    SELECT
+        d.*,
+        c.exception_id,
+        -- Days of [paused_from, as_of] inside each clock's interval [start, as_of].
+        CASE WHEN c.exception_id IS NOT NULL THEN greatest(0, date_diff('day', greatest(c.paused_from, d.internal_start), $as_of::DATE)) END AS internal_pause,
+        CASE WHEN c.exception_id IS NOT NULL THEN greatest(0, date_diff('day', greatest(c.paused_from, d.pci_start), $as_of::DATE)) END AS pci_pause,
+        CASE WHEN c.exception_id IS NOT NULL THEN greatest(0, date_diff('day', greatest(c.paused_from, d.first_seen_at::DATE), $as_of::DATE)) END AS fedramp_pause,
+        CASE WHEN c.exception_id IS NOT NULL THEN greatest(0, date_diff('day', greatest(c.paused_from, d.kev_date_added), $as_of::DATE)) END AS kev_pause,
+        CASE WHEN c.exception_id IS NOT NULL THEN greatest(0, date_diff('day', greatest(c.paused_from, d.bod2604_clock_start), $as_of::DATE)) END AS bod2604_pause
+    FROM deadlines AS d
+    LEFT JOIN covering AS c USING (vm_id, patch_key, gap_type)
+),
+framework_dues AS (
+    SELECT
+        *,
+        CASE WHEN clocked THEN (internal_start + to_days(internal_days + coalesce(internal_pause, 0)))::DATE END AS sla_internal_due,
+        CASE WHEN clocked THEN (pci_base_due + to_days(coalesce(pci_pause, 0)))::DATE END AS sla_pci_due,
+        CASE WHEN clocked THEN (fedramp_base_due + to_days(coalesce(fedramp_pause, 0)))::DATE END AS sla_fedramp_due,
+        CASE WHEN clocked THEN (kev_base_due + to_days(coalesce(kev_pause, 0)))::DATE END AS sla_kev_due,
+        CASE WHEN clocked THEN (bod2604_clock_start + to_days(bod2604_days + coalesce(bod2604_pause, 0)))::DATE END AS sla_bod2604_due
+    FROM paused
 ),
 due AS (
     SELECT
         *,
-        least(sla_internal_due::DATE, sla_pci_due::DATE, sla_fedramp_due::DATE, sla_kev_due::DATE) AS sla_due
-    FROM deadlines
+        least(sla_internal_due, sla_pci_due, sla_fedramp_due, sla_kev_due, sla_bod2604_due) AS sla_due
+    FROM framework_dues
 ),
 scored AS (
     SELECT
         *,
         CASE sla_due
             WHEN sla_kev_due THEN 'cisa_kev'
+            WHEN sla_bod2604_due THEN 'cisa_bod2604'
             WHEN sla_pci_due THEN 'pci_dss'
             WHEN sla_internal_due THEN 'internal'
             WHEN sla_fedramp_due THEN 'fedramp'
@@ -227,10 +304,10 @@ SELECT
     asset_category,
     authorization_status,
     authorized_at,
-    sla_internal_due::DATE AS sla_internal_due,
-    sla_pci_due::DATE AS sla_pci_due,
-    sla_fedramp_due::DATE AS sla_fedramp_due,
-    sla_kev_due::DATE AS sla_kev_due,
+    sla_internal_due,
+    sla_pci_due,
+    sla_fedramp_due,
+    sla_kev_due,
     sla_due,
     sla_framework,
     days_overdue,
@@ -243,6 +320,20 @@ SELECT
         + 10 * least(days_overdue, 30) / 30.0
         + CASE gap_type WHEN 'installed_rejected' THEN 15 WHEN 'untested_in_production' THEN 5 ELSE 0 END,
         1))::DOUBLE AS priority,
-    $as_of::DATE AS as_of
+    $as_of::DATE AS as_of,
+    sla_bod2604_due,
+    bod2604_tier,
+    bod2604_forensic_triage,
+    bod2604_clock_start,
+    internet_exposed,
+    exception_id,
+    coalesce(CASE sla_framework
+        WHEN 'cisa_kev' THEN kev_pause
+        WHEN 'cisa_bod2604' THEN bod2604_pause
+        WHEN 'pci_dss' THEN pci_pause
+        WHEN 'internal' THEN internal_pause
+        WHEN 'fedramp' THEN fedramp_pause
+        ELSE fedramp_pause
+    END, 0)::INTEGER AS paused_days
 FROM scored
 ORDER BY priority DESC, gap_id

@@ -1,0 +1,264 @@
+-- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) carried over with their own ids. A rule with nothing found gives no row.
+-- @column finding_id: Stable id: sha256 of rule, '|' and subject (the same scheme as the stage-5 findings, whose ids are kept); the same finding keeps its id across runs.
+-- @column rule: The rule that found it.
+-- @column severity: high, medium or low.
+-- @column subject: What the finding is about: fleet for the aggregated gap rules, else the stage-5 subject (authorization_event/<id>, exception/<id>, vm/<vm_id>/patch/<patch_key>, patch/<patch_key>).
+-- @column criteria: The requirement, with its source.
+-- @column condition: What was found, with counts and the population size.
+-- @column evidence: JSON with the ids, counts and dates the condition rests on (gap_ids sorted for the aggregated rules).
+-- @column cause: Why it usually happens (to be confirmed with management).
+-- @column effect: The risk or consequence.
+-- @column recommendation: What to do.
+-- @column source_table: The table the finding comes from.
+-- @column patch_key: The patch, when the finding is about one.
+-- @column asset_category: The asset category, when there is one.
+-- @column environment: The environment, when there is one.
+-- @column vm_id: The machine, when the finding is about one.
+-- @column affected: Items found (gaps or machines) for the aggregated rules; 1 for the others.
+-- @column population: Size of the population the rule tested (aggregated rules); NULL for the others.
+-- @column as_of: Evaluation date.
+WITH
+params AS (
+    SELECT CAST($as_of AS DATE) AS as_of
+),
+gaps AS (
+    SELECT * FROM marts.compliance_gaps
+),
+clocked AS (
+    SELECT * FROM gaps
+    WHERE gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot')
+),
+production_installs AS (
+    SELECT count(*) AS n
+    FROM marts.vm_patch_state AS s
+    JOIN marts.vm_inventory AS i USING (vm_id)
+    WHERE i.environment = 'production' AND i.coverage_status <> 'unknown_stale'
+      AND s.state IN ('installed', 'installed_pending_reboot')
+),
+framework_text AS (
+    SELECT framework, any_value(title || ': ' || clause) AS criteria
+    FROM staging.sla_policy
+    GROUP BY framework
+),
+-- One row per aggregated rule: which gaps it found, out of which population.
+aggregated AS (
+    SELECT 'installed_unauthorized' AS rule, 'high' AS severity,
+           'SOX ITGC change management / NIST SP 800-53 CM-3: changes reach production only after authorization (compliance.md 1)' AS criteria,
+           'production installations with no authorization for the machine''s scope' AS what,
+           list(gap_id ORDER BY gap_id) FILTER (WHERE gap_type = 'installed_unauthorized') AS gap_ids,
+           count(DISTINCT vm_id) FILTER (WHERE gap_type = 'installed_unauthorized') AS machines,
+           (SELECT n FROM production_installs) AS population
+    FROM gaps
+    UNION ALL
+    SELECT 'installed_rejected', 'high',
+           'SOX ITGC change management / NIST SP 800-53 CM-3: a rejected change is not implemented',
+           'production installations of a patch rejected for the machine''s scope',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE gap_type = 'installed_rejected'),
+           count(DISTINCT vm_id) FILTER (WHERE gap_type = 'installed_rejected'),
+           (SELECT n FROM production_installs)
+    FROM gaps
+    UNION ALL
+    SELECT 'untested_in_production', 'medium',
+           'SOX ITGC testing evidence / NIST SP 800-53 CM-3(2): changes are tested before production (a passing test in the machine''s asset category)',
+           'production installations with no passing test in the machine''s asset category',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE gap_type = 'untested_in_production'),
+           count(DISTINCT vm_id) FILTER (WHERE gap_type = 'untested_in_production'),
+           (SELECT n FROM production_installs)
+    FROM gaps
+    UNION ALL
+    SELECT 'kev_overdue', 'high',
+           'CISA KEV catalog due dates (BOD 22-01; benchmark under BOD 26-04): known exploited vulnerabilities remediated by their due date',
+           'open gaps of KEV-listed patches past their KEV due date',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE sla_kev_due < params.as_of),
+           count(DISTINCT vm_id) FILTER (WHERE sla_kev_due < params.as_of),
+           count(*) FILTER (WHERE sla_kev_due IS NOT NULL)
+    FROM clocked, params
+    UNION ALL
+    SELECT 'overdue_internal', 'medium', coalesce((SELECT criteria FROM framework_text WHERE framework = 'internal'), 'Internal patch policy'),
+           'open gaps past their internal-policy due date',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE sla_internal_due < params.as_of),
+           count(DISTINCT vm_id) FILTER (WHERE sla_internal_due < params.as_of),
+           count(*) FILTER (WHERE sla_internal_due IS NOT NULL)
+    FROM clocked, params
+    UNION ALL
+    SELECT 'overdue_pci_dss', 'high', coalesce((SELECT criteria FROM framework_text WHERE framework = 'pci_dss'), 'PCI DSS 6.3.3'),
+           'open gaps on pci-scope machines past their PCI DSS 6.3.3 due date',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE sla_pci_due < params.as_of),
+           count(DISTINCT vm_id) FILTER (WHERE sla_pci_due < params.as_of),
+           count(*) FILTER (WHERE sla_pci_due IS NOT NULL)
+    FROM clocked, params
+    UNION ALL
+    SELECT 'overdue_fedramp', 'medium', coalesce((SELECT criteria FROM framework_text WHERE framework = 'fedramp'), 'FedRAMP ConMon'),
+           'open gaps past their FedRAMP due date',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE sla_fedramp_due < params.as_of),
+           count(DISTINCT vm_id) FILTER (WHERE sla_fedramp_due < params.as_of),
+           count(*) FILTER (WHERE sla_fedramp_due IS NOT NULL)
+    FROM clocked, params
+    UNION ALL
+    SELECT 'overdue_cisa_bod2604', 'high', coalesce((SELECT criteria FROM framework_text WHERE framework = 'cisa_bod2604'), 'CISA BOD 26-04'),
+           'open gaps past their CISA BOD 26-04 tier due date',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE sla_bod2604_due < params.as_of),
+           count(DISTINCT vm_id) FILTER (WHERE sla_bod2604_due < params.as_of),
+           count(*) FILTER (WHERE sla_bod2604_due IS NOT NULL)
+    FROM clocked, params
+    UNION ALL
+    SELECT 'stale_assessment', 'medium',
+           'NIST SP 800-53 SI-2(2): automated determination of installed updates at a set frequency (Azure Update Manager periodic assessment: 24 h)',
+           'machines with no successful assessment within the freshness window (their patch state is unknown)',
+           list(gap_id ORDER BY gap_id) FILTER (WHERE gap_type = 'stale_assessment'),
+           count(DISTINCT vm_id) FILTER (WHERE gap_type = 'stale_assessment'),
+           (SELECT count(*) FROM marts.vm_inventory)
+    FROM gaps
+),
+gap_findings AS (
+    SELECT
+        a.rule,
+        a.severity,
+        'fleet' AS subject,
+        a.criteria,
+        CASE WHEN a.rule = 'stale_assessment'
+            THEN format('{} of {} machines: {} (as of {})', len(a.gap_ids), a.population, a.what, strftime(p.as_of, '%Y-%m-%d'))
+            ELSE format('{} of {} {} (on {} machine(s); as of {})', len(a.gap_ids), a.population, a.what, a.machines,
+                        strftime(p.as_of, '%Y-%m-%d'))
+        END AS condition,
+        json_object('as_of', p.as_of, 'affected', len(a.gap_ids), 'population', a.population,
+                    'machines', a.machines, 'gap_ids', a.gap_ids)::VARCHAR AS evidence,
+        'marts.compliance_gaps' AS source_table,
+        NULL::VARCHAR AS patch_key,
+        NULL::VARCHAR AS asset_category,
+        NULL::VARCHAR AS environment,
+        NULL::VARCHAR AS vm_id,
+        len(a.gap_ids)::INTEGER AS affected,
+        a.population::INTEGER AS population
+    FROM aggregated AS a, params AS p
+    WHERE len(coalesce(a.gap_ids, [])) > 0
+),
+stage5 AS (
+    SELECT rule, severity, subject, criteria, condition, evidence, 'marts.authorization_findings' AS source_table,
+           patch_key, asset_category, environment, vm_id
+    FROM marts.authorization_findings
+    UNION ALL
+    SELECT rule, severity, subject, criteria, condition, evidence, 'marts.authorization_install_findings',
+           patch_key, asset_category, environment, vm_id
+    FROM marts.authorization_install_findings
+),
+stage5_findings AS (
+    SELECT s.*, 1 AS affected, NULL::INTEGER AS population FROM stage5 AS s
+),
+all_findings AS (
+    SELECT * FROM gap_findings
+    UNION ALL BY NAME
+    SELECT * FROM stage5_findings
+),
+-- Cause, effect and recommendation per rule (Yellow Book elements; causes are the usual ones,
+-- to be confirmed with management in the exit meeting).
+explanations AS (
+    SELECT * FROM (VALUES
+        ('installed_unauthorized',
+         'Patches are installed by automatic updates or manual runs outside the change process, or authorizations are not recorded for the scope.',
+         'Unapproved changes in production: the change population is incomplete and untested code may run on in-scope systems.',
+         'Record an authorization for every production scope before deployment, restrict patch orchestration to authorized patches (maintenance configuration include lists), and review these installs retrospectively.'),
+        ('installed_rejected',
+         'A rejected patch was still deployed (stale include list, manual install, or automatic updates).',
+         'A change the CAB refused runs in production; known incompatibilities or defects may affect service.',
+         'Roll back or re-authorize with justification; exclude rejected patches in the maintenance configurations.'),
+        ('untested_in_production',
+         'Test runs are not performed or not recorded for the asset category before production deployment.',
+         'Untested changes in production raise the risk of outages and weaken reliance on the change-management control.',
+         'Run and record a passing test per asset category before production authorization; treat emergency changes with a post-implementation review.'),
+        ('kev_overdue',
+         'Known exploited vulnerabilities are not prioritized over routine patching, or deployment failed.',
+         'Systems stay exposed to vulnerabilities with active exploitation past CISA''s deadline.',
+         'Remediate KEV gaps first (emergency change if needed), isolate affected systems that cannot be patched, and track each to closure.'),
+        ('overdue_internal',
+         'Patching capacity or maintenance windows do not meet the internal timelines, or deployments fail.',
+         'Vulnerabilities stay open longer than the organization''s accepted risk.',
+         'Schedule the overdue gaps (marts.remediation_schedule), fix failing deployments, and raise exceptions with expiry where patching is not possible.'),
+        ('overdue_pci_dss',
+         'Critical patches on cardholder-data systems are not deployed within one month of release.',
+         'Non-compliance with PCI DSS 6.3.3; cardholder data exposed to known critical vulnerabilities.',
+         'Deploy critical patches to pci-scope machines within the month of release; add a pre-deadline alert.'),
+        ('overdue_fedramp',
+         'Remediation from detection exceeds the FedRAMP timelines (high 30, moderate 90, low 180 days).',
+         'POA&M items age beyond FedRAMP limits; authorization may be at risk.',
+         'Open POA&M items with milestones for each overdue finding and remediate or request a deviation.'),
+        ('overdue_cisa_bod2604',
+         'BOD 26-04 tiers (exposure, KEV listing, automatable, technical impact) are not used to prioritize.',
+         'Internet-exposed or exploited vulnerabilities stay open past the BOD 26-04 benchmark.',
+         'Prioritize by BOD 26-04 tier; perform forensic triage where the tier requires it.'),
+        ('stale_assessment',
+         'The periodic assessment is disabled, the agent is unhealthy, or the machine is off or unreachable.',
+         'Patch state is unknown for these machines, so gaps on them cannot be detected (population incomplete).',
+         'Restore periodic assessment (Azure Update Manager), investigate the agent, and remove decommissioned machines from inventory.'),
+        ('sod_tester_approver',
+         'Small teams, or no tool-enforced separation between testing and approval.',
+         'One person can test and approve their own change: the approval does not independently check the test.',
+         'Enforce approver <> tester in the authorization workflow and re-approve the affected changes.'),
+        ('sod_requester_approver',
+         'No tool-enforced separation between requester and approver.',
+         'A change can be requested and approved by the same person without independent review.',
+         'Enforce approver <> requester and re-approve the affected changes.'),
+        ('production_without_test',
+         'Production authorization granted before (or without) a passing test in the category.',
+         'Untested changes may be authorized for production.',
+         'Require a passing test that ended before the authorization, or classify the change as emergency with a PIR.'),
+        ('emergency_without_pir',
+         'Post-implementation reviews of emergency changes are not tracked.',
+         'Emergency changes escape retrospective review.',
+         'Complete the PIR within the policy window and track it in the change ticket.'),
+        ('illegal_transition',
+         'The authorization register is edited outside the state machine.',
+         'The authorization history is not reliable evidence.',
+         'Correct the register through new events and restrict direct edits.'),
+        ('exception_expired_active',
+         'Exceptions are not reviewed at expiry.',
+         'Risk acceptance has lapsed but the gap is still treated as accepted.',
+         'Renew (with approval) or close expired exceptions and remediate the gaps.'),
+        ('exception_self_approved',
+         'No separation of duties in the exception process.',
+         'Risk accepted without independent approval.',
+         'Have an independent risk owner approve the exception.'),
+        ('exception_without_expiry',
+         'The exception process does not require an expiry date.',
+         'Open-ended risk acceptance that is never reviewed.',
+         'Set an expiry and review cadence on every exception.'),
+        ('exception_unapproved',
+         'Exceptions are recorded before approval.',
+         'Risk accepted without approval.',
+         'Approve or revoke the exception.'),
+        ('install_before_approval',
+         'Deployment ran ahead of the approval (automatic updates, or approval recorded late).',
+         'Changes implemented before authorization.',
+         'Block deployment until authorization is recorded; review these installs retrospectively.'),
+        ('production_install_without_test',
+         'No passing test in the machine''s category before the install.',
+         'Untested change implemented in production.',
+         'Test per category before deployment; emergency changes need a PIR.'),
+        ('rogue_patch',
+         'A patch linked to incidents or rollbacks is still deployable.',
+         'Known-bad patch may be deployed further and cause outages.',
+         'Defer or reject the patch and exclude it from maintenance configurations.')
+    ) AS t(rule, cause, effect, recommendation)
+)
+SELECT
+    sha256(f.rule || '|' || f.subject) AS finding_id,
+    f.rule,
+    f.severity,
+    f.subject,
+    f.criteria,
+    f.condition,
+    f.evidence,
+    coalesce(x.cause, 'To be established with management.') AS cause,
+    coalesce(x.effect, 'See criteria.') AS effect,
+    coalesce(x.recommendation, 'Remediate and document the corrective action.') AS recommendation,
+    f.source_table,
+    f.patch_key,
+    f.asset_category,
+    f.environment,
+    f.vm_id,
+    f.affected,
+    f.population,
+    (SELECT as_of FROM params) AS as_of
+FROM all_findings AS f
+LEFT JOIN explanations AS x USING (rule)
+ORDER BY f.rule, f.subject

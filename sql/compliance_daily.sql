@@ -1,0 +1,172 @@
+-- @table Daily compliance trend over the whole history (first observed day to $as_of): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. Supersedence-aware: a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day counts as superseded_satisfied. Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory); coverage staleness is not applied (the last known state stands).
+-- @column day: The UTC day; states as of its end.
+-- @column grain: Which columns the row is broken down by: fleet (none), asset_category, criticality, environment, owner, severity, or detail (all five).
+-- @column asset_category: Asset category ('(none)' when untagged); NULL when the grain does not break down by it.
+-- @column criticality: Machine criticality ('(none)' when untagged); NULL when not in the grain.
+-- @column environment: Machine environment ('(none)' when untagged); NULL when not in the grain.
+-- @column owner: Machine owner ('(none)' when untagged); NULL when not in the grain.
+-- @column severity: Patch severity as in marts.compliance_gaps ('(none)' when unknown); NULL when not in the grain.
+-- @column machines: Machines with at least one applicable patch in the row.
+-- @column applicable_pairs: Machine x patch pairs known and applicable at the end of the day (any state except not_applicable).
+-- @column installed: Pairs installed.
+-- @column superseded_satisfied: Pairs not installed whose superseding patch is installed.
+-- @column missing: Pairs missing or not_selected (and not satisfied by supersedence).
+-- @column failed: Pairs whose latest installation failed (and not satisfied by supersedence).
+-- @column pending_reboot: Pairs installed but waiting for a reboot.
+-- @column compliance_share: (installed + superseded_satisfied) / applicable_pairs, 0-1.
+-- @column as_of: Evaluation date.
+WITH
+params AS (
+    SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
+),
+precedence AS (
+    SELECT *
+    FROM (VALUES
+        ('resource_graph_installation', 1), ('patch_operation_install', 2),
+        ('resource_graph_assessment', 3), ('patch_operation_assess', 4),
+        ('log_analytics_run', 5), ('log_analytics_update', 6)
+    ) AS p(source, rank)
+),
+events AS (
+    SELECT h.vm_id, h.patch_key, h.kb, h.state, h.observed_at
+    FROM marts.vm_patch_history AS h
+    JOIN precedence AS p USING (source)
+    CROSS JOIN params
+    WHERE h.observed_at < params.cutoff
+    QUALIFY row_number() OVER (
+        PARTITION BY h.vm_id, h.patch_key, h.observed_at
+        ORDER BY p.rank, h.state, h.run_id, h.source_file
+    ) = 1
+),
+changes AS (
+    SELECT *
+    FROM (
+        SELECT *, lag(state) OVER (PARTITION BY vm_id, patch_key ORDER BY observed_at) AS previous_state
+        FROM events
+    )
+    WHERE previous_state IS DISTINCT FROM state
+),
+-- [first_day, last_day]: the days at whose end the state holds.
+intervals AS (
+    SELECT
+        vm_id, patch_key, kb, state,
+        observed_at::DATE AS first_day,
+        coalesce(
+            (lead(observed_at) OVER (PARTITION BY vm_id, patch_key ORDER BY observed_at))::DATE - 1,
+            (SELECT as_of FROM params)
+        ) AS last_day
+    FROM changes
+),
+days AS (
+    SELECT CAST(d AS DATE) AS day
+    FROM params,
+         generate_series((SELECT min(observed_at)::DATE FROM events), params.as_of, INTERVAL 1 DAY) AS g(d)
+),
+pair_days AS (
+    SELECT d.day, i.vm_id, i.patch_key, i.kb, i.state
+    FROM days AS d
+    JOIN intervals AS i ON d.day BETWEEN i.first_day AND i.last_day
+    WHERE i.state <> 'not_applicable'
+),
+satisfied AS (
+    SELECT DISTINCT m.day, m.vm_id, m.patch_key
+    FROM pair_days AS m
+    JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
+    JOIN pair_days AS q ON q.day = m.day AND q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
+    WHERE m.state IN ('missing', 'failed', 'not_selected')
+),
+patch_severity AS (
+    SELECT
+        e.patch_key,
+        any_value(coalesce(
+            c.max_severity,
+            s.msrc_severity,
+            CASE s.classification WHEN 'Critical' THEN 'Critical' WHEN 'Security' THEN 'Important' ELSE 'Low' END
+        )) AS severity
+    FROM (SELECT DISTINCT patch_key FROM events) AS e
+    LEFT JOIN marts.patch_catalog AS c ON c.patch_key = e.patch_key
+    LEFT JOIN (
+        SELECT patch_key,
+               arg_max(msrc_severity, observed_at) FILTER (WHERE msrc_severity IS NOT NULL) AS msrc_severity,
+               arg_max(classification, observed_at) FILTER (WHERE classification IS NOT NULL) AS classification
+        FROM marts.vm_patch_history
+        GROUP BY patch_key
+    ) AS s ON s.patch_key = e.patch_key
+    GROUP BY e.patch_key
+),
+classified AS (
+    SELECT
+        p.day,
+        p.vm_id,
+        coalesce(i.asset_category, '(none)') AS asset_category,
+        coalesce(i.criticality, '(none)') AS criticality,
+        coalesce(i.environment, '(none)') AS environment,
+        coalesce(i.owner, '(none)') AS owner,
+        coalesce(s.severity, '(none)') AS severity,
+        CASE
+            WHEN p.state = 'installed' THEN 'installed'
+            WHEN p.state = 'installed_pending_reboot' THEN 'pending_reboot'
+            WHEN x.patch_key IS NOT NULL THEN 'superseded_satisfied'
+            WHEN p.state = 'failed' THEN 'failed'
+            ELSE 'missing'
+        END AS status
+    FROM pair_days AS p
+    LEFT JOIN satisfied AS x USING (day, vm_id, patch_key)
+    LEFT JOIN patch_severity AS s USING (patch_key)
+    LEFT JOIN marts.vm_inventory AS i ON i.vm_id = p.vm_id
+),
+counted AS (
+    SELECT
+        day,
+        CASE
+            WHEN GROUPING(asset_category, criticality, environment, owner, severity) = 0 THEN 'detail'
+            WHEN GROUPING(asset_category) = 0 THEN 'asset_category'
+            WHEN GROUPING(criticality) = 0 THEN 'criticality'
+            WHEN GROUPING(environment) = 0 THEN 'environment'
+            WHEN GROUPING(owner) = 0 THEN 'owner'
+            WHEN GROUPING(severity) = 0 THEN 'severity'
+            ELSE 'fleet'
+        END AS grain,
+        asset_category,
+        criticality,
+        environment,
+        owner,
+        severity,
+        count(DISTINCT vm_id)::INTEGER AS machines,
+        count(*)::INTEGER AS applicable_pairs,
+        count(*) FILTER (WHERE status = 'installed')::INTEGER AS installed,
+        count(*) FILTER (WHERE status = 'superseded_satisfied')::INTEGER AS superseded_satisfied,
+        count(*) FILTER (WHERE status = 'missing')::INTEGER AS missing,
+        count(*) FILTER (WHERE status = 'failed')::INTEGER AS failed,
+        count(*) FILTER (WHERE status = 'pending_reboot')::INTEGER AS pending_reboot
+    FROM classified
+    GROUP BY GROUPING SETS (
+        (day),
+        (day, asset_category),
+        (day, criticality),
+        (day, environment),
+        (day, owner),
+        (day, severity),
+        (day, asset_category, criticality, environment, owner, severity)
+    )
+)
+SELECT
+    day,
+    grain,
+    asset_category,
+    criticality,
+    environment,
+    owner,
+    severity,
+    machines,
+    applicable_pairs,
+    installed,
+    superseded_satisfied,
+    missing,
+    failed,
+    pending_reboot,
+    round((installed + superseded_satisfied) / applicable_pairs, 6)::DOUBLE AS compliance_share,
+    (SELECT as_of FROM params) AS as_of
+FROM counted
+ORDER BY day, grain, asset_category NULLS FIRST, criticality NULLS FIRST, environment NULLS FIRST,
+         owner NULLS FIRST, severity NULLS FIRST

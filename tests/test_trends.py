@@ -1,0 +1,172 @@
+"""Daily compliance and time to patch on a 3-day toy history, checked by hand (as of 2026-01-03).
+
+vm-a (win-web, high, production, owner a@) and vm-b (lnx, low, test, owner b@).
+  8000001 Critical:  vm-a missing d1, installed d3;  vm-b missing d1, failed d3
+  8000002 Important: vm-a pending reboot d2, installed d3;  vm-b not applicable d1
+  8000004 Moderate (superseded by 8000003): vm-b missing d1; 8000003 installed on vm-b d2
+End of day        d1   d2   d3
+applicable         3    5    5
+installed          0    1    3
+superseded_sat.    0    1    1
+missing            3    2    0
+failed             0    0    1
+pending_reboot     0    1    0
+share              0  0.4  0.8
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from pipelines.policy import load_policy, policy_rows
+from pipelines.resources import connect_warehouse
+from pipelines.warehouse import build_table, replace_table
+
+AS_OF = date(2026, 1, 3)
+VM_A = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm-a"
+VM_B = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm-b"
+
+
+def at(day: int, hour: int = 10) -> datetime:
+    return datetime(2026, 1, day, hour, tzinfo=UTC)
+
+
+HISTORY = [
+    (VM_A, "8000001", "missing", at(1)),
+    (VM_B, "8000001", "missing", at(1)),
+    (VM_B, "8000002", "not_applicable", at(1)),
+    (VM_B, "8000004", "missing", at(1)),
+    (VM_A, "8000002", "installed_pending_reboot", at(2)),
+    (VM_B, "8000003", "installed", at(2)),
+    (VM_A, "8000001", "missing", at(2)),
+    (VM_A, "8000001", "installed", at(3)),
+    (VM_A, "8000002", "installed", at(3, 12)),
+    (VM_B, "8000001", "failed", at(3)),
+]
+
+
+def build(path):
+    conn = connect_warehouse(str(path))
+    replace_table(conn, "staging.sla_policy", policy_rows(load_policy(None)))
+    conn.execute(f"""
+        CREATE TABLE marts.vm_inventory AS
+        SELECT * FROM (VALUES
+            ('{VM_A}', 'vm-a', 'high', 'win-web', 'production', 'a@contoso.com', false, false),
+            ('{VM_B}', 'vm-b', 'low', 'lnx', 'test', 'b@contoso.com', false, false)
+        ) AS t(vm_id, name, criticality, asset_category, environment, owner, internet_exposed, pci_scope)
+    """)
+    conn.execute("""
+        CREATE TABLE marts.patch_catalog AS
+        SELECT patch_key, patch_key AS kb, max_severity, TIMESTAMPTZ '2025-12-31 00:00:00+00' AS released_at
+        FROM (VALUES ('8000001', 'Critical'), ('8000002', 'Important'), ('8000003', 'Moderate'),
+                     ('8000004', 'Moderate')) AS t(patch_key, max_severity)
+    """)
+    conn.execute("""
+        CREATE TABLE marts.patch_cves (patch_key VARCHAR, cve VARCHAR, in_kev BOOLEAN,
+                                       kev_date_added DATE, kev_due_date DATE)
+    """)
+    conn.execute("""
+        CREATE TABLE marts.patch_fix_lineage AS
+        SELECT * FROM (VALUES ('8000001', '8000001'), ('8000002', '8000002'), ('8000003', '8000004'),
+                              ('8000004', '8000004')) AS t(kb, lineage_id)
+    """)
+    conn.execute("""
+        CREATE TABLE marts.patch_supersedence_closure AS
+        SELECT '8000003' AS kb, '8000004' AS superseded_kb, 1 AS depth, false AS in_cycle
+    """)
+    conn.execute("""
+        CREATE TABLE marts.vm_patch_history (vm_id VARCHAR, event_seq BIGINT, patch_key VARCHAR,
+            kb VARCHAR, msrc_severity VARCHAR, classification VARCHAR, state VARCHAR, source VARCHAR,
+            observed_at TIMESTAMPTZ, run_id VARCHAR, source_file VARCHAR)
+    """)
+    conn.executemany(
+        "INSERT INTO marts.vm_patch_history VALUES (?, ?, ?, ?, NULL, 'Security', ?, "
+        "'resource_graph_assessment', ?, ?, 'f.json')",
+        [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(HISTORY, 1)],
+    )
+    for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
+        build_table(conn, table, params={"as_of": AS_OF})
+    return conn
+
+
+COUNTS = ("machines, applicable_pairs, installed, superseded_satisfied, missing, failed, "
+          "pending_reboot, compliance_share")
+
+
+def test_fleet_per_day(tmp_path):
+    conn = build(tmp_path / "w.duckdb")
+    rows = conn.execute(
+        f"SELECT day, {COUNTS} FROM marts.compliance_daily WHERE grain = 'fleet' ORDER BY day"
+    ).fetchall()
+    conn.close()
+    assert rows == [
+        (date(2026, 1, 1), 2, 3, 0, 0, 3, 0, 0, 0.0),
+        (date(2026, 1, 2), 2, 5, 1, 1, 2, 0, 1, 0.4),
+        (date(2026, 1, 3), 2, 5, 3, 1, 0, 1, 0, 0.8),
+    ]
+
+
+def test_breakdowns(tmp_path):
+    conn = build(tmp_path / "w.duckdb")
+    high = conn.execute(
+        f"SELECT {COUNTS} FROM marts.compliance_daily "
+        "WHERE grain = 'criticality' AND criticality = 'high' AND day = DATE '2026-01-02'"
+    ).fetchall()
+    critical = conn.execute(
+        f"SELECT day, {COUNTS} FROM marts.compliance_daily "
+        "WHERE grain = 'severity' AND severity = 'Critical' ORDER BY day"
+    ).fetchall()
+    owners = conn.execute(
+        "SELECT owner, applicable_pairs FROM marts.compliance_daily "
+        "WHERE grain = 'owner' AND day = DATE '2026-01-03' ORDER BY owner"
+    ).fetchall()
+    detail = conn.execute(
+        "SELECT count(*), sum(applicable_pairs) FROM marts.compliance_daily "
+        "WHERE grain = 'detail' AND day = DATE '2026-01-03'"
+    ).fetchall()
+    conn.close()
+    # vm-a on day 2: 8000001 missing, 8000002 pending reboot.
+    assert high == [(1, 2, 0, 0, 1, 0, 1, 0.0)]
+    assert critical == [
+        (date(2026, 1, 1), 2, 2, 0, 0, 2, 0, 0, 0.0),
+        (date(2026, 1, 2), 2, 2, 0, 0, 2, 0, 0, 0.0),
+        (date(2026, 1, 3), 2, 2, 1, 0, 0, 1, 0, 0.5),
+    ]
+    assert owners == [("a@contoso.com", 2), ("b@contoso.com", 3)]
+    # Detail rows add up to the fleet.
+    assert detail[0][1] == 5
+
+
+def test_time_to_patch(tmp_path):
+    conn = build(tmp_path / "w.duckdb")
+    episodes = conn.execute(
+        "SELECT vm_id = ? AS on_a, lineage_id, days_open, closing_patch_key "
+        "FROM marts.remediation_episodes ORDER BY ALL", [VM_A]
+    ).fetchall()
+    overall = conn.execute(
+        "SELECT episodes, closed_by_install, still_open, mean_days_to_patch, median_days_to_patch, "
+        "p90_days_to_patch FROM marts.time_to_patch WHERE grain = 'overall'"
+    ).fetchall()
+    matrix = conn.execute(
+        "SELECT severity, criticality, episodes, mean_days_to_patch FROM marts.time_to_patch "
+        "WHERE grain = 'matrix' ORDER BY ALL"
+    ).fetchall()
+    month = conn.execute(
+        "SELECT month, episodes FROM marts.time_to_patch WHERE grain = 'month'"
+    ).fetchall()
+    conn.close()
+    assert episodes == [
+        (False, "8000001", 2, None),  # vm-b failed on day 3: still open, 01-01 to 01-03
+        (False, "8000004", 1, "8000003"),  # closed by the superseding patch on day 2
+        (True, "8000001", 2, "8000001"),
+        (True, "8000002", 1, "8000002"),  # pending reboot day 2, installed day 3
+    ]
+    # Closed by install: 2, 1, 1 days -> mean 1.333, median 1, p90 = 1 + 0.8 * (2 - 1) = 1.8.
+    assert overall == [(4, 3, 1, 1.333, 1.0, 1.8)]
+    assert matrix == [
+        ("Critical", "high", 1, 2.0),
+        ("Critical", "low", 1, None),
+        ("Important", "high", 1, 1.0),
+        ("Moderate", "low", 1, 1.0),
+    ]
+    assert month == [(date(2026, 1, 1), 3)]
