@@ -5,7 +5,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import EVIDENCE, key, warehouse_asset
-from pipelines.reporting import write_reports
+from pipelines.reporting import POPULATIONS, write_reports
 from pipelines.resources import RunSettings, WarehouseResource
 
 
@@ -13,7 +13,9 @@ from pipelines.resources import RunSettings, WarehouseResource
     key=key("reports.compliance_report"),
     group_name=EVIDENCE,
     kinds={"html", "pdf"},
-    deps=[key("marts.compliance_gaps"), key("marts.vm_inventory"), key("staging.sla_policy")],
+    # Every table the pack reads, so that a run writes it last.
+    deps=[key(table) for table, _ in POPULATIONS.values()]
+    + [key("marts.patch_catalog"), key("staging.sla_policy"), key("ledger.authorization_events")],
 )
 def compliance_report(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings

@@ -29,5 +29,13 @@ evidence_pack = dg.define_asset_job(
 )
 
 
+# The audit of installed versus authorized (stage 6), with everything it reads.
+scheduled_audit = dg.define_asset_job(
+    name="scheduled_audit",
+    selection=dg.AssetSelection.assets(common.key("marts.audit_findings")).upstream(),
+    description="Rebuild the audit findings of installed versus authorized, and their inputs.",
+)
+
+
 def all_jobs() -> list:
-    return [full_refresh, bulletin_refresh, evidence_pack]
+    return [full_refresh, bulletin_refresh, evidence_pack, scheduled_audit]

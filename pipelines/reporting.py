@@ -137,6 +137,13 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             WHERE gap_type IN ('installed_unauthorized', 'installed_rejected', 'untested_in_production')
             ORDER BY gap_type, vm_name, patch_key LIMIT 60""")
         data["gap_total"] = _scalar(conn, "SELECT count(*) FROM marts.compliance_gaps")
+    if table_exists(conn, "marts.audit_findings"):
+        data["audit_findings"] = _rows(conn, """
+            SELECT finding_id, rule, severity, criteria, condition, cause, effect, recommendation
+            FROM marts.audit_findings
+            ORDER BY CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, rule, finding_id
+            LIMIT 60""")
+        data["audit_findings_total"] = _scalar(conn, "SELECT count(*) FROM marts.audit_findings")
     if has["marts.authorization_findings"]:
         data["findings"] = _rows(conn, """
             SELECT finding_id, rule, severity, subject, condition
@@ -208,6 +215,7 @@ def render_html(data: dict[str, Any]) -> str:
 # Each population an auditor may sample: (table, stable id column). Written sorted by the id.
 POPULATIONS = {
     "gaps": ("marts.compliance_gaps", "gap_id"),
+    "audit_findings": ("marts.audit_findings", "finding_id"),
     "remediation_schedule": ("marts.remediation_schedule", "gap_id"),
     "authorization_events": ("marts.authorization_events", "authorization_event_id"),
     "authorization_findings": ("marts.authorization_findings", "finding_id"),

@@ -48,5 +48,15 @@ monthly_evidence_pack = dg.ScheduleDefinition(
 )
 
 
+# The weekly audit on Monday at 07:00 UTC, after the daily refresh: a dated run of its own.
+weekly_patch_audit = dg.ScheduleDefinition(
+    name="weekly_patch_audit",
+    job=jobs.scheduled_audit,
+    cron_schedule="0 7 * * 1",
+    execution_timezone="UTC",
+    description="Audit installed versus authorized patches every Monday.",
+)
+
+
 def all_schedules() -> list:
-    return [daily_refresh, patch_tuesday_bulletins, monthly_evidence_pack]
+    return [daily_refresh, patch_tuesday_bulletins, monthly_evidence_pack, weekly_patch_audit]
