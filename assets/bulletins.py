@@ -34,13 +34,14 @@ from assets.common import (
     warehouse_check,
 )
 from pipelines.connectors import epss, kev, msrc, osv
-from pipelines.ledger import GENESIS, chain_hash
+from pipelines.ledger import GENESIS, chain_hash, comment_ledger
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
     comment_table,
     resolve_as_of,
     row_count,
+    sql_literal,
     table_exists,
     table_metadata,
     transaction,
@@ -114,7 +115,7 @@ def _log_ingest(
 ) -> None:
     """Record a successful ingest, inside the ingest's own transaction (gone if it rolls back)."""
     conn.execute(INGEST_LOG_DDL)
-    literal = "'" + _INGEST_LOG_COMMENT.replace("'", "''") + "'"
+    literal = sql_literal(_INGEST_LOG_COMMENT)
     conn.execute(f"COMMENT ON TABLE raw.bulletin_ingest_log IS {literal}")
     conn.execute(
         "INSERT INTO raw.bulletin_ingest_log VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -144,8 +145,7 @@ def _ensure_msrc_tables(conn: duckdb.DuckDBPyConnection) -> None:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _empty")
         finally:
             conn.unregister("_empty")
-        # COMMENT takes no bound parameters in DuckDB: a quoted literal of our own constant text.
-        literal = "'" + _MSRC_DESCRIPTIONS[name].replace("'", "''") + "'"
+        literal = sql_literal(_MSRC_DESCRIPTIONS[name])
         conn.execute(f"COMMENT ON TABLE {table} IS {literal}")
 
 
@@ -533,7 +533,7 @@ def _ensure_osv_tables(conn: duckdb.DuckDBPyConnection) -> None:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _empty")
         finally:
             conn.unregister("_empty")
-        literal = "'" + _OSV_DESCRIPTIONS[name].replace("'", "''") + "'"
+        literal = sql_literal(_OSV_DESCRIPTIONS[name])
         conn.execute(f"COMMENT ON TABLE {table} IS {literal}")
 
 
@@ -657,7 +657,7 @@ def _ensure_index_table(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS raw.msrc_index AS SELECT * FROM _empty")
     finally:
         conn.unregister("_empty")
-    literal = "'" + _INDEX_DESCRIPTION.replace("'", "''") + "'"
+    literal = sql_literal(_INDEX_DESCRIPTION)
     conn.execute(f"COMMENT ON TABLE raw.msrc_index IS {literal}")
 
 
@@ -970,8 +970,9 @@ def patch_notifications(
     lookback = int(os.environ.get("PATCHLEDGER_NOTIFY_LOOKBACK_DAYS", "35"))
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(NOTIFICATIONS_DDL)
-        literal = "'" + _NOTIFICATIONS_COMMENT.replace("'", "''") + "'"
+        literal = sql_literal(_NOTIFICATIONS_COMMENT)
         conn.execute(f"COMMENT ON TABLE ledger.notifications_sent IS {literal}")
+        comment_ledger(conn)
         as_of = resolve_as_of(conn, run_settings.as_of_date())
 
         missing = [

@@ -186,6 +186,90 @@ def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
             conn.from_df(empty).create(f"ledger.{register}")
     conn.execute(_HEADS_DDL)
     conn.execute(_TAMPER_DDL)
+    comment_ledger(conn)
+
+
+# Table and column comments of the ledger (they appear in docs/warehouse.md and the UI).
+_LEDGER_TABLE_COMMENTS = {
+    "authorization_events": "Append-only, hash-chained copy of registers/authorization_events.csv: one row per register row when first seen, never updated or deleted.",
+    "patch_tests": "Append-only, hash-chained copy of registers/patch_tests.csv: one row per register row when first seen, never updated or deleted.",
+    "exceptions": "Append-only, hash-chained copy of registers/exceptions.csv: one row per register row when first seen, never updated or deleted.",
+    "chain_heads": "The head of each ledger chain after every append (register, seq, chain hash, run), so that removing the newest rows is detected; evidence packs anchor the latest heads in their manifest.",
+    "tamper_findings": "Rows of a register found changed, removed or reordered after they entered the ledger; the original stays in the ledger.",
+}
+_LEDGER_COLUMN_COMMENTS = {
+    "seq": "Position in the chain, from 1.",
+    "row_id": "The register row's id (event_id, test_id or exception_id).",
+    "register_row": "Row of the register file when first seen (1 = first data row).",
+    "content": "The register row as received, as canonical JSON (keys sorted).",
+    "row_sha256": "sha256 of content.",
+    "prev_sha256": "chain_sha256 of the previous row (64 zeros for the first).",
+    "chain_sha256": "sha256(prev_sha256 || row_sha256): changing any earlier row breaks every later hash.",
+    "first_seen_run": "Dagster run that first saw the row.",
+    "source_sha256": "sha256 of the register file it came from.",
+}
+
+
+_OTHER_COLUMN_COMMENTS = {
+    "chain_heads": {
+        "register": "The ledger table (authorization_events, patch_tests or exceptions).",
+        "head_seq": "seq of the newest row after the append.",
+        "head_chain_sha256": "chain_sha256 of that row.",
+        "run_id": "Dagster run of the append.",
+    },
+    "tamper_findings": {
+        "finding_id": "Stable id: sha256 of register, row id, kind and the hashes involved.",
+        "register": "The register the row belongs to.",
+        "row_id": "The register row's id.",
+        "kind": "changed (same id, other content), removed (no longer in the register) or reordered.",
+        "first_detected_run": "Dagster run that first detected it.",
+        "ledger_seq": "seq of the original row in the ledger.",
+        "ledger_row_sha256": "sha256 of the original content (kept in the ledger).",
+        "observed_row_sha256": "sha256 of what the register holds now (NULL when removed).",
+        "details": "What differs, in words.",
+    },
+    "notifications_sent": {
+        "seq": "Position in the chain, from 1.",
+        "notification_id": "Stable id of the notice.",
+        "patch_key": "The patch notified.",
+        "kb": "KB digits where the patch has one.",
+        "title": "Patch title.",
+        "sources": "Channels that named the patch (msrc, osv).",
+        "severity": "Highest severity.",
+        "max_cvss": "Highest CVSS base score.",
+        "exploited": "MSRC reports a CVE of it exploited.",
+        "in_kev": "A CVE of it is in the CISA KEV catalog.",
+        "kev_due_date": "Earliest KEV due date of its CVEs.",
+        "max_epss": "Highest EPSS probability of its CVEs.",
+        "cves": "CVEs the patch fixes.",
+        "products": "Products it applies to.",
+        "affected_machines": "Machines it applied to when notified.",
+        "released_at": "Vendor release date.",
+        "as_of": "Evaluation date of the run that notified it.",
+        "notified_at": "When it was notified (UTC, wall clock of the run).",
+        "run_id": "Dagster run that notified it.",
+        "delivery": "webhook (POSTed to PATCHLEDGER_NOTIFY_WEBHOOK) or warehouse (recorded only).",
+        "content": "The notice as canonical JSON (keys sorted).",
+        "row_sha256": "sha256 of content.",
+        "prev_sha256": "chain_sha256 of the previous row (64 zeros for the first).",
+        "chain_sha256": "sha256(prev_sha256 || row_sha256).",
+    },
+}
+
+
+def comment_ledger(conn: duckdb.DuckDBPyConnection) -> None:
+    """Comment every ledger table that exists (the comments feed docs/warehouse.md and the UI)."""
+    from pipelines.warehouse import sql_literal, table_exists
+
+    for table, text in _LEDGER_TABLE_COMMENTS.items():
+        if table_exists(conn, f"ledger.{table}"):
+            conn.execute(f"COMMENT ON TABLE ledger.{table} IS {sql_literal(text)}")
+    columns = {**{r: _LEDGER_COLUMN_COMMENTS for r in LEDGER_REGISTERS}, **_OTHER_COLUMN_COMMENTS}
+    for table, comments in columns.items():
+        if not table_exists(conn, f"ledger.{table}"):
+            continue
+        for column, text in comments.items():
+            conn.execute(f"COMMENT ON COLUMN ledger.{table}.{column} IS {sql_literal(text)}")
 
 
 def _pandas_type(sql_type: str) -> str:

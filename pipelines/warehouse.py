@@ -97,14 +97,14 @@ def _parameters_in(query: str) -> set[str]:
 def comment_table(conn: duckdb.DuckDBPyConnection, table: str, sql_name: str) -> None:
     description, columns = sql_docs(sql_name)
     if description:
-        conn.execute(f"COMMENT ON TABLE {_checked(table)} IS {_literal(description)}")
+        conn.execute(f"COMMENT ON TABLE {_checked(table)} IS {sql_literal(description)}")
     existing = {r[0] for r in conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
     for column, text in columns.items():
         if column in existing:
-            conn.execute(f'COMMENT ON COLUMN {table}."{column}" IS {_literal(text)}')
+            conn.execute(f'COMMENT ON COLUMN {table}."{column}" IS {sql_literal(text)}')
 
 
-def _literal(text: str) -> str:
+def sql_literal(text: str) -> str:
     """A SQL string literal (COMMENT ON takes no bound parameters)."""
     return "'" + text.replace("'", "''") + "'"
 
