@@ -7,6 +7,8 @@ from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.scheduling import SCHEDULE_COLUMNS, build_schedule
 from pipelines.warehouse import build_table, replace_table, table_metadata, transaction
 
+DEFAULT_STEP_MINUTES = 15.0
+
 GAPS_SQL = """
     SELECT g.gap_id, g.vm_id, g.patch_key, g.kb, g.gap_type, g.title, g.priority, g.sla_due,
            a.deploy_order, coalesce(a.impact_dependencies, []::VARCHAR[]) AS dependencies
@@ -31,6 +33,7 @@ GAPS_SQL = """
         key("marts.authorization_status"),
         key("staging.maintenance_windows"),
         key("staging.blackout_dates"),
+        key("raw.patch_installation_resources"),
     ],
 )
 def remediation_schedule(
@@ -48,8 +51,15 @@ def remediation_schedule(
         ).df()
         windows = conn.execute("SELECT * FROM staging.maintenance_windows ORDER BY window_id").df()
         blackouts = conn.execute("SELECT * FROM staging.blackout_dates ORDER BY blackout_id").df()
+        build_table(conn, "staging.remediation_step_minutes")
+        estimates = [r[0] for r in conn.execute(
+            "SELECT minutes_per_step FROM staging.remediation_step_minutes ORDER BY runs DESC, os_type"
+        ).fetchall()]
+        # The most observed OS's median; without history, a quarter hour per step.
+        step_minutes = float(estimates[0]) if estimates else DEFAULT_STEP_MINUTES
         placements = (
-            build_schedule(gaps, machines, windows, blackouts, as_of)
+            build_schedule(gaps, machines, windows, blackouts, as_of,
+                           minutes_per_patch=step_minutes, reboot_minutes=step_minutes)
             if as_of is not None
             else gaps.iloc[0:0].reindex(columns=SCHEDULE_COLUMNS)
         )
@@ -59,4 +69,8 @@ def remediation_schedule(
             "SELECT status, count(*) FROM marts.remediation_schedule GROUP BY ALL ORDER BY ALL"
         ).fetchall())
         metadata = table_metadata(conn, "marts.remediation_schedule")
-    return dg.MaterializeResult(metadata={**metadata, "by_status": dg.MetadataValue.json(status)})
+    return dg.MaterializeResult(metadata={
+        **metadata,
+        "by_status": dg.MetadataValue.json(status),
+        "minutes_per_step": dg.MetadataValue.float(step_minutes),
+    })
