@@ -10,6 +10,7 @@ import dagster as dg
 
 from assets.common import (
     DUCKDB_POOL,
+    EVALUATION_DATE_SOURCE,
     OWNERS,
     STAGE1_INVENTORY,
     STAGE5_AUTHORIZATION,
@@ -187,7 +188,8 @@ def _build(conn, table: str, run_settings: RunSettings, **params) -> dg.Material
 
 @warehouse_asset(
     key=key("marts.authorization_events"),
-    deps=[key("staging.authorization_events"), key("ledger.authorization_events")],
+    deps=[key("staging.authorization_events"), key("ledger.authorization_events"),
+          EVALUATION_DATE_SOURCE],
     group_name=STAGE5_AUTHORIZATION,
     kinds={"duckdb", "sql"},
     description="The authorization event log with each event's place in the state machine "

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from assets.common import (
     DUCKDB_POOL,
+    EVALUATION_DATE_SOURCE,
     OWNERS,
     STAGE3_BULLETINS,
     key,
@@ -388,7 +389,7 @@ def _sql_asset(
         key=key(table),
         group_name=STAGE3_BULLETINS,
         kinds={"duckdb", "sql"},
-        deps=[key(d) for d in deps],
+        deps=[key(d) for d in deps] + ([EVALUATION_DATE_SOURCE] if uses_as_of else []),
         description=description,
     )
     def _build(
@@ -742,7 +743,7 @@ def configured_channels() -> list[str]:
             *MSRC_TABLES.values(), *OSV_TABLES.values(), "raw.kev_vulnerabilities",
             "raw.epss_scores", "raw.msrc_index",
         )
-    ],
+    ] + [EVALUATION_DATE_SOURCE],
     description="One row per configured bulletin channel (msrc, kev, epss, osv): last successful "
     "ingest, documents and rows held, newest document, staleness as of the evaluation date, and "
     "the MSRC months released but not yet ingested.",

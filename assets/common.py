@@ -25,6 +25,12 @@ warehouse_asset = functools.partial(dg.asset, pool=DUCKDB_POOL, owners=OWNERS)
 warehouse_check = functools.partial(dg.asset_check, pool=DUCKDB_POOL)
 
 
+# The default evaluation date is the day of the newest observation (pipelines.warehouse
+# .resolve_as_of): every asset whose SQL takes $as_of depends on the observations, so that it
+# never runs before them and falls back to the clock.
+EVALUATION_DATE_SOURCE = dg.AssetKey(["staging", "patch_observations"])
+
+
 def key(table: str) -> dg.AssetKey:
     """The asset key of a warehouse table named 'schema.table'."""
     return dg.AssetKey(table.split("."))

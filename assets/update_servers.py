@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.common import STAGE4_UPDATE_SERVERS, key, warehouse_asset
+from assets.common import EVALUATION_DATE_SOURCE, STAGE4_UPDATE_SERVERS, key, warehouse_asset
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
@@ -18,7 +18,7 @@ LINUX_MONTHLY_MB = 250
     key=key("marts.update_server_placement"),
     group_name=STAGE4_UPDATE_SERVERS,
     kinds={"duckdb", "sql"},
-    deps=[key("marts.vm_inventory")],
+    deps=[key("marts.vm_inventory"), EVALUATION_DATE_SOURCE],
 )
 def update_server_placement(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings

@@ -47,11 +47,12 @@ SOURCE_FLOORS = {
     ),
     "raw/la_update_summary": (
         "log_analytics/UpdateSummary*.json",
-        "SELECT unnest(tables[1].rows) AS r FROM read_json({glob}, maximum_object_size=1073741824)",
+        "SELECT unnest(tables) AS t FROM read_json({glob}, columns={{'tables': 'JSON[]'}}, "
+        "maximum_object_size=1073741824)",
     ),
     "raw/virtual_machines": (
         "azure/virtual_machines.json",
-        "SELECT * FROM read_json({glob}, format='array', maximum_object_size=1073741824)",
+        "SELECT json FROM read_json_objects({glob}, format='array', maximum_object_size=1073741824)",
     ),
 }
 

@@ -25,12 +25,19 @@ err = Console(stderr=True, highlight=False)
 
 def _ensure_dagster_home() -> Path:
     """Runs launched here must show in the UI: use the project's DAGSTER_HOME, telemetry off."""
+    from filelock import FileLock
+
     home = Path(os.environ.get("DAGSTER_HOME") or (settings.PROJECT_ROOT / ".dagster")).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text((settings.PROJECT_ROOT / "pipelines/config/dagster.yaml").read_text())
     os.environ["DAGSTER_HOME"] = str(home)
+    # Two first runs at once would race to create the instance's storage: create it under a lock.
+    with FileLock(str(home / ".init.lock")):
+        config = home / "dagster.yaml"
+        if not config.exists():
+            config.write_text((settings.PROJECT_ROOT / "pipelines/config/dagster.yaml").read_text())
+        import dagster as dg
+
+        dg.DagsterInstance.get().dispose()
     return home
 
 
@@ -92,6 +99,8 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
         )
         return False
     _ensure_dagster_home()
+    if not _warehouse_available():
+        return False
 
     import dagster as dg
 
@@ -110,7 +119,8 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
-                while error is not None and error.cause is not None:  # the user code's own error
+                # Skip Dagster's wrappers down to the project's (or the library's) own error.
+                while error is not None and error.cls_name.startswith("Dagster") and error.cause:
                     error = error.cause
                 err.print(f"[red]Step {event.step_key} failed:[/red] {error.message.strip() if error else ''}")
                 break
@@ -158,6 +168,20 @@ def _execute_with_progress(job, instance):
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def _warehouse_available() -> bool:
+    """Fail fast, once, when another process holds the warehouse (rather than in every step)."""
+    from pipelines import resources
+
+    warehouse = resources.default_resources()["warehouse"]
+    try:
+        resources.connect_warehouse(warehouse.database,
+                                    lock_timeout_seconds=warehouse.lock_timeout_seconds).close()
+    except resources.WarehouseLockedError as exc:
+        err.print(f"[red]{exc}[/red]")
+        return False
+    return True
 
 
 def _print_steps(result) -> None:

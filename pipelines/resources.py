@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ from pydantic import Field
 from pipelines import settings
 
 SCHEMAS = ("raw", "staging", "marts", "ledger")
+
+
+# database -> monotonic time at which waiting for its lock last timed out in this process
+_lock_timeouts: dict[str, float] = {}
 
 
 class WarehouseLockedError(RuntimeError):
@@ -66,7 +71,11 @@ def connect_warehouse(
         from pathlib import Path
 
         Path(database).parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + lock_timeout_seconds
+    # After one wait has timed out in this process, the next steps try once and fail at once,
+    # rather than each waiting the full timeout for the same holder.
+    last_timeout = _lock_timeouts.get(database)
+    waited_recently = last_timeout is not None and time.monotonic() - last_timeout < lock_timeout_seconds
+    deadline = time.monotonic() + (0 if waited_recently else lock_timeout_seconds)
     delay = 0.25
     while True:
         try:
@@ -76,15 +85,17 @@ def connect_warehouse(
             if "lock" not in str(exc).lower():
                 raise
             if time.monotonic() >= deadline:
+                _lock_timeouts[database] = time.monotonic()
                 holder = re.search(r"PID (\d+)", str(exc))
                 who = f"process {holder.group(1)}" if holder else "another process"
                 raise WarehouseLockedError(
                     f"The warehouse {database} is locked by {who}. Another PatchLedger run or an "
                     "open DuckDB session holds it; wait for the run to end or close that session "
-                    "(analysts should read the published copy, see README 'Querying the warehouse')."
+                    "(analysts should query a copy of the file: see README, 'Guarantees and recovery')."
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+    _lock_timeouts.pop(database, None)
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute(f"SET memory_limit = '{_checked_memory_limit(memory_limit)}'")
     if threads:
@@ -128,14 +139,22 @@ class RunSettings(dg.ConfigurableResource):
             raise ValueError(f"as_of must be a date YYYY-MM-DD, not {self.as_of!r}") from exc
 
 
-def default_resources() -> dict:
-    import os
+def lock_timeout_seconds() -> float:
+    """How long a writer waits for the warehouse file (PATCHLEDGER_LOCK_TIMEOUT_SECONDS, default 60)."""
+    value = os.environ.get("PATCHLEDGER_LOCK_TIMEOUT_SECONDS", "60")
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ValueError(f"PATCHLEDGER_LOCK_TIMEOUT_SECONDS must be a number of seconds, not {value!r}") from exc
 
+
+def default_resources() -> dict:
     return {
         "warehouse": WarehouseResource(
             database=str(settings.warehouse_path()),
             memory_limit=os.environ.get("PATCHLEDGER_DUCKDB_MEMORY", "4GB"),
             threads=int(os.environ.get("PATCHLEDGER_DUCKDB_THREADS", "0")),
+            lock_timeout_seconds=lock_timeout_seconds(),
         ),
         "run_settings": RunSettings(
             estate_dir=str(settings.estate_dir()),

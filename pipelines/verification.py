@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -25,6 +26,16 @@ def verify_manifest(directory: Path) -> list[str]:
             problems.append(f"{path}: listed in the manifest but missing")
         elif sha256_file(path) != expected:
             problems.append(f"{path}: SHA-256 differs from the manifest (the file was changed)")
+    if manifest.get("as_of") and directory.name != manifest["as_of"]:
+        problems.append(f"{manifest_path}: as_of {manifest['as_of']} does not match the folder {directory.name}")
+    # The counts: each population file holds the rows the manifest says (header excluded).
+    for name, expected in sorted((manifest.get("population_rows") or {}).items()):
+        path = directory / "populations" / f"{name}.csv"
+        if path.exists():
+            with path.open(encoding="utf-8", newline="") as handle:
+                rows = sum(1 for _ in csv.reader(handle)) - 1
+            if rows != expected:
+                problems.append(f"{path}: {rows} rows, the manifest says {expected}")
     listed = set(files) | {"manifest.json"}
     for path in sorted(directory.rglob("*")):
         if path.is_file() and str(path.relative_to(directory)) not in listed:
