@@ -296,37 +296,41 @@ def kev_vulnerabilities(
         context.log.warning(f"No KEV catalog in {folder}: KEV flags will be false.")
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(KEV_DDL)
-        skipped = 0
-        for path in files:
-            source_file = _relative(path, run_settings)
-            sha = msrc.sha256_bytes(path.read_bytes())
-            if conn.execute(
-                "SELECT count(*) FROM raw.kev_vulnerabilities WHERE source_file = ? AND source_sha256 = ?",
-                [source_file, sha],
-            ).fetchall()[0][0]:
-                skipped += 1
-                continue
-            snapshot = kev.read_kev(conn, path)
-            conn.register("_kev", snapshot)
-            try:
-                # A snapshot read again (same catalog version) replaces itself.
-                conn.execute(
-                    "DELETE FROM raw.kev_vulnerabilities WHERE catalog_version IN "
-                    "(SELECT DISTINCT catalog_version FROM _kev)"
-                )
-                conn.execute(
-                    "INSERT INTO raw.kev_vulnerabilities BY NAME "
-                    "SELECT *, ? AS source_file, ? AS source_sha256, ? AS ingest_run FROM _kev",
-                    [source_file, sha, context.run_id],
-                )
-            finally:
-                conn.unregister("_kev")
-            context.log.info(f"KEV: {snapshot.num_rows} entries from {source_file}")
-        _log_ingest(
-            conn, "kev", context.run_id, files_seen=len(files), files_skipped=skipped,
-            documents_ingested=len(files) - skipped,
-        )
+        _ingest_snapshots(context, conn, run_settings, "kev", "raw.kev_vulnerabilities",
+                          "catalog_version", files, kev.read_kev)
         return dg.MaterializeResult(metadata=table_metadata(conn, "raw.kev_vulnerabilities"))
+
+
+def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_column, files, read):
+    """Load dated snapshot files (KEV catalogs, EPSS days) into `table`: a file already held
+    (same name and sha256) is skipped; a snapshot read again replaces itself."""
+    skipped = 0
+    for path in files:
+        source_file = _relative(path, run_settings)
+        sha = msrc.sha256_bytes(path.read_bytes())
+        if conn.execute(
+            f"SELECT count(*) FROM {table} WHERE source_file = ? AND source_sha256 = ?",
+            [source_file, sha],
+        ).fetchall()[0][0]:
+            skipped += 1
+            continue
+        snapshot = read(conn, path)
+        conn.register("_snapshot", snapshot)
+        try:
+            conn.execute(
+                f"DELETE FROM {table} WHERE {snapshot_column} IN "
+                f"(SELECT DISTINCT {snapshot_column} FROM _snapshot)"
+            )
+            conn.execute(
+                f"INSERT INTO {table} BY NAME "
+                "SELECT *, ? AS source_file, ? AS source_sha256, ? AS ingest_run FROM _snapshot",
+                [source_file, sha, context.run_id],
+            )
+        finally:
+            conn.unregister("_snapshot")
+        context.log.info(f"{channel}: {snapshot.num_rows} rows from {source_file}")
+    _log_ingest(conn, channel, context.run_id, files_seen=len(files), files_skipped=skipped,
+                documents_ingested=len(files) - skipped)
 
 
 @warehouse_asset(
@@ -345,34 +349,8 @@ def epss_scores(
         context.log.warning(f"No EPSS files in {folder}: EPSS scores will be NULL.")
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(EPSS_DDL)
-        skipped = 0
-        for path in files:
-            source_file = _relative(path, run_settings)
-            sha = msrc.sha256_bytes(path.read_bytes())
-            if conn.execute(
-                "SELECT count(*) FROM raw.epss_scores WHERE source_file = ? AND source_sha256 = ? LIMIT 1",
-                [source_file, sha],
-            ).fetchall()[0][0]:
-                skipped += 1
-                continue
-            scores = epss.read_epss(conn, path)
-            conn.register("_epss", scores)
-            try:
-                conn.execute(
-                    "DELETE FROM raw.epss_scores WHERE score_date IN (SELECT DISTINCT score_date FROM _epss)"
-                )
-                conn.execute(
-                    "INSERT INTO raw.epss_scores BY NAME "
-                    "SELECT *, ? AS source_file, ? AS source_sha256, ? AS ingest_run FROM _epss",
-                    [source_file, sha, context.run_id],
-                )
-            finally:
-                conn.unregister("_epss")
-            context.log.info(f"EPSS: {scores.num_rows} scores from {source_file}")
-        _log_ingest(
-            conn, "epss", context.run_id, files_seen=len(files), files_skipped=skipped,
-            documents_ingested=len(files) - skipped,
-        )
+        _ingest_snapshots(context, conn, run_settings, "epss", "raw.epss_scores", "score_date",
+                          files, epss.read_epss)
         return dg.MaterializeResult(
             metadata=table_metadata(conn, "raw.epss_scores", order_by="score_date DESC, cve")
         )
