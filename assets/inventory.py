@@ -19,7 +19,7 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from assets.monitoring import RAW_SCAN_TABLES, CoverageConfig
+from assets.monitoring import RAW_SCAN_TABLES, CoverageConfig, RawIngestConfig
 from pipelines.connectors import azure_files, azure_live
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
@@ -34,16 +34,23 @@ STALE_SHARE_WARN = 0.05
     kinds={"duckdb", "azure"},
 )
 def raw_virtual_machines(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """The VM inventory as received: azure/virtual_machines.json (`az vm list --show-details`
     or an ARM list body), one row per VM with the whole resource as JSON."""
     with azure_live.estate_for(run_settings, "raw.virtual_machines", context.log) as estate:
         with warehouse.get_connection() as conn, transaction(conn):
             azure_files.load_virtual_machines(
-                conn, Path(estate), "raw.virtual_machines", context.run_id, context.log
+                conn, Path(estate), "raw.virtual_machines", context.run_id, context.log,
+                full_reload=config.full_reload,
             )
             metadata = table_metadata(conn, "raw.virtual_machines", preview_rows=0)
+            stats = azure_files.LAST_INGEST.get("raw.virtual_machines")
+            if stats is not None:
+                metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -31,12 +31,25 @@ class CoverageConfig(dg.Config):
     stale_after_days: int = STALE_AFTER_DAYS
 
 
-def _load_raw(context: dg.AssetExecutionContext, warehouse, run_settings, table: str, load):
-    """Estate files (or Azure, in live mode) into raw `table` as received, in one transaction."""
+class RawIngestConfig(dg.Config):
+    """Raw tables accumulate: only new or changed files are read. `full_reload` rebuilds the
+    table from the files present (files removed from the estate then drop out)."""
+
+    full_reload: bool = False
+
+
+def _load_raw(
+    context: dg.AssetExecutionContext, warehouse, run_settings, table: str, load, full_reload: bool = False
+):
+    """New or changed estate files (or Azure, in live mode) into raw `table` as received, in one
+    transaction; the metadata counts the files read and skipped."""
     with azure_live.estate_for(run_settings, table, context.log) as estate:
         with warehouse.get_connection() as conn, transaction(conn):
-            load(conn, Path(estate), table, context.run_id, context.log)
+            load(conn, Path(estate), table, context.run_id, context.log, full_reload=full_reload)
             metadata = table_metadata(conn, table)
+            stats = azure_files.LAST_INGEST.get(table)
+            if stats is not None:
+                metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
             # Rows set aside in raw.quarantine (Log Analytics; see connectors/log_analytics.py).
             quarantined = log_analytics.quarantine_count(conn, table)
     if quarantined:
@@ -47,14 +60,14 @@ def _load_raw(context: dg.AssetExecutionContext, warehouse, run_settings, table:
 
 
 def _resource_graph(arg_table: str):
-    return lambda conn, estate, table, run, log: azure_files.load_resource_graph(
-        conn, estate, arg_table, table, run, log
+    return lambda conn, estate, table, run, log, full_reload=False: azure_files.load_resource_graph(
+        conn, estate, arg_table, table, run, log, full_reload=full_reload
     )
 
 
 def _log_analytics(la_table: str):
-    return lambda conn, estate, table, run, log: log_analytics.load_log_analytics(
-        conn, estate, la_table, table, run, log
+    return lambda conn, estate, table, run, log, full_reload=False: log_analytics.load_log_analytics(
+        conn, estate, la_table, table, run, log, full_reload=full_reload
     )
 
 
@@ -62,51 +75,71 @@ def _log_analytics(la_table: str):
     key=key("raw.patch_assessment_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
 )
 def raw_patch_assessment_resources(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """Resource Graph patchassessmentresources rows (assessment results and their
     softwarepatches) from azure/resource_graph/patchassessmentresources*.json, as received."""
     table = "raw.patch_assessment_resources"
-    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchassessmentresources"))
+    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchassessmentresources"),
+                     config.full_reload)
 
 
 @warehouse_asset(
     key=key("raw.patch_installation_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
 )
 def raw_patch_installation_resources(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """Resource Graph patchinstallationresources rows (installation runs and their
     softwarepatches) from azure/resource_graph/patchinstallationresources*.json, as received."""
     table = "raw.patch_installation_resources"
-    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchinstallationresources"))
+    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchinstallationresources"),
+                     config.full_reload)
 
 
 @warehouse_asset(key=key("raw.patch_operations"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
 def raw_patch_operations(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """assessPatches / installPatches results from azure/patch_operations/*.json, as received."""
     return _load_raw(
-        context, warehouse, run_settings, "raw.patch_operations", azure_files.load_patch_operations
+        context, warehouse, run_settings, "raw.patch_operations", azure_files.load_patch_operations,
+        config.full_reload,
     )
 
 
 @warehouse_asset(key=key("raw.la_update"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
 def raw_la_update(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """Log Analytics Update records (portal CSV, az JSON or query API body), typed."""
-    return _load_raw(context, warehouse, run_settings, "raw.la_update", _log_analytics("Update"))
+    return _load_raw(context, warehouse, run_settings, "raw.la_update", _log_analytics("Update"),
+                     config.full_reload)
 
 
 @warehouse_asset(key=key("raw.la_update_summary"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
 def raw_la_update_summary(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """Log Analytics UpdateSummary records (portal CSV, az JSON or query API body), typed."""
     return _load_raw(
-        context, warehouse, run_settings, "raw.la_update_summary", _log_analytics("UpdateSummary")
+        context, warehouse, run_settings, "raw.la_update_summary", _log_analytics("UpdateSummary"),
+        config.full_reload,
     )
 
 
@@ -114,7 +147,10 @@ def raw_la_update_summary(
     key=key("raw.la_update_run_progress"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
 )
 def raw_la_update_run_progress(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: RawIngestConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """Log Analytics UpdateRunProgress records (portal CSV, az JSON or query API body), typed."""
     return _load_raw(
@@ -123,6 +159,7 @@ def raw_la_update_run_progress(
         run_settings,
         "raw.la_update_run_progress",
         _log_analytics("UpdateRunProgress"),
+        config.full_reload,
     )
 
 

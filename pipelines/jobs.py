@@ -32,7 +32,10 @@ evidence_pack = dg.define_asset_job(
 # The audit of installed versus authorized (stage 6), with everything it reads.
 scheduled_audit = dg.define_asset_job(
     name="scheduled_audit",
-    selection=dg.AssetSelection.assets(common.key("marts.audit_findings")).upstream(),
+    # Whole multi-assets: a multi-asset upstream of the audit cannot run in part.
+    selection=dg.AssetSelection.assets(common.key("marts.audit_findings"))
+    .upstream()
+    .required_multi_asset_neighbors(),
     description="Rebuild the audit findings of installed versus authorized, and their inputs.",
 )
 

@@ -153,9 +153,10 @@ coverage AS (
     SELECT
         vm_id,
         max(assessed_at) FILTER (WHERE succeeded) AS last_assessed_at,
-        arg_max(source, assessed_at) FILTER (WHERE succeeded) AS last_assessment_source,
-        arg_max(reboot_pending, assessed_at) FILTER (WHERE reboot_pending IS NOT NULL) AS reboot_pending,
-        arg_max(os_type, assessed_at) FILTER (WHERE os_type IS NOT NULL) AS os_type
+        -- Ties at the same time are broken by the value, so reruns give the same row.
+        arg_max(source, (assessed_at, source)) FILTER (WHERE succeeded) AS last_assessment_source,
+        arg_max(reboot_pending, (assessed_at, reboot_pending)) FILTER (WHERE reboot_pending IS NOT NULL) AS reboot_pending,
+        arg_max(os_type, (assessed_at, os_type)) FILTER (WHERE os_type IS NOT NULL) AS os_type
     FROM staging.assessment_runs, params
     WHERE assessed_at < params.cutoff
     GROUP BY vm_id

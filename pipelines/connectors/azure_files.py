@@ -15,6 +15,14 @@ run `status`, patch `installationState`) and timestamps inside `properties` / `r
 oddities load as received: identical duplicate rows (downstream keys dedupe them), mixed
 time-zone offsets (converted to UTC downstream), any text (HTML, formulas) stored verbatim.
 The same VM id listed twice with different content is an error (which copy is true is unknown).
+
+Incremental ingestion: raw tables accumulate. A file whose (name, SHA-256) is already in the
+table is skipped; a file whose SHA-256 is already there under another name (a copy, a rename)
+adds nothing; a changed file with a known name replaces only its own rows. `full_reload=True`
+rebuilds the table from the files present. Files of one kind are read by ONE DuckDB statement
+(a list of paths, `filename=true`); only when it fails is each file checked on its own (UTF-8,
+then a per-file read) so that the error still names the file, and the row-level checks run once
+over the new rows, locating the first offending file/row only on failure.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +129,210 @@ def create_table(conn: duckdb.DuckDBPyConnection, table: str, columns: dict[str,
     conn.execute(f"CREATE OR REPLACE TABLE {table} ({spec})")
 
 
+def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    schema, name = table.split(".")
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? "
+            "ORDER BY column_index",
+            [schema, name],
+        ).fetchall()
+    ]
+
+
+@dataclass
+class IngestStats:
+    """What one load did: files read, skipped as unchanged or as copies, replaced."""
+
+    files_seen: int = 0
+    files_read: list[str] = field(default_factory=list)
+    files_unchanged: int = 0
+    files_copies: list[str] = field(default_factory=list)
+    files_replaced: list[str] = field(default_factory=list)
+    full_reload: bool = False
+
+    def metadata(self) -> dict:
+        return {
+            "files_seen": self.files_seen,
+            "files_read": len(self.files_read),
+            "files_unchanged": self.files_unchanged,
+            "files_copies_skipped": len(self.files_copies),
+            "files_replaced": len(self.files_replaced),
+            "full_reload": self.full_reload,
+        }
+
+
+# Every file read into a raw table (also those that gave no rows), so reruns skip them.
+MANIFEST_DDL = (
+    "CREATE TABLE IF NOT EXISTS raw.ingested_files "
+    "(raw_table VARCHAR, source_file VARCHAR, source_sha256 VARCHAR)"
+)
+
+# The last load of each raw table in this process (the assets report it as metadata).
+LAST_INGEST: dict[str, IngestStats] = {}
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path
+    name: str
+    sha256: str
+
+
+def plan_ingest(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    columns: dict[str, str],
+    files: list[Path],
+    base: Path,
+    full_reload: bool = False,
+    extra_delete: str | None = None,
+) -> list[SourceFile]:
+    """The files to read into `table` (created or, on a full reload / schema change, replaced).
+
+    Unchanged files and copies of ingested files are skipped; the rows of a changed file are
+    deleted here (and, with `extra_delete`, its rows of another table: SQL taking the name list
+    as $names)."""
+    stats = IngestStats(files_seen=len(files), full_reload=full_reload)
+    LAST_INGEST[table] = stats
+    expected = [*columns, *PROVENANCE]
+    known: dict[str, str] = {}
+    conn.execute(MANIFEST_DDL)
+    if full_reload or table_columns(conn, table) != expected:
+        create_table(conn, table, columns)
+        conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = ?", [table])
+        stats.full_reload = True
+    else:
+        # Files that gave no rows are remembered by the manifest, not by the table.
+        known = dict(
+            conn.execute(
+                f"SELECT source_file, min(source_sha256) FROM {table} GROUP BY source_file "
+                "UNION ALL SELECT source_file, source_sha256 FROM raw.ingested_files WHERE raw_table = ?",
+                [table],
+            ).fetchall()
+        )
+    known_shas = set(known.values())
+    todo: list[SourceFile] = []
+    for path in files:
+        name = relative_name(path, base)
+        sha = sha256_file(path)
+        if known.get(name) == sha:
+            stats.files_unchanged += 1
+            continue
+        if name in known:
+            stats.files_replaced.append(name)
+        if sha in known_shas:
+            stats.files_copies.append(name)
+            continue
+        todo.append(SourceFile(path, name, sha))
+    stats.files_read = [f.name for f in todo]
+    changed = [f.name for f in todo] + stats.files_replaced
+    if changed:
+        conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = $table AND source_file IN "
+                     "(SELECT unnest($names))", {"table": table, "names": changed})
+    if todo:
+        conn.execute("INSERT INTO raw.ingested_files SELECT $table, unnest($names), unnest($shas)",
+                     {"table": table, "names": [f.name for f in todo], "shas": [f.sha256 for f in todo]})
+    if stats.files_replaced:
+        conn.execute(f"DELETE FROM {table} WHERE source_file IN (SELECT unnest($names))",
+                     {"names": stats.files_replaced})
+    if extra_delete and (todo or stats.files_replaced):
+        conn.execute(extra_delete, {"names": [f.name for f in todo] + stats.files_replaced})
+    return todo
+
+
+def check_not_empty(path: Path, name: str) -> None:
+    """Cheap checks before DuckDB reads the file: not empty, and gzip is checked in full."""
+    with path.open("rb") as handle:
+        head = handle.read(65536)
+    if head[:2] == b"\x1f\x8b":
+        check_text_file(path, name)
+        return
+    if not head.lstrip(b"\xef\xbb\xbf \t\r\n") and len(head) < 65536:
+        raise SourceFileError(f"{name}: empty file")
+
+
+def diagnose(
+    conn: duckdb.DuckDBPyConnection,
+    files: list[SourceFile],
+    select_one: str,
+    exc: duckdb.Error,
+    extra_check=None,
+) -> SourceFileError:
+    """After a bulk read failed: the first file that fails on its own (UTF-8, `extra_check`,
+    then DuckDB reading only that file with `select_one`, parameter $path), as the error."""
+    cursor = conn.cursor()  # the caller's transaction is aborted; read on a fresh connection
+    try:
+        cursor.execute("SET TimeZone = 'UTC'")
+        for f in files:
+            data = check_text_file(f.path, f.name)
+            if extra_check is not None:
+                extra_check(data, f.name)
+            del data
+            try:
+                cursor.execute(f"SELECT count(*) FROM ({select_one})", {"path": str(f.path)}).fetchall()
+            except duckdb.Error as single:
+                return SourceFileError(f"{f.name}: cannot be read: {single}")
+    finally:
+        cursor.close()
+    return SourceFileError(f"cannot be read: {exc}")
+
+
+def bulk_insert(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    select_many: str,
+    select_one: str,
+    files: list[SourceFile],
+    ingest_run: str,
+) -> None:
+    """INSERT the rows of every file in one statement: `select_many` reads the list $paths with
+    a `filename` column last; provenance comes from the file lists."""
+    params = {
+        "paths": [str(f.path) for f in files],
+        "names": [f.name for f in files],
+        "shas": [f.sha256 for f in files],
+        "run": ingest_run,
+    }
+    try:
+        conn.execute(
+            f"INSERT INTO {table} SELECT * EXCLUDE (filename), "
+            "$names[list_position($paths, filename)], $shas[list_position($paths, filename)], $run "
+            f"FROM ({select_many})",
+            params,
+        )
+    except duckdb.Error as exc:
+        raise diagnose(conn, files, select_one, exc) from exc
+
+
+def require_bulk(
+    conn: duckdb.DuckDBPyConnection,
+    table: str,
+    files: list[SourceFile],
+    base: Path,
+    checks: list[tuple[str, str, str, str]],
+) -> None:
+    """Row-local checks over the new rows in one scan; on failure the first offending file is
+    examined by `_require` (file, row, field)."""
+    if not files:
+        return
+    condition = " OR ".join(f"({c})" for _, c, _, _ in checks)
+    bad = {
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT source_file FROM {table} "
+            f"WHERE source_file IN (SELECT unnest($names)) AND ({condition})",
+            {"names": [f.name for f in files]},
+        ).fetchall()
+    }
+    for f in files:
+        if f.name in bad:
+            _require(conn, table, f.path, base, checks)
+    if bad:
+        raise SourceFileError(f"{sorted(bad)[0]}: a row fails a check")
+
+
 def _struct(columns: dict[str, str]) -> str:
     return "STRUCT(" + ", ".join(f'"{n}" {t}' for n, t in columns.items()) + ")"
 
@@ -135,6 +348,7 @@ def _insert(
     path: Path,
     base: Path,
     ingest_run: str,
+    sha: str | None = None,
 ) -> int:
     """Insert the rows of one file (`select_sql` reads it as parameter $path) with provenance."""
     check_text_file(path, relative_name(path, base))
@@ -145,7 +359,7 @@ def _insert(
             {
                 "path": str(path),
                 "source_file": relative_name(path, base),
-                "sha": sha256_file(path),
+                "sha": sha or sha256_file(path),
                 "run": ingest_run,
             },
         )
@@ -277,12 +491,19 @@ def load_virtual_machines(
     table: str,
     ingest_run: str,
     log: logging.Logger | None = None,
+    full_reload: bool = False,
 ) -> int:
-    """`azure/virtual_machines.json`: `az vm list --show-details` (array) or an ARM list body."""
-    create_table(conn, table, VIRTUAL_MACHINE_COLUMNS)
+    """`azure/virtual_machines.json`: `az vm list --show-details` (array) or an ARM list body.
+
+    A snapshot: a changed file replaces the rows of the previous one."""
     path = estate_dir / "azure" / "virtual_machines.json"
     if not path.is_file():
+        create_table(conn, table, VIRTUAL_MACHINE_COLUMNS)
+        LAST_INGEST[table] = IngestStats(full_reload=True)
         _warn_missing(log, "VM inventory (azure/virtual_machines.json)", estate_dir / "azure")
+        return 0
+    todo = plan_ingest(conn, table, VIRTUAL_MACHINE_COLUMNS, [path], estate_dir, full_reload)
+    if not todo:
         return 0
     check_text_file(path, relative_name(path, estate_dir))
     if json_top_level(path) == "[":
@@ -296,7 +517,7 @@ def load_virtual_machines(
             "SELECT unnest(value) AS v FROM read_json($path, columns={'value': 'JSON[]'}, "
             f"maximum_object_size={max_object_size(path)}))"
         )
-    count = _insert(conn, table, select, path, estate_dir, ingest_run)
+    count = _insert(conn, table, select, path, estate_dir, ingest_run, todo[0].sha256)
     _require(conn, table, path, estate_dir, VIRTUAL_MACHINE_CHECKS)
     return count
 
@@ -306,6 +527,18 @@ def resource_graph_files(estate_dir: Path, arg_table: str) -> list[Path]:
     return sorted(p for p in folder.glob(f"{arg_table}*.json") if p.is_file())
 
 
+def _by_shape(files: list[SourceFile]) -> dict[str, list[SourceFile]]:
+    groups: dict[str, list[SourceFile]] = {}
+    for f in files:
+        check_not_empty(f.path, f.name)
+        groups.setdefault(json_top_level(f.path), []).append(f)
+    return groups
+
+
+def _max_size(files: list[SourceFile]) -> int:
+    return max(max_object_size(f.path) for f in files)
+
+
 def load_resource_graph(
     conn: duckdb.DuckDBPyConnection,
     estate_dir: Path,
@@ -313,34 +546,47 @@ def load_resource_graph(
     table: str,
     ingest_run: str,
     log: logging.Logger | None = None,
+    full_reload: bool = False,
 ) -> int:
     """Rows of one Resource Graph table from `az graph query` output or a bare JSON array."""
     if arg_table not in RESOURCE_GRAPH_TABLES:
         raise ValueError(f"unknown Resource Graph table {arg_table!r}")
-    create_table(conn, table, RESOURCE_GRAPH_COLUMNS)
     files = resource_graph_files(estate_dir, arg_table)
+    todo = plan_ingest(conn, table, RESOURCE_GRAPH_COLUMNS, files, estate_dir, full_reload)
     if not files:
         _warn_missing(log, f"Resource Graph {arg_table}", estate_dir / "azure" / "resource_graph")
         return 0
+    if not todo:
+        return 0
     columns = _columns_literal(RESOURCE_GRAPH_COLUMNS)
     names = ", ".join(f'"{n}"' for n in RESOURCE_GRAPH_COLUMNS)
-    total = 0
-    for path in files:
-        check_text_file(path, relative_name(path, estate_dir))
-        if json_top_level(path) == "[":
-            select = (
-                f"SELECT {names} FROM read_json($path, format='array', columns={columns}, "
-                f"maximum_object_size={max_object_size(path)})"
-            )
+    before = _count(conn, table)
+    for shape, group in _by_shape(todo).items():
+        size = _max_size(group)
+        if shape == "[":
+            select = (f"SELECT {names}@FN@ FROM read_json(@SRC@, format='array', "
+                      f"columns={columns}, maximum_object_size={size}@OPTS@)")
         else:
             select = (
-                f"SELECT unnest(r) FROM (SELECT unnest(data) AS r FROM read_json($path, "
+                "SELECT unnest(r)@FN@ FROM (SELECT unnest(data) AS r@FN@ FROM read_json(@SRC@, "
                 f"columns={{'data': '{_struct(RESOURCE_GRAPH_COLUMNS)}[]'}}, "
-                f"maximum_object_size={max_object_size(path)}))"
+                f"maximum_object_size={size}@OPTS@))"
             )
-        total += _insert(conn, table, select, path, estate_dir, ingest_run)
-        _require(conn, table, path, estate_dir, resource_graph_checks(arg_table))
-    return total
+        many, one = _many_and_one(select)
+        bulk_insert(conn, table, many, one, group, ingest_run)
+    require_bulk(conn, table, todo, estate_dir, resource_graph_checks(arg_table))
+    return _count(conn, table) - before
+
+
+def _many_and_one(select: str) -> tuple[str, str]:
+    """The SELECT over the list $paths (with a filename column) and over one file $path."""
+    many = select.replace("@SRC@", "$paths").replace("@OPTS@", ", filename=true").replace("@FN@", ", filename")
+    one = select.replace("@SRC@", "$path").replace("@OPTS@", "").replace("@FN@", "")
+    return many, one
+
+
+def _count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
 def patch_operation_files(estate_dir: Path) -> list[Path]:
@@ -353,22 +599,25 @@ def load_patch_operations(
     table: str,
     ingest_run: str,
     log: logging.Logger | None = None,
+    full_reload: bool = False,
 ) -> int:
     """`azure/patch_operations/*.json`: {"resourceId", "operation", "result"} (one or an array)."""
-    create_table(conn, table, PATCH_OPERATION_COLUMNS)
     files = patch_operation_files(estate_dir)
+    todo = plan_ingest(conn, table, PATCH_OPERATION_COLUMNS, files, estate_dir, full_reload)
     if not files:
         _warn_missing(log, "Patch operations", estate_dir / "azure" / "patch_operations")
         return 0
+    if not todo:
+        return 0
     columns = _columns_literal(PATCH_OPERATION_COLUMNS)
-    total = 0
-    for path in files:
-        check_text_file(path, relative_name(path, estate_dir))
-        shape = "array" if json_top_level(path) == "[" else "auto"
+    before = _count(conn, table)
+    for shape, group in _by_shape(todo).items():
+        fmt = "array" if shape == "[" else "auto"
         select = (
-            f"SELECT resourceId, operation, result FROM read_json($path, format='{shape}', "
-            f"columns={columns}, maximum_object_size={max_object_size(path)})"
+            "SELECT resourceId, operation, result@FN@ FROM read_json(@SRC@, "
+            f"format='{fmt}', columns={columns}, maximum_object_size={_max_size(group)}@OPTS@)"
         )
-        total += _insert(conn, table, select, path, estate_dir, ingest_run)
-        _require(conn, table, path, estate_dir, PATCH_OPERATION_CHECKS)
-    return total
+        many, one = _many_and_one(select)
+        bulk_insert(conn, table, many, one, group, ingest_run)
+    require_bulk(conn, table, todo, estate_dir, PATCH_OPERATION_CHECKS)
+    return _count(conn, table) - before

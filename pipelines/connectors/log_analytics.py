@@ -24,6 +24,12 @@ file is probably not the documented format at all and the load fails on the firs
 as `quarantined_rows`. Legal oddities load as received: duplicate rows (the same record in two
 exports; staging keeps one), mixed time-zone offsets (stored as the UTC instant), any text
 (HTML, formulas, a 5 MB title) verbatim.
+
+Incremental and bulk (see azure_files): unchanged files and copies are skipped, a changed file
+replaces its own rows (and quarantine rows). Portal CSVs with the same header are read by ONE
+strict DuckDB statement (explicit columns, no sniffing: a ragged row or a bad byte fails it),
+typed into a temporary table with a per-row `_bad` flag; only files with bad rows, or a failed
+read, are examined file by file with the detailed checks (file, row, field).
 """
 
 from __future__ import annotations
@@ -37,14 +43,17 @@ from pathlib import Path
 import duckdb
 
 from pipelines.connectors.azure_files import (
+    LAST_INGEST,
+    SourceFile,
     SourceFileError,
+    check_not_empty,
     check_text_file,
-    create_table,
+    diagnose,
     execute,
     json_top_level,
     max_object_size,
+    plan_ingest,
     relative_name,
-    sha256_file,
 )
 
 _IDENTITY = {
@@ -251,10 +260,11 @@ def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
         "read_json($path, columns = {'tables': 'STRUCT(name VARCHAR, columns STRUCT(name VARCHAR, "
         f"type VARCHAR)[], rows JSON[][])[]'}}, maximum_object_size = {max_object_size(path)})"
     )
-    tables = conn.execute(
+    fetched = conn.execute(
         f"SELECT list_transform(tables, lambda t: list_transform(t.columns, lambda c: c.name)) FROM {body}",
         {"path": str(path)},
-    ).fetchone()
+    ).fetchall()
+    tables = fetched[0] if fetched else None
     if not tables or not tables[0]:
         raise SourceFileError(f"{path.name}: no 'tables' in the query API body")
     # The query API returns one PrimaryResult table; several are unioned by column name.
@@ -285,23 +295,151 @@ def load_log_analytics(
     table: str,
     ingest_run: str,
     log: logging.Logger | None = None,
+    full_reload: bool = False,
 ) -> int:
-    """Replace `table` with the rows of every export of `la_table` in `log_analytics/`."""
+    """Add the rows of every new or changed export of `la_table` in `log_analytics/` to `table`."""
     columns, required = TABLES[la_table]
-    create_table(conn, table, {n: _DUCKDB_TYPES[t] for n, t in columns.items()})
     conn.execute(QUARANTINE_DDL)
-    conn.execute("DELETE FROM raw.quarantine WHERE source = ?", [table])
     files = la_files(estate_dir, la_table)
+    typed = {n: _DUCKDB_TYPES[t] for n, t in columns.items()}
+    todo = plan_ingest(
+        conn, table, typed, files, estate_dir, full_reload,
+        extra_delete=f"DELETE FROM raw.quarantine WHERE source = '{table}' "
+        "AND source_file IN (SELECT unnest($names))",
+    )
+    if LAST_INGEST[table].full_reload:
+        conn.execute("DELETE FROM raw.quarantine WHERE source = ?", [table])
     if not files:
         if log is not None:
             log.warning(f"Log Analytics {la_table}: no export under log_analytics/; the table is empty")
         return 0
+    vocabularies = VOCABULARIES.get(la_table, {})
     total = 0
-    for path in files:
-        total += _load_file(
-            conn, path, estate_dir, columns, required, table, ingest_run, VOCABULARIES.get(la_table, {})
-        )
+    csv_groups: dict[tuple[str, ...], list[SourceFile]] = {}
+    for f in todo:
+        check_not_empty(f.path, f.name)
+        header = _csv_header(f.path) if f.path.suffix.lower() == ".csv" else None
+        if header is not None:
+            csv_groups.setdefault(tuple(header), []).append(f)
+    for header, group in csv_groups.items():
+        total += _load_csv_group(conn, list(header), group, columns, required, table, ingest_run, vocabularies)
+    for f in todo:
+        if f.path.suffix.lower() != ".csv" or _csv_header(f.path) is None:
+            total += _load_file(
+                conn, f.path, estate_dir, columns, required, table, ingest_run, vocabularies, f.sha256
+            )
     return total
+
+
+def _csv_header(path: Path) -> list[str] | None:
+    """The header record of a CSV (BOM removed), read from the file's start; None when it cannot
+    be parsed from there (the file then takes the per-file path)."""
+    with path.open("rb") as handle:
+        head = handle.read(1 << 20)
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        text = head[: exc.start].decode("utf-8-sig", errors="ignore")
+    if "\n" not in text:
+        return None
+    try:
+        record = next(csv.reader(io.StringIO(text, newline="")), None)
+    except csv.Error:
+        return None
+    return record or None
+
+
+def _load_csv_group(
+    conn: duckdb.DuckDBPyConnection,
+    header: list[str],
+    files: list[SourceFile],
+    columns: dict[str, str],
+    required: tuple[str, ...],
+    table: str,
+    ingest_run: str,
+    vocabularies: dict[str, tuple[str, ...]],
+) -> int:
+    """Portal CSVs sharing one header, read in one strict statement."""
+    present: dict[str, str] = {}
+    for index, raw_name in enumerate(header):
+        name = _UTC_SUFFIX.sub("", raw_name)
+        if name in columns and name not in present:
+            present[name] = f"c{index}"
+    spec = "{" + ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header))) + "}"
+    reader = (
+        f"read_csv(@SRC@, header = true, auto_detect = false, columns = {spec}, delim = ',', "
+        f"quote = '\"', escape = '\"', strict_mode = true, null_padding = false, "
+        f"max_line_size = {MAX_LINE_SIZE}@OPTS@)"
+    )
+    renamed = ", ".join(f"{c} AS {_quote(n)}" for n, c in present.items()) or "NULL AS _none"
+    many = f"SELECT {renamed}, filename FROM {reader.replace('@SRC@', '$paths').replace('@OPTS@', ', filename = true')}"
+    one = f"SELECT {renamed} FROM {reader.replace('@SRC@', '$path').replace('@OPTS@', '')}"
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise SourceFileError(f"{files[0].name}: missing column(s) {', '.join(missing)}")
+    conditions = [c for _, c, _ in _problem_conditions(columns, list(present), vocabularies)]
+    bad = " OR ".join(f"({c})" for c in conditions) or "false"
+    typed = ", ".join(
+        f"{_typed(c, t)}::{_DUCKDB_TYPES[t]} AS {_quote(c)}" if c in present else f"NULL::{_DUCKDB_TYPES[t]} AS {_quote(c)}"
+        for c, t in columns.items()
+    )
+    params = {"datetime_formats": PORTAL_DATETIME_FORMATS, "paths": [str(f.path) for f in files]}
+    try:
+        execute(
+            conn,
+            f"CREATE OR REPLACE TEMP TABLE _la_typed AS SELECT {typed}, coalesce({bad}, false) AS _bad, "
+            f"filename AS _path FROM ({many})",
+            params,
+        )
+    except duckdb.Error as exc:
+        raise diagnose(conn, files, one, exc, extra_check=_check_csv_shape) from exc
+    try:
+        counts = {
+            path: (rows, bad_rows)
+            for path, rows, bad_rows in conn.execute(
+                "SELECT _path, count(*), count(*) FILTER (WHERE _bad) FROM _la_typed GROUP BY _path"
+            ).fetchall()
+        }
+        for f in files:
+            rows, bad_rows = counts.get(str(f.path), (0, 0))
+            if bad_rows:
+                _quarantine_file(conn, f, columns, present, table, ingest_run, vocabularies, rows)
+        execute(
+            conn,
+            f"INSERT INTO {table} SELECT * EXCLUDE (_bad, _path), "
+            "$names[list_position($paths, _path)], $shas[list_position($paths, _path)], $run "
+            "FROM _la_typed WHERE NOT _bad",
+            {**params, "names": [f.name for f in files], "shas": [f.sha256 for f in files], "run": ingest_run},
+        )
+        return sum(rows - bad_rows for rows, bad_rows in counts.values())
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _la_typed")
+
+
+def _quarantine_file(
+    conn: duckdb.DuckDBPyConnection,
+    f: SourceFile,
+    columns: dict[str, str],
+    present: dict[str, str],
+    table: str,
+    ingest_run: str,
+    vocabularies: dict[str, tuple[str, ...]],
+    rows: int,
+) -> None:
+    """The detailed problems of one file with bad rows: fail above the share, else quarantine."""
+    try:
+        source, _ = _text_source(conn, f.path, columns)
+        conn.execute(
+            f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
+            {"path": str(f.path)},
+        )
+    except duckdb.Error as exc:
+        raise SourceFileError(f"{f.name}: cannot be read: {exc}") from exc
+    try:
+        _problems_into_quarantine(conn, f.name, columns, list(present), table, ingest_run, vocabularies, rows)
+    finally:
+        conn.execute("DROP TABLE IF EXISTS _la_text")
+        conn.execute("DROP TABLE IF EXISTS _la_problems")
 
 
 def quarantine_count(conn: duckdb.DuckDBPyConnection, source: str) -> int:
@@ -317,34 +455,39 @@ def quarantine_count(conn: duckdb.DuckDBPyConnection, source: str) -> int:
     ).fetchall()[0][0]
 
 
-def _problems_sql(
+def _problem_conditions(
     columns: dict[str, str], present: list[str], vocabularies: dict[str, tuple[str, ...]]
-) -> str:
-    """One SELECT of (_row, field, raw_value, reason) for every bad cell of _la_text."""
-    parts = []
+) -> list[tuple[str, str, str]]:
+    """(field, SQL condition true for a bad cell, reason SQL literal) for every check."""
+    checks = []
     for column in present:
         la_type = columns[column]
         q = _quote(column)
         if la_type != "string":
-            parts.append(
-                f"SELECT _row, '{column}' AS field, {q} AS raw_value, "
-                f"'is not a valid {la_type}' AS reason FROM _la_text "
-                f"WHERE nullif(trim({q}), '') IS NOT NULL AND {_typed(column, la_type)} IS NULL"
-            )
+            checks.append((column, f"nullif(trim({q}), '') IS NOT NULL AND {_typed(column, la_type)} IS NULL",
+                           f"'is not a valid {la_type}'"))
         if column in REQUIRED_VALUES:
-            parts.append(
-                f"SELECT _row, '{column}' AS field, {q} AS raw_value, 'a value is required' AS reason "
-                f"FROM _la_text "
-                f"WHERE nullif(trim({q}), '') IS NULL"
-            )
+            checks.append((column, f"nullif(trim({q}), '') IS NULL", "'a value is required'"))
         if column in vocabularies:
             allowed = ", ".join(f"'{_word(v)}'" for v in vocabularies[column])
-            parts.append(
-                f"SELECT _row, '{column}' AS field, {q} AS raw_value, "
-                f"'must be one of {'/'.join(vocabularies[column])}' AS reason "
-                f"FROM _la_text WHERE nullif(trim({q}), '') IS NOT NULL "
-                f"AND regexp_replace(lower({q}), '[^a-z]', '', 'g') NOT IN ({allowed})"
-            )
+            checks.append((
+                column,
+                f"nullif(trim({q}), '') IS NOT NULL "
+                f"AND regexp_replace(lower({q}), '[^a-z]', '', 'g') NOT IN ({allowed})",
+                f"'must be one of {'/'.join(vocabularies[column])}'",
+            ))
+    return checks
+
+
+def _problems_sql(
+    columns: dict[str, str], present: list[str], vocabularies: dict[str, tuple[str, ...]]
+) -> str:
+    """One SELECT of (_row, field, raw_value, reason) for every bad cell of _la_text."""
+    parts = [
+        f"SELECT _row, '{column}' AS field, {_quote(column)} AS raw_value, {reason} AS reason "
+        f"FROM _la_text WHERE {condition}"
+        for column, condition, reason in _problem_conditions(columns, present, vocabularies)
+    ]
     return " UNION ALL ".join(parts) or (
         "SELECT NULL::BIGINT AS _row, '' AS field, '' AS raw_value, '' AS reason WHERE false"
     )
@@ -385,11 +528,12 @@ def _load_file(
     table: str,
     ingest_run: str,
     vocabularies: dict[str, tuple[str, ...]],
+    sha: str,
 ) -> int:
+    """One export on its own (JSON forms, odd CSVs): DuckDB validates UTF-8 while reading; the
+    Python scan runs only to explain a failed read."""
     name = relative_name(path, base)
-    data = check_text_file(path, name)
-    if path.suffix.lower() == ".csv":
-        _check_csv_shape(data, name)
+    is_csv = path.suffix.lower() == ".csv"
     try:
         source, present = _text_source(conn, path, columns)
         missing = [c for c in required if c not in present]
@@ -400,33 +544,17 @@ def _load_file(
             f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
             {"path": str(path)},
         )
-    except duckdb.Error as exc:
+    except (duckdb.Error, SourceFileError) as exc:
+        data = check_text_file(path, name)
+        if is_csv:
+            _check_csv_shape(data, name)
+        if isinstance(exc, SourceFileError):
+            raise
         raise SourceFileError(f"{name}: cannot be read: {exc}") from exc
     try:
-        params = {"datetime_formats": PORTAL_DATETIME_FORMATS}
-        execute(
-            conn,
-            "CREATE OR REPLACE TEMP TABLE _la_problems AS "
-            + _problems_sql(columns, present, vocabularies),
-            params,
-        )
         rows = conn.execute("SELECT count(*) FROM _la_text").fetchall()[0][0]
-        bad_rows = conn.execute("SELECT count(DISTINCT _row) FROM _la_problems").fetchall()[0][0]
-        if bad_rows and bad_rows > QUARANTINE_MAX_SHARE * rows:
-            row, column, value, reason = conn.execute(
-                "SELECT _row, field, raw_value, reason FROM _la_problems ORDER BY _row, field LIMIT 1"
-            ).fetchall()[0]
-            raise SourceFileError(
-                f"{name}: row {row}, field {column}: {_shown(value)} {reason} "
-                f"({bad_rows} of {rows} rows bad: more than {QUARANTINE_MAX_SHARE:.0%}, "
-                "so the file is not loaded)"
-            )
-        if bad_rows:
-            conn.execute(
-                "INSERT INTO raw.quarantine SELECT ?, ?, _row, field, reason, "
-                f"left(raw_value, {QUARANTINE_VALUE_CHARS}), ? FROM _la_problems ORDER BY _row, field",
-                [table, name, ingest_run],
-            )
+        bad_rows = _problems_into_quarantine(conn, name, columns, present, table, ingest_run, vocabularies, rows)
+        params = {"datetime_formats": PORTAL_DATETIME_FORMATS}
         select = ", ".join(
             f"{_typed(c, t)}::{_DUCKDB_TYPES[t]}" if c in present else f"NULL::{_DUCKDB_TYPES[t]}"
             for c, t in columns.items()
@@ -435,12 +563,48 @@ def _load_file(
             conn,
             f"INSERT INTO {table} SELECT {select}, $source_file, $sha, $run FROM _la_text "
             "WHERE _row NOT IN (SELECT _row FROM _la_problems) ORDER BY _row",
-            {**params, "source_file": name, "sha": sha256_file(path), "run": ingest_run},
+            {**params, "source_file": name, "sha": sha, "run": ingest_run},
         )
         return rows - bad_rows
     finally:
         conn.execute("DROP TABLE IF EXISTS _la_text")
         conn.execute("DROP TABLE IF EXISTS _la_problems")
+
+
+def _problems_into_quarantine(
+    conn: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: dict[str, str],
+    present: list[str],
+    table: str,
+    ingest_run: str,
+    vocabularies: dict[str, tuple[str, ...]],
+    rows: int,
+) -> int:
+    """_la_problems from _la_text; fail above QUARANTINE_MAX_SHARE, else quarantine the bad cells.
+    Returns the number of bad rows."""
+    execute(
+        conn,
+        "CREATE OR REPLACE TEMP TABLE _la_problems AS " + _problems_sql(columns, present, vocabularies),
+        {"datetime_formats": PORTAL_DATETIME_FORMATS},
+    )
+    bad_rows = conn.execute("SELECT count(DISTINCT _row) FROM _la_problems").fetchall()[0][0]
+    if bad_rows and bad_rows > QUARANTINE_MAX_SHARE * rows:
+        row, column, value, reason = conn.execute(
+            "SELECT _row, field, raw_value, reason FROM _la_problems ORDER BY _row, field LIMIT 1"
+        ).fetchall()[0]
+        raise SourceFileError(
+            f"{name}: row {row}, field {column}: {_shown(value)} {reason} "
+            f"({bad_rows} of {rows} rows bad: more than {QUARANTINE_MAX_SHARE:.0%}, "
+            "so the file is not loaded)"
+        )
+    if bad_rows:
+        conn.execute(
+            "INSERT INTO raw.quarantine SELECT ?, ?, _row, field, reason, "
+            f"left(raw_value, {QUARANTINE_VALUE_CHARS}), ? FROM _la_problems ORDER BY _row, field",
+            [table, name, ingest_run],
+        )
+    return bad_rows
 
 
 def _shown(value: str | None) -> str:
