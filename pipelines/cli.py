@@ -20,7 +20,7 @@ app = typer.Typer(
     help="PatchLedger: patch-management compliance analytics for Azure VMs (Dagster + DuckDB).",
 )
 console = Console(stderr=False, highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # paths in errors stay whole
 
 
 def _ensure_dagster_home() -> Path:
