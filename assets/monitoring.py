@@ -21,7 +21,14 @@ import pandas as pd
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
 from pipelines.connectors import azure_files, azure_live, log_analytics
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import build_table, read_sql, resolve_as_of, table_metadata, transaction
+from pipelines.warehouse import (
+    build_table,
+    create_macros,
+    read_sql,
+    resolve_as_of,
+    table_metadata,
+    transaction,
+)
 
 # A machine with no successful assessment for longer than this is unknown_stale.
 STALE_AFTER_DAYS = 2
@@ -218,6 +225,7 @@ def vm_patch_state_at(
 ) -> pd.DataFrame:
     """The state of every patch on every machine at the end of `as_of`, from the full history:
     the same SQL as marts.vm_patch_state, so the mart built for a date equals this."""
+    create_macros(conn)
     return conn.execute(
         read_sql("vm_patch_state"), {"as_of": as_of, "stale_after_days": stale_after_days}
     ).df()

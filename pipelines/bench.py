@@ -184,6 +184,7 @@ def _sql_floor(database: Path, recorded: list[dict]) -> None:
     conn = duckdb.connect(str(database))
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute("CREATE SCHEMA IF NOT EXISTS bench")
+    warehouse_module.create_macros(conn)
     for entry in recorded:
         query = warehouse_module.read_sql(entry["sql_name"])
         started = time.perf_counter()

@@ -34,6 +34,25 @@ def _checked(table: str) -> str:
     return table
 
 
+# Functions shared by the SQL files, defined once here and created on every connection that
+# runs them. source_rank: which source wins when two observations of a patch on a machine have
+# the same time (installation results first, Log Analytics Update last).
+SQL_MACROS = """
+CREATE OR REPLACE TEMP MACRO source_rank(source) AS CASE source
+    WHEN 'resource_graph_installation' THEN 1
+    WHEN 'patch_operation_install' THEN 2
+    WHEN 'resource_graph_assessment' THEN 3
+    WHEN 'patch_operation_assess' THEN 4
+    WHEN 'log_analytics_run' THEN 5
+    WHEN 'log_analytics_update' THEN 6
+END
+"""
+
+
+def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(SQL_MACROS)
+
+
 @cache
 def read_sql(name: str) -> str:
     path = SQL_DIR / f"{name}.sql"
@@ -80,6 +99,7 @@ def build_table(
     missing = used - bound.keys()
     if missing:
         raise ValueError(f"sql/{sql_name}.sql needs parameters {sorted(missing)}")
+    create_macros(conn)
     started = time.perf_counter()
     conn.execute(f"CREATE OR REPLACE TABLE {_checked(table)} AS {query}", bound or None)
     if sql_timing_recorder is not None:

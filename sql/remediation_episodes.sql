@@ -38,14 +38,6 @@ WITH
 params AS (
     SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
 ),
-precedence AS (
-    SELECT *
-    FROM (VALUES
-        ('resource_graph_installation', 1), ('patch_operation_install', 2),
-        ('resource_graph_assessment', 3), ('patch_operation_assess', 4),
-        ('log_analytics_run', 5), ('log_analytics_update', 6)
-    ) AS p(source, rank)
-),
 -- One state per machine, patch and instant: the same winner as marts.vm_patch_state.
 events AS (
     SELECT
@@ -56,13 +48,12 @@ events AS (
         h.state,
         h.observed_at
     FROM marts.vm_patch_history AS h
-    JOIN precedence AS p USING (source)
     LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = h.kb
     CROSS JOIN params
     WHERE h.observed_at < params.cutoff
     QUALIFY row_number() OVER (
         PARTITION BY h.vm_id, h.patch_key, h.observed_at
-        ORDER BY p.rank, h.state, h.run_id, h.source_file
+        ORDER BY source_rank(h.source), h.state, h.run_id, h.source_file
     ) = 1
 ),
 changes AS (

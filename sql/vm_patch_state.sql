@@ -25,18 +25,9 @@ params AS (
         timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
         CAST($stale_after_days AS INTEGER) AS stale_after_days
 ),
-precedence AS (
-    SELECT *
-    FROM (VALUES
-        ('resource_graph_installation', 1), ('patch_operation_install', 2),
-        ('resource_graph_assessment', 3), ('patch_operation_assess', 4),
-        ('log_analytics_run', 5), ('log_analytics_update', 6)
-    ) AS p(source, rank)
-),
 obs AS (
-    SELECT o.*, p.rank
+    SELECT o.*, source_rank(o.source) AS rank
     FROM staging.patch_observations AS o
-    JOIN precedence AS p USING (source)
     CROSS JOIN params
     WHERE o.observed_at < params.cutoff
 ),
