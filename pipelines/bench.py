@@ -83,6 +83,7 @@ class SizeResult:
     steps: list[StepResult] = field(default_factory=list)
     sql: list[dict] = field(default_factory=list)
     incremental_seconds: float | None = None
+    incremental_steps: list[StepResult] = field(default_factory=list)
 
 
 class MemorySampler(threading.Thread):
@@ -239,8 +240,9 @@ def bench_size(vms: int, days: int, out: Path, incremental: bool) -> SizeResult:
     if incremental:
         for target, original in moved:
             shutil.move(target, original)
-        result.incremental_seconds, *_ = _run_pipeline(
+        result.incremental_seconds, records, definitions, sampler = _run_pipeline(
             root / "estate", root / "warehouse.duckdb", root / "reports")
+        result.incremental_steps = _steps(records, definitions, sampler)
     return result
 
 
@@ -284,6 +286,13 @@ def markdown(results: list[SizeResult]) -> str:
             f"| {s.asset} | {s.seconds:.2f} | {s.peak_rss_mb:,.0f} | {s.rows_in or ''} | {s.rows_out or ''} | "
             f"{s.rows_per_second or 0:,.0f} |  |  |"
         )
+    if largest.incremental_steps:
+        lines += ["", f"## Daily incremental run at {largest.vms:,} VMs: slowest steps", "",
+                  "| asset | s | share of full run's step |", "|---|---:|---:|"]
+        full = {s.asset: s.seconds for s in largest.steps}
+        for s in sorted(largest.incremental_steps, key=lambda s: -s.seconds)[:15]:
+            share = f"{s.seconds / full[s.asset]:.0%}" if full.get(s.asset) else ""
+            lines.append(f"| {s.asset} | {s.seconds:.2f} | {share} |")
     lines += ["", "| derived table | pipeline SQL s | bare SQL s | ratio |", "|---|---:|---:|---:|"]
     for x in sorted(largest.sql, key=lambda x: -x["seconds"])[:20]:
         bare = x.get("bare_seconds") or 0
@@ -304,7 +313,8 @@ def main() -> None:
         print(f"bench: {vms:,} VMs x {args.days} days ...", flush=True)
         results.append(bench_size(vms, args.days, args.out, incremental=index == len(sizes) - 1))
         print(f"bench: {vms:,} VMs done in {results[-1].total_seconds:.1f} s", flush=True)
-    payload = [{**asdict(r), "steps": [{**asdict(s), "rows_per_second": s.rows_per_second} for s in r.steps]}
+    payload = [{**asdict(r), "steps": [{**asdict(s), "rows_per_second": s.rows_per_second} for s in r.steps],
+                "incremental_steps": [asdict(s) for s in r.incremental_steps]}
                for r in results]
     (args.out / "results.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     text = markdown(results)
