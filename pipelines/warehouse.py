@@ -36,7 +36,9 @@ def _checked(table: str) -> str:
 
 # Functions shared by the SQL files, defined once here and created on every connection that
 # runs them. source_rank: which source wins when two observations of a patch on a machine have
-# the same time (installation results first, Log Analytics Update last).
+# the same time (installation results first, Log Analytics Update last). arm_parent: the
+# lower-case ARM id before a child segment such as '/patchassessmentresults' ('' when absent);
+# string search, because a lazy regular expression costs seconds over a million ids.
 SQL_MACROS = """
 CREATE OR REPLACE TEMP MACRO source_rank(source) AS CASE source
     WHEN 'resource_graph_installation' THEN 1
@@ -45,6 +47,11 @@ CREATE OR REPLACE TEMP MACRO source_rank(source) AS CASE source
     WHEN 'patch_operation_assess' THEN 4
     WHEN 'log_analytics_run' THEN 5
     WHEN 'log_analytics_update' THEN 6
+END;
+CREATE OR REPLACE TEMP MACRO arm_parent(id, segment) AS CASE
+    WHEN id IS NULL THEN NULL
+    WHEN strpos(lower(id), segment) > 0 THEN left(lower(id), strpos(lower(id), segment) - 1)
+    ELSE ''
 END
 """
 

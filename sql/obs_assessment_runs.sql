@@ -11,26 +11,37 @@
 -- @column missing_count: Number of available (missing) patches the run reports.
 -- @column source_file: The estate file of the first copy of the run.
 WITH
-arg AS (
+-- Properties are parsed once into a struct (every ->> would parse the document again).
+arg_properties AS (
     SELECT
-        regexp_extract(lower(id), '^(.*?)/patchassessmentresults', 1) AS vm_id,
-        properties->>'assessmentActivityId' AS run_id,
-        coalesce(
-            try_cast(properties->>'lastModifiedDateTime' AS TIMESTAMPTZ),
-            try_cast(properties->>'startDateTime' AS TIMESTAMPTZ)
-        ) AS assessed_at,
-        'resource_graph_assessment' AS source,
-        properties->>'status' AS status,
-        try_cast(properties->>'rebootPending' AS BOOLEAN) AS reboot_pending,
-        true AS lists_missing_patches,
-        properties->>'osType' AS os_type,
-        (
-            SELECT sum(try_cast(v AS BIGINT))
-            FROM (SELECT unnest(json_extract_string(properties->'availablePatchCountByClassification', '$.*')) AS v)
-        ) AS missing_count,
+        arm_parent(id, '/patchassessmentresults') AS vm_id,
+        json_transform(properties, '{
+            "assessmentActivityId": "VARCHAR", "lastModifiedDateTime": "VARCHAR",
+            "startDateTime": "VARCHAR", "status": "VARCHAR", "rebootPending": "VARCHAR",
+            "osType": "VARCHAR", "availablePatchCountByClassification": "JSON"}') AS f,
         source_file
     FROM raw.patch_assessment_resources
-    WHERE regexp_matches(lower(type), '/patchassessmentresults$')
+    WHERE ends_with(lower(type), '/patchassessmentresults')
+),
+arg AS (
+    SELECT
+        vm_id,
+        f.assessmentActivityId AS run_id,
+        coalesce(
+            try_cast(f.lastModifiedDateTime AS TIMESTAMPTZ),
+            try_cast(f.startDateTime AS TIMESTAMPTZ)
+        ) AS assessed_at,
+        'resource_graph_assessment' AS source,
+        f.status AS status,
+        try_cast(f.rebootPending AS BOOLEAN) AS reboot_pending,
+        true AS lists_missing_patches,
+        f.osType AS os_type,
+        list_sum(list_transform(
+            json_extract_string(f.availablePatchCountByClassification, '$.*'),
+            lambda v: try_cast(v AS BIGINT)
+        )) AS missing_count,
+        source_file
+    FROM arg_properties
 ),
 operations AS (
     SELECT

@@ -12,47 +12,66 @@
 -- @column run_id: Assessment / installation activity id, or the Log Analytics CorrelationId.
 -- @column source_file: The estate file.
 WITH
+-- Each Resource Graph row's properties are parsed once into a struct (every ->> would parse the
+-- document again).
 arg_assess AS (
-    SELECT *, lower(type) AS t, regexp_extract(lower(id), '^(.*?)/patchassessmentresults', 1) AS vm_id
+    SELECT
+        lower(type) AS t,
+        arm_parent(id, '/patchassessmentresults') AS vm_id,
+        json_transform(properties, '{
+            "assessmentActivityId": "VARCHAR", "lastModifiedDateTime": "VARCHAR",
+            "startDateTime": "VARCHAR", "kbId": "VARCHAR", "patchName": "VARCHAR",
+            "version": "VARCHAR", "classifications": "JSON", "msrcSeverity": "VARCHAR",
+            "assessmentState": "VARCHAR"}') AS f,
+        source_file
     FROM raw.patch_assessment_resources
 ),
 assess_parent AS (
     SELECT
         vm_id,
         source_file,
-        properties->>'assessmentActivityId' AS run_id,
+        f.assessmentActivityId AS run_id,
         coalesce(
-            try_cast(properties->>'lastModifiedDateTime' AS TIMESTAMPTZ),
-            try_cast(properties->>'startDateTime' AS TIMESTAMPTZ)
+            try_cast(f.lastModifiedDateTime AS TIMESTAMPTZ),
+            try_cast(f.startDateTime AS TIMESTAMPTZ)
         ) AS assessed_at
     FROM arg_assess
-    WHERE regexp_matches(t, '/patchassessmentresults$')
+    WHERE ends_with(t, '/patchassessmentresults')
     QUALIFY row_number() OVER (PARTITION BY vm_id, source_file ORDER BY assessed_at DESC) = 1
 ),
 rg_assessment AS (
     SELECT
         c.vm_id,
-        c.properties->>'kbId' AS kb_raw,
-        c.properties->>'patchName' AS patch_name,
-        c.properties->>'version' AS version,
-        from_json(c.properties->'classifications', '["VARCHAR"]') AS classifications,
-        c.properties->>'msrcSeverity' AS msrc_severity,
-        coalesce(c.properties->>'assessmentState', 'Available') AS raw_state,
+        c.f.kbId AS kb_raw,
+        c.f.patchName AS patch_name,
+        c.f.version AS version,
+        from_json(c.f.classifications, '["VARCHAR"]') AS classifications,
+        c.f.msrcSeverity AS msrc_severity,
+        coalesce(c.f.assessmentState, 'Available') AS raw_state,
         'missing' AS state,
         'resource_graph_assessment' AS source,
-        coalesce(p.assessed_at, try_cast(c.properties->>'lastModifiedDateTime' AS TIMESTAMPTZ)) AS observed_at,
+        coalesce(p.assessed_at, try_cast(c.f.lastModifiedDateTime AS TIMESTAMPTZ)) AS observed_at,
         p.run_id,
         c.source_file
     FROM arg_assess AS c
     LEFT JOIN assess_parent AS p ON p.vm_id = c.vm_id AND p.source_file = c.source_file
-    WHERE regexp_matches(c.t, '/patchassessmentresults/softwarepatches$')
+    WHERE ends_with(c.t, '/patchassessmentresults/softwarepatches')
 ),
 arg_install AS (
     SELECT
-        *,
         lower(type) AS t,
-        regexp_extract(lower(id), '^(.*?)/patchinstallationresults', 1) AS vm_id,
-        regexp_extract(lower(id), '/patchinstallationresults/([^/]+)', 1) AS run_key
+        arm_parent(id, '/patchinstallationresults') AS vm_id,
+        -- The run segment after '/patchinstallationresults/' (26 characters).
+        CASE WHEN strpos(lower(id), '/patchinstallationresults/') > 0
+             THEN split_part(substr(lower(id), strpos(lower(id), '/patchinstallationresults/') + 26), '/', 1)
+             WHEN id IS NOT NULL THEN '' END AS run_key,
+        json_transform(properties, '{
+            "installationActivityId": "VARCHAR", "rebootStatus": "VARCHAR",
+            "lastModifiedDateTime": "VARCHAR", "startDateTime": "VARCHAR", "kbId": "VARCHAR",
+            "patchName": "VARCHAR", "version": "VARCHAR", "classifications": "JSON",
+            "msrcSeverity": "VARCHAR", "installationState": "VARCHAR",
+            "rebootRequired": "VARCHAR"}') AS f,
+        source_file
     FROM raw.patch_installation_resources
 ),
 install_parent AS (
@@ -60,34 +79,34 @@ install_parent AS (
         vm_id,
         run_key,
         source_file,
-        properties->>'installationActivityId' AS run_id,
-        properties->>'rebootStatus' AS reboot_status,
+        f.installationActivityId AS run_id,
+        f.rebootStatus AS reboot_status,
         coalesce(
-            try_cast(properties->>'lastModifiedDateTime' AS TIMESTAMPTZ),
-            try_cast(properties->>'startDateTime' AS TIMESTAMPTZ)
+            try_cast(f.lastModifiedDateTime AS TIMESTAMPTZ),
+            try_cast(f.startDateTime AS TIMESTAMPTZ)
         ) AS finished_at
     FROM arg_install
-    WHERE regexp_matches(t, '/patchinstallationresults$')
+    WHERE ends_with(t, '/patchinstallationresults')
 ),
 rg_installation AS (
     SELECT
         c.vm_id,
-        c.properties->>'kbId' AS kb_raw,
-        c.properties->>'patchName' AS patch_name,
-        c.properties->>'version' AS version,
-        from_json(c.properties->'classifications', '["VARCHAR"]') AS classifications,
-        c.properties->>'msrcSeverity' AS msrc_severity,
-        c.properties->>'installationState' AS raw_state,
+        c.f.kbId AS kb_raw,
+        c.f.patchName AS patch_name,
+        c.f.version AS version,
+        from_json(c.f.classifications, '["VARCHAR"]') AS classifications,
+        c.f.msrcSeverity AS msrc_severity,
+        c.f.installationState AS raw_state,
         p.reboot_status,
-        try_cast(c.properties->>'rebootRequired' AS BOOLEAN) AS reboot_required,
+        try_cast(c.f.rebootRequired AS BOOLEAN) AS reboot_required,
         'resource_graph_installation' AS source,
-        coalesce(p.finished_at, try_cast(c.properties->>'lastModifiedDateTime' AS TIMESTAMPTZ)) AS observed_at,
+        coalesce(p.finished_at, try_cast(c.f.lastModifiedDateTime AS TIMESTAMPTZ)) AS observed_at,
         coalesce(p.run_id, c.run_key) AS run_id,
         c.source_file
     FROM arg_install AS c
     LEFT JOIN install_parent AS p
       ON p.vm_id = c.vm_id AND p.run_key = c.run_key AND p.source_file = c.source_file
-    WHERE regexp_matches(c.t, '/patchinstallationresults/softwarepatches$')
+    WHERE ends_with(c.t, '/patchinstallationresults/softwarepatches')
 ),
 operations AS (
     SELECT
@@ -263,21 +282,22 @@ explicit AS (
         ORDER BY source_file
     ) = 1
 ),
-precedence AS (
-    SELECT *
-    FROM (VALUES
-        ('resource_graph_installation', 1), ('patch_operation_install', 2),
-        ('resource_graph_assessment', 3), ('patch_operation_assess', 4),
-        ('log_analytics_run', 5), ('log_analytics_update', 6)
-    ) AS p(source, rank)
+-- Machine/patch pairs that ever had a pending reboot from Azure Update Manager: only their
+-- history is needed to infer when the reboot completed (a window over every observation would
+-- sort the whole table).
+pending_pairs AS (
+    SELECT DISTINCT vm_id, patch_key
+    FROM explicit
+    WHERE state = 'installed_pending_reboot'
+      AND source NOT IN ('log_analytics_update', 'log_analytics_run')
 ),
 -- The state at each time a patch was observed: the highest-precedence source at that time.
 per_time AS (
     SELECT e.*, lead(e.observed_at) OVER (PARTITION BY e.vm_id, e.patch_key ORDER BY e.observed_at) AS next_observed_at
     FROM explicit AS e
-    JOIN precedence AS p USING (source)
+    SEMI JOIN pending_pairs AS p ON p.vm_id = e.vm_id AND p.patch_key = e.patch_key
     QUALIFY row_number() OVER (
-        PARTITION BY e.vm_id, e.patch_key, e.observed_at ORDER BY p.rank, e.state, e.run_id
+        PARTITION BY e.vm_id, e.patch_key, e.observed_at ORDER BY source_rank(e.source), e.state, e.run_id
     ) = 1
 ),
 full_assessments AS (
