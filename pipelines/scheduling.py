@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -45,12 +46,6 @@ class Occurrence:
     end: datetime
     capacity: int
     max_role_share: float
-
-
-@dataclass
-class Load:
-    machines: int = 0
-    roles: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def window_occurrences(
@@ -102,35 +97,63 @@ def _allowed_in_role(size: int, share: float) -> int:
     return max(1, min(size - 1, math.floor(share * size)))
 
 
-def _patch_order(gaps: pd.DataFrame) -> pd.DataFrame:
-    """Servicing stack first, then deploy order, then dependencies, then priority."""
-    ordered = gaps.assign(
-        _ssu=~gaps["title"].fillna("").str.contains("Servicing Stack", case=False),
-        _order=gaps["deploy_order"].fillna(10**6),
-        _priority=-gaps["priority"].fillna(0),
-    ).sort_values(["_ssu", "_order", "_priority", "patch_key"], kind="mergesort")
-    keys = list(ordered["patch_key"])
-    deps = {
-        patch: [str(d) for d in listed] if hasattr(listed, "__iter__") and not isinstance(listed, str) else []
-        for patch, listed in zip(ordered["patch_key"], ordered["dependencies"], strict=True)
-    }
-    placed: list[str] = []
-    visiting: set[str] = set()
+# One actionable gap as a plain tuple (the placement loop touches no pandas objects).
+_GAP_ID, _VM_ID, _PATCH, _KB, _TYPE, _DUE, _SORT, _DEPS, _NEEDS, _DUE_DAY, _ACTION = range(11)
 
-    def visit(patch: str) -> None:  # depth-first: a dependency in the same batch goes first
-        if patch in placed or patch in visiting:
+
+def _gap_records(actionable: pd.DataFrame, minutes_per_patch: float) -> dict[object, list[tuple]]:
+    """Each machine's gaps as tuples, in input order, with their ordering keys precomputed."""
+    not_ssu = (~actionable["title"].fillna("").str.contains("Servicing Stack", case=False)).tolist()
+    order = actionable["deploy_order"].fillna(10**6).tolist()
+    neg_priority = (-actionable["priority"].fillna(0)).tolist()
+    due_days: dict[object, date | None] = {}
+    by_vm: dict[object, list[tuple]] = {}
+    for gap_id, vm_id, patch, kb, gap_type, due, listed, stack_last, deploy, priority in zip(
+        actionable["gap_id"].tolist(), actionable["vm_id"].tolist(), actionable["patch_key"].tolist(),
+        actionable["kb"].tolist(), actionable["gap_type"].tolist(), actionable["sla_due"].tolist(),
+        actionable["dependencies"].tolist(), not_ssu, order, neg_priority, strict=True,
+    ):
+        if due is None or pd.isna(due):
+            due_day = None
+        elif due in due_days:
+            due_day = due_days[due]
+        else:
+            due_day = due_days[due] = pd.Timestamp(due).date()
+        missing_patch = not isinstance(patch, str) and pd.isna(patch)
+        deps = [str(d) for d in listed] if hasattr(listed, "__iter__") and not isinstance(listed, str) else []
+        by_vm.setdefault(vm_id, []).append((
+            gap_id, vm_id, patch, kb, gap_type, due,
+            (stack_last, deploy, priority, missing_patch, "" if missing_patch else patch), deps,
+            0 if gap_type == "pending_reboot" else minutes_per_patch, due_day, ACTIONS[gap_type],
+        ))
+    return by_vm
+
+
+def _patch_order(gaps: list[tuple]) -> list[tuple]:
+    """Servicing stack first, then deploy order, then dependencies, then priority."""
+    if len(gaps) <= 1:
+        return gaps
+    ordered = sorted(gaps, key=itemgetter(_SORT))  # stable: ties keep input order
+    deps = {gap[_PATCH]: gap[_DEPS] for gap in ordered}
+    placed: list = []
+    done: set = set()
+    visiting: set = set()
+
+    def visit(patch) -> None:  # depth-first: a dependency in the same batch goes first
+        if patch in done or patch in visiting:
             return
         visiting.add(patch)
         for dep in deps.get(patch, []):
             if dep in deps:
                 visit(dep)
         visiting.discard(patch)
+        done.add(patch)
         placed.append(patch)
 
-    for patch in keys:
-        visit(patch)
+    for gap in ordered:
+        visit(gap[_PATCH])
     rank = {p: i for i, p in enumerate(placed)}
-    return ordered.assign(_rank=ordered["patch_key"].map(rank)).sort_values("_rank", kind="mergesort")
+    return sorted(ordered, key=lambda gap: rank[gap[_PATCH]])
 
 
 def build_schedule(
@@ -148,9 +171,8 @@ def build_schedule(
     ring_of = dict(zip(windows["window_id"], windows["ring"].astype(int), strict=True))
     machine = machines.set_index("vm_id")
     role_size = role_limits(machines)
-    load: dict[Occurrence, Load] = defaultdict(Load)
     patch_ready: dict[str, datetime] = {}  # patch -> end of its latest lower-ring placement
-    rows: list[dict] = []
+    rows: list[tuple] = []
 
     actionable = gaps[gaps["gap_type"].isin(ACTIONS)].copy()
     if actionable.empty:
@@ -165,63 +187,86 @@ def build_schedule(
     urgency = urgency.sort_values(["ring", "neg_priority", "first_due", "vm_id"], na_position="last",
                                   kind="mergesort")
 
+    # Plain lookups for the sequential loop: machine attributes, per-occurrence facts and load.
+    vm_info = dict(zip(machine.index.tolist(), zip(
+        machine["name"].tolist(), machine["maintenance_window"].tolist(), machine["role"].tolist(),
+        strict=True), strict=True))
+    slot_of: dict[Occurrence, list] = {}  # equal occurrences share one load: [machines, roles]
+    plan: dict[str, list[tuple]] = {
+        window_id: [(
+            occ, slot_of.setdefault(occ, [0, defaultdict(int)]), occ.capacity, occ.max_role_share,
+            (occ.end - occ.start).total_seconds() / 60 - reboot_minutes, occ.start, occ.start.date(),
+            f"first occurrence of {occ.window_id} (ring {occ.ring}) with room",
+        ) for occ in found]
+        for window_id, found in occurrences.items()
+    }
+    first_open = dict.fromkeys(plan, 0)  # occurrences before it are full (load only grows)
+    allowed: dict[tuple[str, float], int] = {}
+    gaps_of = _gap_records(actionable, minutes_per_patch)
+
     current_ring = None
     ring_placements: list[tuple[str, datetime]] = []
-    gaps_of = {vm_id: group for vm_id, group in actionable.groupby("vm_id", sort=False)}
-    for vm_id in urgency.index:
-        vm = machine.loc[vm_id]
+    for vm_id, ring in zip(urgency.index.tolist(), urgency["ring"].tolist(), strict=True):
+        vm_name, window_id, role = vm_info[vm_id]
         vm_gaps = _patch_order(gaps_of[vm_id])
-        ring = urgency.at[vm_id, "ring"]
         if ring != current_ring:  # lower rings are done: their placements now gate this ring
             for patch, finished in ring_placements:
                 patch_ready[patch] = max(patch_ready.get(patch, finished), finished)
             ring_placements, current_ring = [], ring
-        window_id = vm["maintenance_window"]
         if not isinstance(window_id, str) or window_id not in occurrences:
             reason = ("no maintenance window assigned (tag maintenance-window)"
                       if not isinstance(window_id, str) else f"unknown maintenance window {window_id!r}")
-            rows += [_row(g, vm, None, None, "unplaceable", reason) for g in vm_gaps.itertuples()]
+            rows += [_row(g, vm_name, None, None, "unplaceable", reason) for g in vm_gaps]
             continue
-        pending = list(vm_gaps.itertuples())
-        role = vm["role"]
-        for occ in occurrences[window_id]:
+        pending = vm_gaps
+        has_role = isinstance(role, str)
+        slots = plan[window_id]
+        start_at = first_open[window_id]
+        while start_at < len(slots) and slots[start_at][1][0] >= slots[start_at][2]:
+            start_at += 1
+        first_open[window_id] = start_at
+        for k in range(start_at, len(slots)):
             if not pending:
                 break
-            slot = load[occ]
-            if slot.machines >= occ.capacity:
+            occ, slot, capacity, share, budget, start, start_day, first_why = slots[k]
+            if slot[0] >= capacity:
                 continue
-            if isinstance(role, str) and slot.roles[role] >= _allowed_in_role(role_size.get(role, 1), occ.max_role_share):
-                continue
-            budget = (occ.end - occ.start).total_seconds() / 60 - reboot_minutes
+            if has_role:
+                limit = allowed.get((role, share))
+                if limit is None:
+                    limit = allowed[(role, share)] = _allowed_in_role(role_size.get(role, 1), share)
+                if slot[1][role] >= limit:
+                    continue
             batch, rest = [], []
             for gap in pending:
-                ready = patch_ready.get(gap.patch_key)
-                needs = 0 if gap.gap_type == "pending_reboot" else minutes_per_patch
-                if (ready and ready > occ.start) or needs > budget:
+                ready = patch_ready.get(gap[_PATCH])
+                needs = gap[_NEEDS]
+                if (ready and ready > start) or needs > budget:
                     rest.append(gap)
                     continue
                 budget -= needs
                 batch.append(gap)
             if not batch:
                 continue
-            slot.machines += 1
-            if isinstance(role, str):
-                slot.roles[role] += 1
+            slot[0] += 1
+            if has_role:
+                slot[1][role] += 1
+            steps = len(batch)
             for sequence, gap in enumerate(batch, start=1):
-                due = gap.sla_due
-                late = due is not None and not pd.isna(due) and occ.start.date() > pd.Timestamp(due).date()
-                gated = patch_ready.get(gap.patch_key)
-                why = [f"first occurrence of {occ.window_id} (ring {occ.ring}) with room"]
+                due_day = gap[_DUE_DAY]
+                late = due_day is not None and start_day > due_day
+                gated = patch_ready.get(gap[_PATCH])
+                why = [first_why]
                 if gated:
                     why.append(f"after the lower rings finished this patch at {gated:%Y-%m-%d %H:%M} UTC")
-                why.append(f"step {sequence} of {len(batch)}, reboot last")
+                why.append(f"step {sequence} of {steps}, reboot last")
                 if late:
-                    why.append(f"cannot meet its due date {pd.Timestamp(due).date()} with the current windows")
-                rows.append(_row(gap, vm, occ, sequence, "cannot_meet_deadline" if late else "scheduled",
+                    why.append(f"cannot meet its due date {due_day} with the current windows")
+                rows.append(_row(gap, vm_name, occ, sequence, "cannot_meet_deadline" if late else "scheduled",
                                  "; ".join(why)))
-                ring_placements.append((gap.patch_key, occ.end))
+                ring_placements.append((gap[_PATCH], occ.end))
             pending = rest
-        rows += [_row(g, vm, None, None, "unplaceable",
+        rows += [_row(g, vm_name, None, None, "unplaceable",
                       f"no occurrence of {window_id} within {horizon_days} days has room")
                  for g in pending]
     return pd.DataFrame(rows, columns=SCHEDULE_COLUMNS).sort_values(
@@ -229,11 +274,11 @@ def build_schedule(
     ).reset_index(drop=True)
 
 
-def _row(gap, vm, occ: Occurrence | None, sequence: int | None, status: str, reason: str) -> dict:
-    return {
-        "gap_id": gap.gap_id, "vm_id": gap.vm_id, "vm_name": vm["name"], "patch_key": gap.patch_key,
-        "kb": gap.kb, "gap_type": gap.gap_type, "action": ACTIONS[gap.gap_type],
-        "window_id": occ.window_id if occ else None, "ring": occ.ring if occ else None,
-        "window_start": occ.start if occ else None, "window_end": occ.end if occ else None,
-        "sequence": sequence, "sla_due": gap.sla_due, "status": status, "reason": reason,
-    }
+def _row(gap: tuple, vm_name, occ: Occurrence | None, sequence: int | None, status: str, reason: str) -> tuple:
+    """One output row, in SCHEDULE_COLUMNS order."""
+    return (
+        gap[_GAP_ID], gap[_VM_ID], vm_name, gap[_PATCH], gap[_KB], gap[_TYPE], gap[_ACTION],
+        occ.window_id if occ else None, occ.ring if occ else None,
+        occ.start if occ else None, occ.end if occ else None,
+        sequence, gap[_DUE], status, reason,
+    )

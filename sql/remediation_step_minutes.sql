@@ -2,17 +2,20 @@
 -- @column os_type: Windows or Linux (from the installation result).
 -- @column runs: Installation runs the estimate rests on.
 -- @column minutes_per_step: Median minutes per step (install or reboot), at least 1.
-WITH runs AS (
-    SELECT
-        properties->>'osType' AS os_type,
-        date_diff('second',
-                  (properties->>'startDateTime')::TIMESTAMPTZ,
-                  (properties->>'lastModifiedDateTime')::TIMESTAMPTZ) / 60.0 AS minutes,
-        coalesce((properties->>'installedPatchCount')::INTEGER, 0)
-            + coalesce((properties->>'failedPatchCount')::INTEGER, 0) + 1 AS steps
+-- One parse of each result document for all the fields (->> would parse it once per field).
+WITH results AS (
+    SELECT json_extract_string(properties, ['osType', 'startDateTime', 'lastModifiedDateTime',
+                                            'installedPatchCount', 'failedPatchCount', 'status']) AS f
     FROM raw.patch_installation_resources
     WHERE type ILIKE '%/patchinstallationresults'
-      AND properties->>'status' IN ('Succeeded', 'Failed', 'CompletedWithWarnings')
+),
+runs AS (
+    SELECT
+        f[1] AS os_type,
+        date_diff('second', f[2]::TIMESTAMPTZ, f[3]::TIMESTAMPTZ) / 60.0 AS minutes,
+        coalesce(f[4]::INTEGER, 0) + coalesce(f[5]::INTEGER, 0) + 1 AS steps
+    FROM results
+    WHERE f[6] IN ('Succeeded', 'Failed', 'CompletedWithWarnings')
 )
 SELECT
     os_type,

@@ -131,3 +131,21 @@ def test_a_gap_past_its_window_horizon_is_marked_late():
     # First Sunday of December 2026 is the 6th.
     assert pd.Timestamp(schedule.loc[0, "window_start"]).date() == date(2026, 12, 6)
     assert "cannot meet its due date 2026-11-27" in schedule.loc[0, "reason"]
+
+
+def test_steps_on_a_machine_follow_stack_deploy_order_dependencies_then_priority():
+    machines = pd.DataFrame([{"vm_id": "vm1", "name": "vm1", "role": None, "environment": "test",
+                              "criticality": "low", "maintenance_window": "test-tue"}])
+    gaps = pd.DataFrame([
+        # gap_id, patch, title, priority, deploy order, dependencies
+        ("G1", "5003", "Cumulative", 90, None, ["5001"]),
+        ("G2", "5001", "Cumulative", 10, None, []),
+        ("G3", "5000", "2026-11 servicing stack update", 0, None, []),
+        ("G4", "5002", "Cumulative", 50, 1, []),
+    ], columns=["gap_id", "patch_key", "title", "priority", "deploy_order", "dependencies"]).assign(
+        vm_id="vm1", kb=lambda d: d["patch_key"], gap_type="authorized_missing",
+        sla_due=AS_OF + timedelta(days=30))
+    schedule = build_schedule(gaps, machines, WINDOWS, NO_BLACKOUTS, AS_OF)
+    assert list(schedule["patch_key"]) == ["5000", "5002", "5001", "5003"]
+    assert list(schedule["sequence"]) == [1, 2, 3, 4]
+    assert schedule["reason"].str.endswith("of 4, reboot last").all()
