@@ -10,8 +10,9 @@ import csv
 import hashlib
 import io
 import json
-import re
-from datetime import UTC, date
+import math
+import numbers
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -232,24 +233,42 @@ POPULATIONS = {
     "patch_lifecycle": ("marts.patch_lifecycle", "patch_key"),
     "machines": ("marts.vm_inventory", "vm_id"),
 }
-# Zip entries get this timestamp so that the workbook's bytes depend on its content only.
-ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _population(conn: duckdb.DuckDBPyConnection, name: str) -> tuple[list[str], list[tuple]]:
+    """(columns, rows as tuples): by the stable id, then every column, so that ties can never
+    reorder the file."""
+    table, id_column = POPULATIONS[name]
+    columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
+    order = ", ".join(f'"{c}"' for c in [id_column, *[c for c in columns if c != id_column]])
+    return columns, conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()  # names from POPULATIONS
 
 
 def population_rows(conn: duckdb.DuckDBPyConnection, name: str) -> list[dict]:
-    table, id_column = POPULATIONS[name]
-    # By the stable id, then every column, so that ties can never reorder the file.
-    columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-    order = ", ".join(f'"{c}"' for c in [id_column, *[c for c in columns if c != id_column]])
-    return _rows(conn, f"SELECT * FROM {table} ORDER BY {order}")  # names from POPULATIONS
+    """The population as dicts, in the order of its files."""
+    columns, rows = _population(conn, name)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+def _write_csv(path: Path, rows: list[tuple], columns: list[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: neutralize(_text(v)) for k, v in row.items()})
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows([_csv_value(v) for v in row] for row in rows)
+
+
+# Values the csv module writes as they are (None as an empty field).
+_CSV_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+def _csv_value(value: Any) -> Any:
+    """neutralize(_text(value)), with the common types first: the inner loop of the CSVs."""
+    kind = type(value)
+    if kind is str:
+        return "'" + value if value.startswith(FORMULA_PREFIXES) else value
+    if kind in _CSV_PLAIN:
+        return value
+    return neutralize(_text(value))
 
 
 def _text(value: Any) -> Any:
@@ -262,8 +281,6 @@ def _text(value: Any) -> Any:
 
 def _cell(value: Any) -> Any:
     """A typed spreadsheet cell: numbers, dates and booleans stay typed; text is neutralized."""
-    from datetime import datetime
-
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
     if isinstance(value, (list, dict)):
@@ -273,51 +290,136 @@ def _cell(value: Any) -> Any:
     return neutralize(value)
 
 
-def _write_workbook(path: Path, populations: dict[str, tuple[list[str], list[dict]]], as_of: date) -> None:
-    import zipfile
-    from datetime import datetime
+# Excel's serial dates: days since 1899-12-30, the fraction of the day after the point (with
+# Excel's phantom 1900-02-29 below day 61), as openpyxl computed them.
+_EXCEL_EPOCH = date(1899, 12, 30).toordinal()
+# Excel's limit on the text of a cell, in UTF-16 code units.
+_EXCEL_MAX_TEXT = 32767
 
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.utils import get_column_letter
 
-    # Write-only mode streams rows to the file: several times faster and far smaller in
-    # memory than the default mode for populations of tens of thousands of rows.
-    workbook = Workbook(write_only=True)
+def _excel_serial(value: date) -> float:
+    days = value.toordinal() - _EXCEL_EPOCH
+    if 0 < days <= 60:
+        days -= 1
+    if isinstance(value, datetime):
+        seconds = value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 10**6
+        return days + seconds / 86400
+    return days
+
+
+def _excel_text(value: str) -> str:
+    """Cut to Excel's limit here, not in XlsxWriter, so that the check in _write_text sees the
+    text that is written."""
+    if len(value) > _EXCEL_MAX_TEXT // 2:
+        units = value.encode("utf-16-le", "surrogatepass")
+        if len(units) > 2 * _EXCEL_MAX_TEXT:
+            units = units[:2 * _EXCEL_MAX_TEXT]
+            if 0xD800 <= int.from_bytes(units[-2:], "little") <= 0xDBFF:  # half a pair
+                units = units[:-2]
+            value = units.decode("utf-16-le", "surrogatepass")
+    return value
+
+
+def _write_text(sheet: Any, row: int, col: int, value: str) -> None:
+    """Text as text, whatever it contains. XlsxWriter copies a string that starts with "<r>" and
+    ends with "</r>" into the sheet unescaped, as rich-text XML: a hostile value could then
+    inject cells (formulas included). Such values are written as a rich string of plain
+    fragments instead, which XlsxWriter escapes; the cell's text is the same."""
+    value = _excel_text(value)
+    if value.startswith("<r>") and value.endswith("</r>"):
+        sheet.write_rich_string(row, col, value[0], value[1], value[2:])
+    elif value:
+        sheet.write_string(row, col, value)
+
+
+def _write_workbook(path: Path, populations: dict[str, tuple[list[str], list[tuple]]], as_of: date) -> None:
+    """One sheet per population: the header row (frozen), then typed cells, text neutralized.
+
+    XlsxWriter in constant_memory mode streams each row to a temporary file as it is written,
+    several times faster than openpyxl. Its zip entries carry a fixed date, and docProps/core.xml
+    the `created` property (the as-of date) as both its created and modified dates, never the
+    wall clock: the bytes depend on the content only.
+    """
+    import xlsxwriter
+
     stamp = datetime(as_of.year, as_of.month, as_of.day)
-    workbook.properties.created = workbook.properties.modified = stamp
-    workbook.properties.creator = "PatchLedger"
-    for name, (columns, rows) in populations.items():
-        sheet = workbook.create_sheet(title=name[:31])
-        sheet.freeze_panes = "A2"
-        for index, column in enumerate(columns, start=1):
-            sheet.column_dimensions[get_column_letter(index)].width = min(45, max(10, len(column) + 2))
-        sheet.append(columns)
-        for row in rows:
-            cells = []
-            for column in columns:
-                value = _cell(row[column])
-                if isinstance(value, datetime):
-                    cell = WriteOnlyCell(sheet, value=value)
-                    cell.number_format = "yyyy-mm-dd hh:mm:ss"
-                    value = cell
-                cells.append(value)
-            sheet.append(cells)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    # Rewrite the zip with fixed entry times, and the as-of date as the modification time:
-    # openpyxl stamps the wall clock into every entry and into docProps/core.xml on save.
-    modified = f"<dcterms:modified xsi:type=\"dcterms:W3CDTF\">{stamp:%Y-%m-%dT%H:%M:%SZ}</dcterms:modified>"
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as source, \
-            zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            content = source.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                content = re.sub(rb"<dcterms:modified[^>]*>[^<]*</dcterms:modified>",
-                                 modified.encode(), content)
-            entry = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            target.writestr(entry, content)
+    options = {
+        "constant_memory": True,
+        # Text is only ever written with write_string: never a formula, number or link.
+        "strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False,
+    }
+    try:
+        with xlsxwriter.Workbook(str(path), options) as workbook:
+            workbook.set_properties({"author": "PatchLedger", "created": stamp})
+            # The number formats openpyxl gave these types.
+            formats = {
+                datetime: workbook.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+                date: workbook.add_format({"num_format": "yyyy-mm-dd"}),
+                time: workbook.add_format({"num_format": "h:mm:ss"}),
+                timedelta: workbook.add_format({"num_format": "[hh]:mm:ss"}),
+            }
+            for name, (columns, rows) in populations.items():
+                sheet = workbook.add_worksheet(name[:31])
+                sheet.freeze_panes(1, 0)
+                for index, column in enumerate(columns):
+                    # At 7 pixels a character the file says exactly this width, as before.
+                    sheet.set_column_pixels(index, index, 7 * min(45, max(10, len(column) + 2)))
+                    _write_text(sheet, 0, index, column)
+                _write_rows(sheet, rows, formats)
+    except BaseException:
+        path.unlink(missing_ok=True)  # no half-written workbook in the pack
+        raise
+
+
+def _write_rows(sheet: Any, rows: list[tuple], formats: dict[type, Any]) -> None:
+    """The inner loop of the workbook: the common types first, the rest through _cell."""
+    write_string, write_number, write_boolean = sheet.write_string, sheet.write_number, sheet.write_boolean
+    datetime_format, date_format = formats[datetime], formats[date]
+    for number, row in enumerate(rows, start=1):
+        for col, value in enumerate(row):
+            kind = type(value)
+            if kind is str:
+                if value.startswith(FORMULA_PREFIXES):
+                    value = "'" + value
+                if len(value) > _EXCEL_MAX_TEXT // 2 or value.startswith("<r>"):
+                    _write_text(sheet, number, col, value)  # the rare cases, checked there
+                elif value:
+                    write_string(number, col, value)
+            elif value is None:
+                continue
+            elif kind is bool:
+                write_boolean(number, col, value)
+            elif kind is int or kind is float:
+                if math.isfinite(value):  # NaN and infinities have no cell value in Excel
+                    write_number(number, col, value)
+            elif kind is datetime:
+                if value.tzinfo:
+                    value = value.astimezone(UTC).replace(tzinfo=None)
+                write_number(number, col, _excel_serial(value), datetime_format)
+            elif kind is date:
+                write_number(number, col, _excel_serial(value), date_format)
+            else:
+                _write_other(sheet, number, col, value, formats)
+
+
+def _write_other(sheet: Any, row: int, col: int, value: Any, formats: dict[type, Any]) -> None:
+    value = _cell(value)
+    if isinstance(value, bool):
+        sheet.write_boolean(row, col, value)
+    elif isinstance(value, numbers.Real):
+        if math.isfinite(value):
+            sheet.write_number(row, col, value)
+    elif isinstance(value, date):  # datetime included
+        sheet.write_number(row, col, _excel_serial(value), formats[datetime if isinstance(value, datetime) else date])
+    elif isinstance(value, time):
+        seconds = value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 10**6
+        sheet.write_number(row, col, seconds / 86400, formats[time])
+    elif isinstance(value, timedelta):
+        sheet.write_number(row, col, value.total_seconds() / 86400, formats[timedelta])
+    elif isinstance(value, str):
+        _write_text(sheet, row, col, value)
+    elif value is not None:  # any other type (UUID, bytes...) as its text
+        _write_text(sheet, row, col, neutralize(str(value)))
 
 
 def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
@@ -358,8 +460,7 @@ def write_reports(
     for name, (table, _) in POPULATIONS.items():
         if not table_exists(conn, table):
             continue
-        columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
-        rows = population_rows(conn, name)
+        columns, rows = _population(conn, name)
         populations[name] = (columns, rows)
         path = out_dir / "populations" / f"{name}.csv"
         _write_csv(path, rows, columns)
@@ -368,8 +469,9 @@ def write_reports(
     _write_workbook(workbook, populations, as_of)
     written.append(workbook)
     # The report prints the hashes of the population files, so they are written first.
+    digests = {p: sha256_file(p) for p in written}
     data["data_files"] = [
-        {"name": str(p.relative_to(out_dir)), "sha256": sha256_file(p), "rows": len(populations.get(p.stem, ((), ()))[1])}
+        {"name": str(p.relative_to(out_dir)), "sha256": digests[p], "rows": len(populations.get(p.stem, ((), ()))[1])}
         for p in written
     ]
     html = render_html(data)
@@ -378,13 +480,14 @@ def write_reports(
     pdf_path = out_dir / "compliance-report.pdf"
     _write_pdf(html, pdf_path)
     written += [html_path, pdf_path]
+    digests.update({p: sha256_file(p) for p in (html_path, pdf_path)})
     manifest_path = out_dir / "manifest.json"
     manifest = {
         "report_id": f"PL-{as_of.isoformat()}",
         "as_of": as_of.isoformat(),
         "code_version": pipelines.__version__,
         "policy_version": (data.get("criteria") or [{}])[0].get("policy_version"),
-        "files": {str(p.relative_to(out_dir)): sha256_file(p) for p in sorted(written)},
+        "files": {str(p.relative_to(out_dir)): digests[p] for p in sorted(written)},
         "population_rows": {name: len(rows) for name, (_, rows) in populations.items()},
         "table_rows": {t["name"]: t["rows"] for t in data["tables"]},
         # The ledger's chain heads, anchored outside the warehouse: rewriting every hash in the
