@@ -47,7 +47,7 @@ def register_asset(name: str, group_name: str) -> dg.AssetsDefinition:
         run_settings: RunSettings,
     ) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn, transaction(conn):
-            result = load_register(conn, run_settings.estate_dir, name, context.run_id)
+            result = load_register(conn, run_settings.estate_dir, name, context.run.run_id)
             for warning in result.warnings:
                 context.log.warning(warning)
             metadata = table_metadata(conn, f"staging.{name}")
@@ -97,7 +97,7 @@ blackout_dates = register_asset("blackout_dates", STAGE6_MONITORING)
 def register_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Append new register rows to their chains and record tampering with earlier rows."""
     with warehouse.get_connection() as conn, transaction(conn):
-        results = [append_register(conn, name, context.run_id) for name in LEDGER_REGISTERS]
+        results = [append_register(conn, name, context.run.run_id) for name in LEDGER_REGISTERS]
         for result in results:
             if result.tamper_findings:
                 context.log.warning(

@@ -230,7 +230,7 @@ def msrc_documents(
             provenance = {
                 "source_file": _relative(path, run_settings),
                 "source_sha256": msrc.sha256_bytes(data),
-                "ingest_run": context.run_id,
+                "ingest_run": context.run.run_id,
             }
             if (provenance["source_file"], provenance["source_sha256"]) in ingested:
                 skipped += 1
@@ -265,7 +265,7 @@ def msrc_documents(
             finally:
                 conn.unregister("_ids")
         _log_ingest(
-            conn, "msrc", context.run_id, files_seen=len(files), files_skipped=skipped,
+            conn, "msrc", context.run.run_id, files_seen=len(files), files_skipped=skipped,
             documents_ingested=len(chosen), live_fetch=run_settings.source == "azure",
         )
         context.log.info(
@@ -324,12 +324,12 @@ def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_colu
             conn.execute(
                 f"INSERT INTO {table} BY NAME "
                 "SELECT *, ? AS source_file, ? AS source_sha256, ? AS ingest_run FROM _snapshot",
-                [source_file, sha, context.run_id],
+                [source_file, sha, context.run.run_id],
             )
         finally:
             conn.unregister("_snapshot")
         context.log.info(f"{channel}: {snapshot.num_rows} rows from {source_file}")
-    _log_ingest(conn, channel, context.run_id, files_seen=len(files), files_skipped=skipped,
+    _log_ingest(conn, channel, context.run.run_id, files_seen=len(files), files_skipped=skipped,
                 documents_ingested=len(files) - skipped)
 
 
@@ -557,7 +557,7 @@ def osv_advisories(
             provenance = {
                 "source_file": _relative(path, run_settings),
                 "source_sha256": msrc.sha256_bytes(data),
-                "ingest_run": context.run_id,
+                "ingest_run": context.run.run_id,
             }
             if (provenance["source_file"], provenance["source_sha256"]) in ingested:
                 skipped += 1
@@ -592,7 +592,7 @@ def osv_advisories(
             finally:
                 conn.unregister("_ids")
         _log_ingest(
-            conn, "osv", context.run_id, files_seen=len(files), files_skipped=skipped,
+            conn, "osv", context.run.run_id, files_seen=len(files), files_skipped=skipped,
             documents_ingested=len(chosen),
         )
         context.log.info(
@@ -677,7 +677,7 @@ def msrc_index(
                 extra = {
                     "source_file": source_file,
                     "source_sha256": sha,
-                    "ingest_run": context.run_id,
+                    "ingest_run": context.run.run_id,
                     "fetched_at": datetime.now(UTC),
                 }
                 schema = msrc.INDEX_SCHEMA
@@ -691,7 +691,7 @@ def msrc_index(
                     conn.unregister("_incoming")
                 read = 1
         _log_ingest(
-            conn, "msrc_index", context.run_id, files_seen=int(path is not None),
+            conn, "msrc_index", context.run.run_id, files_seen=int(path is not None),
             files_skipped=int(path is not None) - read, documents_ingested=read, live_fetch=live,
         )
         metadata = table_metadata(conn, "raw.msrc_index", order_by="initial_release_at DESC")
@@ -996,7 +996,7 @@ def patch_notifications(
                     **{k: candidate[k] for k in _NOTICE_FIELDS if k != "remediation_url"},
                     "as_of": as_of,
                     "notified_at": notified_at,
-                    "run_id": context.run_id,
+                    "run_id": context.run.run_id,
                     "delivery": delivery,
                     "content": content,
                     "row_sha256": row_sha,
@@ -1008,7 +1008,7 @@ def patch_notifications(
             prev = chain
 
         if notices and webhook:
-            status = post_webhook(webhook, _notice_payload(context.run_id, as_of, notices))
+            status = post_webhook(webhook, _notice_payload(context.run.run_id, as_of, notices))
             context.log.info(
                 f"Notification webhook {redact_url(webhook)} accepted {len(notices)} notices (HTTP {status})."
             )
@@ -1022,7 +1022,7 @@ def patch_notifications(
             conn,
             "marts.patch_notifications",
             "bulletin_patch_notifications",
-            params={"run_id": context.run_id},
+            params={"run_id": context.run.run_id},
         )
         context.log.info(
             f"Notifications as of {as_of}: {len(notices)} new "

@@ -6,6 +6,8 @@ import functools
 
 import dagster as dg
 
+from pipelines.lake import lake_root
+
 # One group per stage of the process (product.md, "The six stages"), plus the evidence pack.
 STAGE1_INVENTORY = "stage1_patch_inventory"
 STAGE2_BASELINES = "stage2_vm_baselining"
@@ -21,6 +23,10 @@ DUCKDB_POOL = "duckdb"
 # Every asset that opens the warehouse for writing goes through this decorator: one pool,
 # one owner, DuckDB kind. Keys mirror warehouse coordinates: ["marts", "patch_catalog"].
 warehouse_asset = functools.partial(dg.asset, pool=DUCKDB_POOL, owners=OWNERS)
+# In lake mode (pipelines/lake.py) the raw scan assets write Parquet and hold the warehouse file
+# only for a moment (lock retried), so they run outside the one-writer pool and can fan out over
+# processes; otherwise they are warehouse writers like the rest.
+raw_scan_asset = functools.partial(dg.asset, pool=None if lake_root() else DUCKDB_POOL, owners=OWNERS)
 # Checks read the warehouse: same pool, so a check never races a writer for the file.
 warehouse_check = functools.partial(dg.asset_check, pool=DUCKDB_POOL)
 

@@ -44,7 +44,7 @@ def raw_virtual_machines(
     with azure_live.estate_for(run_settings, "raw.virtual_machines", context.log) as estate:
         with warehouse.get_connection() as conn, transaction(conn):
             azure_files.load_virtual_machines(
-                conn, Path(estate), "raw.virtual_machines", context.run_id, context.log,
+                conn, Path(estate), "raw.virtual_machines", context.run.run_id, context.log,
                 full_reload=config.full_reload,
             )
             metadata = table_metadata(conn, "raw.virtual_machines", preview_rows=0)

@@ -18,8 +18,9 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
+from assets.common import STAGE6_MONITORING, key, raw_scan_asset, warehouse_asset, warehouse_check
 from pipelines.connectors import azure_files, azure_live, log_analytics
+from pipelines.lake import Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
@@ -50,9 +51,12 @@ def _load_raw(
 ):
     """New or changed estate files (or Azure, in live mode) into raw `table` as received, in one
     transaction; the metadata counts the files read and skipped."""
+    lake = current_lake()
     with azure_live.estate_for(run_settings, table, context.log) as estate:
+        if lake is not None:
+            return _load_raw_into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
         with warehouse.get_connection() as conn, transaction(conn):
-            load(conn, Path(estate), table, context.run_id, context.log, full_reload=full_reload)
+            load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
             metadata = table_metadata(conn, table)
             stats = azure_files.LAST_INGEST.get(table)
             if stats is not None:
@@ -63,6 +67,46 @@ def _load_raw(
         context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
     return dg.MaterializeResult(
         metadata={**metadata, "quarantined_rows": dg.MetadataValue.int(quarantined)}
+    )
+
+
+def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool):
+    """Lake mode (pipelines/lake.py): the same loader and checks on an in-memory DuckDB, the new
+    rows written as Parquet; the warehouse is held only to point its view at the lake and to
+    record quarantined rows."""
+    with duckdb.connect() as scratch:
+        scratch.execute("SET TimeZone = 'UTC'")
+        lake.prepare_raw(scratch, table, full_reload)
+        load(scratch, estate, table, context.run.run_id, context.log, full_reload=False)
+        stats = azure_files.LAST_INGEST[table]
+        if stats.full_reload:  # the lake's columns were not the loader's: rewrite the table
+            lake.remove(lake.folder(table))
+        written = lake.write_raw(scratch, table, stats.files_replaced)
+        scratch.execute(log_analytics.QUARANTINE_DDL)
+        quarantine = scratch.sql("SELECT * FROM raw.quarantine WHERE source = $source", params={"source": table}).to_arrow_table()
+    changed = stats.files_read + stats.files_replaced
+    with warehouse.get_connection() as conn, transaction(conn):
+        lake.attach_raw(conn, table)
+        conn.execute(log_analytics.QUARANTINE_DDL)
+        conn.execute(
+            "DELETE FROM raw.quarantine WHERE source = $table AND ($all OR source_file IN (SELECT unnest($names)))",
+            {"table": table, "all": full_reload or stats.full_reload, "names": changed},
+        )
+        conn.register("incoming_quarantine", quarantine)
+        conn.execute("INSERT INTO raw.quarantine SELECT * FROM incoming_quarantine")
+        conn.unregister("incoming_quarantine")
+        metadata = table_metadata(conn, table)
+        quarantined = log_analytics.quarantine_count(conn, table)
+    metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
+    if quarantined:
+        context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
+    return dg.MaterializeResult(
+        metadata={
+            **metadata,
+            "quarantined_rows": dg.MetadataValue.int(quarantined),
+            "lake/folder": dg.MetadataValue.path(lake.folder(table)),
+            "lake/rows_written": dg.MetadataValue.int(written),
+        }
     )
 
 
@@ -78,7 +122,7 @@ def _log_analytics(la_table: str):
     )
 
 
-@warehouse_asset(
+@raw_scan_asset(
     key=key("raw.patch_assessment_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
 )
 def raw_patch_assessment_resources(
@@ -94,7 +138,7 @@ def raw_patch_assessment_resources(
                      config.full_reload)
 
 
-@warehouse_asset(
+@raw_scan_asset(
     key=key("raw.patch_installation_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
 )
 def raw_patch_installation_resources(
@@ -110,7 +154,7 @@ def raw_patch_installation_resources(
                      config.full_reload)
 
 
-@warehouse_asset(key=key("raw.patch_operations"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
+@raw_scan_asset(key=key("raw.patch_operations"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
 def raw_patch_operations(
     context: dg.AssetExecutionContext,
     config: RawIngestConfig,
@@ -124,7 +168,7 @@ def raw_patch_operations(
     )
 
 
-@warehouse_asset(key=key("raw.la_update"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
+@raw_scan_asset(key=key("raw.la_update"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
 def raw_la_update(
     context: dg.AssetExecutionContext,
     config: RawIngestConfig,
@@ -136,7 +180,7 @@ def raw_la_update(
                      config.full_reload)
 
 
-@warehouse_asset(key=key("raw.la_update_summary"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
+@raw_scan_asset(key=key("raw.la_update_summary"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
 def raw_la_update_summary(
     context: dg.AssetExecutionContext,
     config: RawIngestConfig,
@@ -150,7 +194,7 @@ def raw_la_update_summary(
     )
 
 
-@warehouse_asset(
+@raw_scan_asset(
     key=key("raw.la_update_run_progress"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
 )
 def raw_la_update_run_progress(
@@ -203,16 +247,24 @@ RAW_SCAN_TABLES = (
 )
 def patch_observations(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Normalize every scan source into assessment runs and patch observations."""
+    lake = current_lake()
+    versions = {}
     with warehouse.get_connection() as conn, transaction(conn):
-        build_table(conn, "staging.assessment_runs", "obs_assessment_runs")
+        for table, sql_name in (("staging.assessment_runs", "obs_assessment_runs"),
+                                ("staging.patch_observations", "patch_observations")):
+            if lake is None:
+                build_table(conn, table, sql_name)
+            else:  # Parquet partitioned by day, the warehouse keeping a view
+                versions[table] = lake.build_staging(conn, table, sql_name)
         runs = table_metadata(conn, "staging.assessment_runs")
-        build_table(conn, "staging.patch_observations")
         by_source = dict(
             conn.execute(
                 "SELECT source, count(*) FROM staging.patch_observations GROUP BY ALL ORDER BY ALL"
             ).fetchall()
         )
         observations = table_metadata(conn, "staging.patch_observations")
+    for table, version in versions.items():  # the warehouse now reads the new versions only
+        lake.remove_other_versions(table, version)
     yield dg.MaterializeResult(asset_key=key("staging.assessment_runs"), metadata=runs)
     yield dg.MaterializeResult(
         asset_key=key("staging.patch_observations"),

@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from pipelines import settings
+from pipelines.lake import current_lake
 
 SCHEMAS = ("raw", "staging", "marts", "ledger")
 # DuckDB's memory limit per connection. 3 GB keeps the whole process under 4 GiB at 10,000 VMs x
@@ -106,6 +107,9 @@ def connect_warehouse(
     if not read_only:
         for schema in SCHEMAS:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    lake = current_lake()
+    if lake is not None:
+        lake.register(conn)  # the raw and staging views read a remote lake
     return conn
 
 

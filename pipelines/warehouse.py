@@ -121,10 +121,11 @@ def _parameters_in(query: str) -> set[str]:
     return set(re.findall(r"\$([a-z_][a-z0-9_]*)", without_strings))
 
 
-def comment_table(conn: duckdb.DuckDBPyConnection, table: str, sql_name: str) -> None:
+def comment_table(conn: duckdb.DuckDBPyConnection, table: str, sql_name: str, kind: str = "TABLE") -> None:
+    """The SQL file's header as the COMMENTs of the table (or, in lake mode, the VIEW)."""
     description, columns = sql_docs(sql_name)
     if description:
-        conn.execute(f"COMMENT ON TABLE {_checked(table)} IS {sql_literal(description)}")
+        conn.execute(f"COMMENT ON {kind} {_checked(table)} IS {sql_literal(description)}")
     existing = {r[0] for r in conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
     for column, text in columns.items():
         if column in existing:

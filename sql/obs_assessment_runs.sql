@@ -123,7 +123,7 @@ SELECT
     reboot_pending,
     lists_missing_patches,
     os_type,
-    missing_count,
+    missing_count::BIGINT AS missing_count,
     source_file
 FROM runs
 WHERE vm_id IS NOT NULL AND vm_id <> '' AND assessed_at IS NOT NULL

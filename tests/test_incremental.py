@@ -1,9 +1,13 @@
 """Incremental raw ingestion: a daily run reads only the new files, and gives the marts of a
-full rebuild; a copied or renamed file adds nothing; a changed file replaces only its rows."""
+full rebuild; a copied or renamed file adds nothing; a changed file replaces only its rows.
+
+Every test runs twice: with everything in the DuckDB file, and in lake mode (pipelines/lake.py:
+raw and staging as partitioned Parquet beside it), whose marts must equal the first mode's."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -18,12 +22,20 @@ COMPARED = ("staging.patch_observations", "staging.assessment_runs", "staging.vm
 TARGETS = ("marts.vm_patch_state", "marts.vm_patch_history", "marts.compliance_gaps", "marts.vm_inventory")
 
 
-def _run(estate: Path, database: Path, tmp: Path, run_config: dict | None = None):
+def lake_of(database: Path) -> Path:
+    return database.with_name(database.stem + "-lake")
+
+
+def _run(estate: Path, database: Path, tmp: Path, run_config: dict | None = None, lake: bool = False):
     env = {"PATCHLEDGER_ESTATE": str(estate), "PATCHLEDGER_WAREHOUSE": str(database),
            "PATCHLEDGER_REPORTS": str(tmp / "reports"), "PATCHLEDGER_SOURCE": "files"}
-    saved = {k: os.environ.get(k) for k in [*env, "PATCHLEDGER_AS_OF"]}
+    saved = {k: os.environ.get(k) for k in [*env, "PATCHLEDGER_AS_OF", "PATCHLEDGER_LAKE"]}
     os.environ.update(env)
     os.environ.pop("PATCHLEDGER_AS_OF", None)
+    if lake:
+        os.environ["PATCHLEDGER_LAKE"] = str(lake_of(database))
+    else:
+        os.environ.pop("PATCHLEDGER_LAKE", None)
     try:
         from pipelines.definitions import defs
 
@@ -66,11 +78,17 @@ def _hashes(database: Path) -> dict:
         return out
 
 
+@pytest.fixture(scope="module", params=["warehouse", "lake"])
+def mode(request):
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def estates(tmp_path_factory):
+def estates(tmp_path_factory, mode):
     from pipelines.demo.generator import generate_estate
 
-    root = tmp_path_factory.mktemp("incremental")
+    lake = mode == "lake"
+    root = tmp_path_factory.mktemp(f"incremental-{mode}")
     estate = root / "estate"
     summary = generate_estate(estate, vms=30, days=21, seed=5)
     day = summary.end.isoformat()
@@ -85,12 +103,12 @@ def estates(tmp_path_factory):
             moved.append((target, path))
     assert any("log_analytics" in str(p) for _, p in moved) and any("resource_graph" in str(p) for _, p in moved)
     incremental = root / "incremental.duckdb"
-    _run(estate, incremental, root)  # days 1-20
+    _run(estate, incremental, root, lake=lake)  # days 1-20
     for target, original in moved:
         shutil.move(target, original)
-    run_id, metadata = _run(estate, incremental, root)  # day 21 added
+    run_id, metadata = _run(estate, incremental, root, lake=lake)  # day 21 added
     full = root / "full.duckdb"
-    _run(estate, full, root)
+    _run(estate, full, root, lake=lake)
     new_files = {p.relative_to(estate).as_posix() for _, p in moved}
     return root, estate, incremental, full, run_id, metadata, new_files
 
@@ -110,15 +128,58 @@ def test_only_new_files_are_read(estates):
     assert metadata["raw/patch_assessment_resources"]["ingest/files_unchanged"] == 20
 
 
-def test_marts_equal_a_full_rebuild(estates):
+# Content hashes of each mode's full run, to compare the modes.
+FULL_HASHES: dict[str, dict] = {}
+
+
+def test_marts_equal_a_full_rebuild(estates, mode):
     _, _, incremental, full, *_ = estates
-    assert _hashes(incremental) == _hashes(full)
+    FULL_HASHES[mode] = _hashes(full)
+    assert _hashes(incremental) == FULL_HASHES[mode]
 
 
-def test_copy_rename_and_change(estates, tmp_path):
+def test_lake_gives_the_same_tables(estates, mode):
+    """Raw, staging and marts read the same through the lake's views as from the DuckDB file."""
+    if mode != "lake" or "warehouse" not in FULL_HASHES:
+        pytest.skip("compares the lake run with the warehouse run of the same estate")
+    assert FULL_HASHES["lake"] == FULL_HASHES["warehouse"]
+
+
+def test_lake_layout(estates, mode):
+    """One folder per source file under its day, named by the file's sha256; staging by
+    observation day in one current version; the warehouse holds views over them."""
+    if mode != "lake":
+        pytest.skip("lake mode only")
+    from pipelines.connectors.azure_files import sha256_file
+
+    root, estate, incremental, *_ = estates
+    lake = lake_of(incremental)
+    source = sorted((estate / "azure" / "resource_graph").glob("patchassessmentresources*.json"))[-1]
+    day = re.search(r"\d{4}-\d{2}-\d{2}", source.name).group(0)
+    folder = lake / "raw" / "patch_assessment_resources" / f"day={day}" / f"file={sha256_file(source)}"
+    assert [p.name for p in folder.iterdir()] == ["part_0.parquet"]
+    days = sorted(p.name for p in (lake / "raw" / "la_update").iterdir())
+    assert len(days) == 21 and days[-1] == f"day={day}"
+    versions = list((lake / "staging" / "patch_observations").iterdir())
+    assert len(versions) == 1  # the previous versions were removed after the commit
+    with duckdb.connect(str(incremental), read_only=True) as conn:
+        kinds = dict(conn.execute(
+            "SELECT table_schema || '.' || table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema IN ('raw', 'staging')").fetchall())
+        observed_days = conn.execute(
+            "SELECT count(DISTINCT observed_at::DATE) FROM staging.patch_observations").fetchall()[0][0]
+    assert kinds["raw.la_update"] == kinds["staging.patch_observations"] == "VIEW"
+    assert kinds["staging.vm_identity"] == "BASE TABLE"  # small staging tables stay in the file
+    assert len(list(versions[0].glob("day=*"))) == observed_days
+
+
+def test_copy_rename_and_change(estates, tmp_path, mode):
     root, estate, incremental, full, *_ = estates
+    lake = mode == "lake"
     database = tmp_path / "w.duckdb"
     shutil.copy(incremental, database)
+    if lake:
+        shutil.copytree(lake_of(incremental), lake_of(database))
     before = _hashes(database)
     # A copy and a rename add nothing.
     folder = estate / "azure" / "resource_graph"
@@ -126,7 +187,7 @@ def test_copy_rename_and_change(estates, tmp_path):
     shutil.copy(first, folder / "patchassessmentresources-copy.json")
     updates = sorted((estate / "log_analytics").glob("Update_*.csv"))
     updates[0].rename(updates[0].with_name("Update_renamed.csv"))
-    _, metadata = _run(estate, database, tmp_path)
+    _, metadata = _run(estate, database, tmp_path, lake=lake)
     assert metadata["raw/patch_assessment_resources"]["ingest/files_copies_skipped"] == 1
     assert metadata["raw/la_update"]["ingest/files_copies_skipped"] == 1
     assert _hashes(database) == before
@@ -138,7 +199,7 @@ def test_copy_rename_and_change(estates, tmp_path):
     name = changed.relative_to(estate).as_posix()
     with duckdb.connect(str(database), read_only=True) as conn:
         others = conn.execute("SELECT count(*) FROM raw.la_update WHERE source_file <> ?", [name]).fetchall()
-    _, metadata = _run(estate, database, tmp_path)
+    _, metadata = _run(estate, database, tmp_path, lake=lake)
     assert metadata["raw/la_update"]["ingest/files_replaced"] == 1
     assert metadata["raw/la_update"]["ingest/files_read"] == 1
     with duckdb.connect(str(database), read_only=True) as conn:
@@ -147,7 +208,7 @@ def test_copy_rename_and_change(estates, tmp_path):
         assert conn.execute("SELECT count(*) FROM raw.la_update WHERE source_file <> ?",
                             [name]).fetchall() == others
     # A full reload rebuilds from the files present: the renamed file's rows now carry the new name.
-    _run(estate, database, tmp_path, {"ops": {"raw__la_update": {"config": {"full_reload": True}}}})
+    _run(estate, database, tmp_path, {"ops": {"raw__la_update": {"config": {"full_reload": True}}}}, lake=lake)
     with duckdb.connect(str(database), read_only=True) as conn:
         names = {r[0] for r in conn.execute("SELECT DISTINCT source_file FROM raw.la_update").fetchall()}
     assert "log_analytics/Update_renamed.csv" in names
