@@ -1,11 +1,13 @@
 """Stage 6: remediation episodes, time to patch and the daily compliance trend, over the whole
 observation history (set-based SQL over validity intervals of patch states)."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
+from pipelines.warehouse import build_table, read_sql, resolve_as_of, table_metadata, transaction
 
 
 @warehouse_asset(
@@ -66,6 +68,52 @@ def time_to_patch(
     return dg.MaterializeResult(metadata={**metadata, "as_of": as_of.isoformat()})
 
 
+# What marts.compliance_daily counts besides the observations: if any of it changed since the
+# last build, every day is recomputed. The SQL text is part of it.
+_TREND_BASIS = """
+SELECT md5(concat_ws('|',
+    $sql,
+    (SELECT string_agg(concat_ws(',', patch_key, severity), ';' ORDER BY patch_key)
+     FROM staging.patch_trend_severity),
+    (SELECT string_agg(concat_ws(',', superseded_kb, kb), ';' ORDER BY superseded_kb, kb)
+     FROM marts.patch_supersedence_closure),
+    (SELECT string_agg(concat_ws(',', vm_id, asset_category, criticality, environment, owner), ';' ORDER BY vm_id)
+     FROM marts.vm_inventory)))
+"""
+
+# The observations the trend counts, per source file: a file whose rows changed (or a new file)
+# changes the days from its earliest observation on; the others' days stand.
+_TREND_SOURCES = """
+SELECT source_file, count(*) AS observations, sum(hash(vm_id, patch_key, kb, state, source,
+       observed_at, run_id)) AS content, min(observed_at)::DATE AS first_day
+FROM marts.vm_patch_history
+WHERE observed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
+GROUP BY source_file
+"""
+
+
+def _trend_from_day(conn, basis: str, as_of) -> tuple[object, str]:
+    """The first day to recompute (None: all of them), and why."""
+    known = {r[0] for r in conn.execute(
+        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+        "WHERE table_name IN ('compliance_daily', 'compliance_daily_basis', 'compliance_daily_sources')"
+    ).fetchall()}
+    if not {"marts.compliance_daily", "staging.compliance_daily_basis", "staging.compliance_daily_sources"} <= known:
+        return None, "first build"
+    previous = conn.execute("SELECT basis, as_of FROM staging.compliance_daily_basis").fetchall()
+    if not previous or previous[0][0] != basis:
+        return None, "severities, supersedence, machine attributes or the SQL changed"
+    if previous[0][1] > as_of:
+        return None, "evaluation date moved back"
+    changed = conn.execute(
+        "SELECT min(first_day) FROM ("
+        "(SELECT * FROM new_trend_sources EXCEPT SELECT * FROM staging.compliance_daily_sources) UNION ALL "
+        "(SELECT * FROM staging.compliance_daily_sources EXCEPT SELECT * FROM new_trend_sources))"
+    ).fetchall()[0][0]
+    next_day = previous[0][1] + timedelta(days=1)
+    return (min(changed, next_day) if changed else next_day), "new or changed observations"
+
+
 @warehouse_asset(
     key=key("marts.compliance_daily"),
     group_name=STAGE6_MONITORING,
@@ -82,10 +130,28 @@ def compliance_daily(
 ) -> dg.MaterializeResult:
     """The compliance trend for every day of the history: machines, applicable patch pairs,
     installed, superseded-satisfied, missing, failed and pending-reboot counts and the compliance
-    share, for the fleet and by asset category, criticality, environment, owner and severity."""
+    share, for the fleet and by asset category, criticality, environment, owner and severity.
+
+    Incremental: only the days from the earliest one that new or changed observations touch are
+    recomputed; a change to anything else the counts read rebuilds every day."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "marts.compliance_daily", params={"as_of": as_of})
+        build_table(conn, "staging.patch_trend_severity")
+        basis = conn.execute(_TREND_BASIS, {
+            "sql": read_sql("compliance_daily") + read_sql("patch_trend_severity")}).fetchall()[0][0]
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE new_trend_sources AS {_TREND_SOURCES}", {"as_of": as_of})
+        from_day, reason = _trend_from_day(conn, basis, as_of)
+        if from_day is None:
+            build_table(conn, "marts.compliance_daily", params={"as_of": as_of, "from_day": None})
+        else:
+            conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [from_day])
+            conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}",
+                         {"as_of": as_of, "from_day": from_day})
+            conn.execute("UPDATE marts.compliance_daily SET as_of = ?", [as_of])
+        conn.execute("CREATE OR REPLACE TABLE staging.compliance_daily_sources AS "
+                     "SELECT * FROM new_trend_sources ORDER BY source_file")
+        conn.execute("CREATE OR REPLACE TABLE staging.compliance_daily_basis AS "
+                     "SELECT $basis AS basis, CAST($as_of AS DATE) AS as_of", {"basis": basis, "as_of": as_of})
         days, latest_share = conn.execute(
             "SELECT count(*), arg_max(compliance_share, day) FROM marts.compliance_daily "
             "WHERE grain = 'fleet'"
@@ -95,12 +161,16 @@ def compliance_daily(
             "marts.compliance_daily",
             order_by="day DESC, grain, asset_category, criticality, environment, owner, severity",
         )
+    context.log.info(f"compliance_daily: {'every day' if from_day is None else f'days from {from_day}'} "
+                     f"recomputed ({reason})")
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "as_of": as_of.isoformat(),
             "days": dg.MetadataValue.int(days),
             "latest_fleet_compliance_share": dg.MetadataValue.float(float(latest_share or 0.0)),
+            "trend/recomputed_from": from_day.isoformat() if from_day else "all days",
+            "trend/reason": reason,
         }
     )
 

@@ -1,15 +1,33 @@
 """The Dagster code location: every asset, check, job, schedule and sensor of PatchLedger.
 
 The UI (`make ui`), `patchledger run` and the tests all load this one `Definitions`.
-Runs execute in process: DuckDB admits one writer process per file.
+Runs execute in process: DuckDB admits one writer process per file. In lake mode
+(PATCHLEDGER_LAKE, pipelines/lake.py) PATCHLEDGER_EXECUTOR=multiprocess runs the raw ingestion
+steps in parallel processes; the `duckdb` pool (limit 1, config/dagster.yaml) still admits one
+warehouse writer at a time.
 """
 
 from __future__ import annotations
+
+import os
 
 import dagster as dg
 
 import assets
 from pipelines import jobs, resources, schedules, sensors
+from pipelines.lake import LAKE_ENV, lake_root
+
+
+def executor() -> dg.ExecutorDefinition:
+    name = os.environ.get("PATCHLEDGER_EXECUTOR", "in_process")
+    if name == "in_process":
+        return dg.in_process_executor
+    if name != "multiprocess":
+        raise ValueError(f"PATCHLEDGER_EXECUTOR must be 'in_process' or 'multiprocess', not {name!r}")
+    if not lake_root():
+        raise ValueError(f"PATCHLEDGER_EXECUTOR=multiprocess needs lake mode ({LAKE_ENV}): without it "
+                         "every step writes the one DuckDB file and nothing can run in parallel")
+    return dg.multiprocess_executor
 
 
 @dg.definitions
@@ -21,5 +39,5 @@ def defs() -> dg.Definitions:
         schedules=schedules.all_schedules(),
         sensors=sensors.all_sensors(),
         resources=resources.default_resources(),
-        executor=dg.in_process_executor,
+        executor=executor(),
     )

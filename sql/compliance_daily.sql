@@ -1,11 +1,11 @@
--- @table Daily compliance trend over the whole history (first observed day to $as_of): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. Supersedence-aware: a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day counts as superseded_satisfied. Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory); coverage staleness is not applied (the last known state stands).
+-- @table Daily compliance trend over the whole history (first observed day to $as_of), maintained incrementally (a run recomputes the days from the earliest one its new or changed observations touch; anything else that the counts depend on changing means a full rebuild): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. Supersedence-aware: a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day counts as superseded_satisfied. Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory); coverage staleness is not applied (the last known state stands).
 -- @column day: The UTC day; states as of its end.
 -- @column grain: Which columns the row is broken down by: fleet (none), asset_category, criticality, environment, owner, severity, or detail (all five).
 -- @column asset_category: Asset category ('(none)' when untagged); NULL when the grain does not break down by it.
 -- @column criticality: Machine criticality ('(none)' when untagged); NULL when not in the grain.
 -- @column environment: Machine environment ('(none)' when untagged); NULL when not in the grain.
 -- @column owner: Machine owner ('(none)' when untagged); NULL when not in the grain.
--- @column severity: Patch severity as in marts.compliance_gaps ('(none)' when unknown); NULL when not in the grain.
+-- @column severity: Patch severity (staging.patch_trend_severity; '(none)' when unknown); NULL when not in the grain.
 -- @column machines: Machines with at least one applicable patch in the row.
 -- @column applicable_pairs: Machine x patch pairs known and applicable at the end of the day (any state except not_applicable).
 -- @column installed: Pairs installed.
@@ -48,10 +48,12 @@ intervals AS (
         ) AS last_day
     FROM changes
 ),
+-- $from_day (NULL for all): a daily run recomputes only the days its new data can change.
 days AS (
     SELECT CAST(d AS DATE) AS day
     FROM params,
          generate_series((SELECT min(observed_at)::DATE FROM events), params.as_of, INTERVAL 1 DAY) AS g(d)
+    WHERE $from_day IS NULL OR CAST(d AS DATE) >= CAST($from_day AS DATE)
 ),
 pair_days AS (
     SELECT d.day, i.vm_id, i.patch_key, i.kb, i.state
@@ -65,25 +67,6 @@ satisfied AS (
     JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
     JOIN pair_days AS q ON q.day = m.day AND q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
     WHERE m.state IN ('missing', 'failed', 'not_selected')
-),
-patch_severity AS (
-    SELECT
-        e.patch_key,
-        any_value(coalesce(
-            c.max_severity,
-            s.msrc_severity,
-            CASE s.classification WHEN 'Critical' THEN 'Critical' WHEN 'Security' THEN 'Important' ELSE 'Low' END
-        )) AS severity
-    FROM (SELECT DISTINCT patch_key FROM events) AS e
-    LEFT JOIN marts.patch_catalog AS c ON c.patch_key = e.patch_key
-    LEFT JOIN (
-        SELECT patch_key,
-               arg_max(msrc_severity, observed_at) FILTER (WHERE msrc_severity IS NOT NULL) AS msrc_severity,
-               arg_max(classification, observed_at) FILTER (WHERE classification IS NOT NULL) AS classification
-        FROM marts.vm_patch_history
-        GROUP BY patch_key
-    ) AS s ON s.patch_key = e.patch_key
-    GROUP BY e.patch_key
 ),
 classified AS (
     SELECT
@@ -103,7 +86,7 @@ classified AS (
         END AS status
     FROM pair_days AS p
     LEFT JOIN satisfied AS x USING (day, vm_id, patch_key)
-    LEFT JOIN patch_severity AS s USING (patch_key)
+    LEFT JOIN staging.patch_trend_severity AS s USING (patch_key)
     LEFT JOIN marts.vm_inventory AS i ON i.vm_id = p.vm_id
 ),
 counted AS (

@@ -18,8 +18,10 @@ import pytest
 RAW = ("raw.virtual_machines", "raw.patch_assessment_resources", "raw.patch_installation_resources",
        "raw.patch_operations", "raw.la_update", "raw.la_update_summary", "raw.la_update_run_progress")
 COMPARED = ("staging.patch_observations", "staging.assessment_runs", "staging.vm_identity",
-            "marts.vm_inventory", "marts.vm_patch_state", "marts.vm_patch_history", "marts.compliance_gaps")
-TARGETS = ("marts.vm_patch_state", "marts.vm_patch_history", "marts.compliance_gaps", "marts.vm_inventory")
+            "marts.vm_inventory", "marts.vm_patch_state", "marts.vm_patch_history", "marts.compliance_gaps",
+            "marts.compliance_daily")
+TARGETS = ("marts.vm_patch_state", "marts.vm_patch_history", "marts.compliance_gaps", "marts.vm_inventory",
+           "marts.compliance_daily")
 
 
 def lake_of(database: Path) -> Path:
@@ -55,7 +57,7 @@ def _run(estate: Path, database: Path, tmp: Path, run_config: dict | None = None
     for event in result.get_asset_materialization_events():
         m = event.step_materialization_data.materialization
         metadata[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()
-                                                  if k.startswith("ingest/")}
+                                                  if k.startswith(("ingest/", "trend/"))}
     return result.run_id, metadata
 
 
@@ -126,6 +128,10 @@ def test_only_new_files_are_read(estates):
     # An empty day file can equal an earlier one byte for byte: it is then a copy, not read.
     assert files_read + copies == len(new_files) and files_read >= len(read)
     assert metadata["raw/patch_assessment_resources"]["ingest/files_unchanged"] == 20
+    # The trend recomputes only the new day (and the previous one, whose last states it ends).
+    trend = metadata["marts/compliance_daily"]
+    assert trend["trend/reason"] == "new or changed observations"
+    assert trend["trend/recomputed_from"] >= "2026-11-26"
 
 
 # Content hashes of each mode's full run, to compare the modes.
