@@ -9,10 +9,10 @@ from pipelines import jobs
 # Daily at 06:00 UTC, after the overnight periodic assessments (24 h cadence in Azure Update Manager).
 daily_refresh = dg.ScheduleDefinition(
     name="daily_refresh",
-    job=jobs.full_refresh,
+    job=jobs.daily_refresh,
     cron_schedule="0 6 * * *",
     execution_timezone="UTC",
-    description="Rebuild the warehouse from every source once a day.",
+    description="Bring the warehouse up to date with the day's new data (the pack is monthly).",
 )
 
 

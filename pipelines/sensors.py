@@ -30,11 +30,11 @@ def estate_fingerprint(estate: Path) -> str:
 
 @dg.sensor(
     name="estate_changed",
-    job=jobs.full_refresh,
+    job=jobs.daily_refresh,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
-        "Launches full_refresh when files in the estate folder are added, removed or changed "
+        "Launches daily_refresh when files in the estate folder are added, removed or changed "
         "(for example a nightly export job dropping new Resource Graph or Log Analytics files)."
     ),
 )
