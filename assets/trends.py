@@ -16,6 +16,7 @@ from pipelines.warehouse import build_table, read_sql, resolve_as_of, table_meta
     kinds={"duckdb", "sql"},
     deps=[
         key("marts.vm_patch_history"),
+        key("staging.patch_severity"),
         key("marts.patch_fix_lineage"),
         key("marts.patch_supersedence_closure"),
         key("marts.patch_catalog"),
@@ -68,13 +69,28 @@ def time_to_patch(
     return dg.MaterializeResult(metadata={**metadata, "as_of": as_of.isoformat()})
 
 
+@warehouse_asset(
+    key=key("staging.patch_severity"),
+    group_name=STAGE6_MONITORING,
+    kinds={"duckdb", "sql"},
+    deps=[key("marts.vm_patch_history"), key("marts.patch_catalog")],
+)
+def patch_severity(warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The severity each observed patch is counted under in the trend and the episodes."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        build_table(conn, "staging.patch_severity")
+        metadata = table_metadata(conn, "staging.patch_severity")
+    return dg.MaterializeResult(metadata=metadata)
+
+
 # What marts.compliance_daily counts besides the observations: if any of it changed since the
-# last build, every day is recomputed. The SQL text is part of it.
+# last build, every day is recomputed. The SQL text is part of it (the severity rule is in the
+# severities themselves).
 _TREND_BASIS = """
 SELECT md5(concat_ws('|',
     $sql,
     (SELECT string_agg(concat_ws(',', patch_key, severity), ';' ORDER BY patch_key)
-     FROM staging.patch_trend_severity),
+     FROM staging.patch_severity),
     (SELECT string_agg(concat_ws(',', superseded_kb, kb), ';' ORDER BY superseded_kb, kb)
      FROM marts.patch_supersedence_closure),
     (SELECT string_agg(concat_ws(',', vm_id, asset_category, criticality, environment, owner), ';' ORDER BY vm_id)
@@ -120,6 +136,7 @@ def _trend_from_day(conn, basis: str, as_of) -> tuple[object, str]:
     kinds={"duckdb", "sql"},
     deps=[
         key("marts.vm_patch_history"),
+        key("staging.patch_severity"),
         key("marts.patch_supersedence_closure"),
         key("marts.patch_catalog"),
         key("marts.vm_inventory"),
@@ -136,9 +153,8 @@ def compliance_daily(
     recomputed; a change to anything else the counts read rebuilds every day."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "staging.patch_trend_severity")
         basis = conn.execute(_TREND_BASIS, {
-            "sql": read_sql("compliance_daily") + read_sql("patch_trend_severity")}).fetchall()[0][0]
+            "sql": read_sql("compliance_daily")}).fetchall()[0][0]
         conn.execute(f"CREATE OR REPLACE TEMP TABLE new_trend_sources AS {_TREND_SOURCES}", {"as_of": as_of})
         from_day, reason = _trend_from_day(conn, basis, as_of)
         if from_day is None:

@@ -5,7 +5,7 @@
 -- @column criticality: Machine criticality ('(none)' when untagged); NULL when not in the grain.
 -- @column environment: Machine environment ('(none)' when untagged); NULL when not in the grain.
 -- @column owner: Machine owner ('(none)' when untagged); NULL when not in the grain.
--- @column severity: Patch severity (staging.patch_trend_severity; '(none)' when unknown); NULL when not in the grain.
+-- @column severity: Patch severity (staging.patch_severity; '(none)' when unknown); NULL when not in the grain.
 -- @column machines: Machines with at least one applicable patch in the row.
 -- @column applicable_pairs: Machine x patch pairs known and applicable at the end of the day (any state except not_applicable).
 -- @column installed: Pairs installed.
@@ -86,7 +86,7 @@ classified AS (
         END AS status
     FROM pair_days AS p
     LEFT JOIN satisfied AS x USING (day, vm_id, patch_key)
-    LEFT JOIN staging.patch_trend_severity AS s USING (patch_key)
+    LEFT JOIN staging.patch_severity AS s USING (patch_key)
     LEFT JOIN marts.vm_inventory AS i ON i.vm_id = p.vm_id
 ),
 counted AS (

@@ -133,24 +133,11 @@ episodes AS (
     WHERE o.is_open
 ),
 patch_facts AS (
-    SELECT
-        e.patch_key,
-        any_value(c.released_at) AS released_at,
-        any_value(coalesce(
-            c.max_severity,
-            s.msrc_severity,
-            CASE s.classification WHEN 'Critical' THEN 'Critical' WHEN 'Security' THEN 'Important' ELSE 'Low' END
-        )) AS severity
-    FROM (SELECT DISTINCT patch_key FROM events) AS e
-    LEFT JOIN marts.patch_catalog AS c ON c.patch_key = e.patch_key
+    SELECT s.patch_key, c.released_at, s.severity
+    FROM staging.patch_severity AS s
     LEFT JOIN (
-        SELECT patch_key,
-               arg_max(msrc_severity, observed_at) FILTER (WHERE msrc_severity IS NOT NULL) AS msrc_severity,
-               arg_max(classification, observed_at) FILTER (WHERE classification IS NOT NULL) AS classification
-        FROM marts.vm_patch_history
-        GROUP BY patch_key
-    ) AS s ON s.patch_key = e.patch_key
-    GROUP BY e.patch_key
+        SELECT patch_key, any_value(released_at) AS released_at FROM marts.patch_catalog GROUP BY patch_key
+    ) AS c USING (patch_key)
 ),
 members AS (
     SELECT DISTINCT e.vm_id, e.lineage_id, e.opened_at, u.patch_key, u.kb, u.t = e.opened_at AS opening

@@ -82,6 +82,7 @@ HISTORY = [
 
 
 def episodes(conn):
+    build_table(conn, "staging.patch_severity")
     build_table(conn, "marts.remediation_episodes", params={"as_of": AS_OF})
     result = conn.execute("SELECT * FROM marts.remediation_episodes ORDER BY lineage_id, episode_seq")
     names = [c[0] for c in result.description]

@@ -84,7 +84,7 @@ def build(path):
         "'resource_graph_assessment', ?, ?, 'f.json')",
         [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(HISTORY, 1)],
     )
-    build_table(conn, "staging.patch_trend_severity")
+    build_table(conn, "staging.patch_severity")
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
         build_table(conn, table, params={"as_of": AS_OF, "from_day": None})
     return conn

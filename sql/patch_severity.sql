@@ -1,4 +1,4 @@
--- @table The severity each patch is counted under in marts.compliance_daily: the catalog's highest MSRC severity, else the newest severity an observation gives, else from the newest classification (Critical -> Critical, Security -> Important, other -> Low). One row per patch key ever observed. Kept as a table so the daily trend can tell when it must be recomputed in full.
+-- @table The severity each patch is counted under in marts.compliance_daily and marts.remediation_episodes: the catalog's highest MSRC severity, else the newest severity an observation gives, else from the newest classification (Critical -> Critical, Security -> Important, other -> Low). One row per patch key ever observed. A table of its own so that the daily trend can tell when it must be recomputed in full.
 -- @column patch_key: KB digits, or <package>_<version>.
 -- @column severity: Critical, Important, Moderate or Low.
 SELECT
