@@ -7,7 +7,14 @@ import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import build_table, read_sql, resolve_as_of, table_metadata, transaction
+from pipelines.warehouse import (
+    build_table,
+    create_macros,
+    read_sql,
+    resolve_as_of,
+    table_metadata,
+    transaction,
+)
 
 
 @warehouse_asset(
@@ -160,6 +167,7 @@ def compliance_daily(
         if from_day is None:
             build_table(conn, "marts.compliance_daily", params={"as_of": as_of, "from_day": None})
         else:
+            create_macros(conn)
             conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [from_day])
             conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}",
                          {"as_of": as_of, "from_day": from_day})
