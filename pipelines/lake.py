@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import fsspec
 
-from pipelines.warehouse import _checked, comment_table, create_macros, read_sql
+from pipelines.warehouse import _checked, comment_table, create_macros, read_sql, sql_literal
 
 LAKE_ENV = "PATCHLEDGER_LAKE"
 
@@ -56,7 +56,7 @@ def lake_root() -> str | None:
 class Lake:
     def __init__(self, root: str) -> None:
         self.root = root
-        self.fs, self._base = fsspec.core.url_to_fs(root)
+        self.fs, _ = fsspec.core.url_to_fs(root)
         self.remote = "://" in root
 
     def register(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -85,7 +85,7 @@ class Lake:
     def scan(self, folder: str) -> str:
         """SQL reading every Parquet file under `folder` with the table's own columns."""
         glob = folder + "/**/*.parquet"
-        return f"read_parquet('{glob}', hive_partitioning = false, union_by_name = true)"
+        return f"read_parquet({sql_literal(glob)}, hive_partitioning = false, union_by_name = true)"
 
     # Raw tables -----------------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class Lake:
         scratch.execute(f"CREATE TABLE {table} AS SELECT * FROM {self.scan(folder)} LIMIT 0")
         if self.fs.exists(self._fs_path(self.ingested_list(table))):
             scratch.execute(
-                f"INSERT INTO raw.ingested_files SELECT * FROM read_parquet('{self.ingested_list(table)}')"
+                f"INSERT INTO raw.ingested_files SELECT * FROM read_parquet({sql_literal(self.ingested_list(table))})"
             )
 
     def write_raw(self, scratch: duckdb.DuckDBPyConnection, table: str, replaced: list[str]) -> int:
@@ -128,18 +128,18 @@ class Lake:
         if rows:
             scratch.execute(
                 f"COPY (SELECT *, coalesce(nullif(regexp_extract(source_file, '{_FILE_DAY}', 1), ''), "
-                f"'undated') AS day, source_sha256 AS file FROM {table}) TO '{folder}' "
+                f"'undated') AS day, source_sha256 AS file FROM {table}) TO {sql_literal(folder)} "
                 "(FORMAT parquet, PARTITION_BY (day, file), OVERWRITE_OR_IGNORE, "
                 "FILENAME_PATTERN 'part_{i}')"
             )
         elif not self.files(folder):
             # An empty table still needs its columns in the lake for the view.
-            scratch.execute(f"COPY (SELECT * FROM {table}) TO '{folder}/empty.parquet' (FORMAT parquet)")
+            scratch.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(folder + '/empty.parquet')} (FORMAT parquet)")
         listing = self.ingested_list(table)
         self.fs.makedirs(self._fs_path(listing).rsplit("/", 1)[0], exist_ok=True)
         scratch.execute(
             f"COPY (SELECT * FROM raw.ingested_files WHERE raw_table = $table ORDER BY source_file) "
-            f"TO '{listing}' (FORMAT parquet)",
+            f"TO {sql_literal(listing)} (FORMAT parquet)",
             {"table": table},
         )
         return rows
@@ -150,7 +150,7 @@ class Lake:
         try:
             self.register(conn)
             found = conn.execute(
-                f"SELECT DISTINCT filename FROM read_parquet('{self.folder(table)}/**/*.parquet', "
+                f"SELECT DISTINCT filename FROM read_parquet({sql_literal(self.folder(table) + '/**/*.parquet')}, "
                 "hive_partitioning = false, filename = true) WHERE source_file IN (SELECT unnest($names))",
                 {"names": names},
             ).fetchall()
@@ -180,11 +180,11 @@ class Lake:
         query = read_sql(sql_name)
         conn.execute(
             f"COPY (SELECT *, coalesce({day_column}::DATE::VARCHAR, 'undated') AS day FROM ({query})) "
-            f"TO '{version}' (FORMAT parquet, PARTITION_BY (day), FILENAME_PATTERN 'part_{{i}}')",
+            f"TO {sql_literal(version)} (FORMAT parquet, PARTITION_BY (day), FILENAME_PATTERN 'part_{{i}}')",
             params or None,
         )
         if not self.files(version):
-            conn.execute(f"COPY (SELECT * FROM ({query}) LIMIT 0) TO '{version}/empty.parquet' "
+            conn.execute(f"COPY (SELECT * FROM ({query}) LIMIT 0) TO {sql_literal(version + '/empty.parquet')} "
                          "(FORMAT parquet)", params or None)
         _drop_table(conn, table)
         conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {self.scan(version)}")
