@@ -54,60 +54,54 @@ def _load_raw(
     lake = current_lake()
     with azure_live.estate_for(run_settings, table, context.log) as estate:
         if lake is not None:
-            return _load_raw_into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
-        with warehouse.get_connection() as conn, transaction(conn):
-            load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
-            metadata = table_metadata(conn, table)
-            stats = azure_files.LAST_INGEST.get(table)
-            if stats is not None:
-                metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
-            # Rows set aside in raw.quarantine (Log Analytics; see connectors/log_analytics.py).
-            quarantined = log_analytics.quarantine_count(conn, table)
+            metadata = _load_raw_into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
+        else:
+            with warehouse.get_connection() as conn, transaction(conn):
+                load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
+                metadata = {
+                    **table_metadata(conn, table),
+                    "quarantined_rows": dg.MetadataValue.int(log_analytics.quarantine_count(conn, table)),
+                }
+    stats = azure_files.LAST_INGEST.get(table)
+    if stats is not None:
+        metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
+    # Rows set aside in raw.quarantine (Log Analytics; see connectors/log_analytics.py).
+    quarantined = metadata["quarantined_rows"].value
     if quarantined:
         context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
-    return dg.MaterializeResult(
-        metadata={**metadata, "quarantined_rows": dg.MetadataValue.int(quarantined)}
-    )
+    return dg.MaterializeResult(metadata=metadata)
 
 
-def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool):
+def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool) -> dict:
     """Lake mode (pipelines/lake.py): the same loader and checks on an in-memory DuckDB, the new
     rows written as Parquet; the warehouse is held only to point its view at the lake and to
-    record quarantined rows."""
+    record quarantined rows. Returns the table's metadata."""
     with duckdb.connect() as scratch:
         scratch.execute("SET TimeZone = 'UTC'")
         lake.prepare_raw(scratch, table, full_reload)
         load(scratch, estate, table, context.run.run_id, context.log, full_reload=False)
         stats = azure_files.LAST_INGEST[table]
-        if stats.full_reload:  # the lake's columns were not the loader's: rewrite the table
-            lake.remove(lake.folder(table))
-        written = lake.write_raw(scratch, table, stats.files_replaced)
+        written = lake.write_raw(scratch, table, stats)
         scratch.execute(log_analytics.QUARANTINE_DDL)
-        quarantine = scratch.sql("SELECT * FROM raw.quarantine WHERE source = $source", params={"source": table}).to_arrow_table()
-    changed = stats.files_read + stats.files_replaced
+        quarantine = scratch.sql("SELECT * FROM raw.quarantine WHERE source = $source",
+                                 params={"source": table}).to_arrow_table()
     with warehouse.get_connection() as conn, transaction(conn):
         lake.attach_raw(conn, table)
         conn.execute(log_analytics.QUARANTINE_DDL)
         conn.execute(
             "DELETE FROM raw.quarantine WHERE source = $table AND ($all OR source_file IN (SELECT unnest($names)))",
-            {"table": table, "all": full_reload or stats.full_reload, "names": changed},
+            {"table": table, "all": full_reload or stats.full_reload,
+             "names": stats.files_read + stats.files_replaced},
         )
         conn.register("incoming_quarantine", quarantine)
         conn.execute("INSERT INTO raw.quarantine SELECT * FROM incoming_quarantine")
         conn.unregister("incoming_quarantine")
-        metadata = table_metadata(conn, table)
-        quarantined = log_analytics.quarantine_count(conn, table)
-    metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
-    if quarantined:
-        context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "quarantined_rows": dg.MetadataValue.int(quarantined),
+        return {
+            **table_metadata(conn, table),
+            "quarantined_rows": dg.MetadataValue.int(log_analytics.quarantine_count(conn, table)),
             "lake/folder": dg.MetadataValue.path(lake.folder(table)),
             "lake/rows_written": dg.MetadataValue.int(written),
         }
-    )
 
 
 def _resource_graph(arg_table: str):

@@ -12,6 +12,7 @@ from pipelines.warehouse import (
     create_macros,
     read_sql,
     resolve_as_of,
+    table_exists,
     table_metadata,
     transaction,
 )
@@ -117,11 +118,8 @@ GROUP BY source_file
 
 def _trend_from_day(conn, basis: str, as_of) -> tuple[object, str]:
     """The first day to recompute (None: all of them), and why."""
-    known = {r[0] for r in conn.execute(
-        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-        "WHERE table_name IN ('compliance_daily', 'compliance_daily_basis', 'compliance_daily_sources')"
-    ).fetchall()}
-    if not {"marts.compliance_daily", "staging.compliance_daily_basis", "staging.compliance_daily_sources"} <= known:
+    kept = ("marts.compliance_daily", "staging.compliance_daily_basis", "staging.compliance_daily_sources")
+    if not all(table_exists(conn, table) for table in kept):
         return None, "first build"
     previous = conn.execute("SELECT basis, as_of FROM staging.compliance_daily_basis").fetchall()
     if not previous or previous[0][0] != basis:

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 import fsspec
 
+from pipelines.connectors.azure_files import MANIFEST_DDL, IngestStats
 from pipelines.warehouse import _checked, comment_table, create_macros, read_sql, sql_literal
 
 LAKE_ENV = "PATCHLEDGER_LAKE"
@@ -103,10 +104,7 @@ class Lake:
         if full_reload:
             self.remove(folder)
             self.remove(self.ingested_list(table))
-        scratch.execute(
-            "CREATE TABLE IF NOT EXISTS raw.ingested_files "
-            "(raw_table VARCHAR, source_file VARCHAR, source_sha256 VARCHAR)"
-        )
+        scratch.execute(MANIFEST_DDL)
         if not self.files(folder):
             return
         scratch.execute(f"CREATE TABLE {table} AS SELECT * FROM {self.scan(folder)} LIMIT 0")
@@ -115,13 +113,16 @@ class Lake:
                 f"INSERT INTO raw.ingested_files SELECT * FROM read_parquet({sql_literal(self.ingested_list(table))})"
             )
 
-    def write_raw(self, scratch: duckdb.DuckDBPyConnection, table: str, replaced: list[str]) -> int:
+    def write_raw(self, scratch: duckdb.DuckDBPyConnection, table: str, stats: IngestStats) -> int:
         """Write the rows the loader added to `scratch` (one folder per source file), remove the
-        folders of files replaced by a new version and rewrite the list of files read. Returns
-        the rows written."""
+        folders of files replaced by a new version (all of them when the loader reloaded the
+        table because the lake's columns were not its own) and rewrite the list of files read.
+        Returns the rows written."""
         folder = self.folder(table)
-        if replaced:
-            for path in self._folders_of(table, replaced):
+        if stats.full_reload:
+            self.remove(folder)
+        elif stats.files_replaced:
+            for path in self._folders_of(table, stats.files_replaced):
                 self.fs.rm(path, recursive=True)
         rows = scratch.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
         self.fs.makedirs(self._fs_path(folder), exist_ok=True)  # DuckDB creates one level only

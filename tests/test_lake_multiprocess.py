@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -20,33 +19,25 @@ RAW_SCAN_STEPS = {"raw__patch_assessment_resources", "raw__patch_installation_re
                   "raw__la_update_run_progress"}
 
 
-def _execute(estate, database, lake, executor: str, tmp_path):
-    env = {"PATCHLEDGER_ESTATE": str(estate), "PATCHLEDGER_WAREHOUSE": str(database),
-           "PATCHLEDGER_REPORTS": str(tmp_path / "reports"), "PATCHLEDGER_SOURCE": "files",
-           "PATCHLEDGER_LAKE": str(lake), "PATCHLEDGER_EXECUTOR": executor}
-    saved = {k: os.environ.get(k) for k in [*env, "PATCHLEDGER_AS_OF"]}
-    os.environ.update(env)
-    os.environ.pop("PATCHLEDGER_AS_OF", None)
-    try:
-        home = tmp_path / f"dagster-{executor}"
-        home.mkdir()
-        with dg.instance_for_test(temp_dir=str(home),
-                                  overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
-            with dg.execute_job(ReconstructableJob.for_file(str(JOB_FILE), "ingest_and_observations"),
-                                instance=instance) as result:
-                assert result.success
-                steps = {}
-                for record in instance.all_logs(result.run_id):
-                    event = record.dagster_event
-                    if event is not None and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
-                        steps.setdefault(event.step_key, []).append(record.timestamp)
-                return steps
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def _execute(monkeypatch, estate, database, lake, executor: str, tmp_path):
+    for name, value in {"PATCHLEDGER_ESTATE": estate, "PATCHLEDGER_WAREHOUSE": database,
+                        "PATCHLEDGER_REPORTS": tmp_path / "reports", "PATCHLEDGER_SOURCE": "files",
+                        "PATCHLEDGER_LAKE": lake, "PATCHLEDGER_EXECUTOR": executor}.items():
+        monkeypatch.setenv(name, str(value))  # the step processes inherit them
+    monkeypatch.delenv("PATCHLEDGER_AS_OF", raising=False)
+    home = tmp_path / f"dagster-{executor}"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home),
+                              overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
+        with dg.execute_job(ReconstructableJob.for_file(str(JOB_FILE), "ingest_and_observations"),
+                            instance=instance) as result:
+            assert result.success
+            steps = {}
+            for record in instance.all_logs(result.run_id):
+                event = record.dagster_event
+                if event is not None and event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+                    steps.setdefault(event.step_key, []).append(record.timestamp)
+            return steps
 
 
 def _content(database) -> dict:
@@ -66,9 +57,9 @@ def estate(tmp_path_factory):
     return root / "estate"
 
 
-def test_multiprocess_lake_run_equals_in_process(estate, tmp_path):
-    steps = _execute(estate, tmp_path / "mp.duckdb", tmp_path / "mp-lake", "multiprocess", tmp_path)
-    _execute(estate, tmp_path / "ip.duckdb", tmp_path / "ip-lake", "in_process", tmp_path)
+def test_multiprocess_lake_run_equals_in_process(estate, tmp_path, monkeypatch):
+    steps = _execute(monkeypatch, estate, tmp_path / "mp.duckdb", tmp_path / "mp-lake", "multiprocess", tmp_path)
+    _execute(monkeypatch, estate, tmp_path / "ip.duckdb", tmp_path / "ip-lake", "in_process", tmp_path)
     assert _content(tmp_path / "mp.duckdb") == _content(tmp_path / "ip.duckdb")
     assert RAW_SCAN_STEPS <= steps.keys()
     # The pool admits one warehouse writer at a time: the steps in it never overlap.
