@@ -316,8 +316,9 @@ class _Pacer:
 
 
 def _query_batch(client: ResourceGraphClient, pacer: _Pacer, query: str, batch: list[str],
-                 what: str) -> tuple[int, list[dict]]:
-    """Every page of one query over one batch of subscriptions: (Azure's totalRecords, rows)."""
+                 what: str) -> tuple[int | None, list[dict]]:
+    """Every page of one query over one batch of subscriptions: (Azure's totalRecords, None
+    when the response does not carry it, and the rows)."""
     rows: list[dict] = []
     skip_token = None
     seen_tokens: set[str] = set()
@@ -356,7 +357,7 @@ def _query_batch(client: ResourceGraphClient, pacer: _Pacer, query: str, batch: 
         if skip_token in seen_tokens:
             raise AzureSourceError(f"{where}: Azure returned a skip token it had already sent; nothing was loaded")
         seen_tokens.add(skip_token)
-    return (len(rows) if total is None else total), rows
+    return total, rows
 
 
 def fetch_resource_graph(
@@ -382,7 +383,7 @@ def fetch_resource_graph(
             if len(batches) > 1:
                 what += f", subscription batch {number} of {len(batches)}"
             total, rows = _query_batch(client, pacer, query, batch, what)
-            if total != len(rows):
+            if total is not None and total != len(rows):
                 raise AzureSourceError(
                     f"{what}: Azure reported {total} rows for subscriptions {_scope(batch)}, "
                     f"{len(rows)} were fetched; nothing was loaded"
