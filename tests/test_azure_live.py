@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,7 +28,8 @@ from azure.core.pipeline.transport import HttpTransport
 # The response type RequestsTransport itself returns, so the SDKs see what they see in production.
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
-from assets import inventory, monitoring
+from assets import inventory, monitoring, population
+from pipelines import reporting
 from pipelines.connectors import azure_live
 from pipelines.connectors.azure_files import (
     load_patch_operations,
@@ -847,3 +848,106 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
     assert conn.execute("SELECT name, resource->'properties'->>'vmId' FROM raw.vms").fetchall() == [
         ("virtualmachinexeb772750", "0f02c7cf-0606-456c-ad7c-3e0a3142091e")
     ]
+
+
+# --- population completeness: Azure's totalRecords beside the rows fetched and loaded -------------
+
+
+def population_run(root: Path, settings: RunSettings) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
+    database = root / "warehouse.duckdb"
+    result = dg.materialize(
+        [*dg.load_assets_from_modules([monitoring, population]),
+         *dg.load_asset_checks_from_modules([population])],
+        selection=dg.AssetSelection.keys(
+            "raw/patch_assessment_resources", "raw/patch_installation_resources", "marts/azure_population_counts"
+        ),
+        resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings},
+        raise_on_error=False,
+    )
+    with duckdb.connect(str(database), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT arg_table, source_file, captured_at, subscriptions, reported_rows, fetched_rows, "
+            "loaded_rows, complete FROM marts.azure_population_counts ORDER BY ALL"
+        ).fetchall()
+    return result, rows
+
+
+def check_passed(result: dg.ExecuteInProcessResult) -> bool:
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "resource_graph_population_complete"
+    return evaluation.passed
+
+
+def test_live_capture_population_reaches_the_marts(tmp_path, monkeypatch):
+    """The fixture pages report totalRecords 3 (assessment) and 2 (installation); the live run
+    writes them beside the rows, and the warehouse loaded as many."""
+    transport = ReplayTransport()
+    for arg_table in ("patchassessmentresources", "patchinstallationresources"):
+        route_arg(transport, arg_table)
+
+    @contextmanager
+    def replayed_access():
+        yield access(transport)
+
+    monkeypatch.setattr(azure_live, "open_access", replayed_access)
+    monkeypatch.setattr(azure_live, "_now", lambda: datetime(2024, 3, 10, 6, 0, tzinfo=UTC))
+    (tmp_path / "estate").mkdir()
+    result, rows = population_run(tmp_path, RunSettings(
+        estate_dir=str(tmp_path / "estate"), source="azure", as_of="2024-03-10", subscriptions=SUB,
+    ))
+    assert result.success and check_passed(result)
+    captured = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
+    assert [(a, f, c, s, r, n, loaded, ok) for a, f, c, s, r, n, loaded, ok in rows] == [
+        ("patchassessmentresources", "azure/resource_graph/patchassessmentresources-live-20240310T060000Z.json",
+         captured, [SUB], 3, 3, 3, True),
+        ("patchinstallationresources", "azure/resource_graph/patchinstallationresources-live-20240310T060000Z.json",
+         captured, [SUB], 2, 2, 2, True),
+    ]
+
+
+def test_planted_population_mismatch_fails_the_run(tmp_path):
+    """An export whose totalRecords (5) is not the rows it holds (3): the table shows both, the
+    blocking check fails and with it the run. A bare export (no totalRecords) is not judged."""
+    folder = tmp_path / "estate" / "azure" / "resource_graph"
+    folder.mkdir(parents=True)
+    rows = [row for page in arg_pages("patchassessmentresources") for row in page["data"]]
+    (folder / "patchassessmentresources-export.json").write_text(
+        json.dumps({"totalRecords": 5, "count": 3, "data": rows})
+    )
+    (folder / "patchinstallationresources-export.json").write_text(
+        json.dumps(arg_pages("patchinstallationresources")[0]["data"])
+    )
+    result, table = population_run(tmp_path, RunSettings(estate_dir=str(tmp_path / "estate"), source="files"))
+    assert not result.success and not check_passed(result)
+    assert table == [
+        ("patchassessmentresources", "azure/resource_graph/patchassessmentresources-export.json",
+         None, None, 5, 3, 3, False),
+        ("patchinstallationresources", "azure/resource_graph/patchinstallationresources-export.json",
+         None, None, None, None, 2, None),
+    ]
+
+
+def test_report_population_section_shows_reported_beside_loaded(conn):
+    """The evidence pack's population section: per Resource Graph table, Azure's totalRecords
+    beside the rows fetched and loaded, over captures up to the as-of date (2024-03-10)."""
+    conn.execute("CREATE SCHEMA marts")
+    conn.execute(
+        "CREATE TABLE marts.azure_population_counts (arg_table VARCHAR, source_file VARCHAR, "
+        "captured_at TIMESTAMPTZ, subscriptions VARCHAR[], reported_rows BIGINT, fetched_rows BIGINT, "
+        "loaded_rows BIGINT, complete BOOLEAN)"
+    )
+    conn.execute("""INSERT INTO marts.azure_population_counts VALUES
+        ('patchassessmentresources', 'a-live-1', '2024-03-09 06:00:00+00', NULL, 3, 3, 3, true),
+        ('patchassessmentresources', 'a-live-2', '2024-03-11 06:00:00+00', NULL, 10, 10, 10, true),
+        ('patchassessmentresources', 'a-export', NULL, NULL, NULL, NULL, 4, NULL),
+        ('patchinstallationresources', 'i-live-1', '2024-03-10 23:59:00+00', NULL, 2, 2, 1, false)""")
+    data = reporting.report_data(conn, date(2024, 3, 10))
+    assert data["resource_graph_population"] == [
+        {"arg_table": "patchassessmentresources", "files": 2, "files_reported": 1, "reported": 3,
+         "fetched": 3, "loaded": 3, "incomplete": 0, "loaded_unreported": 4},
+        {"arg_table": "patchinstallationresources", "files": 1, "files_reported": 1, "reported": 2,
+         "fetched": 2, "loaded": 1, "incomplete": 1, "loaded_unreported": 0},
+    ]
+    page = reporting.render_html({**data, "data_files": []})  # the pack adds its file list
+    assert ('<tr><td>patchinstallationresources</td><td class="num">1</td><td class="num">2</td>'
+            '<td class="num">2</td><td class="num">1</td><td class="num">1</td></tr>') in page
