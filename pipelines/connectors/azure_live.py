@@ -10,8 +10,13 @@ file an auditor can open, and `--source files` replays a live run exactly.
 Credentials come from `DefaultAzureCredential` (environment, managed identity, az login); every
 SDK client is built from one `AzureAccess`, so tests inject a credential and an azure-core
 `HttpTransport` there (`open_access`). Retries, including 429 with Retry-After, are azure-core's
-RetryPolicy. Errors name the service and scope; tokens, Authorization headers and query strings
-never reach a message or the log.
+RetryPolicy; Resource Graph queries are also paced on its quota headers. Errors name the service
+and scope, and the innermost cause of an Azure error body first; tokens, Authorization headers and
+query strings never reach a message or the log.
+
+Completeness: a Resource Graph capture keeps Azure's `totalRecords` beside the rows fetched, and a
+fetch whose rows differ from it writes nothing and fails (marts.azure_population_counts and its
+check then hold every file to the same rule).
 
 installPatches changes machines, so live mode never calls it. assessPatches only triggers a fresh
 assessment; it runs on request (`PATCHLEDGER_ASSESS_PATCHES=true`), never by default.
