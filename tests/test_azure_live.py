@@ -905,9 +905,15 @@ def test_live_capture_population_reaches_the_marts(tmp_path, monkeypatch):
     ]
 
 
-def test_planted_population_mismatch_fails_the_run(tmp_path):
+@pytest.mark.parametrize("lake", [False, True], ids=["warehouse", "lake"])
+def test_planted_population_mismatch_fails_the_run(tmp_path, monkeypatch, lake):
     """An export whose totalRecords (5) is not the rows it holds (3): the table shows both, the
-    blocking check fails and with it the run. A bare export (no totalRecords) is not judged."""
+    blocking check fails and with it the run. A bare export (no totalRecords) is not judged. The
+    same with the raw tables in the lake (Parquet behind views)."""
+    if lake:
+        monkeypatch.setenv("PATCHLEDGER_LAKE", str(tmp_path / "lake"))
+    else:
+        monkeypatch.delenv("PATCHLEDGER_LAKE", raising=False)
     folder = tmp_path / "estate" / "azure" / "resource_graph"
     folder.mkdir(parents=True)
     rows = [row for page in arg_pages("patchassessmentresources") for row in page["data"]]
@@ -918,6 +924,7 @@ def test_planted_population_mismatch_fails_the_run(tmp_path):
         json.dumps(arg_pages("patchinstallationresources")[0]["data"])
     )
     result, table = population_run(tmp_path, RunSettings(estate_dir=str(tmp_path / "estate"), source="files"))
+    assert (tmp_path / "lake").is_dir() == lake
     assert not result.success and not check_passed(result)
     assert table == [
         ("patchassessmentresources", "azure/resource_graph/patchassessmentresources-export.json",
