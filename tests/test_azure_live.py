@@ -241,9 +241,13 @@ def test_vm_list_follows_next_link_and_adds_instance_views(tmp_path, conn):
              match=lambda r: "skiptoken" not in r.url)
         .add("GET", LIST_PATH, reply(body={"value": [second]}), match=lambda r: "skiptoken=page2" in r.url)
         .add("GET", f"{VM_PATH}/myVM/instanceView", reply(body=sample_instance_view()))
-        # myVM2 is deleted between the list and its instance view.
+        # myVM2 is deleted between the list and its instance view (ARM's 404 body, as logged from
+        # real responses; no recording of one was found).
         .add("GET", f"{VM_PATH}/myVM2/instanceView",
-             reply(404, {"error": {"code": "ResourceNotFound", "message": "gone"}}))
+             reply(404, {"error": {"code": "ResourceNotFound", "message": (
+                 "The Resource 'Microsoft.Compute/virtualMachines/myVM2' under resource group "
+                 "'myResourceGroup' was not found. For more details please go to "
+                 "https://aka.ms/ARMResourceNotFoundFix")}}))
     )
 
     count = azure_live.fetch_virtual_machines(access(transport, credential), [SUB], tmp_path)
