@@ -15,7 +15,8 @@ from pipelines.resources import RunSettings, WarehouseResource
     kinds={"html", "pdf"},
     # Every table the pack reads, so that a run writes it last.
     deps=[key(table) for table, _ in POPULATIONS.values()]
-    + [key("marts.patch_catalog"), key("staging.sla_policy"), key("ledger.authorization_events")],
+    + [key("marts.patch_catalog"), key("staging.sla_policy"), key("ledger.authorization_events")]
+    + [key("marts.azure_population_counts")],
 )
 def compliance_report(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings

@@ -85,6 +85,19 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         "marts.vm_patch_state",
     )}
     data["has"] = has
+    # Population completeness: the rows Resource Graph reported (totalRecords) beside the rows
+    # fetched and loaded, over the captures taken up to the as-of date.
+    data["resource_graph_population"] = _rows(conn, """
+        SELECT arg_table, count(*) AS files,
+               count(reported_rows) AS files_reported,
+               sum(reported_rows) AS reported,
+               sum(fetched_rows) FILTER (WHERE reported_rows IS NOT NULL) AS fetched,
+               sum(loaded_rows) FILTER (WHERE reported_rows IS NOT NULL) AS loaded,
+               count(*) FILTER (WHERE NOT complete) AS incomplete,
+               coalesce(sum(loaded_rows) FILTER (WHERE reported_rows IS NULL), 0) AS loaded_unreported
+        FROM marts.azure_population_counts
+        WHERE captured_at IS NULL OR captured_at < ?::DATE + INTERVAL 1 DAY
+        GROUP BY arg_table ORDER BY arg_table""", [as_of]) if table_exists(conn, "marts.azure_population_counts") else []
     if has["marts.vm_inventory"]:
         data["scope"] = _rows(conn, """
             SELECT count(*) AS machines,

@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +20,7 @@ import dagster as dg
 import duckdb
 import pytest
 import requests
+import yaml
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import HttpTransport
@@ -27,7 +28,8 @@ from azure.core.pipeline.transport import HttpTransport
 # The response type RequestsTransport itself returns, so the SDKs see what they see in production.
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
-from assets import inventory, monitoring
+from assets import inventory, monitoring, population
+from pipelines import reporting
 from pipelines.connectors import azure_live
 from pipelines.connectors.azure_files import (
     load_patch_operations,
@@ -140,7 +142,8 @@ class ExpiredCredential:
 
 
 def access(transport: ReplayTransport, credential=None) -> azure_live.AzureAccess:
-    return azure_live.AzureAccess(credential or StaticCredential(), {"transport": transport, **FAST})
+    # Quota pacing waits through the transport too, so the test records it instead of sleeping.
+    return azure_live.AzureAccess(credential or StaticCredential(), {"transport": transport, **FAST}, transport.sleep)
 
 
 # --- canned data ------------------------------------------------------------------------------
@@ -238,9 +241,13 @@ def test_vm_list_follows_next_link_and_adds_instance_views(tmp_path, conn):
              match=lambda r: "skiptoken" not in r.url)
         .add("GET", LIST_PATH, reply(body={"value": [second]}), match=lambda r: "skiptoken=page2" in r.url)
         .add("GET", f"{VM_PATH}/myVM/instanceView", reply(body=sample_instance_view()))
-        # myVM2 is deleted between the list and its instance view.
+        # myVM2 is deleted between the list and its instance view (ARM's 404 body, as logged from
+        # real responses; no recording of one was found).
         .add("GET", f"{VM_PATH}/myVM2/instanceView",
-             reply(404, {"error": {"code": "ResourceNotFound", "message": "gone"}}))
+             reply(404, {"error": {"code": "ResourceNotFound", "message": (
+                 "The Resource 'Microsoft.Compute/virtualMachines/myVM2' under resource group "
+                 "'myResourceGroup' was not found. For more details please go to "
+                 "https://aka.ms/ARMResourceNotFoundFix")}}))
     )
 
     count = azure_live.fetch_virtual_machines(access(transport, credential), [SUB], tmp_path)
@@ -388,7 +395,8 @@ def test_log_analytics_sample_body_is_typed(tmp_path, conn):
     assert row["BatchesWithinSla"] == 1 and row["BatchesOutsideSla"] == 0
     assert row["IsBillable"] is True
     assert row["AvgLatencyInSeconds"] == 1.286
-    assert row["TimeGenerated"] == "2017-08-24T06:59:59+00:00"
+    # Datetimes are kept as the text received, not re-rendered by the SDK.
+    assert row["TimeGenerated"] == "2017-08-24T06:59:59Z"
     assert row["LinkedResourceUri"] is None
 
     assert load_log_analytics(conn, tmp_path, "UpdateSummary", "raw.s", "run") == 2
@@ -425,8 +433,10 @@ def test_partial_log_analytics_result_fails_clearly(tmp_path):
         azure_live.fetch_log_analytics(access(transport), "Update", [WORKSPACE], tmp_path)
     message = str(error.value)
     assert f"workspace {WORKSPACE}, table Update" in message
-    assert "partial result (PartialError" in message and "nothing was loaded" in message
-    assert "exceeded the result size limit" in message
+    # The cause first (the detail), then the generic top level; a limit gets the hint.
+    assert ("partial result (EngineError: Query exceeded the result size limit; PartialError: There "
+            "were some errors when processing your query.); nothing was loaded (a result over the "
+            "API's limits needs a shorter window)") in message
     assert not (tmp_path / "log_analytics").exists()
 
 
@@ -538,3 +548,422 @@ def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
     captured = sorted(p.relative_to(tmp_path / "live" / "estate").parts[0] for p in
                       (tmp_path / "live" / "estate").rglob("*.json"))
     assert captured == ["azure"] * 3 + ["log_analytics"] * 3
+
+
+# --- replayed real recordings (tests/recordings, see PROVENANCE.md) ------------------------------
+
+RECORDINGS = Path(__file__).parent / "recordings"
+# Recorded bodies are stored decoded: these headers describe the wire, not the stored body.
+WIRE_HEADERS = {"content-encoding", "content-length", "transfer-encoding"}
+SUB0 = "00000000-0000-0000-0000-000000000000"
+
+
+def recorded(name: str) -> list[dict]:
+    """The responses of a recording, in order, as replies: vcrpy YAML (SDK and CLI tests) or the
+    test proxy's JSON ({"Entries": [...]})."""
+    path = RECORDINGS / name
+    found = []
+    if path.suffix == ".yaml":
+        for interaction in yaml.safe_load(path.read_text())["interactions"]:
+            response = interaction["response"]
+            found.append((response["status"]["code"], response["body"]["string"], response["headers"]))
+    else:
+        for entry in json.loads(path.read_text())["Entries"]:
+            body = entry["ResponseBody"]
+            found.append((entry["StatusCode"], "" if body is None else json.dumps(body), entry["ResponseHeaders"]))
+    return [
+        reply(status, body, {
+            k: ", ".join(map(str, v)) if isinstance(v, list) else str(v)
+            for k, v in headers.items() if k.lower() not in WIRE_HEADERS
+        })
+        for status, body, headers in found
+    ]
+
+
+def with_body(canned: dict, change) -> dict:
+    """A recorded reply with its JSON body changed by `change` (a planted case)."""
+    body = json.loads(canned["body"])
+    change(body)
+    return {**canned, "body": json.dumps(body)}
+
+
+PAGED = "resourcegraph/test_paged_query.yaml"
+TOKEN_A = "82aw3vQlArEastJ24LABY8oPgQLesIyAyzYs2g6/aOOOmJHSYFj39fODurJV5e2tTFFebWcfxn7n5edicA8u6HgSJe1GCEk5HjxwLkeJiye2LVZDC7TaValkJbsk9JqY4yv5c7iRiLqgO34RbHEeVfLJpa56u4RZu0K+GpQvnBRPyAhy3KbwhZWpU5Nnqnud2whGb5WKdlL8xF7wnQaUnUN2lns8WwqwM4rc0VK4BbQt/WfWWcYJivSAyB3m4Z5g73df1KiU4C+K8auvUMpLPYVxxnKC/YZz42YslVAWXXUmuGOaM2SfLHRO6o4O9DgXlUgYjeFWqIbAkmMiVEqU"
+TOKEN_B = "ceXHDV/5yajn1stYtSCyQ32ULLF0jGv9oazG14qvdgwdAQNDUPHjt6MIlJZ2Y/K8z7fb+qo9wguegf8QYW0c7rqwtXUghJvKkPBENcn1O17nQxtjXeq6s8sD64D8t5P9NIHntl70D95yuVUjHF6/dsvVK33wKyvORwPTCbZrSj+pfz2yd5spa93izzOu06PcyFvcvCJAzZ5scImnVDqS700hR63izVwyETJtQluoqSPYkhxAOVk/+ThWlN0DKy9OfUE34M9PZSQz2QTWXKpUK1+okRfH/B2RVdXro60ZnNMrdPtglA5w7oEs5Ivq20IE4RtPfg97UEbkfyMP9huC="
+PAGED_IDS = [
+    f"/subscriptions/{SUB0}/resourceGroups/AaaaaAaaaaaaaaAaaaaAaaaaaaaaaaa-AAA-a/providers/"
+    "Microsoft.EventHub/namespaces/eventhub-local-aaaaaaa",
+    f"/subscriptions/{SUB0}/resourceGroups/AaaaaAaaaaaaaaAaaaaAaaaaaaaaaaa-AAA-a/providers/"
+    "Microsoft.Network/loadBalancers/LB-aaa-aaa-aaa-aa-a-aa",
+    f"/subscriptions/{SUB0}/resourceGroups/AaaaaAaaaaaaaaAaaaaAaaaaaaaaaaa-AAA-a/providers/"
+    "Microsoft.Network/networkSecurityGroups/nsgSubnet-0",
+]
+
+
+def sent_tokens(transport: ReplayTransport) -> list:
+    return [json.loads(r.content)["options"].get("$skipToken") for r in transport.sent("POST", ARG_PATH)]
+
+
+def test_recorded_table_form_page_is_read_as_rows(tmp_path):
+    """The SDK recording of a table-form answer: two rows of three columns, not the dict's keys."""
+    transport = ReplayTransport().add(
+        "POST", ARG_PATH, *recorded("resourcegraph/test_mgmt_resourcegraph.test_resources_basic_query_table.yaml")
+    )
+    now = datetime(2021, 3, 16, 7, 12, tzinfo=UTC)
+    assert azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path, now=now) == 2
+
+    capture = json.loads((tmp_path / "azure/resource_graph/patchassessmentresources-live-20210316T071200Z.json").read_text())
+    assert [sorted(row) for row in capture["data"]] == [["id", "properties", "tags"]] * 2
+    assert [row["id"].rsplit("/", 1)[1] for row in capture["data"]] == ["18chgblobsdf", "gov-art-df-rp"]
+    assert capture["data"][1]["tags"] == {"LastKnownGoodStampName": "gov-art-df-rp-b"}
+    assert capture["data"][0]["properties"]["creationTime"] == "2021-01-21T22:03:16.9320000Z"
+    assert (capture["totalRecords"], capture["count"], capture["subscriptions"]) == (2, 2, [SUB0])
+    # One page: nothing to pace.
+    assert transport.sleeps == []
+
+
+def test_recorded_skip_tokens_are_followed_and_a_repeated_one_stops_the_walk(tmp_path):
+    """The CLI recording of two table-form pages (skip tokens A then B); Azure then answers token B
+    with the same page again (planted), which would loop for ever."""
+    first, second = recorded(PAGED)
+    transport = (
+        ReplayTransport()
+        .add("POST", ARG_PATH, first, match=skip_token_is(None))
+        .add("POST", ARG_PATH, second, match=skip_token_is(TOKEN_A))
+        .add("POST", ARG_PATH, second, match=skip_token_is(TOKEN_B))
+    )
+    with pytest.raises(azure_live.AzureSourceError) as error:
+        azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path)
+    assert str(error.value) == (
+        "Azure Resource Graph patchinstallationresources, page 3: Azure returned a skip token it had "
+        "already sent; nothing was loaded"
+    )
+    assert sent_tokens(transport) == [None, TOKEN_A, TOKEN_B]
+    assert not (tmp_path / "azure").exists()
+
+
+def test_recorded_population_smaller_than_reported_fails_the_fetch(tmp_path):
+    """Azure reported totalRecords 9969 on the recorded pages; the walk ends (planted last page:
+    the second page without its skip token) after 2 + 1 + 1 = 4 rows."""
+    first, second = recorded(PAGED)
+    last = with_body(second, lambda body: body.pop("$skipToken"))
+    transport = (
+        ReplayTransport()
+        .add("POST", ARG_PATH, first, match=skip_token_is(None))
+        .add("POST", ARG_PATH, second, match=skip_token_is(TOKEN_A))
+        .add("POST", ARG_PATH, last, match=skip_token_is(TOKEN_B))
+    )
+    with pytest.raises(azure_live.AzureSourceError) as error:
+        azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path)
+    assert str(error.value) == (
+        f"Azure Resource Graph patchinstallationresources: Azure reported 9969 rows for subscriptions "
+        f"{SUB0}, 4 were fetched; nothing was loaded"
+    )
+    assert not (tmp_path / "azure").exists()
+
+
+def test_recorded_complete_walk_keeps_azure_figures(tmp_path):
+    """The same recorded pages with totalRecords set (planted) to the 3 rows they hold: the capture
+    keeps Azure's figure beside the rows, in the order Azure paged them."""
+    first, second = recorded(PAGED)
+
+    def three(body, last=False):
+        body["totalRecords"] = 3
+        if last:
+            del body["$skipToken"]
+
+    transport = (
+        ReplayTransport()
+        .add("POST", ARG_PATH, with_body(first, three), match=skip_token_is(None))
+        .add("POST", ARG_PATH, with_body(second, lambda b: three(b, last=True)), match=skip_token_is(TOKEN_A))
+    )
+    now = datetime(2018, 9, 11, 18, 28, tzinfo=UTC)
+    assert azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path, now=now) == 3
+    capture = json.loads((tmp_path / "azure/resource_graph/patchinstallationresources-live-20180911T182800Z.json").read_text())
+    assert [row["id"] for row in capture["data"]] == PAGED_IDS
+    assert (capture["totalRecords"], capture["count"]) == (3, 3)
+
+
+def test_recorded_quota_headers_pace_the_next_page(tmp_path):
+    """The CLI's recorded skip-token page says 14 queries are left in a window resetting in 5 s:
+    the next page waits 5/14 s. That page (the SDK's recorded table answer, served for the token)
+    reports 2 rows where the first reported 2876: the population changed while paging."""
+    page = recorded("resourcegraph/test_skip_token_query.yaml")[0]
+    token = json.loads(page["body"])["$skipToken"]
+    table = recorded("resourcegraph/test_mgmt_resourcegraph.test_resources_basic_query_table.yaml")[0]
+    transport = (
+        ReplayTransport()
+        .add("POST", ARG_PATH, page, match=skip_token_is(None))
+        .add("POST", ARG_PATH, table, match=skip_token_is(token))
+    )
+    with pytest.raises(azure_live.AzureSourceError) as error:
+        azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path)
+    assert transport.sleeps == [5 / 14]
+    assert str(error.value) == (
+        "Azure Resource Graph patchassessmentresources, page 2: Azure reported 2876 rows, then 2 while "
+        "paging (the population changed during the fetch); nothing was loaded"
+    )
+
+
+@pytest.mark.parametrize(("remaining", "resets", "wait"), [
+    ("14", "00:00:05", 5 / 14),  # the recorded values: spread the window over what is left
+    ("0", "00:00:03", 3.0),      # quota used up: wait for the reset
+    ("15", "00:01:00", 4.0),
+    (None, None, 0.0),           # responses without the headers (2018 API version)
+])
+def test_quota_wait(remaining, resets, wait):
+    headers = {k: v for k, v in {azure_live.QUOTA_REMAINING: remaining, azure_live.QUOTA_RESETS_AFTER: resets}.items() if v}
+    assert azure_live.quota_wait(headers) == wait
+
+
+def test_subscriptions_are_queried_in_batches_of_100(tmp_path):
+    """250 subscriptions: three queries (100, 100, 50), each answered by the recorded table page
+    (2 rows, totalRecords 2, quota 13 left of a 5 s window); one capture per batch."""
+    subscriptions = [f"{n:08d}-0000-0000-0000-000000000000" for n in range(250)]
+    table = recorded("resourcegraph/test_mgmt_resourcegraph.test_resources_basic_query_table.yaml")[0]
+    transport = ReplayTransport().add("POST", ARG_PATH, table)
+    now = datetime(2021, 3, 16, 7, 12, tzinfo=UTC)
+
+    assert azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", subscriptions, tmp_path, now=now) == 6
+
+    bodies = [json.loads(r.content) for r in transport.sent("POST", ARG_PATH)]
+    assert [b["subscriptions"] for b in bodies] == [subscriptions[:100], subscriptions[100:200], subscriptions[200:]]
+    assert transport.sleeps == [5 / 13, 5 / 13]
+    files = sorted((tmp_path / "azure" / "resource_graph").iterdir())
+    assert [f.name for f in files] == [f"patchassessmentresources-live-20210316T071200Z-00{n}.json" for n in (1, 2, 3)]
+    assert [json.loads(f.read_text())["subscriptions"] for f in files] == [b["subscriptions"] for b in bodies]
+
+
+@pytest.mark.parametrize(("name", "cause"), [
+    ("test_mgmt_resourcegraph.test_resources_malformed_query.yaml",
+     "HTTP 400 (InvalidQuery: Query is invalid. Please refer to the documentation for the Azure Resource "
+     "Graph service and fix the error before retrying.; ParserFailure; BadRequest: Please provide below "
+     "info when asking for support: timestamp = 2021-03-16T07:12:06.9604898Z, correlationId = "
+     "8e1c247b-0c97-4b10-ac62-1b18099a3ef4.)"),
+    ("test_mgmt_resourcegraph.test_resources_query_options.yaml",
+     "HTTP 400 (CouldNotDecodeSkipToken: Skip token could not be decoded.; BadRequest: Please provide "
+     "below info when asking for support: timestamp = 2020-03-23T19:01:58.7741737Z, correlationId = "
+     "c5caf5c0-7503-42a2-85da-9be49371cd51.)"),
+])
+def test_recorded_resource_graph_errors_keep_their_details(tmp_path, name, cause):
+    transport = ReplayTransport().add("POST", ARG_PATH, *recorded(f"resourcegraph/{name}"))
+    with pytest.raises(azure_live.AzureSourceError) as error:
+        azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path)
+    assert str(error.value) == f"Azure Resource Graph patchassessmentresources, page 1: {cause}"
+    assert len(transport.requests) == 1  # a 400 is not retried
+
+
+LA_PATH0 = f"/v1/workspaces/{SUB0}/query"
+LA_NOW = datetime(2022, 11, 9, 21, 22, tzinfo=UTC)
+
+
+def la_capture(folder: Path) -> dict:
+    (written,) = (folder / "log_analytics").glob("*.json")
+    return json.loads(written.read_text())["tables"][0]
+
+
+def test_recorded_partial_result_names_the_inner_cause(tmp_path):
+    transport = ReplayTransport().add(
+        "POST", LA_PATH0, *recorded("loganalytics/test_logs_client.pyTestLogsClienttest_logs_single_query_with_partial_success.json")
+    )
+    with pytest.raises(azure_live.LogAnalyticsPartialResultError) as error:
+        azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
+    # The cause is the innererror under details[]; not a limit, so no hint about shorter windows.
+    assert str(error.value) == (
+        f"Log Analytics workspace {SUB0}, table Update: partial result (-2133196788: Percentiles "
+        "aggregator has encountered an overflow exception during evaluation (probably due to large "
+        "weight expression). Results may be incorrect or incomplete (E_OVERFLOW; see "
+        "https://aka.ms/kustoqueryfailures).; EngineError: Something went wrong processing your query "
+        "on the server.; PartialError: There were some errors when processing your query.); nothing "
+        "was loaded"
+    )
+    assert not (tmp_path / "log_analytics").exists()
+
+
+def test_recorded_bad_request_names_the_innermost_cause(tmp_path):
+    transport = ReplayTransport().add(
+        "POST", LA_PATH0, *recorded("loganalytics/test_logs_client.pyTestLogsClienttest_logs_single_query_with_non_200.json")
+    )
+    with pytest.raises(azure_live.AzureSourceError) as error:
+        azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
+    assert str(error.value) == (
+        f"Log Analytics workspace {SUB0}, table Update: HTTP 400 (SEM0100: 'where' operator: Failed to "
+        "resolve table or column expression named 'AppInsights'; SemanticError: A semantic error "
+        "occurred.; BadArgumentError: The request had some invalid properties)"
+    )
+    assert len(transport.requests) == 1
+
+
+def test_recorded_gateway_timeouts_are_retried_then_named(tmp_path):
+    """The recording holds the four 504s the SDK's own test got: one try and three retries (the
+    retry policy retries the first at once, then backs off 0.01 x 2 and 0.01 x 4 s)."""
+    transport = ReplayTransport().add(
+        "POST", LA_PATH0, *recorded("loganalytics/test_logs_client.pyTestLogsClienttest_logs_server_timeout.json")
+    )
+    with pytest.raises(azure_live.AzureSourceError) as error:
+        azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
+    assert len(transport.requests) == 4 and transport.sleeps == [0.02, 0.04]
+    assert str(error.value) == (
+        f"Log Analytics workspace {SUB0}, table Update: HTTP 504 (GatewayTimeout: ADX query timed out; "
+        "GatewayTimeout: Gateway timeout)"
+    )
+
+
+def test_recorded_native_types_are_written_as_received(tmp_path):
+    transport = ReplayTransport().add(
+        "POST", LA_PATH0, *recorded("loganalytics/test_logs_response.pyTestLogsResponsetest_query_response_types.json")
+    )
+    assert azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW) == 1
+    table = la_capture(tmp_path)
+    assert [(c["name"], c["type"]) for c in table["columns"]] == [
+        ("stringcolumn", "string"), ("boolcolumn", "bool"), ("datecolumn", "datetime"),
+        ("intcolumn", "int"), ("longcolumn", "long"), ("realcolumn", "real"),
+    ]
+    assert table["rows"] == [["hello", True, "2000-01-02T03:04:05Z", 100, 101, 102.1]]
+
+
+def test_recorded_datetimes_keep_seven_fractional_digits(tmp_path):
+    """Log Analytics sends 100 ns precision; the SDK's datetime holds microseconds (577655)."""
+    transport = ReplayTransport().add(
+        "POST", LA_PATH0, *recorded("loganalytics/test_logs_response.pyTestLogsResponsetest_query_response_data.json")
+    )
+    assert azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW) == 3
+    rows = la_capture(tmp_path)["rows"]
+    assert [row[0] for row in rows] == ["2022-11-09T07:39:09.5776558Z"] * 3
+    assert [json.loads(row[3])["testContextKey"] for row in rows] == [1, 2, 3]
+
+
+def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, conn):
+    """The Compute recording (API version 2022-08-01): the VM as listed, its instance view; the SDK
+    asks with its own newer API version and keeps what the older one answered, to the digit."""
+    view, vm = recorded("compute/test_mgmt_compute_vm.pyTestMgmtComputetest_compute_vm.json")
+    vm_path = f"/subscriptions/{SUB0}/resourceGroups/rgname/providers/Microsoft.Compute/virtualMachines"
+    transport = (
+        ReplayTransport()
+        .add("GET", f"/subscriptions/{SUB0}/providers/Microsoft.Compute/virtualMachines",
+             reply(body={"value": [json.loads(vm["body"])]}))
+        .add("GET", f"{vm_path}/virtualmachinexeb772750/instanceView", view)
+    )
+    assert azure_live.fetch_virtual_machines(access(transport), [SUB0], tmp_path) == 1
+
+    (captured,) = json.loads((tmp_path / "azure" / "virtual_machines.json").read_text())["value"]
+    assert captured["properties"]["timeCreated"] == "2022-11-16T03:57:54.7251916+00:00"
+    assert captured["properties"]["osProfile"]["windowsConfiguration"]["patchSettings"]["patchMode"] == "AutomaticByOS"
+    instance = captured["properties"]["instanceView"]
+    assert (instance["osName"], instance["osVersion"]) == ("Windows Server 2016 Datacenter", "10.0.14393.5501")
+    assert [s["code"] for s in instance["statuses"]] == ["ProvisioningState/succeeded", "PowerState/running"]
+    assert instance["statuses"][0]["time"] == "2022-11-16T04:00:22.1352245+00:00"
+    assert load_virtual_machines(conn, tmp_path, "raw.vms", "run") == 1
+    assert conn.execute("SELECT name, resource->'properties'->>'vmId' FROM raw.vms").fetchall() == [
+        ("virtualmachinexeb772750", "0f02c7cf-0606-456c-ad7c-3e0a3142091e")
+    ]
+
+
+# --- population completeness: Azure's totalRecords beside the rows fetched and loaded -------------
+
+
+def population_run(root: Path, settings: RunSettings) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
+    database = root / "warehouse.duckdb"
+    result = dg.materialize(
+        [*dg.load_assets_from_modules([monitoring, population]),
+         *dg.load_asset_checks_from_modules([population])],
+        selection=dg.AssetSelection.keys(
+            "raw/patch_assessment_resources", "raw/patch_installation_resources", "marts/azure_population_counts"
+        ),
+        resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings},
+        raise_on_error=False,
+    )
+    with duckdb.connect(str(database), read_only=True) as conn:
+        rows = conn.execute(
+            "SELECT arg_table, source_file, captured_at, subscriptions, reported_rows, fetched_rows, "
+            "loaded_rows, complete FROM marts.azure_population_counts ORDER BY ALL"
+        ).fetchall()
+    return result, rows
+
+
+def check_passed(result: dg.ExecuteInProcessResult) -> bool:
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert evaluation.check_name == "resource_graph_population_complete"
+    return evaluation.passed
+
+
+def test_live_capture_population_reaches_the_marts(tmp_path, monkeypatch):
+    """The fixture pages report totalRecords 3 (assessment) and 2 (installation); the live run
+    writes them beside the rows, and the warehouse loaded as many."""
+    transport = ReplayTransport()
+    for arg_table in ("patchassessmentresources", "patchinstallationresources"):
+        route_arg(transport, arg_table)
+
+    @contextmanager
+    def replayed_access():
+        yield access(transport)
+
+    monkeypatch.setattr(azure_live, "open_access", replayed_access)
+    monkeypatch.setattr(azure_live, "_now", lambda: datetime(2024, 3, 10, 6, 0, tzinfo=UTC))
+    (tmp_path / "estate").mkdir()
+    result, rows = population_run(tmp_path, RunSettings(
+        estate_dir=str(tmp_path / "estate"), source="azure", as_of="2024-03-10", subscriptions=SUB,
+    ))
+    assert result.success and check_passed(result)
+    captured = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
+    assert [(a, f, c, s, r, n, loaded, ok) for a, f, c, s, r, n, loaded, ok in rows] == [
+        ("patchassessmentresources", "azure/resource_graph/patchassessmentresources-live-20240310T060000Z.json",
+         captured, [SUB], 3, 3, 3, True),
+        ("patchinstallationresources", "azure/resource_graph/patchinstallationresources-live-20240310T060000Z.json",
+         captured, [SUB], 2, 2, 2, True),
+    ]
+
+
+@pytest.mark.parametrize("lake", [False, True], ids=["warehouse", "lake"])
+def test_planted_population_mismatch_fails_the_run(tmp_path, monkeypatch, lake):
+    """An export whose totalRecords (5) is not the rows it holds (3): the table shows both, the
+    blocking check fails and with it the run. A bare export (no totalRecords) is not judged. The
+    same with the raw tables in the lake (Parquet behind views)."""
+    if lake:
+        monkeypatch.setenv("PATCHLEDGER_LAKE", str(tmp_path / "lake"))
+    else:
+        monkeypatch.delenv("PATCHLEDGER_LAKE", raising=False)
+    folder = tmp_path / "estate" / "azure" / "resource_graph"
+    folder.mkdir(parents=True)
+    rows = [row for page in arg_pages("patchassessmentresources") for row in page["data"]]
+    (folder / "patchassessmentresources-export.json").write_text(
+        json.dumps({"totalRecords": 5, "count": 3, "data": rows})
+    )
+    (folder / "patchinstallationresources-export.json").write_text(
+        json.dumps(arg_pages("patchinstallationresources")[0]["data"])
+    )
+    result, table = population_run(tmp_path, RunSettings(estate_dir=str(tmp_path / "estate"), source="files"))
+    assert (tmp_path / "lake").is_dir() == lake
+    assert not result.success and not check_passed(result)
+    assert table == [
+        ("patchassessmentresources", "azure/resource_graph/patchassessmentresources-export.json",
+         None, None, 5, 3, 3, False),
+        ("patchinstallationresources", "azure/resource_graph/patchinstallationresources-export.json",
+         None, None, None, None, 2, None),
+    ]
+
+
+def test_report_population_section_shows_reported_beside_loaded(conn):
+    """The evidence pack's population section: per Resource Graph table, Azure's totalRecords
+    beside the rows fetched and loaded, over captures up to the as-of date (2024-03-10)."""
+    conn.execute("CREATE SCHEMA marts")
+    conn.execute(
+        "CREATE TABLE marts.azure_population_counts (arg_table VARCHAR, source_file VARCHAR, "
+        "captured_at TIMESTAMPTZ, subscriptions VARCHAR[], reported_rows BIGINT, fetched_rows BIGINT, "
+        "loaded_rows BIGINT, complete BOOLEAN)"
+    )
+    conn.execute("""INSERT INTO marts.azure_population_counts VALUES
+        ('patchassessmentresources', 'a-live-1', '2024-03-09 06:00:00+00', NULL, 3, 3, 3, true),
+        ('patchassessmentresources', 'a-live-2', '2024-03-11 06:00:00+00', NULL, 10, 10, 10, true),
+        ('patchassessmentresources', 'a-export', NULL, NULL, NULL, NULL, 4, NULL),
+        ('patchinstallationresources', 'i-live-1', '2024-03-10 23:59:00+00', NULL, 2, 2, 1, false)""")
+    data = reporting.report_data(conn, date(2024, 3, 10))
+    assert data["resource_graph_population"] == [
+        {"arg_table": "patchassessmentresources", "files": 2, "files_reported": 1, "reported": 3,
+         "fetched": 3, "loaded": 3, "incomplete": 0, "loaded_unreported": 4},
+        {"arg_table": "patchinstallationresources", "files": 1, "files_reported": 1, "reported": 2,
+         "fetched": 2, "loaded": 1, "incomplete": 1, "loaded_unreported": 0},
+    ]
+    page = reporting.render_html({**data, "data_files": []})  # the pack adds its file list
+    assert ('<tr><td>patchinstallationresources</td><td class="num">1</td><td class="num">2</td>'
+            '<td class="num">2</td><td class="num">1</td><td class="num">1</td></tr>') in page

@@ -578,6 +578,34 @@ def load_resource_graph(
     return _count(conn, table) - before
 
 
+POPULATION_FILE_COLUMNS = {
+    "arg_table": "VARCHAR", "source_file": "VARCHAR", "subscriptions": "VARCHAR[]",
+    "reported_rows": "BIGINT", "fetched_rows": "BIGINT",
+}
+
+
+def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path) -> None:
+    """Temporary table `population_files`: what each Resource Graph file says of its population,
+    `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table."""
+    spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE population_files ({spec})")
+    for arg_table in RESOURCE_GRAPH_TABLES:
+        files = resource_graph_files(estate_dir, arg_table)
+        objects = [p for p in files if p.stat().st_size and json_top_level(p) == "{"]
+        for path in files:
+            if path not in objects:
+                conn.execute("INSERT INTO population_files (arg_table, source_file) VALUES ($t, $f)",
+                             {"t": arg_table, "f": relative_name(path, estate_dir)})
+        for path in objects:
+            conn.execute(
+                "INSERT INTO population_files SELECT $t, $f, subscriptions, "
+                "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
+                "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
+                f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
+                {"t": arg_table, "f": relative_name(path, estate_dir), "path": str(path)},
+            )
+
+
 def _many_and_one(select: str) -> tuple[str, str]:
     """The SELECT over the list $paths (with a filename column) and over one file $path."""
     many = select.replace("@SRC@", "$paths").replace("@OPTS@", ", filename=true").replace("@FN@", ", filename")

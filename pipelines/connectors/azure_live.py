@@ -10,8 +10,13 @@ file an auditor can open, and `--source files` replays a live run exactly.
 Credentials come from `DefaultAzureCredential` (environment, managed identity, az login); every
 SDK client is built from one `AzureAccess`, so tests inject a credential and an azure-core
 `HttpTransport` there (`open_access`). Retries, including 429 with Retry-After, are azure-core's
-RetryPolicy. Errors name the service and scope; tokens, Authorization headers and query strings
-never reach a message or the log.
+RetryPolicy; Resource Graph queries are also paced on its quota headers. Errors name the service
+and scope, and the innermost cause of an Azure error body first; tokens, Authorization headers and
+query strings never reach a message or the log.
+
+Completeness: a Resource Graph capture keeps Azure's `totalRecords` beside the rows fetched, and a
+fetch whose rows differ from it writes nothing and fails (marts.azure_population_counts and its
+check then hold every file to the same rule).
 
 installPatches changes machines, so live mode never calls it. assessPatches only triggers a fresh
 assessment; it runs on request (`PATCHLEDGER_ASSESS_PATCHES=true`), never by default.
@@ -23,7 +28,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -51,6 +57,14 @@ WINDOW_DAYS = 30
 # so that the next window (which starts where this one ended) does not skip late records.
 INGESTION_DELAY = timedelta(minutes=15)
 PAGE_SIZE = 1000
+# Resource Graph: subscriptions per query. Azure's guidance for throttled requests recommends
+# grouping subscriptions (fewer, larger queries cost less quota) in groups under 300; its
+# example uses 100.
+SUBSCRIPTION_BATCH = 100
+# Resource Graph's throttling headers: queries left in the current window, and when it resets
+# (hh:mm:ss). The documented default is 15 queries per 5-second window.
+QUOTA_REMAINING = "x-ms-user-quota-remaining"
+QUOTA_RESETS_AFTER = "x-ms-user-quota-resets-after"
 # The query API's maximum server timeout (its default is 3 minutes).
 SERVER_TIMEOUT_SECONDS = 600
 ASSESS_ENV = "PATCHLEDGER_ASSESS_PATCHES"
@@ -99,10 +113,12 @@ class LogAnalyticsPartialResultError(AzureSourceError):
 @dataclass
 class AzureAccess:
     """What every SDK client is built from: the credential, plus client options such as
-    `transport=` (an azure-core HttpTransport) or `retry_total=` / `retry_backoff_factor=`."""
+    `transport=` (an azure-core HttpTransport) or `retry_total=` / `retry_backoff_factor=`, and
+    how to wait when Resource Graph's quota asks for it."""
 
     credential: TokenCredential
     client_kwargs: dict[str, Any] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep
 
 
 @contextmanager
@@ -137,6 +153,37 @@ def _reason(exc: AzureError) -> str:
     return redact(" ".join(str(getattr(exc, "message", None) or exc).split()))
 
 
+def causes(error: Any) -> list[str]:
+    """`code: message` of an Azure error body's `error` and of each of its `details` and nested
+    `innererror`s, innermost first: the real cause (a Kusto semantic error, a skip token that
+    cannot be decoded) sits at the bottom, under generic top-level text."""
+    found: list[tuple[int, str]] = []
+
+    def walk(node: Any, depth: int) -> None:
+        if not isinstance(node, dict):
+            return
+        code, message = str(node.get("code") or ""), " ".join(str(node.get("message") or "").split())
+        text = message if code in ("", message) else f"{code}: {message}" if message else code
+        if text and text not in (t for _, t in found):
+            found.append((depth, text))
+        for detail in node.get("details") or []:
+            walk(detail, depth + 1)
+        walk(node.get("innererror"), depth + 1)
+
+    walk(error, 0)
+    return [text for _, text in sorted(found, key=lambda item: -item[0])]
+
+
+def _http_reason(exc: HttpResponseError) -> str:
+    """The causes from the response's error body when it has one, else the SDK's message."""
+    try:
+        body = json.loads(exc.response.text())
+    except (AttributeError, TypeError, ValueError):
+        body = None
+    found = causes(body.get("error")) if isinstance(body, dict) else []
+    return redact("; ".join(found)) if found else _reason(exc)
+
+
 @contextmanager
 def _reading(what: str) -> Iterator[None]:
     """Turn SDK errors into one AzureSourceError naming `what`. The SDK exception is not chained:
@@ -155,7 +202,7 @@ def _reading(what: str) -> Iterator[None]:
             f"(HTTP {exc.status_code}; {_reason(exc)})"
         )
     except HttpResponseError as exc:
-        message = f"{what}: HTTP {exc.status_code} ({_reason(exc)})"
+        message = f"{what}: HTTP {exc.status_code} ({_http_reason(exc)})"
     except AzureError as exc:
         message = f"{what}: {type(exc).__name__} ({_reason(exc)})"
     else:
@@ -227,6 +274,97 @@ def fetch_virtual_machines(
     return len(machines)
 
 
+def quota_wait(headers: Any) -> float:
+    """Seconds to wait before the next Resource Graph query, from the response's throttling
+    headers: what is left of the quota window spread evenly over the queries left in it (Azure's
+    "staggering queries"), the whole window when none is left. 0 when the headers are absent."""
+    remaining, resets = headers.get(QUOTA_REMAINING), headers.get(QUOTA_RESETS_AFTER)
+    try:
+        hours, minutes, seconds = str(resets).split(":")
+        window = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        left = int(remaining)
+    except (TypeError, ValueError):
+        return 0.0
+    return window if left <= 0 else window / left
+
+
+def _arg_rows(data: Any, where: str) -> list[dict]:
+    """A page's rows as objects. `data` is a list of objects (objectArray), or the table form
+    {"columns": [{"name", "type"}], "rows": [[...]]} that a query or a proxy may answer with."""
+    if data is None:
+        return []
+    if isinstance(data, list):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("columns"), list) and isinstance(data.get("rows"), list):
+        names = [column.get("name") for column in data["columns"]]
+        try:
+            return [dict(zip(names, row, strict=True)) for row in data["rows"]]
+        except (TypeError, ValueError):
+            raise AzureSourceError(f"{where}: a table-form row does not match its {len(names)} columns") from None
+    raise AzureSourceError(f"{where}: 'data' is neither a list of rows nor a table ({type(data).__name__})")
+
+
+class _Pacer:
+    """Waits before a Resource Graph query as long as the previous response's quota asked."""
+
+    def __init__(self, sleep: Callable[[float], None]):
+        self.sleep = sleep
+        self.wait = 0.0
+
+    def before(self) -> None:
+        if self.wait > 0:
+            self.sleep(self.wait)
+        self.wait = 0.0
+
+    def after(self, headers: Any) -> None:
+        self.wait = quota_wait(headers)
+
+
+def _query_batch(client: ResourceGraphClient, pacer: _Pacer, query: str, batch: list[str],
+                 what: str) -> tuple[int | None, list[dict]]:
+    """Every page of one query over one batch of subscriptions: (Azure's totalRecords, None
+    when the response does not carry it, and the rows)."""
+    rows: list[dict] = []
+    skip_token = None
+    seen_tokens: set[str] = set()
+    total = None
+    page = 0
+    while True:
+        page += 1
+        where = f"{what}, page {page}"
+        pacer.before()
+        with _reading(where):
+            response, headers = client.resources(
+                QueryRequest(
+                    subscriptions=batch,
+                    query=query,
+                    options=QueryRequestOptions(top=PAGE_SIZE, skip_token=skip_token, result_format="objectArray"),
+                ),
+                cls=lambda pipeline_response, deserialized, _: (deserialized, pipeline_response.http_response.headers),
+            )
+        pacer.after(headers)
+        data = _arg_rows(response.data, where)
+        if response.count is not None and response.count != len(data):
+            raise AzureSourceError(f"{where}: the page says it has {response.count} rows but holds {len(data)}")
+        if total is None:
+            total = response.total_records
+        elif response.total_records != total:
+            raise AzureSourceError(
+                f"{where}: Azure reported {total} rows, then {response.total_records} while paging "
+                "(the population changed during the fetch); nothing was loaded"
+            )
+        rows.extend(data)
+        skip_token = response.skip_token
+        if not skip_token:
+            if response.result_truncated == "true":
+                raise AzureSourceError(f"{where}: result truncated without a skip token; nothing was loaded")
+            break
+        if skip_token in seen_tokens:
+            raise AzureSourceError(f"{where}: Azure returned a skip token it had already sent; nothing was loaded")
+        seen_tokens.add(skip_token)
+    return total, rows
+
+
 def fetch_resource_graph(
     access: AzureAccess,
     arg_table: str,
@@ -234,41 +372,38 @@ def fetch_resource_graph(
     estate: Path,
     now: datetime | None = None,
 ) -> int:
-    """All rows of a Resource Graph table (results and their softwarepatches), paged with
-    $skipToken, written as `az graph query` prints them: one dated snapshot per run."""
+    """All rows of a Resource Graph table (results and their softwarepatches), queried in
+    batches of SUBSCRIPTION_BATCH subscriptions and paged with $skipToken, each batch written as
+    `az graph query` prints it: one dated snapshot per run and batch. A capture keeps what
+    Azure said the query had (`totalRecords`) beside the rows fetched (`count`); when they
+    differ nothing is written and the fetch fails: the population is incomplete."""
     # Ordered by id so that pages do not shift while the skip token walks them.
     query = f"{arg_table} | project {', '.join(RESOURCE_GRAPH_COLUMNS)} | order by id asc"
-    rows: list[dict] = []
-    skip_token = None
-    page = 0
+    batches = [subscriptions[i:i + SUBSCRIPTION_BATCH] for i in range(0, len(subscriptions), SUBSCRIPTION_BATCH)]
+    captures = []
+    pacer = _Pacer(access.sleep)
     with ResourceGraphClient(access.credential, **access.client_kwargs) as client:
-        while True:
-            page += 1
-            with _reading(f"Azure Resource Graph {arg_table}, page {page}"):
-                response = client.resources(
-                    QueryRequest(
-                        subscriptions=subscriptions,
-                        query=query,
-                        options=QueryRequestOptions(
-                            top=PAGE_SIZE, skip_token=skip_token, result_format="objectArray"
-                        ),
-                    )
+        for number, batch in enumerate(batches, start=1):
+            what = f"Azure Resource Graph {arg_table}"
+            if len(batches) > 1:
+                what += f", subscription batch {number} of {len(batches)}"
+            total, rows = _query_batch(client, pacer, query, batch, what)
+            if total is not None and total != len(rows):
+                raise AzureSourceError(
+                    f"{what}: Azure reported {total} rows for subscriptions {_scope(batch)}, "
+                    f"{len(rows)} were fetched; nothing was loaded"
                 )
-            rows.extend(response.data or [])
-            skip_token = response.skip_token
-            if not skip_token:
-                if response.result_truncated == "true":
-                    raise AzureSourceError(
-                        f"Azure Resource Graph {arg_table}: result truncated without a skip "
-                        "token; nothing was loaded"
-                    )
-                break
+            captures.append({"totalRecords": total, "count": len(rows), "subscriptions": batch, "data": rows})
     stamp = (now or _now()).strftime(_STAMP)
-    _write_json(
-        estate / "azure" / "resource_graph" / f"{arg_table}-live-{stamp}.json",
-        {"totalRecords": len(rows), "count": len(rows), "data": rows},
-    )
-    return len(rows)
+    folder = estate / "azure" / "resource_graph"
+    for number, capture in enumerate(captures, start=1):
+        suffix = f"-{number:03d}" if len(captures) > 1 else ""
+        _write_json(folder / f"{arg_table}-live-{stamp}{suffix}.json", capture)
+    return sum(capture["count"] for capture in captures)
+
+
+def _scope(batch: list[str]) -> str:
+    return batch[0] if len(batch) == 1 else f"{batch[0]} .. {batch[-1]} ({len(batch)})"
 
 
 def _la_window_end(folder: Path, la_table: str, workspace: str) -> datetime | None:
@@ -282,7 +417,7 @@ def _la_window_end(folder: Path, la_table: str, workspace: str) -> datetime | No
 
 def _la_value(value: Any, la_type: str, where: str) -> Any:
     """A cell as its Log Analytics type. The API sends long, int and bool (sometimes real) as
-    strings ("1", "true"), which the SDK passes through; datetimes arrive parsed."""
+    strings ("1", "true"); datetimes stay the text received (seven fractional digits)."""
     if value is None or la_type not in ("bool", "int", "long", "real", "decimal"):
         return value
     if isinstance(value, bool | int | float):
@@ -318,34 +453,39 @@ def fetch_log_analytics(
             start = _la_window_end(folder, la_table, workspace) or end - timedelta(days=WINDOW_DAYS)
             if start >= end:
                 continue
+            # The body as received: the SDK parses datetimes into Python datetimes, which drops
+            # the seventh fractional digit Log Analytics sends; the capture keeps the text.
+            received: list[Any] = []
             with _reading(what):
                 result = client.query_workspace(
                     workspace,
                     LOG_ANALYTICS_QUERIES[la_table],
                     timespan=(start, end),
                     server_timeout=SERVER_TIMEOUT_SECONDS,
+                    raw_response_hook=lambda response, sink=received: sink.append(response.http_response),
                 )
+            body = json.loads(received[-1].text())
             if isinstance(result, LogsQueryPartialResult):
-                error = result.partial_error
-                # The top-level message is generic; the details say what went wrong.
-                details = [d.get("message") for d in error.details or []]
-                reason = "; ".join(filter(None, [error.message, *details]))
+                found = causes(body.get("error")) or [str(result.partial_error.message)]
+                # Only a cause about the API's limits is helped by a shorter window.
+                hint = ""
+                if re.search(r"(?i)limit|too large|exceed", " ".join(found)):
+                    hint = " (a result over the API's limits needs a shorter window)"
                 raise LogAnalyticsPartialResultError(
-                    f"{what}: partial result ({error.code}: {redact(reason)}); nothing was "
-                    "loaded (a result over the API's limits needs a shorter window)"
+                    f"{what}: partial result ({redact('; '.join(found))}); nothing was loaded{hint}"
                 )
             tables = []
-            for table in result.tables:
-                types = table.columns_types
+            for table in body.get("tables") or []:
+                columns = table.get("columns") or []
+                types = [c.get("type") for c in columns]
                 rows = [
                     [
-                        _la_value(cell, types[i], f"{what}, row {n}, column {table.columns[i]}")
+                        _la_value(cell, types[i], f"{what}, row {n}, column {columns[i].get('name')}")
                         for i, cell in enumerate(row)
                     ]
-                    for n, row in enumerate(table.rows, start=1)
+                    for n, row in enumerate(table.get("rows") or [], start=1)
                 ]
-                columns = [{"name": c, "type": t} for c, t in zip(table.columns, types, strict=True)]
-                tables.append({"name": table.name, "columns": columns, "rows": rows})
+                tables.append({"name": table.get("name"), "columns": columns, "rows": rows})
                 total += len(rows)
             name = f"{la_table}-live-{workspace}-{start.strftime(_STAMP)}-{end.strftime(_STAMP)}.json"
             _write_json(folder / name, {"tables": tables})

@@ -304,7 +304,7 @@ def _write_resource_graph(con: duckdb.DuckDBPyConnection, root: Path, period: Pe
     statements = [
         f"""
             COPY (
-              SELECT list(r ORDER BY k1, k2) AS data FROM (
+              SELECT count(*) AS totalRecords, count(*) AS count, list(r ORDER BY k1, k2) AS data FROM (
                 SELECT v.vm AS k1, '' AS k2, struct_pack(
                   id := v.arm_id || '/patchAssessmentResults/latest', name := 'latest',
                   type := '{RG_ASSESS}', {_ROW_HEAD},
@@ -355,7 +355,7 @@ def _write_resource_graph(con: duckdb.DuckDBPyConnection, root: Path, period: Pe
     statements += [
         f"""
             COPY (
-              SELECT coalesce(list(r ORDER BY k1, k2, k3), []) AS data FROM (
+              SELECT count(*) AS totalRecords, count(*) AS count, coalesce(list(r ORDER BY k1, k2, k3), []) AS data FROM (
                 SELECT v.vm AS k1, v.slot AS k2, '' AS k3, struct_pack(
                   id := v.arm_id || '/patchInstallationResults/' || v.act, name := v.act,
                   type := '{RG_INSTALL}', {_ROW_HEAD},
