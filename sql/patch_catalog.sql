@@ -1,4 +1,4 @@
--- @table The patch catalog from the vendor bulletins: one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build, or a Linux distribution package version fixed by an OSV advisory), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
+-- @table The patch catalog from the vendor bulletins as of $as_of (patches released on or before it): one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build, or a Linux distribution package version fixed by an OSV advisory), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
 -- @column patch_key: The patch: KB digits for a Windows update, <package>_<version> for a Linux package, <product>_<version> for other non-KB fixes. Unique, never NULL.
 -- @column kb: KB digits, NULL for non-KB fixes.
 -- @column title: Descriptive title: "<release month> <subtype> for <product> (KB...)" for KBs, "<package or product> <build>" otherwise.
@@ -146,4 +146,6 @@ FROM per_patch AS p
 LEFT JOIN cves AS c USING (patch_key)
 LEFT JOIN superseded_by AS s ON s.kb = p.kb
 LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = p.kb
+-- Nothing released after the evaluation date: a past-date run must not know later patches.
+WHERE p.released_at IS NULL OR CAST(p.released_at AS DATE) <= CAST($as_of AS DATE)
 ORDER BY p.patch_key
