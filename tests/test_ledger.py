@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 from fixtures_registers import event, materialize, query, write_register
 
 from assets import authorization as stage5
-from pipelines.ledger import verify_ledger
+from pipelines.ledger import GENESIS, chain_hash, verify_ledger
 from pipelines.resources import connect_warehouse
 
 ASSETS = [
@@ -224,3 +225,46 @@ def test_an_altered_ledger_file_fails_naming_file_line_and_field(tmp_path, estat
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.error.cause.message
     assert f"{path}: line 2: field row_sha256 does not verify (row e2)" in message
+
+
+def test_an_exception_approved_after_the_as_of_date_is_not_judged_yet(tmp_path):
+    estate = tmp_path / "estate"
+    write_register(estate, "authorization_events", EVENTS)
+    # Both self-approved; X2 on the day after the evaluation date (fixtures AS_OF 2026-11-27).
+    write_register(estate, "exceptions", [
+        {"exception_id": "X1", "asset_category": "*", "reason": "legacy", "requested_by": "gina",
+         "approver": "gina", "approved_at": "2026-11-27T23:00:00Z", "status": "active",
+         "expires_at": "2027-01-31T00:00:00Z"},
+        {"exception_id": "X2", "asset_category": "*", "reason": "legacy", "requested_by": "gina",
+         "approver": "gina", "approved_at": "2026-11-28T00:00:00Z", "status": "active",
+         "expires_at": "2027-01-31T00:00:00Z"},
+    ])
+    assert materialize(FINDING_ASSETS, tmp_path, estate).success
+    assert [f[:2] for f in findings(tmp_path) if f[0].startswith("exception")] == [
+        ("exception_self_approved", "exception/X1")]
+
+
+def test_a_ledger_file_behind_the_warehouse_is_completed(tmp_path, estate):
+    path = tmp_path / "ledger" / "authorization_events.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n")
+    assert materialize(ASSETS, tmp_path, estate).success
+    assert path.read_text().splitlines() == lines
+
+
+def test_a_ledger_file_that_disagrees_with_the_warehouse_fails(tmp_path, estate):
+    path = tmp_path / "ledger" / "authorization_events.jsonl"
+    # Another, valid chain: the same three rows with the first one's content changed and rehashed.
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    prev = GENESIS
+    for row in rows:
+        row["content"] = row["content"].replace("alice", "mallory")
+        row["row_sha256"] = hashlib.sha256(row["content"].encode()).hexdigest()
+        row["prev_sha256"], row["chain_sha256"] = prev, chain_hash(prev, row["row_sha256"])
+        prev = row["chain_sha256"]
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    result = materialize(ASSETS, tmp_path, estate, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert (f"{path}: line 1: field content differs from ledger.authorization_events seq 1"
+            in failure.step_failure_data.error.cause.message)
