@@ -137,3 +137,21 @@ def test_a_month_end_partition_is_that_day_and_reproducible_byte_for_byte(demo_r
         assert (packs[0] / name).read_bytes() == (packs[1] / name).read_bytes(), name
     assert json.loads((packs[0] / "manifest.json").read_text())["as_of"] == "2026-10-31"
     assert {m["as_of"] for m in rows(packs[0] / "populations" / "machines.csv")} == {"2026-10-31"}
+
+
+def test_report_refuses_a_past_date_it_cannot_rebuild(demo_run, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipelines import cli
+
+    _, warehouse, _, _ = demo_run
+    for name in ("PATCHLEDGER_WAREHOUSE", "PATCHLEDGER_ESTATE"):
+        monkeypatch.setenv(name, "")
+    empty = tmp_path / "no-estate"
+    empty.mkdir()
+    outcome = CliRunner().invoke(cli.app, ["report", "--as-of", "2026-11-05", "--warehouse",
+                                           str(warehouse), "--estate", str(empty), "--out",
+                                           str(tmp_path / "out")])
+    assert outcome.exit_code == 1
+    assert "No estate at" in outcome.output and "to rebuild 2026-11-05 from" in outcome.output
+    assert not (tmp_path / "out" / "2026-11-05").exists()
