@@ -73,6 +73,9 @@ cves AS (
 superseded_by AS (
     SELECT superseded_kb AS kb, list(DISTINCT kb ORDER BY kb) AS superseded_by
     FROM marts.patch_supersedence
+    -- only successors released by the evaluation date
+    WHERE kb NOT IN (SELECT kb FROM msrc WHERE kb IS NOT NULL GROUP BY kb
+                     HAVING CAST(min(released_at) AS DATE) > CAST($as_of AS DATE))
     GROUP BY superseded_kb
 ),
 per_patch AS (

@@ -70,13 +70,15 @@ def test_nothing_dated_after_the_date_enters_the_pack(past):
             "SELECT DISTINCT patch_key FROM staging.msrc_fixes WHERE released_at >= ?", [end]).fetchall()}
         assert later
         catalog = {r[0] for r in conn.execute("SELECT patch_key FROM marts.patch_catalog").fetchall()}
+        successors = {r[0] for r in conn.execute(
+            "SELECT DISTINCT unnest(superseded_by) FROM marts.patch_catalog").fetchall()}
         notified = conn.execute("SELECT patch_key, released_at FROM ledger.notifications_sent").fetchall()
         observed_later = conn.execute(
             "SELECT count(*) FROM staging.patch_observations WHERE observed_at >= ?", [end]).fetchall()[0][0]
     finally:
         conn.close()
     # ... but neither its catalog nor its notifications do.
-    assert catalog and not later & catalog
+    assert catalog and not later & catalog and not later & successors
     assert notified and all(released < end for _, released in notified)
     assert not later & {key for key, _ in notified}
     # Observations, register events and approvals after the date are in the estate, not the pack.
