@@ -8,8 +8,15 @@ object of the row exactly as received, keys sorted), `row_sha256 = sha256(conten
 Ledger rows are never updated or deleted. Each append also records the chain head in
 `ledger.chain_heads`, so that removing the newest ledger rows is detected too.
 
-A later run that finds a row changed (same id, other content), removed or reordered in the
-register records it in `ledger.tamper_findings` and keeps the original row.
+A later run that finds a row changed (same id, other content), removed, reordered, or a new row
+inserted before rows already recorded, records it in `ledger.tamper_findings` (with each field's
+recorded and new value) and keeps the original row. The registers' staging tables are then
+rebuilt from the first-recorded rows (`rebuild_first_recorded`), so the controls are judged on
+what was first recorded and an edit cannot hide a finding.
+
+The chains are also kept as append-only files (`<ledger dir>/<register>.jsonl`, one JSON line per
+row) outside the warehouse: `sync_ledger_files` restores a lost warehouse's ledger from them and
+`append_ledger_file` writes the rows they lack.
 
 `verify_ledger(conn)` recomputes every chain and returns the problems (`patchledger verify`).
 Recomputing every hash in the warehouse defeats the chain; the chain heads copied into each
