@@ -6,6 +6,8 @@ marts.authorization_status); change-control findings; rogue patches; and the sta
 lifecycle inventory that these records feed.
 """
 
+from pathlib import Path
+
 import dagster as dg
 
 from assets.common import (
@@ -20,7 +22,15 @@ from assets.common import (
     warehouse_check,
 )
 from pipelines.connectors.registers import REGISTERS, load_register
-from pipelines.ledger import LEDGER_REGISTERS, append_register, verify_ledger
+from pipelines.ledger import (
+    LEDGER_REGISTERS,
+    append_ledger_file,
+    append_register,
+    ledger_file,
+    rebuild_first_recorded,
+    sync_ledger_files,
+    verify_ledger,
+)
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
@@ -88,16 +98,28 @@ blackout_dates = register_asset("blackout_dates", STAGE6_MONITORING)
             group_name=STAGE5_AUTHORIZATION,
             kinds={"duckdb"},
             owners=OWNERS,
-            description="Rows of the ledgered registers found changed, removed or reordered "
-            "after the ledger first saw them; append-only.",
+            description="Rows of the ledgered registers found changed, removed, reordered or "
+            "inserted between recorded rows after the ledger first saw them; append-only.",
         ),
     ],
     pool=DUCKDB_POOL,
 )
-def register_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Append new register rows to their chains and record tampering with earlier rows."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        results = [append_register(conn, name, context.run.run_id) for name in LEDGER_REGISTERS]
+def register_ledger(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+):
+    """Restore the ledger from its files where the warehouse lacks rows, append new register
+    rows to their chains, record tampering with earlier rows, and rebuild the registers' staging
+    tables from the first-recorded rows (what the controls are judged on)."""
+    ledger_dir = Path(run_settings.ledger_path())
+    with warehouse.get_connection() as conn:
+        with transaction(conn):
+            restored = {name: sync_ledger_files(conn, name, ledger_dir, context.run.run_id)
+                        for name in LEDGER_REGISTERS}
+            results = [append_register(conn, name, context.run.run_id) for name in LEDGER_REGISTERS]
+            for name in LEDGER_REGISTERS:
+                rebuild_first_recorded(conn, name)
+        # After the commit: the files never hold a row the warehouse rolled back.
+        written = {name: append_ledger_file(conn, name, ledger_dir) for name in LEDGER_REGISTERS}
         for result in results:
             if result.tamper_findings:
                 context.log.warning(
@@ -116,6 +138,9 @@ def register_ledger(context: dg.AssetExecutionContext, warehouse: WarehouseResou
                 **metadata[result.register],
                 "appended": dg.MetadataValue.int(result.appended),
                 "head_seq": dg.MetadataValue.int(result.head_seq),
+                "restored_from_file": dg.MetadataValue.int(restored[result.register]),
+                "ledger_file": dg.MetadataValue.path(str(ledger_file(ledger_dir, result.register))),
+                "lines_written": dg.MetadataValue.int(written[result.register]),
             },
         )
     yield dg.MaterializeResult(asset_key=key("ledger.tamper_findings"), metadata=tamper_metadata)
@@ -223,6 +248,10 @@ def authorization_status(
         key("marts.authorization_events"),
         key("staging.patch_tests"),
         key("staging.exceptions"),
+        # staging.patch_tests and staging.exceptions as first recorded, and the tampering found
+        key("ledger.patch_tests"),
+        key("ledger.exceptions"),
+        key("ledger.tamper_findings"),
     ],
     group_name=STAGE5_AUTHORIZATION,
     kinds={"duckdb", "sql"},
@@ -273,6 +302,7 @@ def rogue_patches(
         key("marts.vm_inventory"),
         key("marts.authorization_events"),
         key("staging.patch_tests"),
+        key("ledger.patch_tests"),
         key("marts.rogue_patches"),
     ],
     group_name=STAGE5_AUTHORIZATION,
@@ -296,6 +326,7 @@ def authorization_install_findings(
     key=key("marts.patch_lifecycle"),
     deps=[
         key("staging.patch_tests"),
+        key("ledger.patch_tests"),
         key("staging.support_incidents"),
         key("staging.rollbacks"),
         key("staging.patch_observations"),

@@ -437,6 +437,7 @@ patch_catalog = _sql_asset(
     ],
     "The patch catalog: one row per patch with severity, CVSS, exploit/KEV status, products, "
     "fixed builds, supersedence and fix lineage.",
+    uses_as_of=True,
 )
 
 

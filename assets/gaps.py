@@ -64,6 +64,8 @@ def sla_policy(
         key("marts.authorization_status"),
         key("staging.patch_tests"),
         key("staging.exceptions"),
+        key("ledger.patch_tests"),
+        key("ledger.exceptions"),
     ],
 )
 def compliance_gaps(

@@ -209,18 +209,43 @@ def report(
     as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: the warehouse's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the reports (PATCHLEDGER_REPORTS).")] = None,
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
+    estate: Annotated[Path | None, typer.Option(help="Estate folder to rebuild a past date from (PATCHLEDGER_ESTATE).")] = None,
 ) -> None:
-    """Write the compliance report for a date from the warehouse."""
+    """Write the evidence pack for a date: from the warehouse when its marts are of that date,
+    else rebuilt as of that date from the estate and the first-recorded ledger."""
+    from pipelines.pastdate import PastDateError, marts_as_of, rebuild_pack
     from pipelines.reporting import write_reports
+    from pipelines.resources import connect_warehouse
 
     _set_env("PATCHLEDGER_WAREHOUSE", warehouse)
+    _set_env("PATCHLEDGER_ESTATE", estate)
     as_of_date = _parse_date(as_of, "--as-of") if as_of else None
-    if not settings.warehouse_path().exists():
-        err.print(f"[red]No warehouse at {settings.warehouse_path()}.[/red] Run `patchledger run` first.")
+    path = settings.warehouse_path()
+    out_root = out or settings.reports_dir()
+    built_for = None
+    if path.exists():
+        conn = connect_warehouse(str(path), read_only=True)
+        try:
+            built_for = marts_as_of(conn)
+        finally:
+            conn.close()
+    elif as_of_date is None:
+        err.print(f"[red]No warehouse at {path}.[/red] Run `patchledger run` first, or give --as-of "
+                  "to rebuild a date from the estate.")
         raise typer.Exit(1)
-    written = write_reports(str(settings.warehouse_path()), out or settings.reports_dir(), as_of_date)
-    for path in written:
-        console.print(f"wrote {path}")
+    try:
+        if as_of_date is None or as_of_date == built_for:
+            written = write_reports(str(path), out_root, as_of_date)
+        else:
+            console.print(f"The warehouse is as of {built_for or '(none)'}: rebuilding the marts as of "
+                          f"{as_of_date} from {settings.estate_dir()} ...")
+            written = rebuild_pack(as_of_date, estate=settings.estate_dir(), warehouse=path,
+                                   ledger_dir=settings.ledger_dir(), out_root=out_root)
+    except PastDateError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    for written_path in written:
+        console.print(f"wrote {written_path}")
 
 
 @app.command()

@@ -32,12 +32,17 @@ def executor() -> dg.ExecutorDefinition:
 
 @dg.definitions
 def defs() -> dg.Definitions:
+    return build_definitions(resources.default_resources())
+
+
+def build_definitions(run_resources: dict) -> dg.Definitions:
+    """The code location with the given resources (a past-date rebuild points them elsewhere)."""
     return dg.Definitions(
         assets=dg.load_assets_from_package_module(assets),
         asset_checks=dg.load_asset_checks_from_package_module(assets),
         jobs=jobs.all_jobs(),
         schedules=schedules.all_schedules(),
         sensors=sensors.all_sensors(),
-        resources=resources.default_resources(),
+        resources=run_resources,
         executor=executor(),
     )

@@ -6,10 +6,14 @@ import dagster as dg
 
 from assets import common
 
+# The month-end packs are partitioned by month and rebuild their own scratch warehouse: they
+# run in their own job, not in the unpartitioned ones.
+MONTH_END_PACK = dg.AssetSelection.assets(common.key("reports.month_end_pack"))
+
 # Everything, in dependency order: what `patchledger run` launches.
 full_refresh = dg.define_asset_job(
     name="full_refresh",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - MONTH_END_PACK,
     description="Ingest every source and rebuild every table and the evidence pack.",
 )
 
@@ -18,7 +22,7 @@ full_refresh = dg.define_asset_job(
 # (`patchledger report`), not every day.
 daily_refresh = dg.define_asset_job(
     name="daily_refresh",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(common.EVIDENCE),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(common.EVIDENCE) - MONTH_END_PACK,
     description="Ingest the day's new files and bring every table up to date (no evidence pack).",
 )
 
@@ -30,11 +34,19 @@ bulletin_refresh = dg.define_asset_job(
 )
 
 
-# The evidence pack alone, from the marts as they stand: what the monthly schedule launches.
+# The evidence pack alone, from the marts as they stand (for their own date only).
 evidence_pack = dg.define_asset_job(
     name="evidence_pack",
-    selection=dg.AssetSelection.groups(common.EVIDENCE),
+    selection=dg.AssetSelection.groups(common.EVIDENCE) - MONTH_END_PACK,
     description="Write the evidence pack (HTML, PDF, populations, manifest) from the current marts.",
+)
+
+# The pack for the last day of a month, one partition per month: what the monthly schedule
+# launches (for the month just ended) and what a backfill of past months runs.
+month_end_evidence_pack = dg.define_asset_job(
+    name="month_end_evidence_pack",
+    selection=MONTH_END_PACK,
+    description="Write the evidence pack for the last day of the partition's month, rebuilt as of that day.",
 )
 
 
@@ -50,4 +62,5 @@ scheduled_audit = dg.define_asset_job(
 
 
 def all_jobs() -> list:
-    return [full_refresh, daily_refresh, bulletin_refresh, evidence_pack, scheduled_audit]
+    return [full_refresh, daily_refresh, bulletin_refresh, evidence_pack, scheduled_audit,
+            month_end_evidence_pack]

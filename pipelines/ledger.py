@@ -8,8 +8,15 @@ object of the row exactly as received, keys sorted), `row_sha256 = sha256(conten
 Ledger rows are never updated or deleted. Each append also records the chain head in
 `ledger.chain_heads`, so that removing the newest ledger rows is detected too.
 
-A later run that finds a row changed (same id, other content), removed or reordered in the
-register records it in `ledger.tamper_findings` and keeps the original row.
+A later run that finds a row changed (same id, other content), removed, reordered, or a new row
+inserted before rows already recorded, records it in `ledger.tamper_findings` (with each field's
+recorded and new value) and keeps the original row. The registers' staging tables are then
+rebuilt from the first-recorded rows (`rebuild_first_recorded`), so the controls are judged on
+what was first recorded and an edit cannot hide a finding.
+
+The chains are also kept as append-only files (`<ledger dir>/<register>.jsonl`, one JSON line per
+row) outside the warehouse: `sync_ledger_files` restores a lost warehouse's ledger from them and
+`append_ledger_file` writes the rows they lack.
 
 `verify_ledger(conn)` recomputes every chain and returns the problems (`patchledger verify`).
 Recomputing every hash in the warehouse defeats the chain; the chain heads copied into each
@@ -19,8 +26,10 @@ evidence manifest are the external anchor against that.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -87,39 +96,73 @@ ORDER BY register_row
 """
 
 # Compare the register as it is now with what the ledger first saw. Reordering is judged on the
-# rows present in both: a row whose rank by register position differs from its rank by seq.
+# rows present in both: a row whose rank by register position differs from its rank by seq (a
+# row flagged as inserted is left out: it entered the chain last but sits where it was put). A
+# new row placed before a row already recorded was inserted between them (a backdated record).
 _TAMPER = """
-WITH known AS (SELECT seq, row_id, row_sha256, register_row FROM _ledger_rows),
+WITH known AS (SELECT seq, row_id, row_sha256, register_row, content FROM _ledger_rows),
+inserted_before AS (
+    SELECT row_id FROM ledger.tamper_findings WHERE register = $register AND kind = 'inserted'
+),
 both_sides AS (
     SELECT k.row_id, k.seq, k.row_sha256 AS ledger_sha, k.register_row AS ledger_row,
            c.row_sha256 AS observed_sha, c.register_row AS observed_row,
-           row_number() OVER (ORDER BY k.seq) AS rank_by_seq,
-           row_number() OVER (ORDER BY c.register_row) AS rank_by_position
+           k.content AS recorded_content, c.content AS observed_content
     FROM known AS k JOIN _register_now AS c USING (row_id)
 ),
+ranked AS (
+    SELECT *, row_number() OVER (ORDER BY seq) AS rank_by_seq,
+           row_number() OVER (ORDER BY observed_row) AS rank_by_position
+    FROM both_sides WHERE row_id NOT IN (SELECT row_id FROM inserted_before)
+),
 found AS (
-    SELECT row_id, 'changed' AS kind, seq, ledger_sha, observed_sha,
+    SELECT row_id, 'changed' AS kind, seq, ledger_sha, observed_sha, recorded_content,
+           observed_content,
            json_object('ledger_register_row', ledger_row, 'observed_register_row', observed_row)
                AS details
     FROM both_sides WHERE ledger_sha <> observed_sha
     UNION ALL
-    SELECT row_id, 'reordered', seq, ledger_sha, observed_sha,
+    SELECT row_id, 'reordered', seq, ledger_sha, observed_sha, NULL, NULL,
            json_object('rank_when_first_seen', rank_by_seq, 'rank_now', rank_by_position,
                        'ledger_register_row', ledger_row, 'observed_register_row', observed_row)
-    FROM both_sides WHERE rank_by_seq <> rank_by_position
+    FROM ranked WHERE rank_by_seq <> rank_by_position
     UNION ALL
-    SELECT k.row_id, 'removed', k.seq, k.row_sha256, NULL,
+    SELECT k.row_id, 'removed', k.seq, k.row_sha256, NULL, k.content, NULL,
            json_object('ledger_register_row', k.register_row)
     FROM known AS k ANTI JOIN _register_now AS c USING (row_id)
+    UNION ALL
+    SELECT c.row_id, 'inserted', NULL, NULL, c.row_sha256, NULL, c.content,
+           json_object('observed_register_row', c.register_row)
+    FROM _register_now AS c ANTI JOIN known AS k USING (row_id)
+    WHERE c.register_row < (SELECT max(observed_row) FROM both_sides)
 )
 SELECT sha256(concat_ws('|', $register, row_id, kind, coalesce(observed_sha, ''))) AS finding_id,
        $register AS register, row_id, kind, $run_id AS first_detected_run, seq AS ledger_seq,
        ledger_sha AS ledger_row_sha256, observed_sha AS observed_row_sha256,
-       CAST(details AS VARCHAR) AS details
+       CAST(details AS VARCHAR) AS details, recorded_content, observed_content
 FROM found
 WHERE finding_id NOT IN (SELECT finding_id FROM ledger.tamper_findings)
-ORDER BY ledger_seq, kind
+ORDER BY ledger_seq NULLS LAST, kind, row_id
 """
+
+
+def _changes(kind: str, details: str, recorded: str | None, observed: str | None) -> str:
+    """The finding's details with what changed: each field with its recorded and new value."""
+    detail = json.loads(details)
+    if kind == "changed":
+        before, after = json.loads(recorded), json.loads(observed)
+        fields = sorted(set(before) | set(after))
+        changes = [{"field": f, "recorded": before.get(f), "new": after.get(f)}
+                   for f in fields if before.get(f) != after.get(f)]
+    elif kind == "reordered":
+        changes = [{"field": "register_row", "recorded": detail["ledger_register_row"],
+                    "new": detail["observed_register_row"]}]
+    elif kind == "removed":
+        changes = [{"field": "(row)", "recorded": recorded, "new": None}]
+    else:  # inserted
+        changes = [{"field": "(row)", "recorded": None, "new": observed}]
+    return json.dumps({**detail, "changes": changes}, sort_keys=True)
+
 
 _VERIFY_ROWS = """
 SELECT seq, row_id,
@@ -195,7 +238,7 @@ _LEDGER_TABLE_COMMENTS = {
     "patch_tests": "Append-only, hash-chained copy of registers/patch_tests.csv: one row per register row when first seen, never updated or deleted.",
     "exceptions": "Append-only, hash-chained copy of registers/exceptions.csv: one row per register row when first seen, never updated or deleted.",
     "chain_heads": "The head of each ledger chain after every append (register, seq, chain hash, run), so that removing the newest rows is detected; evidence packs anchor the latest heads in their manifest.",
-    "tamper_findings": "Rows of a register found changed, removed or reordered after they entered the ledger; the original stays in the ledger.",
+    "tamper_findings": "Rows of a register found changed, removed, reordered or inserted between recorded rows after they entered the ledger; the original stays in the ledger.",
 }
 _LEDGER_COLUMN_COMMENTS = {
     "seq": "Position in the chain, from 1.",
@@ -221,12 +264,12 @@ _OTHER_COLUMN_COMMENTS = {
         "finding_id": "Stable id: sha256 of register, row id, kind and the hashes involved.",
         "register": "The register the row belongs to.",
         "row_id": "The register row's id.",
-        "kind": "changed (same id, other content), removed (no longer in the register) or reordered.",
+        "kind": "changed (same id, other content), removed (no longer in the register), reordered, or inserted (a new row placed before rows already recorded).",
         "first_detected_run": "Dagster run that first detected it.",
         "ledger_seq": "seq of the original row in the ledger.",
         "ledger_row_sha256": "sha256 of the original content (kept in the ledger).",
         "observed_row_sha256": "sha256 of what the register holds now (NULL when removed).",
-        "details": "What differs, in words.",
+        "details": "JSON: the register rows involved and `changes`, a list of {field, recorded, new}: each field with the value first recorded and the value now (field (row) for a removed or inserted row, register_row for a reorder).",
     },
     "notifications_sent": {
         "seq": "Position in the chain, from 1.",
@@ -298,6 +341,11 @@ def append_register(conn: duckdb.DuckDBPyConnection, register: str, run_id: str)
     try:
         findings = conn.execute(_TAMPER, {"register": register, "run_id": run_id}).df()
         if len(findings):
+            findings["details"] = [
+                _changes(r.kind, r.details, r.recorded_content, r.observed_content)
+                for r in findings.itertuples(index=False)
+            ]
+            findings = findings.drop(columns=["recorded_content", "observed_content"])
             conn.from_df(findings).insert_into("ledger.tamper_findings")
         known = conn.execute("SELECT row_id FROM _ledger_rows").fetchall()
         head_seq, head_chain = conn.execute(
@@ -414,3 +462,137 @@ def verify_ledger(conn: duckdb.DuckDBPyConnection) -> list[LedgerProblem]:
                 )
         conn.execute("DROP VIEW IF EXISTS _ledger_rows")
     return problems
+
+
+def rebuild_first_recorded(conn: duckdb.DuckDBPyConnection, register: str) -> int:
+    """Rebuild `staging.<register>` from the first-recorded version of every row in the ledger.
+
+    Controls are judged on what was first recorded: an edited row counts as it was, a removed row
+    still counts, a new row counts from when it entered the chain. The register's own SQL
+    (sql/register_<register>.sql) normalizes the ledger's rows exactly as it does the file's.
+    Call after `append_register`, inside the same transaction.
+    """
+    from pipelines.connectors.registers import REGISTERS
+    from pipelines.warehouse import comment_table, create_macros, read_sql, row_count
+
+    columns = REGISTERS[register].column_names
+    recorded = conn.execute(
+        f"SELECT register_row, content FROM ledger.{register} ORDER BY seq"  # name from LEDGER_REGISTERS
+    ).fetchall()
+    rows = []
+    for register_row, content in recorded:
+        values = json.loads(content)
+        rows.append([register_row, *(values.get(c, "") for c in columns)])
+    frame = pd.DataFrame(rows, columns=["_row", *columns]).astype({c: "str" for c in columns})
+    frame["_row"] = frame["_row"].astype("int64")
+    frame["source_file"] = REGISTERS[register].file
+    sql_name = f"register_{register}"
+    # The same SELECT over the ledger's rows instead of the file's (a table name cannot be bound).
+    query = read_sql(sql_name).replace(f"FROM raw.{sql_name}", "FROM _first_recorded")
+    create_macros(conn)
+    conn.register("_first_recorded", frame)
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE staging.{register} AS {query}")
+    finally:
+        conn.unregister("_first_recorded")
+    comment_table(conn, f"staging.{register}", sql_name)
+    return row_count(conn, f"staging.{register}")
+
+
+# The ledger as files: one JSON line per ledger row (every column), append-only, so that the
+# first-recorded register rows outlive the warehouse. A warehouse without a ledger restores it
+# from the files (chain verified first); a warehouse ahead of the files writes the missing lines.
+def ledger_file(directory: Path, register: str) -> Path:
+    return Path(directory) / f"{register}.jsonl"
+
+
+class LedgerFileError(ValueError):
+    """A ledger file that is not an extension of (or extended by) the warehouse's ledger."""
+
+
+def _read_ledger_file(path: Path) -> list[dict]:
+    rows = []
+    if not path.exists():
+        return rows
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                row = json.loads(line)
+                missing = [c for c in _LEDGER_COLUMNS if c not in row]
+            except ValueError as exc:
+                raise LedgerFileError(f"{path}: line {number}: not JSON ({exc})") from None
+            if missing:
+                raise LedgerFileError(f"{path}: line {number}: field {missing[0]} missing")
+            rows.append(row)
+    return rows
+
+
+def _check_file_chain(path: Path, rows: list[dict]) -> None:
+    """The file's rows chain from the genesis: each hash recomputes and each link holds."""
+    prev = GENESIS
+    for number, row in enumerate(rows, start=1):
+        for field, ok in (
+            ("seq", row["seq"] == number),
+            ("row_sha256", hashlib.sha256(row["content"].encode("utf-8")).hexdigest() == row["row_sha256"]),
+            ("prev_sha256", row["prev_sha256"] == prev),
+            ("chain_sha256", chain_hash(row["prev_sha256"], row["row_sha256"]) == row["chain_sha256"]),
+        ):
+            if not ok:
+                raise LedgerFileError(
+                    f"{path}: line {number}: field {field} does not verify (row {row['row_id']}): "
+                    "the ledger file was altered"
+                )
+        prev = row["chain_sha256"]
+
+
+def sync_ledger_files(conn: duckdb.DuckDBPyConnection, register: str, directory: Path,
+                      run_id: str) -> int:
+    """Make the warehouse's ledger and its file hold the same chain; returns rows restored.
+
+    The longer of the two must extend the shorter row for row. Rows only in the file are
+    restored into the warehouse (a lost or rebuilt warehouse); rows only in the warehouse are
+    appended to the file. Anything else is an error naming the file, the line and the field.
+    Call inside `transaction(conn)` before `append_register`.
+    """
+    ensure_ledger(conn)
+    path = ledger_file(directory, register)
+    in_file = _read_ledger_file(path)
+    _check_file_chain(path, in_file)
+    columns = list(_LEDGER_COLUMNS)
+    in_warehouse = [
+        dict(zip(columns, r, strict=True))
+        for r in conn.execute(f"SELECT {', '.join(columns)} FROM ledger.{register} ORDER BY seq").fetchall()
+    ]
+    for number, (a, b) in enumerate(zip(in_file, in_warehouse, strict=False), start=1):
+        for column in ("row_id", "content", "chain_sha256"):
+            if a[column] != b[column]:
+                raise LedgerFileError(
+                    f"{path}: line {number}: field {column} differs from ledger.{register} seq "
+                    f"{b['seq']}: the file and the warehouse hold different chains"
+                )
+    restored = in_file[len(in_warehouse):]
+    if restored:
+        conn.from_df(pd.DataFrame(restored, columns=columns).astype(
+            {c: _pandas_type(t) for c, t in _LEDGER_COLUMNS.items()})).insert_into(f"ledger.{register}")
+        head = restored[-1]
+        conn.execute(
+            "INSERT INTO ledger.chain_heads VALUES ($register, $seq, $chain, $run_id)",
+            {"register": register, "seq": head["seq"], "chain": head["chain_sha256"], "run_id": run_id},
+        )
+    return len(restored)
+
+
+def append_ledger_file(conn: duckdb.DuckDBPyConnection, register: str, directory: Path) -> int:
+    """Append to the file the warehouse's ledger rows it does not hold yet; returns lines written."""
+    path = ledger_file(directory, register)
+    held = len(_read_ledger_file(path))
+    columns = list(_LEDGER_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {', '.join(columns)} FROM ledger.{register} WHERE seq > ? ORDER BY seq", [held]
+    ).fetchall()
+    if rows:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(dict(zip(columns, row, strict=True)), sort_keys=True) + "\n")
+    return len(rows)

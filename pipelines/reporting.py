@@ -175,7 +175,9 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             SELECT exception_id, coalesce(vm_id, asset_category) AS scope, patch_key, cve, reason,
                    compensating_control, risk_owner, approver, approved_at, expires_at, status,
                    (status = 'active' AND expires_at < ?::DATE) AS expired
-            FROM staging.exceptions ORDER BY exception_id""", [as_of])
+            FROM staging.exceptions
+            WHERE approved_at IS NULL OR approved_at < ?::DATE + 1
+            ORDER BY exception_id""", [as_of, as_of])
     data["tables"] = _rows(conn, """
         SELECT schema_name || '.' || table_name AS name, estimated_size AS rows, comment
         FROM duckdb_tables() WHERE schema_name IN ('raw', 'marts', 'ledger')
@@ -248,12 +250,23 @@ POPULATIONS = {
 }
 
 
-def _population(conn: duckdb.DuckDBPyConnection, name: str) -> tuple[list[str], list[tuple]]:
+# Populations read from a register's staging table (which has no as_of): only the rows dated by
+# the end of the pack's date.
+_AS_OF_FILTERS = {"exceptions": "approved_at IS NULL OR approved_at < CAST($as_of AS DATE) + 1"}
+
+
+def _population(
+    conn: duckdb.DuckDBPyConnection, name: str, as_of: date | None = None
+) -> tuple[list[str], list[tuple]]:
     """(columns, rows as tuples): by the stable id, then every column, so that ties can never
     reorder the file."""
     table, id_column = POPULATIONS[name]
     columns = [d[0] for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description]
     order = ", ".join(f'"{c}"' for c in [id_column, *[c for c in columns if c != id_column]])
+    if as_of is not None and name in _AS_OF_FILTERS:
+        return columns, conn.execute(  # names from POPULATIONS, filter from _AS_OF_FILTERS
+            f"SELECT * FROM {table} WHERE {_AS_OF_FILTERS[name]} ORDER BY {order}", {"as_of": as_of}
+        ).fetchall()
     return columns, conn.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()  # names from POPULATIONS
 
 
@@ -464,6 +477,15 @@ def write_reports(
         finally:
             conn.close()
     conn = conn_or_path
+    from pipelines.pastdate import PastDateError, marts_as_of
+
+    built_for = marts_as_of(conn)
+    if as_of is not None and built_for is not None and as_of != built_for:
+        # Never relabel: the marts hold the figures of built_for, not of as_of.
+        raise PastDateError(
+            f"The warehouse's marts are as of {built_for}, not {as_of}: a pack for {as_of} must be "
+            f"rebuilt as of that date (`patchledger report --as-of {as_of}` does it)."
+        )
     as_of = report_as_of(conn, as_of)
     data = report_data(conn, as_of)
     out_dir = Path(out_root) / as_of.isoformat()
@@ -473,7 +495,7 @@ def write_reports(
     for name, (table, _) in POPULATIONS.items():
         if not table_exists(conn, table):
             continue
-        columns, rows = _population(conn, name)
+        columns, rows = _population(conn, name, as_of)
         populations[name] = (columns, rows)
         path = out_dir / "populations" / f"{name}.csv"
         _write_csv(path, rows, columns)

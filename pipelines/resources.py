@@ -130,12 +130,18 @@ class RunSettings(dg.ConfigurableResource):
     reports_dir: str = Field(default="reports", description="Where the reports are written.")
     source: str = Field(default="files", description="'files' (estate folder) or 'azure' (live).")
     as_of: str = Field(default="", description="Evaluation date YYYY-MM-DD; empty = newest data.")
+    ledger_dir: str = Field(
+        default="", description="Where the ledger's append-only files are kept; empty = 'ledger' beside the estate."
+    )
     subscriptions: str = Field(
         default="", description="Comma-separated Azure subscription ids for live mode."
     )
     workspace_ids: str = Field(
         default="", description="Comma-separated Log Analytics workspace ids for live mode."
     )
+
+    def ledger_path(self) -> str:
+        return self.ledger_dir or str(settings.default_ledger_dir(self.estate_dir))
 
     def as_of_date(self) -> date | None:
         if not self.as_of:
@@ -166,6 +172,7 @@ def default_resources() -> dict:
         "run_settings": RunSettings(
             estate_dir=str(settings.estate_dir()),
             reports_dir=str(settings.reports_dir()),
+            ledger_dir=os.environ.get("PATCHLEDGER_LEDGER", ""),
             source=settings.source_mode(),
             as_of=os.environ.get("PATCHLEDGER_AS_OF", ""),
             subscriptions=os.environ.get("PATCHLEDGER_SUBSCRIPTIONS", ""),

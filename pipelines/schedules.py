@@ -38,13 +38,14 @@ def patch_tuesday_bulletins(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(run_key=f"patch-tuesday-{tick:%Y-%m}")
 
 
-# The month's evidence pack on the 1st at 07:00 UTC, after the daily refresh at 06:00.
-monthly_evidence_pack = dg.ScheduleDefinition(
+# The pack for the month just ended on the 1st at 07:00 UTC, after the daily refresh at 06:00:
+# the tick of 1 December runs the November partition, the pack as of 30 November.
+monthly_evidence_pack = dg.build_schedule_from_partitioned_job(
+    jobs.month_end_evidence_pack,
     name="monthly_evidence_pack",
-    job=jobs.evidence_pack,
-    cron_schedule="0 7 1 * *",
-    execution_timezone="UTC",
-    description="Write the evidence pack for the month's first day.",
+    hour_of_day=7,
+    minute_of_hour=0,
+    description="Write the evidence pack for the last day of the month just ended.",
 )
 
 

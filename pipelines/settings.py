@@ -27,6 +27,16 @@ def warehouse_path() -> Path:
     return _path("PATCHLEDGER_WAREHOUSE", "data/warehouse.duckdb")
 
 
+def default_ledger_dir(estate: str | Path) -> Path:
+    """The ledger's files: `ledger/` beside the estate folder (not in it: the estate is input)."""
+    return Path(estate).resolve().parent / "ledger"
+
+
+def ledger_dir() -> Path:
+    value = os.environ.get("PATCHLEDGER_LEDGER")
+    return _path("PATCHLEDGER_LEDGER", "") if value else default_ledger_dir(estate_dir())
+
+
 def reports_dir() -> Path:
     return _path("PATCHLEDGER_REPORTS", "reports")
 

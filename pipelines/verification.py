@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from pipelines.reporting import sha256_file
@@ -36,10 +37,48 @@ def verify_manifest(directory: Path) -> list[str]:
                 rows = sum(1 for _ in csv.reader(handle)) - 1
             if rows != expected:
                 problems.append(f"{path}: {rows} rows, the manifest says {expected}")
+    if manifest.get("as_of"):
+        problems += verify_as_of(directory, date.fromisoformat(manifest["as_of"]))
     listed = set(files) | {"manifest.json"}
     for path in sorted(directory.rglob("*")):
         if path.is_file() and str(path.relative_to(directory)) not in listed:
             problems.append(f"{path}: not listed in the manifest")
+    return problems
+
+
+# Columns of the populations that are dated: none may fall after the pack's date (an event,
+# an observation or an approval the pack could not have known), and every as_of column is it.
+DATED_COLUMNS = {
+    "gaps": ("first_seen_at",),
+    "authorization_events": ("occurred_at",),
+    "machines": ("last_assessed_at",),
+    "exceptions": ("approved_at",),
+}
+
+
+def _utc(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, datetime.min.time())
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def verify_as_of(directory: Path, as_of: date) -> list[str]:
+    """The figures belong to the pack's date: a relabelled pack of another date fails here."""
+    end = datetime.combine(as_of + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    problems = []
+    for path in sorted((directory / "populations").glob("*.csv")):
+        with path.open(encoding="utf-8", newline="") as handle:
+            for number, row in enumerate(csv.DictReader(handle), start=1):
+                if row.get("as_of") not in (None, "", as_of.isoformat()):
+                    problems.append(f"{path}: row {number}: as_of {row['as_of']} is not the pack's "
+                                    f"date {as_of} (the figures are of another date)")
+                    break
+                late = [c for c in DATED_COLUMNS.get(path.stem, ()) if row.get(c) and _utc(row[c]) >= end]
+                if late:
+                    problems.append(f"{path}: row {number}: {late[0]} {row[late[0]]} is after the "
+                                    f"pack's date {as_of}")
+                    break
     return problems
 
 

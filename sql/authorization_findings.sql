@@ -11,10 +11,14 @@
 --   exception_self_approved   high    an exception approved by the person who requested it
 --   exception_without_expiry  medium  an active exception with no expires_at
 --   exception_unapproved      medium  an active exception with no approver
+--   register_tampered         high    a ledgered register row changed, removed, reordered or inserted between
+--                                     recorded rows after it was first recorded (ledger.tamper_findings)
+-- Every rule reads the registers as first recorded (staging tables rebuilt from the ledger), and
+-- only tests started and exceptions approved by the end of $as_of.
 -- @column finding_id: Stable id: sha256 of rule, '|' and subject.
 -- @column rule: The rule that found it (list in the table header).
 -- @column severity: high, medium or low.
--- @column subject: What the finding is about: authorization_event/<event_id> or exception/<exception_id>.
+-- @column subject: What the finding is about: authorization_event/<event_id>, exception/<exception_id> or tamper_finding/<ledger.tamper_findings finding_id>.
 -- @column patch_key: The patch, when there is one.
 -- @column asset_category: The scope's category (or the exception's), when there is one.
 -- @column environment: The scope's environment, when there is one.
@@ -28,11 +32,19 @@ WITH cutoff AS (
 authorizations AS (
     SELECT * FROM marts.authorization_events WHERE to_state = 'authorized'
 ),
+tests AS (
+    SELECT t.* FROM staging.patch_tests AS t, cutoff
+    WHERE t.started_at IS NULL OR t.started_at < cutoff.at
+),
+exceptions AS (
+    SELECT x.* FROM staging.exceptions AS x, cutoff
+    WHERE x.approved_at IS NULL OR x.approved_at < cutoff.at
+),
 tester_approver AS (
     SELECT a.event_id, a.patch_key, a.asset_category, a.environment, a.actor, a.occurred_at,
            list(t.test_id ORDER BY t.test_id) AS test_ids
     FROM authorizations AS a
-    JOIN staging.patch_tests AS t
+    JOIN tests AS t
         ON t.patch_key = a.patch_key
        AND (a.asset_category = '*' OR t.asset_category = a.asset_category)
        AND lower(t.tester) = lower(a.actor)
@@ -41,7 +53,7 @@ tester_approver AS (
 passing_tests AS (
     SELECT a.event_id, count(t.test_id) AS passing_before
     FROM authorizations AS a
-    LEFT JOIN staging.patch_tests AS t
+    LEFT JOIN tests AS t
         ON t.patch_key = a.patch_key
        AND (a.asset_category = '*' OR t.asset_category = a.asset_category)
        AND t.result = 'passed'
@@ -136,7 +148,7 @@ findings AS (
                   strftime(expires_at, '%Y-%m-%dT%H:%M:%SZ')),
            json_object('exception_id', exception_id, 'expires_at', expires_at, 'status', status,
                        'risk_owner', risk_owner)
-    FROM staging.exceptions, cutoff
+    FROM exceptions, cutoff
     WHERE status = 'active' AND expires_at < cutoff.at
 
     UNION ALL
@@ -146,7 +158,7 @@ findings AS (
            format('exception {} was requested and approved by {}', exception_id, approver),
            json_object('exception_id', exception_id, 'requested_by', requested_by,
                        'approver', approver, 'approved_at', approved_at)
-    FROM staging.exceptions
+    FROM exceptions
     WHERE lower(approver) = lower(requested_by)
 
     UNION ALL
@@ -155,7 +167,7 @@ findings AS (
            'Risk acceptances carry an expiry date (compliance.md 3, section 8)',
            format('active exception {} has no expires_at', exception_id),
            json_object('exception_id', exception_id, 'status', status)
-    FROM staging.exceptions
+    FROM exceptions
     WHERE status = 'active' AND expires_at IS NULL
 
     UNION ALL
@@ -164,8 +176,20 @@ findings AS (
            'Risk acceptances are approved (compliance.md 3, section 8)',
            format('active exception {} has no approver', exception_id),
            json_object('exception_id', exception_id, 'requested_by', requested_by)
-    FROM staging.exceptions
+    FROM exceptions
     WHERE status = 'active' AND approver IS NULL
+
+    UNION ALL
+    SELECT 'register_tampered', 'high', 'tamper_finding/' || finding_id,
+           NULL, NULL, NULL, NULL,
+           'Records of approvals, tests and exceptions are not altered after the fact (SOX ITGC; controls are judged on the first-recorded row)',
+           format('registers/{}.csv row {} was {} after it was first recorded: {}', register, row_id, kind,
+                  array_to_string(list_transform(CAST(details -> '$.changes' AS JSON[]),
+                      lambda c: format('{} recorded {} now {}', c ->> 'field',
+                                  coalesce(c ->> 'recorded', '(none)'), coalesce(c ->> 'new', '(none)'))), '; ')),
+           json_object('register', register, 'row_id', row_id, 'kind', kind,
+                       'ledger_seq', ledger_seq, 'changes', details -> '$.changes')
+    FROM ledger.tamper_findings
 )
 SELECT sha256(rule || '|' || subject) AS finding_id, rule, severity, subject, patch_key,
        asset_category, environment, CAST(vm_id AS VARCHAR) AS vm_id, criteria, condition,

@@ -43,6 +43,7 @@ FROM marts.patch_catalog AS c
 JOIN applicable AS a USING (patch_key)
 WHERE c.released_at IS NOT NULL
   AND CAST(c.released_at AS DATE) >= CAST($as_of AS DATE) - CAST($lookback_days AS INTEGER)
+  AND CAST(c.released_at AS DATE) <= CAST($as_of AS DATE)
   AND c.patch_key NOT IN (SELECT patch_key FROM ledger.notifications_sent)
 ORDER BY
     c.in_kev DESC, c.exploited DESC,

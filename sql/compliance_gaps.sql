@@ -88,6 +88,8 @@ tested AS (
     SELECT DISTINCT patch_key, asset_category
     FROM staging.patch_tests
     WHERE result = 'passed'
+      -- a test that ended after the evaluation date had not passed yet
+      AND coalesce(ended_at, started_at) < timezone('UTC', ($as_of::DATE + 1)::TIMESTAMP)
 ),
 patch_gaps AS (
     SELECT

@@ -1,4 +1,4 @@
--- @table The patch catalog from the vendor bulletins: one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build, or a Linux distribution package version fixed by an OSV advisory), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
+-- @table The patch catalog from the vendor bulletins as of $as_of (patches released on or before it): one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build, or a Linux distribution package version fixed by an OSV advisory), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
 -- @column patch_key: The patch: KB digits for a Windows update, <package>_<version> for a Linux package, <product>_<version> for other non-KB fixes. Unique, never NULL.
 -- @column kb: KB digits, NULL for non-KB fixes.
 -- @column title: Descriptive title: "<release month> <subtype> for <product> (KB...)" for KBs, "<package or product> <build>" otherwise.
@@ -73,6 +73,9 @@ cves AS (
 superseded_by AS (
     SELECT superseded_kb AS kb, list(DISTINCT kb ORDER BY kb) AS superseded_by
     FROM marts.patch_supersedence
+    -- only successors released by the evaluation date
+    WHERE kb NOT IN (SELECT kb FROM msrc WHERE kb IS NOT NULL GROUP BY kb
+                     HAVING CAST(min(released_at) AS DATE) > CAST($as_of AS DATE))
     GROUP BY superseded_kb
 ),
 per_patch AS (
@@ -146,4 +149,6 @@ FROM per_patch AS p
 LEFT JOIN cves AS c USING (patch_key)
 LEFT JOIN superseded_by AS s ON s.kb = p.kb
 LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = p.kb
+-- Nothing released after the evaluation date: a past-date run must not know later patches.
+WHERE p.released_at IS NULL OR CAST(p.released_at AS DATE) <= CAST($as_of AS DATE)
 ORDER BY p.patch_key

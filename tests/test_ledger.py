@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 from fixtures_registers import event, materialize, query, write_register
 
 from assets import authorization as stage5
-from pipelines.ledger import verify_ledger
+from pipelines.ledger import GENESIS, chain_hash, verify_ledger
 from pipelines.resources import connect_warehouse
 
 ASSETS = [
@@ -139,3 +142,129 @@ def test_reordered_ledger_rows_fail_verification(tmp_path, estate):
                      "SET seq = CASE seq WHEN 1 THEN 2 WHEN 2 THEN 1 ELSE seq END")
     kinds = {p.kind for p in verify(tmp_path)}
     assert "broken_link" in kinds
+
+
+FINDING_ASSETS = [*ASSETS, stage5.authorization_findings]
+
+
+def findings(tmp_path):
+    return query(tmp_path, "SELECT rule, subject, condition FROM marts.authorization_findings "
+                           "ORDER BY rule, subject")
+
+
+def test_an_edit_that_hides_a_self_approval_keeps_the_finding_and_names_the_change(tmp_path):
+    estate = tmp_path / "estate"
+    # alice requests and then approves: separation of duties broken.
+    self_approved = [dict(e) for e in EVENTS]
+    self_approved[2]["actor"] = "alice"
+    write_register(estate, "authorization_events", self_approved)
+    assert materialize(FINDING_ASSETS, tmp_path, estate).success
+    # (no test was recorded either: production_without_test)
+    before = [("production_without_test", "authorization_event/e3"),
+              ("sod_requester_approver", "authorization_event/e3")]
+    assert [f[:2] for f in findings(tmp_path)] == before
+    # The approver is rewritten in place to someone else.
+    write_register(estate, "authorization_events", EVENTS)
+    assert materialize(FINDING_ASSETS, tmp_path, estate).success
+    (finding_id, kind, details), = query(
+        tmp_path, "SELECT finding_id, kind, details FROM ledger.tamper_findings")
+    assert kind == "changed"
+    assert json.loads(details)["changes"] == [{"field": "actor", "recorded": "alice", "new": "carol"}]
+    # The control is judged on the first-recorded row: the finding stays, beside the tampering.
+    after = findings(tmp_path)
+    assert [f[:2] for f in after] == [before[0], ("register_tampered", f"tamper_finding/{finding_id}"),
+                                      before[1]]
+    assert after[1][2] == ("registers/authorization_events.csv row e3 was changed after it was "
+                           "first recorded: actor recorded alice now carol")
+    assert query(tmp_path, "SELECT actor FROM staging.authorization_events WHERE event_id = 'e3'") \
+        == [("alice",)]
+
+
+def test_a_row_inserted_between_recorded_rows_is_a_finding(tmp_path, estate):
+    backdated = event("e2b", "5001", "win-web", "production", "in_test", "authorized", "carol",
+                      "approver", "2026-10-02T10:00:00Z")
+    write_register(estate, "authorization_events", [EVENTS[0], backdated, EVENTS[1], EVENTS[2]])
+    assert materialize(ASSETS, tmp_path, estate).success
+    rows = query(tmp_path, "SELECT row_id, kind, details FROM ledger.tamper_findings")
+    assert [(r[0], r[1]) for r in rows] == [("e2b", "inserted")]
+    details = json.loads(rows[0][2])
+    assert details["observed_register_row"] == 2
+    assert details["changes"][0]["field"] == "(row)" and '"event_id":"e2b"' in details["changes"][0]["new"]
+    # It joined the chain last; the next run does not call the rows after it reordered.
+    assert [r[1] for r in ledger_rows(tmp_path)] == ["e1", "e2", "e3", "e2b"]
+    assert materialize(ASSETS, tmp_path, estate).success
+    assert query(tmp_path, "SELECT row_id, kind FROM ledger.tamper_findings") == [("e2b", "inserted")]
+
+
+def test_a_deleted_warehouse_is_rebuilt_with_its_ledger_from_the_files(tmp_path, estate):
+    original = query(tmp_path, "SELECT seq, row_id, content, chain_sha256, first_seen_run "
+                               "FROM ledger.authorization_events ORDER BY seq")
+    lines = (tmp_path / "ledger" / "authorization_events.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    # The register is edited, then the warehouse is lost: the ledger keeps the first version.
+    edited = [dict(e) for e in EVENTS]
+    edited[1]["actor"] = "mallory"
+    write_register(estate, "authorization_events", edited)
+    (tmp_path / "w.duckdb").unlink()
+    assert materialize(ASSETS, tmp_path, estate).success
+    assert query(tmp_path, "SELECT seq, row_id, content, chain_sha256, first_seen_run "
+                           "FROM ledger.authorization_events ORDER BY seq") == original
+    assert tamper(tmp_path) == [("e2", "changed")]
+    assert verify(tmp_path) == []
+    assert len((tmp_path / "ledger" / "authorization_events.jsonl").read_text().splitlines()) == 3
+
+
+def test_an_altered_ledger_file_fails_naming_file_line_and_field(tmp_path, estate):
+    path = tmp_path / "ledger" / "authorization_events.jsonl"
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace("bob", "mallory")
+    path.write_text("\n".join(lines) + "\n")
+    (tmp_path / "w.duckdb").unlink()
+    result = materialize(ASSETS, tmp_path, estate, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.cause.message
+    assert f"{path}: line 2: field row_sha256 does not verify (row e2)" in message
+
+
+def test_an_exception_approved_after_the_as_of_date_is_not_judged_yet(tmp_path):
+    estate = tmp_path / "estate"
+    write_register(estate, "authorization_events", EVENTS)
+    # Both self-approved; X2 on the day after the evaluation date (fixtures AS_OF 2026-11-27).
+    write_register(estate, "exceptions", [
+        {"exception_id": "X1", "asset_category": "*", "reason": "legacy", "requested_by": "gina",
+         "approver": "gina", "approved_at": "2026-11-27T23:00:00Z", "status": "active",
+         "expires_at": "2027-01-31T00:00:00Z"},
+        {"exception_id": "X2", "asset_category": "*", "reason": "legacy", "requested_by": "gina",
+         "approver": "gina", "approved_at": "2026-11-28T00:00:00Z", "status": "active",
+         "expires_at": "2027-01-31T00:00:00Z"},
+    ])
+    assert materialize(FINDING_ASSETS, tmp_path, estate).success
+    assert [f[:2] for f in findings(tmp_path) if f[0].startswith("exception")] == [
+        ("exception_self_approved", "exception/X1")]
+
+
+def test_a_ledger_file_behind_the_warehouse_is_completed(tmp_path, estate):
+    path = tmp_path / "ledger" / "authorization_events.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2]) + "\n")
+    assert materialize(ASSETS, tmp_path, estate).success
+    assert path.read_text().splitlines() == lines
+
+
+def test_a_ledger_file_that_disagrees_with_the_warehouse_fails(tmp_path, estate):
+    path = tmp_path / "ledger" / "authorization_events.jsonl"
+    # Another, valid chain: the same three rows with the first one's content changed and rehashed.
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    prev = GENESIS
+    for row in rows:
+        row["content"] = row["content"].replace("alice", "mallory")
+        row["row_sha256"] = hashlib.sha256(row["content"].encode()).hexdigest()
+        row["prev_sha256"], row["chain_sha256"] = prev, chain_hash(prev, row["row_sha256"])
+        prev = row["chain_sha256"]
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    result = materialize(ASSETS, tmp_path, estate, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert (f"{path}: line 1: field content differs from ledger.authorization_events seq 1"
+            in failure.step_failure_data.error.cause.message)

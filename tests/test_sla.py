@@ -4,7 +4,7 @@ As of 2026-03-10. vm-a: production, pci-scope, internet-exposed. vm-b: productio
   5000001  Critical,  released 2026-01-31, CVE-2026-0001 (not KEV)
   5000002  Important, released 2026-02-10, CVE-2026-0002 (KEV: added 2026-02-20, due 2026-03-06)
   5000003  Moderate,  released 2026-02-01, no CVE
-  5000004  installed on vm-a, never authorized, never tested
+  5000004  installed on vm-a, never authorized, its test passes only on 2026-03-11
 Exceptions: EXC-1 (vm-b, 5000003, approved 2026-03-01, valid to June) pauses; EXC-2 (vm-a,
 5000001) expired on 2026-03-05 and pauses nothing; EXC-3 (vm-b, CVE-2026-0002, approved
 2026-03-08) pauses 2 days.
@@ -81,8 +81,14 @@ def build_sla_estate(path):
     """)
     conn.execute("""
         CREATE TABLE staging.patch_tests AS
-        SELECT 'T1' AS test_id, '5000001' AS patch_key, 'win-web' AS asset_category, 'passed' AS result,
-               'tester@contoso.com' AS tester
+        SELECT test_id, patch_key, 'win-web' AS asset_category, 'passed' AS result,
+               'tester@contoso.com' AS tester, CAST(started_at AS TIMESTAMPTZ) AS started_at,
+               CAST(ended_at AS TIMESTAMPTZ) AS ended_at
+        FROM (VALUES
+            ('T1', '5000001', '2026-01-31 10:00:00+00', '2026-02-01 10:00:00+00'),
+            -- passes only the day after the evaluation date: 5000004 is still untested then
+            ('T2', '5000004', '2026-03-10 20:00:00+00', '2026-03-11 08:00:00+00')
+        ) AS t(test_id, patch_key, started_at, ended_at)
     """)
     conn.execute(f"""
         CREATE TABLE staging.exceptions AS
