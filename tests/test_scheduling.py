@@ -29,7 +29,7 @@ def estates(draw):
     machines = pd.DataFrame([{
         "vm_id": f"vm{i:02d}", "name": f"vm{i:02d}",
         "role": draw(st.sampled_from(["web", "sql", "dc", None])),
-        "environment": "production", "criticality": "high",
+        "environment": draw(st.sampled_from(["production", "staging"])), "criticality": "high",
         "maintenance_window": draw(st.sampled_from([*WINDOWS["window_id"], None])),
     } for i in range(n_machines)])
     patches = [f"50{i:02d}" for i in range(6)]
@@ -68,7 +68,9 @@ def test_schedule_respects_every_constraint(estate):
     vm = machines.set_index("vm_id")
     dark = {blackouts.iloc[0]["starts_on"] + timedelta(days=d) for d in range(3)}
     occurrences = window_occurrences(WINDOWS, blackouts, AS_OF, 60)
-    role_size = Counter(machines["role"].dropna())
+    # A role's members are counted within one environment.
+    role_size = Counter((e, r) for e, r in zip(machines["environment"], machines["role"], strict=True)
+                        if isinstance(r, str))
     for row in placed.itertuples():
         assert row.window_id == vm.loc[row.vm_id, "maintenance_window"]
         starts = {o.start for o in occurrences[row.window_id]}
@@ -78,7 +80,8 @@ def test_schedule_respects_every_constraint(estate):
         assert local_day not in dark
         machines_here = group["vm_id"].unique()
         assert len(machines_here) <= window.loc[window_id, "capacity_vms"]
-        roles = Counter(vm.loc[m, "role"] for m in machines_here if isinstance(vm.loc[m, "role"], str))
+        roles = Counter((vm.loc[m, "environment"], vm.loc[m, "role"]) for m in machines_here
+                        if isinstance(vm.loc[m, "role"], str))
         for role, count in roles.items():
             assert count <= _allowed_in_role(role_size[role], window.loc[window_id, "max_role_share"])
             assert role_size[role] == 1 or count < role_size[role]
