@@ -243,7 +243,8 @@ def test_planted_cases_refer_to_known_machines(estate):
             "emergency_without_pir", "expired_exception", "illegal_transition",
             "rollback_after_incident", "stale_assessment", "deallocated_vm", "kev_past_due",
             "excluded_in_run", "not_selected_in_run", "log_analytics_only",
-            "resource_graph_only", "resource_graph_and_log_analytics"} <= kinds
+            "resource_graph_only", "resource_graph_and_log_analytics", "failed_install_still_failed",
+            "available_never_authorized"} <= kinds
     assert len(computers) == 3
     assert all(t["vm_id"] in known for t in truth["truth"])
 
