@@ -117,10 +117,13 @@ FROM marts.vm_patch_history
 WHERE observed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
 GROUP BY source_file
 UNION ALL
-SELECT 'listings:' || source_file, count(*), sum(hash(vm_id, assessed_at, source)), min(assessed_at)::DATE
+-- Listings per file and day: one export can span many days (UpdateSummary), and a later as-of
+-- date must not make its earlier days look changed.
+SELECT 'listings:' || source_file || ':' || assessed_at::DATE, count(*), sum(hash(vm_id, assessed_at, source)),
+       assessed_at::DATE
 FROM staging.assessment_runs
 WHERE succeeded AND assessed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
-GROUP BY source_file
+GROUP BY source_file, assessed_at::DATE
 """
 
 

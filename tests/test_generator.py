@@ -196,7 +196,7 @@ def test_log_analytics_forms(estate):
 def test_patch_operations_carry_the_success_error_quirk(estate):
     root, _ = estate
     ops = [_json(p) for p in sorted((root / "azure/patch_operations").glob("*.json"))]
-    assert sorted(o["operation"] for o in ops) == ["assessPatches"] * 2 + ["installPatches"] * 5
+    assert sorted(o["operation"] for o in ops) == ["assessPatches"] * 3 + ["installPatches"] * 5
     # The planted failed install (failed_install_still_failed) is the one failure.
     failed = [o for o in ops if o["result"]["status"] == "Failed"]
     assert [(o["result"]["error"]["code"], [p["installationState"] for p in o["result"]["patches"]])

@@ -278,10 +278,10 @@ def _exceptions(p: _Planter) -> None:
 
 
 def _assessments(p: _Planter) -> None:
-    """assessPatches calls on two machines on the last day."""
+    """assessPatches calls on two machines on the last day, on the Linux one also 3 days before."""
     sim, s = p.sim, p.fleet.slots
-    at = p.period.end_us - 8 * HOUR_US
-    for slot in ("rg_only_1", "both_2"):
+    last = p.period.end_us - 8 * HOUR_US
+    for slot, at in (("rg_only_1", last), ("both_2", last - 3 * DAY_US), ("both_2", last)):
         vm = s[slot]
         os_type = p.fleet.col("os_type")[vm]
         pairs = np.flatnonzero(sim.pair_vm == vm)
@@ -291,9 +291,11 @@ def _assessments(p: _Planter) -> None:
         if os_type == "Linux":  # offered to the machine, never proposed for authorization
             zlib = p.catalog.index(f"{ZLIB_UNAUTHORIZED[0]}_{ZLIB_UNAUTHORIZED[1]}")
             missing.append(zlib)
-            p.case("available_never_authorized", vm, zlib, "missing", "available_unauthorized",
-                   "listed Available by assessPatches on the last day; no authorization event exists for it")
-        act = guid(f"{p.seed}:assess-op:{vm}")
+            if at == last:
+                p.case("available_never_authorized", vm, zlib, "missing", "available_unauthorized",
+                       "listed Available by assessPatches 3 days before the end and on the last day; "
+                       "no authorization event exists for it")
+        act = guid(f"{p.seed}:assess-op:{vm}" + ("" if at == last else f":{at}"))
         available = [
             {"patchId": p.catalog.patches[m].patch_id,
              "name": p.catalog.patches[m].title if os_type == "Windows" else p.catalog.patches[m].package,
