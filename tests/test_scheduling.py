@@ -152,3 +152,19 @@ def test_steps_on_a_machine_follow_stack_deploy_order_dependencies_then_priority
     assert list(schedule["patch_key"]) == ["5000", "5002", "5001", "5003"]
     assert list(schedule["sequence"]) == [1, 2, 3, 4]
     assert schedule["reason"].str.endswith("of 4, reboot last").all()
+
+
+def test_occurrences_across_the_autumn_dst_change():
+    # Sundays 03:00 Europe/London and Saturdays 01:00 America/New_York, as of 2026-10-16 for 22
+    # days (2026-10-17 00:00 to 2026-11-08 00:00 UTC). London leaves BST on 2026-10-25, New York
+    # leaves EDT on 2026-11-01; by hand:
+    windows = WINDOWS[WINDOWS["window_id"].isin(["prod-sat"])].assign(duration_minutes=60)
+    london = pd.DataFrame([("ldn-su", "FREQ=WEEKLY;BYDAY=SU", "03:00", 120, "Europe/London", 2, "production", 5, 0.5)],
+                          columns=WINDOWS.columns)
+    found = window_occurrences(pd.concat([windows, london]), NO_BLACKOUTS, date(2026, 10, 16), 22)
+    starts = {w: [o.start.strftime("%Y-%m-%d %H:%M") for o in occ] for w, occ in found.items()}
+    assert starts == {
+        "ldn-su": ["2026-10-18 02:00", "2026-10-25 03:00", "2026-11-01 03:00"],  # BST, then GMT
+        "prod-sat": ["2026-10-17 05:00", "2026-10-24 05:00", "2026-10-31 05:00",  # EDT (UTC-4)
+                     "2026-11-07 06:00"],  # EST (UTC-5)
+    }
