@@ -11,8 +11,10 @@ DEFAULT_STEP_MINUTES = 15.0
 
 GAPS_SQL = """
     SELECT g.gap_id, g.vm_id, g.patch_key, g.kb, g.gap_type, g.title, g.priority, g.sla_due,
-           a.deploy_order, coalesce(a.impact_dependencies, []::VARCHAR[]) AS dependencies
+           a.deploy_order, coalesce(a.impact_dependencies, []::VARCHAR[]) AS dependencies,
+           h.rollback_id, h.rolled_back_at, h.reauthorized_at
     FROM marts.compliance_gaps AS g
+    LEFT JOIN staging.remediation_holds AS h USING (vm_id, patch_key)
     LEFT JOIN (
         SELECT patch_key, min(deploy_order) AS deploy_order,
                flatten(list(impact_dependencies)) AS impact_dependencies
@@ -34,6 +36,8 @@ GAPS_SQL = """
         key("staging.maintenance_windows"),
         key("staging.blackout_dates"),
         key("raw.patch_installation_resources"),
+        key("staging.rollbacks"),
+        key("staging.authorization_events"),
     ],
 )
 def remediation_schedule(
@@ -41,9 +45,11 @@ def remediation_schedule(
 ) -> dg.MaterializeResult:
     """What to install, reinstall or reboot, where, when and in what order: each actionable gap
     in an occurrence of its machine's maintenance window, rings and deadlines respected, with
-    the reason for its placement; gaps that cannot meet their due date are marked."""
+    the reason for its placement; gaps that cannot meet their due date are marked, and a patch
+    rolled back on a machine is held there until it is authorized again."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = conn.execute("SELECT max(as_of) FROM marts.compliance_gaps").fetchone()[0]
+        build_table(conn, "staging.remediation_holds", params={"as_of": as_of})
         gaps = conn.execute(GAPS_SQL).df()
         machines = conn.execute(
             "SELECT vm_id, name, role, environment, criticality, maintenance_window "

@@ -6,6 +6,7 @@ from datetime import timedelta
 import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
+from assets.monitoring import CoverageConfig
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
@@ -92,11 +93,12 @@ def patch_severity(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 
 # What marts.compliance_daily counts besides the observations: if any of it changed since the
-# last build, every day is recomputed. The SQL text is part of it (the severity rule is in the
-# severities themselves).
+# last build, every day is recomputed. The SQL text and the staleness threshold are part of it
+# (the severity rule is in the severities themselves).
 _TREND_BASIS = """
 SELECT md5(concat_ws('|',
     $sql,
+    CAST($stale_after_days AS VARCHAR),
     (SELECT string_agg(concat_ws(',', patch_key, severity), ';' ORDER BY patch_key)
      FROM staging.patch_severity),
     (SELECT string_agg(concat_ws(',', superseded_kb, kb), ';' ORDER BY superseded_kb, kb)
@@ -105,14 +107,23 @@ SELECT md5(concat_ws('|',
      FROM marts.vm_inventory)))
 """
 
-# The observations the trend counts, per source file: a file whose rows changed (or a new file)
-# changes the days from its earliest observation on; the others' days stand.
+# The observations and full listings (coverage) the trend counts, per source file: a file whose
+# rows changed (or a new file) changes the days from its earliest observation or listing on (a
+# listing only makes later days fresh); the others' days stand.
 _TREND_SOURCES = """
 SELECT source_file, count(*) AS observations, sum(hash(vm_id, patch_key, kb, state, source,
        observed_at, run_id)) AS content, min(observed_at)::DATE AS first_day
 FROM marts.vm_patch_history
 WHERE observed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
 GROUP BY source_file
+UNION ALL
+-- Listings per file and day: one export can span many days (UpdateSummary), and a later as-of
+-- date must not make its earlier days look changed.
+SELECT 'listings:' || source_file || ':' || assessed_at::DATE, count(*), sum(hash(vm_id, assessed_at, source)),
+       assessed_at::DATE
+FROM staging.assessment_runs
+WHERE succeeded AND assessed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
+GROUP BY source_file, assessed_at::DATE
 """
 
 
@@ -145,30 +156,37 @@ def _trend_from_day(conn, basis: str, as_of) -> tuple[object, str]:
         key("marts.patch_supersedence_closure"),
         key("marts.patch_catalog"),
         key("marts.vm_inventory"),
+        key("staging.assessment_runs"),
     ],
 )
 def compliance_daily(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+    context: dg.AssetExecutionContext,
+    config: CoverageConfig,
+    warehouse: WarehouseResource,
+    run_settings: RunSettings,
 ) -> dg.MaterializeResult:
     """The compliance trend for every day of the history: machines, applicable patch pairs,
     installed, superseded-satisfied, missing, failed and pending-reboot counts and the compliance
-    share, for the fleet and by asset category, criticality, environment, owner and severity.
+    share, for the fleet and by asset category, criticality, environment, owner and severity;
+    the pairs of machines whose coverage is stale on a day count as unknown.
 
     Incremental: only the days from the earliest one that new or changed observations touch are
     recomputed; a change to anything else the counts read rebuilds every day."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
+        stale_after_days = config.stale_after_days
         basis = conn.execute(_TREND_BASIS, {
-            "sql": read_sql("compliance_daily")}).fetchall()[0][0]
+            "sql": read_sql("compliance_daily"), "stale_after_days": stale_after_days}).fetchall()[0][0]
         conn.execute(f"CREATE OR REPLACE TEMP TABLE new_trend_sources AS {_TREND_SOURCES}", {"as_of": as_of})
         from_day, reason = _trend_from_day(conn, basis, as_of)
         if from_day is None:
-            build_table(conn, "marts.compliance_daily", params={"as_of": as_of, "from_day": None})
+            build_table(conn, "marts.compliance_daily",
+                        params={"as_of": as_of, "from_day": None, "stale_after_days": stale_after_days})
         else:
             create_macros(conn)
             conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [from_day])
             conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}",
-                         {"as_of": as_of, "from_day": from_day})
+                         {"as_of": as_of, "from_day": from_day, "stale_after_days": stale_after_days})
             conn.execute("UPDATE marts.compliance_daily SET as_of = ?", [as_of])
         conn.execute("CREATE OR REPLACE TABLE staging.compliance_daily_sources AS "
                      "SELECT * FROM new_trend_sources ORDER BY source_file")

@@ -9,7 +9,12 @@ urgent gap (priority, then due date), then vm_id. Constraints:
 - ring gating: a patch goes to a ring only after every placement of it in a lower ring has ended;
 - capacity: at most `capacity_vms` machines per occurrence;
 - redundancy: never all members of one role in the same occurrence (at most `max_role_share` of
-  them, and always one fewer than all);
+  them, and always one fewer than all); a role's members are counted within one environment,
+  since redundancy is a property of one service (production `db` machines do not stand in for
+  test ones);
+- rollback hold: a patch rolled back on a machine is not scheduled there again (status
+  `held_after_rollback`, with the rollback id) until an authorization event after the rollback
+  authorizes it again (`reauthorized_at`); it is then scheduled as a `reapply`;
 - duration: installs plus one reboot fit the occurrence; what does not fit moves to the next one;
 - order within a machine: servicing stack updates first, then the authorization's deploy order
   and dependencies, then priority;
@@ -33,7 +38,7 @@ from dateutil.rrule import rrulestr
 
 SCHEDULE_COLUMNS = [
     "gap_id", "vm_id", "vm_name", "patch_key", "kb", "gap_type", "action", "window_id", "ring",
-    "window_start", "window_end", "sequence", "sla_due", "status", "reason",
+    "window_start", "window_end", "sequence", "sla_due", "status", "reason", "rollback_id",
 ]
 ACTIONS = {"authorized_missing": "install", "failed_reapply": "reinstall", "pending_reboot": "reboot"}
 
@@ -86,8 +91,11 @@ def _blackout_days(blackouts: pd.DataFrame, environment: str) -> set[date]:
     return days
 
 
-def role_limits(machines: pd.DataFrame) -> dict[str, int]:
-    return machines.groupby("role").size().to_dict() if len(machines) else {}
+def role_limits(machines: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """Members of each role within each environment: (environment, role) -> machines."""
+    if not len(machines):
+        return {}
+    return machines.groupby([machines["environment"].fillna(""), "role"]).size().to_dict()
 
 
 def _allowed_in_role(size: int, share: float) -> int:
@@ -98,7 +106,7 @@ def _allowed_in_role(size: int, share: float) -> int:
 
 
 # One actionable gap as a plain tuple (the placement loop touches no pandas objects).
-_GAP_ID, _VM_ID, _PATCH, _KB, _TYPE, _DUE, _SORT, _DEPS, _NEEDS, _DUE_DAY, _ACTION = range(11)
+_GAP_ID, _VM_ID, _PATCH, _KB, _TYPE, _DUE, _SORT, _DEPS, _NEEDS, _DUE_DAY, _ACTION, _ROLLBACK = range(12)
 
 
 def _gap_records(actionable: pd.DataFrame, minutes_per_patch: float) -> dict[object, list[tuple]]:
@@ -106,12 +114,13 @@ def _gap_records(actionable: pd.DataFrame, minutes_per_patch: float) -> dict[obj
     not_ssu = (~actionable["title"].fillna("").str.contains("Servicing Stack", case=False)).tolist()
     order = actionable["deploy_order"].fillna(10**6).tolist()
     neg_priority = (-actionable["priority"].fillna(0)).tolist()
+    rollback = actionable["rollback_id"].tolist()
     due_days: dict[object, date | None] = {}
     by_vm: dict[object, list[tuple]] = {}
-    for gap_id, vm_id, patch, kb, gap_type, due, listed, stack_last, deploy, priority in zip(
+    for gap_id, vm_id, patch, kb, gap_type, due, listed, stack_last, deploy, priority, rolled_back in zip(
         actionable["gap_id"].tolist(), actionable["vm_id"].tolist(), actionable["patch_key"].tolist(),
         actionable["kb"].tolist(), actionable["gap_type"].tolist(), actionable["sla_due"].tolist(),
-        actionable["dependencies"].tolist(), not_ssu, order, neg_priority, strict=True,
+        actionable["dependencies"].tolist(), not_ssu, order, neg_priority, rollback, strict=True,
     ):
         if due is None or pd.isna(due):
             due_day = None
@@ -120,11 +129,13 @@ def _gap_records(actionable: pd.DataFrame, minutes_per_patch: float) -> dict[obj
         else:
             due_day = due_days[due] = pd.Timestamp(due).date()
         missing_patch = not isinstance(patch, str) and pd.isna(patch)
+        reapply = isinstance(rolled_back, str) and gap_type != "pending_reboot"  # re-authorized after a rollback
         deps = [str(d) for d in listed] if hasattr(listed, "__iter__") and not isinstance(listed, str) else []
         by_vm.setdefault(vm_id, []).append((
             gap_id, vm_id, patch, kb, gap_type, due,
             (stack_last, deploy, priority, missing_patch, "" if missing_patch else patch), deps,
-            0 if gap_type == "pending_reboot" else minutes_per_patch, due_day, ACTIONS[gap_type],
+            0 if gap_type == "pending_reboot" else minutes_per_patch, due_day,
+            "reapply" if reapply else ACTIONS[gap_type], rolled_back if reapply else None,
         ))
     return by_vm
 
@@ -166,17 +177,37 @@ def build_schedule(
     minutes_per_patch: float = 15.0,
     reboot_minutes: float = 15.0,
 ) -> pd.DataFrame:
-    """Place every actionable gap; see the module docstring for the rules."""
+    """Place every actionable gap; see the module docstring for the rules.
+
+    `gaps` may carry `rollback_id`, `rolled_back_at` and `reauthorized_at` (staging.remediation_holds)
+    for patches rolled back on the machine."""
     occurrences = window_occurrences(windows, blackouts, as_of, horizon_days)
     ring_of = dict(zip(windows["window_id"], windows["ring"].astype(int), strict=True))
     machine = machines.set_index("vm_id")
+    rows: list[tuple] = []
     role_size = role_limits(machines)
     patch_ready: dict[str, datetime] = {}  # patch -> end of its latest lower-ring placement
-    rows: list[tuple] = []
 
     actionable = gaps[gaps["gap_type"].isin(ACTIONS)].copy()
     if actionable.empty:
         return pd.DataFrame(columns=SCHEDULE_COLUMNS)
+    for column in ("rollback_id", "rolled_back_at", "reauthorized_at"):
+        if column not in actionable:
+            actionable[column] = None
+    # Held: rolled back and not authorized again since (a pending reboot is not a reinstall).
+    held_mask = (actionable["rollback_id"].notna() & actionable["reauthorized_at"].isna()
+                 & (actionable["gap_type"] != "pending_reboot"))
+    held = actionable[held_mask]
+    actionable = actionable[~held_mask]
+    rows += [
+        (g.gap_id, g.vm_id, machine["name"].get(g.vm_id), g.patch_key, g.kb, g.gap_type, "reapply",
+         None, None, None, None, None, g.sla_due, "held_after_rollback",
+         f"rolled back by {g.rollback_id} at {pd.Timestamp(g.rolled_back_at):%Y-%m-%d %H:%M} UTC; held until "
+         "an authorization event after the rollback authorizes it again", g.rollback_id)
+        for g in held.itertuples(index=False)
+    ]
+    if actionable.empty:
+        return _frame(rows)
     actionable["window_id"] = actionable["vm_id"].map(machine["maintenance_window"])
     actionable["ring"] = actionable["window_id"].map(ring_of)
     urgency = actionable.groupby("vm_id").agg(
@@ -190,7 +221,7 @@ def build_schedule(
     # Plain lookups for the sequential loop: machine attributes, per-occurrence facts and load.
     vm_info = dict(zip(machine.index.tolist(), zip(
         machine["name"].tolist(), machine["maintenance_window"].tolist(), machine["role"].tolist(),
-        strict=True), strict=True))
+        machine["environment"].fillna("").tolist(), strict=True), strict=True))
     slot_of: dict[Occurrence, list] = {}  # equal occurrences share one load: [machines, roles]
     plan: dict[str, list[tuple]] = {
         window_id: [(
@@ -201,13 +232,13 @@ def build_schedule(
         for window_id, found in occurrences.items()
     }
     first_open = dict.fromkeys(plan, 0)  # occurrences before it are full (load only grows)
-    allowed: dict[tuple[str, float], int] = {}
+    allowed: dict[tuple[tuple[str, str], float], int] = {}
     gaps_of = _gap_records(actionable, minutes_per_patch)
 
     current_ring = None
     ring_placements: list[tuple[str, datetime]] = []
     for vm_id, ring in zip(urgency.index.tolist(), urgency["ring"].tolist(), strict=True):
-        vm_name, window_id, role = vm_info[vm_id]
+        vm_name, window_id, role, environment = vm_info[vm_id]
         vm_gaps = _patch_order(gaps_of[vm_id])
         if ring != current_ring:  # lower rings are done: their placements now gate this ring
             for patch, finished in ring_placements:
@@ -220,6 +251,7 @@ def build_schedule(
             continue
         pending = vm_gaps
         has_role = isinstance(role, str)
+        member = (environment, role)  # a role's members are counted within one environment
         slots = plan[window_id]
         start_at = first_open[window_id]
         while start_at < len(slots) and slots[start_at][1][0] >= slots[start_at][2]:
@@ -232,10 +264,10 @@ def build_schedule(
             if slot[0] >= capacity:
                 continue
             if has_role:
-                limit = allowed.get((role, share))
+                limit = allowed.get((member, share))
                 if limit is None:
-                    limit = allowed[(role, share)] = _allowed_in_role(role_size.get(role, 1), share)
-                if slot[1][role] >= limit:
+                    limit = allowed[(member, share)] = _allowed_in_role(role_size.get(member, 1), share)
+                if slot[1][member] >= limit:
                     continue
             batch, rest = [], []
             for gap in pending:
@@ -250,7 +282,7 @@ def build_schedule(
                 continue
             slot[0] += 1
             if has_role:
-                slot[1][role] += 1
+                slot[1][member] += 1
             steps = len(batch)
             for sequence, gap in enumerate(batch, start=1):
                 due_day = gap[_DUE_DAY]
@@ -259,6 +291,8 @@ def build_schedule(
                 why = [first_why]
                 if gated:
                     why.append(f"after the lower rings finished this patch at {gated:%Y-%m-%d %H:%M} UTC")
+                if gap[_ROLLBACK]:
+                    why.append(f"re-apply after rollback {gap[_ROLLBACK]}, authorized again since")
                 why.append(f"step {sequence} of {steps}, reboot last")
                 if late:
                     why.append(f"cannot meet its due date {due_day} with the current windows")
@@ -269,6 +303,10 @@ def build_schedule(
         rows += [_row(g, vm_name, None, None, "unplaceable",
                       f"no occurrence of {window_id} within {horizon_days} days has room")
                  for g in pending]
+    return _frame(rows)
+
+
+def _frame(rows: list[tuple]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SCHEDULE_COLUMNS).sort_values(
         ["status", "window_start", "vm_id", "sequence", "gap_id"], na_position="last", kind="mergesort"
     ).reset_index(drop=True)
@@ -280,5 +318,5 @@ def _row(gap: tuple, vm_name, occ: Occurrence | None, sequence: int | None, stat
         gap[_GAP_ID], gap[_VM_ID], vm_name, gap[_PATCH], gap[_KB], gap[_TYPE], gap[_ACTION],
         occ.window_id if occ else None, occ.ring if occ else None,
         occ.start if occ else None, occ.end if occ else None,
-        sequence, gap[_DUE], status, reason,
+        sequence, gap[_DUE], status, reason, gap[_ROLLBACK],
     )

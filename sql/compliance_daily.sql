@@ -1,4 +1,4 @@
--- @table Daily compliance trend over the whole history (first observed day to $as_of), maintained incrementally (a run recomputes the days from the earliest one its new or changed observations touch; anything else that the counts depend on changing means a full rebuild): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. Supersedence-aware: a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day counts as superseded_satisfied. Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory); coverage staleness is not applied (the last known state stands).
+-- @table Daily compliance trend over the whole history (first observed day to $as_of), maintained incrementally (a run recomputes the days from the earliest one its new or changed observations touch; anything else that the counts depend on changing means a full rebuild): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. Supersedence-aware: a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day counts as superseded_satisfied. Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory). Coverage as in marts.vm_patch_state, day by day: on a day when a machine's newest full listing of its patches (staging.assessment_runs: an assessment or an installation run) is more than $stale_after_days days old, or it has none yet, every pair of the machine counts as unknown, never as compliant.
 -- @column day: The UTC day; states as of its end.
 -- @column grain: Which columns the row is broken down by: fleet (none), asset_category, criticality, environment, owner, severity, or detail (all five).
 -- @column asset_category: Asset category ('(none)' when untagged); NULL when the grain does not break down by it.
@@ -7,17 +7,25 @@
 -- @column owner: Machine owner ('(none)' when untagged); NULL when not in the grain.
 -- @column severity: Patch severity (staging.patch_severity; '(none)' when unknown); NULL when not in the grain.
 -- @column machines: Machines with at least one applicable patch in the row.
--- @column applicable_pairs: Machine x patch pairs known and applicable at the end of the day (any state except not_applicable).
--- @column installed: Pairs installed.
+-- @column applicable_pairs: Machine x patch pairs known and applicable at the end of the day (any last known state except not_applicable), unknown ones included.
+-- @column installed: Pairs installed (on machines whose coverage is current that day).
 -- @column superseded_satisfied: Pairs not installed whose superseding patch is installed.
 -- @column missing: Pairs missing or not_selected (and not satisfied by supersedence).
 -- @column failed: Pairs whose latest installation failed (and not satisfied by supersedence).
 -- @column pending_reboot: Pairs installed but waiting for a reboot.
--- @column compliance_share: (installed + superseded_satisfied) / applicable_pairs, 0-1.
+-- @column unknown: Pairs on machines whose coverage is stale that day (no full listing within stale_after_days): their last known state is not counted.
+-- @column compliance_share: (installed + superseded_satisfied) / applicable_pairs, 0-1 (unknown pairs count against it).
 -- @column as_of: Evaluation date.
 WITH
 params AS (
-    SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
+    SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
+           CAST($stale_after_days AS INTEGER) AS stale_after_days
+),
+-- The UTC days on which each machine had a successful full listing of its patches.
+listing_days AS (
+    SELECT DISTINCT r.vm_id, r.assessed_at::DATE AS day
+    FROM staging.assessment_runs AS r, params
+    WHERE r.succeeded AND r.assessed_at < params.cutoff
 ),
 events AS (
     SELECT h.vm_id, h.patch_key, h.kb, h.state, h.observed_at
@@ -61,6 +69,13 @@ pair_days AS (
     JOIN intervals AS i ON d.day BETWEEN i.first_day AND i.last_day
     WHERE i.state <> 'not_applicable'
 ),
+-- Stale that day: the newest listing up to the day is older than stale_after_days, or none.
+stale_pairs AS (
+    SELECT p.day, p.vm_id, p.patch_key
+    FROM pair_days AS p
+    ASOF LEFT JOIN listing_days AS l ON l.vm_id = p.vm_id AND l.day <= p.day
+    WHERE l.day IS NULL OR p.day - l.day > (SELECT stale_after_days FROM params)
+),
 satisfied AS (
     SELECT DISTINCT m.day, m.vm_id, m.patch_key
     FROM pair_days AS m
@@ -78,6 +93,7 @@ classified AS (
         coalesce(i.owner, '(none)') AS owner,
         coalesce(s.severity, '(none)') AS severity,
         CASE
+            WHEN u.patch_key IS NOT NULL THEN 'unknown'
             WHEN p.state = 'installed' THEN 'installed'
             WHEN p.state = 'installed_pending_reboot' THEN 'pending_reboot'
             WHEN x.patch_key IS NOT NULL THEN 'superseded_satisfied'
@@ -86,6 +102,7 @@ classified AS (
         END AS status
     FROM pair_days AS p
     LEFT JOIN satisfied AS x USING (day, vm_id, patch_key)
+    LEFT JOIN stale_pairs AS u USING (day, vm_id, patch_key)
     LEFT JOIN staging.patch_severity AS s USING (patch_key)
     LEFT JOIN marts.vm_inventory AS i ON i.vm_id = p.vm_id
 ),
@@ -112,7 +129,8 @@ counted AS (
         count(*) FILTER (WHERE status = 'superseded_satisfied')::INTEGER AS superseded_satisfied,
         count(*) FILTER (WHERE status = 'missing')::INTEGER AS missing,
         count(*) FILTER (WHERE status = 'failed')::INTEGER AS failed,
-        count(*) FILTER (WHERE status = 'pending_reboot')::INTEGER AS pending_reboot
+        count(*) FILTER (WHERE status = 'pending_reboot')::INTEGER AS pending_reboot,
+        count(*) FILTER (WHERE status = 'unknown')::INTEGER AS unknown
     FROM classified
     GROUP BY GROUPING SETS (
         (day),
@@ -139,6 +157,7 @@ SELECT
     missing,
     failed,
     pending_reboot,
+    unknown,
     round((installed + superseded_satisfied) / applicable_pairs, 6)::DOUBLE AS compliance_share,
     (SELECT as_of FROM params) AS as_of
 FROM counted

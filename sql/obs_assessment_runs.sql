@@ -1,14 +1,14 @@
--- @table Assessment runs per machine, from every source: Resource Graph patchassessmentresults, assessPatches results, Log Analytics UpdateSummary records and Update record sets. A successful assessment with no missing patch is still evidence that the machine was assessed; coverage (marts.vm_inventory) is computed from this table.
+-- @table Full listings of each machine's patches, from every source: assessments (Resource Graph patchassessmentresults, assessPatches results, Log Analytics UpdateSummary records and Update record sets) and installation runs that list their patches (Resource Graph patchinstallationresults, installPatches results: Azure lists every available patch of the machine in an installation result, with NotSelected and Excluded ones, so it is an assessment of the machine at that moment). A successful assessment with no missing patch is still evidence that the machine was assessed; coverage (marts.vm_inventory, marts.vm_patch_state, marts.compliance_daily) is the newest successful row of this table. Log Analytics UpdateRunProgress lists only the patches of its deployment and is not a full listing.
 -- @column vm_id: Canonical machine id.
--- @column run_id: assessmentActivityId; NULL for Log Analytics.
--- @column assessed_at: When the assessment completed (lastModifiedDateTime, else startDateTime; TimeGenerated for Log Analytics).
--- @column source: resource_graph_assessment, patch_operation_assess, log_analytics_summary or log_analytics_update.
+-- @column run_id: assessmentActivityId or installationActivityId; NULL for Log Analytics.
+-- @column assessed_at: When the assessment or installation run completed (lastModifiedDateTime, else startDateTime; TimeGenerated for Log Analytics).
+-- @column source: resource_graph_assessment, patch_operation_assess, resource_graph_installation, patch_operation_install, log_analytics_summary or log_analytics_update.
 -- @column status: Succeeded, CompletedWithWarnings, Failed, InProgress, Unknown as the source gives it (Log Analytics records count as Succeeded).
--- @column succeeded: True for Succeeded and CompletedWithWarnings.
--- @column reboot_pending: The machine reported a pending reboot.
--- @column lists_missing_patches: True when the run lists every missing patch (Resource Graph, assessPatches), so a patch absent from it is no longer missing.
+-- @column succeeded: True when the listing can be trusted: Succeeded and CompletedWithWarnings, and for an installation run also Failed when it reports patches (a patch failed; the run still lists the state of every patch).
+-- @column reboot_pending: The machine reported a pending reboot (for an installation run: rebootStatus Required, Started or Failed).
+-- @column lists_missing_patches: True when the run lists every missing patch (Resource Graph, assessPatches, installation runs), so a patch absent from it is no longer missing.
 -- @column os_type: Windows or Linux where the source says.
--- @column missing_count: Number of available (missing) patches the run reports.
+-- @column missing_count: Number of available (missing) patches the run reports (for an installation run: the patches it did not install: failed, pending, not selected, excluded).
 -- @column source_file: The estate file of the first copy of the run.
 WITH
 -- Properties are parsed once into a struct (every ->> would parse the document again).
@@ -69,6 +69,68 @@ op AS (
         source_file
     FROM operations
 ),
+-- Installation runs: Azure lists every available patch in the result (Installed, Failed, Pending,
+-- NotSelected, Excluded), so a run that reports its patches is a full listing like an assessment.
+install_properties AS (
+    SELECT
+        arm_parent(id, '/patchinstallationresults') AS vm_id,
+        json_transform(properties, '{
+            "installationActivityId": "VARCHAR", "lastModifiedDateTime": "VARCHAR",
+            "startDateTime": "VARCHAR", "status": "VARCHAR", "rebootStatus": "VARCHAR",
+            "osType": "VARCHAR", "installedPatchCount": "BIGINT", "failedPatchCount": "BIGINT",
+            "pendingPatchCount": "BIGINT", "notSelectedPatchCount": "BIGINT",
+            "excludedPatchCount": "BIGINT"}') AS f,
+        source_file
+    FROM raw.patch_installation_resources
+    WHERE ends_with(lower(type), '/patchinstallationresults')
+),
+install_rg AS (
+    SELECT
+        vm_id,
+        f.installationActivityId,
+        coalesce(try_cast(f.lastModifiedDateTime AS TIMESTAMPTZ), try_cast(f.startDateTime AS TIMESTAMPTZ)),
+        'resource_graph_installation',
+        f.status,
+        lower(coalesce(f.rebootStatus, '')) IN ('required', 'started', 'failed'),
+        true,
+        f.osType,
+        coalesce(f.failedPatchCount, 0) + coalesce(f.pendingPatchCount, 0)
+            + coalesce(f.notSelectedPatchCount, 0) + coalesce(f.excludedPatchCount, 0),
+        source_file,
+        coalesce(f.installedPatchCount, 0) + coalesce(f.failedPatchCount, 0) + coalesce(f.pendingPatchCount, 0)
+            + coalesce(f.notSelectedPatchCount, 0) + coalesce(f.excludedPatchCount, 0) AS listed
+    FROM install_properties
+),
+install_op AS (
+    SELECT
+        lower(resourceId),
+        r->>'installationActivityId',
+        coalesce(try_cast(r->>'lastModifiedDateTime' AS TIMESTAMPTZ), try_cast(r->>'startDateTime' AS TIMESTAMPTZ)),
+        'patch_operation_install',
+        r->>'status',
+        lower(coalesce(r->>'rebootStatus', '')) IN ('required', 'started', 'failed'),
+        true,
+        r->>'osType',
+        len(list_filter(
+            from_json(r->'patches', '["JSON"]'),
+            lambda p: regexp_replace(lower(coalesce(p->>'installationState', '')), '[^a-z]', '', 'g') <> 'installed'
+        )),
+        source_file,
+        json_array_length(r->'patches') AS listed
+    FROM (
+        SELECT resourceId, coalesce(result->'properties'->'output', result) AS r, source_file
+        FROM raw.patch_operations
+        WHERE operation = 'installPatches'
+    )
+    -- An Arc installPatches result carries counts only, not the patch list.
+    WHERE json_type(r->'patches') = 'ARRAY'
+),
+installs AS (
+    SELECT * EXCLUDE (listed),
+           -- Failed: a patch failed, but the run still reports the state of every patch.
+           lower(coalesce(status, '')) = 'failed' AND listed > 0 AS failed_with_listing
+    FROM (SELECT * FROM install_rg UNION ALL SELECT * FROM install_op)
+),
 summary AS (
     SELECT
         m.vm_id,
@@ -108,10 +170,11 @@ update_sets AS (
     GROUP BY m.vm_id, u.TimeGenerated
 ),
 runs AS (
-    SELECT * FROM arg
-    UNION ALL SELECT * FROM op
-    UNION ALL SELECT * FROM summary
-    UNION ALL SELECT * FROM update_sets
+    SELECT *, false AS failed_with_listing FROM arg
+    UNION ALL SELECT *, false FROM op
+    UNION ALL SELECT *, false FROM summary
+    UNION ALL SELECT *, false FROM update_sets
+    UNION ALL SELECT * FROM installs
 )
 SELECT
     vm_id,
@@ -119,7 +182,7 @@ SELECT
     assessed_at,
     source,
     status,
-    lower(coalesce(status, '')) IN ('succeeded', 'completedwithwarnings') AS succeeded,
+    lower(coalesce(status, '')) IN ('succeeded', 'completedwithwarnings') OR failed_with_listing AS succeeded,
     reboot_pending,
     lists_missing_patches,
     os_type,

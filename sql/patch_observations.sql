@@ -1,6 +1,6 @@
 -- @table One row per observation of one patch on one machine, from every source (contract: docs/architecture.md). Resource Graph and assessPatches list the patches missing at assessment time; installation results, Log Analytics Update and UpdateRunProgress give explicit states. An installed patch whose run still needs a reboot is installed_pending_reboot. A patch installed with a pending reboot (per Azure Update Manager) is recorded as installed (raw_state reboot_completed) at the first later full assessment (Resource Graph, assessPatches) that reports no pending reboot and does not list it, when nothing else was observed in between. A patch that merely disappears from a later assessment is NOT inferred installed: Windows Update stops offering a patch once a superseding one applies, so absence is not evidence of installation; its state stays the last observed one and supersedence is resolved downstream (superseded_satisfied). Identical copies (the same run in several daily files or exports) are kept once.
 -- @column vm_id: Canonical machine id: lower-case ARM id (Azure VM or Arc machine), or nonazure/<computer>.
--- @column patch_key: KB digits, or <package>_<version>.
+-- @column patch_key: KB digits, or <package>_<version> for a Linux package whichever source it came from (Resource Graph patchName and version, the Compute API name and version, Log Analytics Update Product and ProductVersion, UpdateRunProgress Product and the version that follows it in Title).
 -- @column kb: KB digits or NULL.
 -- @column patch_name: Title as the source gives it.
 -- @column classification: Normalized: Critical, Security, UpdateRollup, FeaturePack, ServicePack, Definition, Tools, Updates, Other (the most severe when a patch has several); NULL when the source gives none.
@@ -211,8 +211,11 @@ la_run AS (
         m.vm_id,
         r.KBID AS kb_raw,
         coalesce(nullif(r.Title, ''), r.Product) AS patch_name,
-        CASE WHEN nullif(regexp_replace(coalesce(r.KBID, ''), '[^0-9]', '', 'g'), '') IS NULL THEN coalesce(r.Product, r.Title) END AS package,
-        NULL AS version,
+        CASE WHEN nullif(regexp_replace(coalesce(r.KBID, ''), '[^0-9]', '', 'g'), '') IS NULL
+             THEN coalesce(nullif(trim(r.Product), ''), split_part(trim(r.Title), ' ', 1)) END AS package,
+        -- UpdateRunProgress has no version column: a Linux row's Title is "<package> <version>".
+        CASE WHEN package IS NOT NULL AND starts_with(trim(r.Title), package || ' ')
+             THEN nullif(trim(substr(trim(r.Title), length(package) + 2)), '') END AS version,
         NULL::VARCHAR[] AS classifications,
         NULL AS msrc_severity,
         r.InstallationStatus AS raw_state,

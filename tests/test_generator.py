@@ -196,8 +196,13 @@ def test_log_analytics_forms(estate):
 def test_patch_operations_carry_the_success_error_quirk(estate):
     root, _ = estate
     ops = [_json(p) for p in sorted((root / "azure/patch_operations").glob("*.json"))]
-    assert sorted(o["operation"] for o in ops) == ["assessPatches"] * 2 + ["installPatches"] * 4
-    assert all(o["result"]["status"] == "Succeeded" and o["result"]["error"]["details"] == [] for o in ops)
+    assert sorted(o["operation"] for o in ops) == ["assessPatches"] * 3 + ["installPatches"] * 5
+    # The planted failed install (failed_install_still_failed) is the one failure.
+    failed = [o for o in ops if o["result"]["status"] == "Failed"]
+    assert [(o["result"]["error"]["code"], [p["installationState"] for p in o["result"]["patches"]])
+            for o in failed] == [("PatchInstallationFailure", ["Failed"])]
+    assert all(o["result"]["error"]["details"] == [] and o["result"]["error"]["code"] in ("Success", "0")
+               for o in ops if o not in failed)
 
 
 def test_register_headers_are_exactly_documented(estate):
@@ -243,7 +248,8 @@ def test_planted_cases_refer_to_known_machines(estate):
             "emergency_without_pir", "expired_exception", "illegal_transition",
             "rollback_after_incident", "stale_assessment", "deallocated_vm", "kev_past_due",
             "excluded_in_run", "not_selected_in_run", "log_analytics_only",
-            "resource_graph_only", "resource_graph_and_log_analytics"} <= kinds
+            "resource_graph_only", "resource_graph_and_log_analytics", "failed_install_still_failed",
+            "available_never_authorized"} <= kinds
     assert len(computers) == 3
     assert all(t["vm_id"] in known for t in truth["truth"])
 

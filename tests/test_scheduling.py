@@ -29,7 +29,7 @@ def estates(draw):
     machines = pd.DataFrame([{
         "vm_id": f"vm{i:02d}", "name": f"vm{i:02d}",
         "role": draw(st.sampled_from(["web", "sql", "dc", None])),
-        "environment": "production", "criticality": "high",
+        "environment": draw(st.sampled_from(["production", "staging"])), "criticality": "high",
         "maintenance_window": draw(st.sampled_from([*WINDOWS["window_id"], None])),
     } for i in range(n_machines)])
     patches = [f"50{i:02d}" for i in range(6)]
@@ -68,7 +68,9 @@ def test_schedule_respects_every_constraint(estate):
     vm = machines.set_index("vm_id")
     dark = {blackouts.iloc[0]["starts_on"] + timedelta(days=d) for d in range(3)}
     occurrences = window_occurrences(WINDOWS, blackouts, AS_OF, 60)
-    role_size = Counter(machines["role"].dropna())
+    # A role's members are counted within one environment.
+    role_size = Counter((e, r) for e, r in zip(machines["environment"], machines["role"], strict=True)
+                        if isinstance(r, str))
     for row in placed.itertuples():
         assert row.window_id == vm.loc[row.vm_id, "maintenance_window"]
         starts = {o.start for o in occurrences[row.window_id]}
@@ -78,7 +80,8 @@ def test_schedule_respects_every_constraint(estate):
         assert local_day not in dark
         machines_here = group["vm_id"].unique()
         assert len(machines_here) <= window.loc[window_id, "capacity_vms"]
-        roles = Counter(vm.loc[m, "role"] for m in machines_here if isinstance(vm.loc[m, "role"], str))
+        roles = Counter((vm.loc[m, "environment"], vm.loc[m, "role"]) for m in machines_here
+                        if isinstance(vm.loc[m, "role"], str))
         for role, count in roles.items():
             assert count <= _allowed_in_role(role_size[role], window.loc[window_id, "max_role_share"])
             assert role_size[role] == 1 or count < role_size[role]
@@ -149,3 +152,19 @@ def test_steps_on_a_machine_follow_stack_deploy_order_dependencies_then_priority
     assert list(schedule["patch_key"]) == ["5000", "5002", "5001", "5003"]
     assert list(schedule["sequence"]) == [1, 2, 3, 4]
     assert schedule["reason"].str.endswith("of 4, reboot last").all()
+
+
+def test_occurrences_across_the_autumn_dst_change():
+    # Sundays 03:00 Europe/London and Saturdays 01:00 America/New_York, as of 2026-10-16 for 22
+    # days (2026-10-17 00:00 to 2026-11-08 00:00 UTC). London leaves BST on 2026-10-25, New York
+    # leaves EDT on 2026-11-01; by hand:
+    windows = WINDOWS[WINDOWS["window_id"].isin(["prod-sat"])].assign(duration_minutes=60)
+    london = pd.DataFrame([("ldn-su", "FREQ=WEEKLY;BYDAY=SU", "03:00", 120, "Europe/London", 2, "production", 5, 0.5)],
+                          columns=WINDOWS.columns)
+    found = window_occurrences(pd.concat([windows, london]), NO_BLACKOUTS, date(2026, 10, 16), 22)
+    starts = {w: [o.start.strftime("%Y-%m-%d %H:%M") for o in occ] for w, occ in found.items()}
+    assert starts == {
+        "ldn-su": ["2026-10-18 02:00", "2026-10-25 03:00", "2026-11-01 03:00"],  # BST, then GMT
+        "prod-sat": ["2026-10-17 05:00", "2026-10-24 05:00", "2026-10-31 05:00",  # EDT (UTC-4)
+                     "2026-11-07 06:00"],  # EST (UTC-5)
+    }

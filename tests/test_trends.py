@@ -12,6 +12,8 @@ missing            3    2    0
 failed             0    0    1
 pending_reboot     0    1    0
 share              0  0.4  0.8
+Both machines have a full listing (staging.assessment_runs) every day; test_stale_machine_counts_as_unknown
+stops vm-b's listings after day 1.
 """
 
 from __future__ import annotations
@@ -45,7 +47,11 @@ HISTORY = [
 ]
 
 
-def build(path):
+# Full listings of each machine's patches (coverage): every day for both by default.
+DAILY_LISTINGS = [(vm, day) for vm in (VM_A, VM_B) for day in (1, 2, 3)]
+
+
+def build(path, listings=DAILY_LISTINGS, stale_after_days=2):
     conn = connect_warehouse(str(path))
     replace_table(conn, "staging.sla_policy", policy_rows(load_policy(None)))
     conn.execute(f"""
@@ -84,9 +90,13 @@ def build(path):
         "'resource_graph_assessment', ?, ?, 'f.json')",
         [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(HISTORY, 1)],
     )
+    conn.execute("CREATE TABLE staging.assessment_runs (vm_id VARCHAR, assessed_at TIMESTAMPTZ, "
+                 "source VARCHAR, succeeded BOOLEAN, source_file VARCHAR)")
+    conn.executemany("INSERT INTO staging.assessment_runs VALUES (?, ?, 'resource_graph_assessment', true, 'f.json')",
+                     [[vm, at(day, 2)] for vm, day in listings])
     build_table(conn, "staging.patch_severity")
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
-        build_table(conn, table, params={"as_of": AS_OF, "from_day": None})
+        build_table(conn, table, params={"as_of": AS_OF, "from_day": None, "stale_after_days": stale_after_days})
     return conn
 
 
@@ -104,6 +114,44 @@ def test_fleet_per_day(tmp_path):
         (date(2026, 1, 1), 2, 3, 0, 0, 3, 0, 0, 0.0),
         (date(2026, 1, 2), 2, 5, 1, 1, 2, 0, 1, 0.4),
         (date(2026, 1, 3), 2, 5, 3, 1, 0, 1, 0, 0.8),
+    ]
+
+
+def test_stale_machine_counts_as_unknown(tmp_path):
+    # vm-b listed on day 1 only; stale after 1 day: fresh on days 1 and 2, stale on day 3.
+    conn = build(tmp_path / "w.duckdb", listings=[(VM_A, 1), (VM_A, 2), (VM_A, 3), (VM_B, 1)],
+                 stale_after_days=1)
+    rows = conn.execute(
+        f"SELECT day, {COUNTS}, unknown FROM marts.compliance_daily WHERE grain = 'fleet' ORDER BY day"
+    ).fetchall()
+    environments = conn.execute(
+        "SELECT environment, installed, unknown, compliance_share FROM marts.compliance_daily "
+        "WHERE grain = 'environment' AND day = DATE '2026-01-03' ORDER BY environment"
+    ).fetchall()
+    conn.close()
+    # Day 3: vm-a 8000001 and 8000002 installed; vm-b's 8000001 (failed), 8000003 (installed) and
+    # 8000004 (satisfied by 8000003) are unknown: 2 compliant of 5.
+    assert rows == [
+        (date(2026, 1, 1), 2, 3, 0, 0, 3, 0, 0, 0.0, 0),
+        (date(2026, 1, 2), 2, 5, 1, 1, 2, 0, 1, 0.4, 0),
+        (date(2026, 1, 3), 2, 5, 2, 0, 0, 0, 0, 0.4, 3),
+    ]
+    assert environments == [("production", 2, 0, 1.0), ("test", 0, 3, 0.0)]
+
+
+def test_machine_never_listed_is_unknown(tmp_path):
+    conn = build(tmp_path / "w.duckdb", listings=[(VM_A, 1), (VM_A, 2), (VM_A, 3)])
+    rows = conn.execute(
+        "SELECT day, installed, superseded_satisfied, missing, failed, unknown FROM marts.compliance_daily "
+        "WHERE grain = 'fleet' ORDER BY day"
+    ).fetchall()
+    conn.close()
+    # vm-b has 2 applicable pairs on day 1 (8000001, 8000004) and 3 from day 2, all unknown;
+    # vm-a: 8000001 missing on days 1-2 (8000002 pending reboot on day 2), both installed on day 3.
+    assert rows == [
+        (date(2026, 1, 1), 0, 0, 1, 0, 2),
+        (date(2026, 1, 2), 0, 0, 1, 0, 3),
+        (date(2026, 1, 3), 2, 0, 0, 0, 3),
     ]
 
 

@@ -13,8 +13,8 @@ from datetime import timedelta
 
 import numpy as np
 
-from .authz import Plan
-from .catalog import DEFENDER_PLATFORM_KB, NGINX_MANUAL, Catalog
+from .authz import Plan, scope_index
+from .catalog import DEFENDER_PLATFORM_KB, NGINX_MANUAL, ZLIB_UNAUTHORIZED, Catalog
 from .fleet import Fleet
 from .period import DAY_US, HOUR_US, Period, iso
 from .simulate import EXCLUDED, INSTALLED, NOT_SELECTED, Simulation
@@ -118,6 +118,7 @@ def plant(catalog: Catalog, fleet: Fleet, plan: Plan, sim: Simulation, period: P
     _authorization_cases(p)
     _exceptions(p)
     _assessments(p)
+    _failed_install(p)
     return p.out
 
 
@@ -277,17 +278,24 @@ def _exceptions(p: _Planter) -> None:
 
 
 def _assessments(p: _Planter) -> None:
-    """assessPatches calls on two machines on the last day."""
+    """assessPatches calls on two machines on the last day, on the Linux one also 3 days before."""
     sim, s = p.sim, p.fleet.slots
-    at = p.period.end_us - 8 * HOUR_US
-    for slot in ("rg_only_1", "both_2"):
+    last = p.period.end_us - 8 * HOUR_US
+    for slot, at in (("rg_only_1", last), ("both_2", last - 3 * DAY_US), ("both_2", last)):
         vm = s[slot]
         os_type = p.fleet.col("os_type")[vm]
         pairs = np.flatnonzero(sim.pair_vm == vm)
         times = np.full(len(pairs), at)
         level, top = sim.levels_at(pairs, times), sim.top_at(pairs, times)
         missing = [int(sim.chain_mat[sim.pair_chain[q], t]) for q, lv, t in zip(pairs, level, top, strict=True) if t > lv]
-        act = guid(f"{p.seed}:assess-op:{vm}")
+        if os_type == "Linux":  # offered to the machine, never proposed for authorization
+            zlib = p.catalog.index(f"{ZLIB_UNAUTHORIZED[0]}_{ZLIB_UNAUTHORIZED[1]}")
+            missing.append(zlib)
+            if at == last:
+                p.case("available_never_authorized", vm, zlib, "missing", "available_unauthorized",
+                       "listed Available by assessPatches 3 days before the end and on the last day; "
+                       "no authorization event exists for it")
+        act = guid(f"{p.seed}:assess-op:{vm}" + ("" if at == last else f":{at}"))
         available = [
             {"patchId": p.catalog.patches[m].patch_id,
              "name": p.catalog.patches[m].title if os_type == "Windows" else p.catalog.patches[m].package,
@@ -307,6 +315,39 @@ def _assessments(p: _Planter) -> None:
                         "startDateTime": iso(at), "availablePatches": available,
                         "error": success_error(os_type)}}
         )
+
+
+def _failed_install(p: _Planter) -> None:
+    """installPatches on the last evening: a missing patch fails and nothing is observed since."""
+    sim, s = p.sim, p.fleet.slots
+    at = p.period.end_us - 30 * 60_000_000  # after every daily assessment (at most 22:30)
+    planted = set(s.values())
+    ordinary = [vm for vm in range(len(p.fleet)) if vm not in planted]
+    # (not authorized, machine, patch): ordinary machines first, then those of the source cases.
+    candidates = []
+    for vm in [*ordinary, *(s[k] for k in ("rg_only_1", "both_1", "both_2", "la_only_1", "la_only_2"))]:
+        scope = scope_index(p.fleet.col("category")[vm], p.fleet.col("environment")[vm])
+        pairs = np.flatnonzero(sim.pair_vm == vm)
+        times = np.full(len(pairs), at)
+        level, top = sim.levels_at(pairs, times), sim.top_at(pairs, times)
+        for q, lv, t in zip(pairs, level, top, strict=True):
+            if t > lv:
+                patch = int(sim.chain_mat[sim.pair_chain[q], t])
+                candidates.append((bool(p.plan.effective[patch, scope] > at), vm, patch))
+    if not candidates:
+        return
+    # An authorized patch where there is one (a small fleet may have none).
+    unauthorized, vm, patch = min(candidates, key=lambda c: c[0])
+    op = _install_op(p, vm, patch, at)
+    op["_file"] = op["_file"].replace("installPatches_", "installPatches_failed_")
+    result = op["result"]
+    result.update(status="Failed", installedPatchCount=0, failedPatchCount=1,
+                  error={"details": [], "code": "PatchInstallationFailure", "message": "1 patch(es) failed to install"})
+    result["patches"][0]["installationState"] = "Failed"
+    p.out.operations.append(op)
+    p.case("failed_install_still_failed", vm, patch, "failed", "failed_reapply",
+           f"installPatches at {iso(at)[:16]} failed on this {'not yet authorized' if unauthorized else 'authorized'} "
+           "patch; nothing observed since")
 
 
 def daily_truth(catalog: Catalog, fleet: Fleet, sim: Simulation, period: Period) -> list[dict]:

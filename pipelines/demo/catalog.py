@@ -62,6 +62,7 @@ UBUNTU_RELEASE = "22.04"
 # Patches outside the monthly chains that planted cases use.
 DEFENDER_PLATFORM_KB = "4052623"  # Defender platform update: a non-security "Updates" patch
 NGINX_MANUAL = ("nginx", "1.18.0-6ubuntu14.6")  # installed by hand, never authorized
+ZLIB_UNAUTHORIZED = ("zlib1g", "1:1.2.11.dfsg-2ubuntu9.2")  # offered, never proposed
 
 IMPACTS = [
     "Remote Code Execution",
@@ -410,7 +411,23 @@ def _ubuntu_patches(rng: np.random.Generator, months: list[Month]) -> list[Patch
 def _out_of_band(month: Month) -> list[Patch]:
     """Patches outside the chains: they only appear in the planted runs and operations."""
     release = day_us(month.tuesday, 17)
-    package, version = NGINX_MANUAL
+    linux = [
+        Patch(
+            key=f"{name}_{ver}",
+            kb=None,
+            title=name,
+            kind="extra",
+            chain=None,
+            os_type="Linux",
+            classification="Security",
+            release_us=release,
+            reboot="NeverReboots",
+            package=name,
+            version=ver,
+            severity="Important",
+        )
+        for name, ver in (NGINX_MANUAL, ZLIB_UNAUTHORIZED)
+    ]
     return [
         Patch(
             key=DEFENDER_PLATFORM_KB,
@@ -426,20 +443,7 @@ def _out_of_band(month: Month) -> list[Patch]:
             release_us=release,
             reboot="NeverReboots",
         ),
-        Patch(
-            key=f"{package}_{version}",
-            kb=None,
-            title=package,
-            kind="extra",
-            chain=None,
-            os_type="Linux",
-            classification="Security",
-            release_us=release,
-            reboot="NeverReboots",
-            package=package,
-            version=version,
-            severity="Important",
-        ),
+        *linux,
     ]
 
 
