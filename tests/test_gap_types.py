@@ -87,8 +87,11 @@ def build(path):
         [[patch, status, status] for patch, status in AUTHORIZATION.items()],
     )
     conn.execute("CREATE TABLE staging.patch_tests (test_id VARCHAR, patch_key VARCHAR, "
-                 "asset_category VARCHAR, result VARCHAR, tester VARCHAR)")
-    conn.executemany("INSERT INTO staging.patch_tests VALUES (?, ?, 'win-web', 'passed', 'qa@contoso.com')",
+                 "asset_category VARCHAR, result VARCHAR, tester VARCHAR, "
+                 "started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ)")
+    # every planted test ended well before the evaluation date
+    conn.executemany("INSERT INTO staging.patch_tests VALUES (?, ?, 'win-web', 'passed', 'qa@contoso.com', "
+                     "'2026-01-05 09:00:00+00', '2026-01-06 09:00:00+00')",
                      [[f"T-{patch}", patch] for patch in TESTED])
     conn.execute("CREATE TABLE staging.exceptions (exception_id VARCHAR, vm_id VARCHAR, asset_category VARCHAR, "
                  "patch_key VARCHAR, cve VARCHAR, reason VARCHAR, requested_by VARCHAR, approver VARCHAR, "
