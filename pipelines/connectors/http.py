@@ -172,12 +172,13 @@ class Validators:
 
 def archive(archive_dir: Path, stem: str, data: bytes, suffix: str = ".json") -> tuple[Path, str]:
     """Keep a raw answer as `<archive_dir>/<stem>_<sha256[:16]><suffix>.gz` (gzip without a
-    timestamp, so the same answer gives the same file); returns (path, full sha256)."""
+    timestamp, so the same answer gives the same file; an answer that is gzip already is kept as
+    it came); returns (path, sha256 of the answer)."""
     sha = sha256_bytes(data)
     archive_dir.mkdir(parents=True, exist_ok=True)
     path = archive_dir / f"{stem}_{sha[:16]}{suffix}.gz"
     if not path.exists():
-        path.write_bytes(gzip.compress(data, mtime=0))
+        path.write_bytes(data if data[:2] == b"\x1f\x8b" else gzip.compress(data, mtime=0))
     return path, sha
 
 
