@@ -7,7 +7,7 @@
 -- @column gap_type: authorized_missing, failed_reapply, pending_reboot, available_unauthorized, installed_unauthorized, installed_rejected, untested_in_production or stale_assessment.
 -- @column state: Canonical state of the patch on the machine that gave rise to the gap.
 -- @column title: Patch title.
--- @column severity: Highest MSRC severity of the patch (Critical, Important, Moderate, Low); for Linux packages mapped from the classification (Critical -> Critical, Security -> Important, else Low).
+-- @column severity: Highest MSRC severity of the patch (Critical, Important, Moderate, Low); for a Linux package its OSV advisory's rating on the same scale when the catalog has one, else mapped from the classification (Critical -> Critical, Security -> Important, else Low).
 -- @column cves: CVEs the patch fixes.
 -- @column exploited: True when MSRC reports any of its CVEs exploited.
 -- @column in_kev: True when any of its CVEs is in the CISA KEV catalog.
