@@ -2,7 +2,8 @@
 
 Files under `<estate>/bulletins/osv/` (subfolders allowed): `*.json` or `*.json.gz`, each one
 advisory object or a JSON array of advisories (the form of `osv.dev` exports and of
-`ubuntu-security-notices`/Debian security tracker dumps).
+`ubuntu-security-notices`/Debian security tracker dumps), or an ecosystem's `all.zip` as the
+osv-vulnerabilities bucket serves it (one advisory per member).
 
 Two raw tables come out of a file:
 
@@ -24,8 +25,10 @@ Two raw tables come out of a file:
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +41,7 @@ from cvss import CVSS2, CVSS3, CVSS4, CVSSError
 from pipelines.connectors.http import ChannelClient, archive, base_url, write_atomic
 from pipelines.connectors.msrc import utc_timestamp
 
-FILE_PATTERNS = ("*.json", "*.json.gz")
+FILE_PATTERNS = ("*.json", "*.json.gz", "*.zip")
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 # Severity types of the OSV schema, best first for a base score comparable with MSRC's CVSS 3.x.
 _CVSS_ORDER = ("CVSS_V3", "CVSS_V4", "CVSS_V2")
@@ -134,7 +137,15 @@ def cvss_base_score(kind: str, vector: str) -> float | None:
         return None
 
 
-def _severity(record: dict[str, Any]) -> tuple[str | None, str | None, float | None, str | None]:
+def _checked_score(kind: str, vector: str, where: str) -> float:
+    """The base score of the advisory's CVSS vector; a vector that cannot be scored is an error."""
+    score = cvss_base_score(kind, vector)
+    if score is None:
+        raise OsvAdvisoryError(f"{where}: severity[type={kind}].score: {vector!r} is not a valid {kind} vector")
+    return score
+
+
+def _severity(record: dict[str, Any], where: str) -> tuple[str | None, str | None, float | None, str | None]:
     """(cvss_type, cvss_vector, cvss_base, vendor_severity) of an advisory."""
     entries = [e for e in record.get("severity") or [] if isinstance(e, dict)]
     by_type: dict[str, str] = {}
@@ -144,7 +155,7 @@ def _severity(record: dict[str, Any]) -> tuple[str | None, str | None, float | N
             by_type.setdefault(kind.upper(), score)
     cvss_type = next((k for k in _CVSS_ORDER if k in by_type), None)
     vector = by_type.get(cvss_type) if cvss_type else None
-    base = cvss_base_score(cvss_type, vector) if cvss_type and vector else None
+    base = _checked_score(cvss_type, vector, where) if cvss_type and vector else None
     database_specific = record.get("database_specific")
     vendor = by_type.get("UBUNTU") or (
         _text(database_specific.get("severity")) if isinstance(database_specific, dict) else None
@@ -212,7 +223,7 @@ def flatten_advisory(record: Any, where: str) -> tuple[dict[str, Any], list[dict
     cves = sorted(
         {m.upper() for text in [advisory_id, *aliases, *upstream, *related] for m in _CVE.findall(text)}
     )
-    cvss_type, vector, base, vendor = _severity(record)
+    cvss_type, vector, base, vendor = _severity(record, f"{where} ({advisory_id})")
     affected_entries = record.get("affected") or []
     if not isinstance(affected_entries, list):
         raise OsvAdvisoryError(f"{where} ({advisory_id}): field 'affected' must be a list")
@@ -286,18 +297,30 @@ def flatten_advisory(record: Any, where: str) -> tuple[dict[str, Any], list[dict
     return advisory, affected
 
 
-def parse_bytes(data: bytes, name: str) -> ParsedFile:
-    """A file's bytes (plain or gzip) -> rows. Several records of one id: the newest `modified`."""
+def _records(data: bytes, name: str) -> list[tuple[str, Any]]:
+    """(where, record) of a file: one JSON object, an array, or every member of a zip."""
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+                members = sorted(m for m in bundle.namelist() if m.endswith(".json"))
+                return [r for m in members for r in _records(bundle.read(m), f"{name}:{m}")]
+        except zipfile.BadZipFile as exc:
+            raise OsvAdvisoryError(f"{name}: not a readable zip ({exc})") from exc
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     try:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OsvAdvisoryError(f"{name}: not JSON ({exc})") from exc
-    records = document if isinstance(document, list) else [document]
+    if isinstance(document, list):
+        return [(f"{name}[{position}]", record) for position, record in enumerate(document)]
+    return [(name, document)]
+
+
+def parse_bytes(data: bytes, name: str) -> ParsedFile:
+    """A file's bytes (JSON, gzip or zip) -> rows. Several records of one id: the newest `modified`."""
     chosen: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for position, record in enumerate(records):
-        where = f"{name}[{position}]" if isinstance(document, list) else name
+    for where, record in _records(data, name):
         advisory, affected = flatten_advisory(record, where)
         previous = chosen.get(advisory["advisory_id"])
         if previous is None or advisory["modified_at"] >= previous[0]["modified_at"]:
