@@ -1,5 +1,7 @@
-"""Stage 3: vendor bulletins (MSRC CVRF, CISA KEV, FIRST EPSS, OSV), the patch catalog, the
-channels' freshness and the notices of new patches that apply to the estate.
+"""Stage 3: vendor bulletins (MSRC CVRF, CISA KEV, FIRST EPSS, OSV, CISA Vulnrichment), the
+patch catalog, the channels' freshness and the notices of new patches that apply to the estate.
+In live mode (source=azure) each channel first downloads what is new into its estate folder
+(pipelines/connectors/<channel>.py), then reads the folder exactly as offline.
 
 Raw tables accumulate: each MSRC document replaces only its own rows (keyed by document id), each
 OSV advisory likewise (keyed by advisory id, the newest `modified` wins), each KEV catalog and
@@ -289,8 +291,9 @@ def kev_vulnerabilities(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
     """CISA Known Exploited Vulnerabilities, every catalog snapshot read from
-    <estate>/bulletins/kev/ (JSON feed or CSV): one row per snapshot and CVE, text trimmed,
-    cwes as a list, snapshot dated by catalogVersion / dateReleased."""
+    <estate>/bulletins/kev/ (JSON feed or CSV; fetched first from PATCHLEDGER_KEV_URL in live
+    mode): one row per snapshot and CVE, text trimmed, cwes as a list, snapshot dated by
+    catalogVersion / dateReleased."""
     folder = _bulletins_dir(run_settings, "kev")
     live = run_settings.source == "azure"
     if live:
@@ -348,8 +351,9 @@ def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_colu
 def epss_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
-    """FIRST EPSS daily scores from <estate>/bulletins/epss/epss_scores-YYYY-MM-DD.csv.gz: one
-    row per score date and CVE, with the model version from the file's comment line."""
+    """FIRST EPSS daily scores from <estate>/bulletins/epss/epss_scores-YYYY-MM-DD.csv.gz (the
+    newest day fetched first from PATCHLEDGER_EPSS_URL in live mode): one row per score date and
+    CVE, with the model version from the file's comment line."""
     folder = _bulletins_dir(run_settings, "epss")
     live = run_settings.source == "azure"
     if live:
@@ -558,8 +562,9 @@ def _ensure_osv_tables(conn: duckdb.DuckDBPyConnection) -> None:
 def osv_advisories(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ):
-    """OSV advisories (one per file or a JSON array, plain or gzip) from <estate>/bulletins/osv/
-    and its subfolders. An advisory replaces its previous rows only when its `modified` is not
+    """OSV advisories (one per file, a JSON array or an ecosystem's all.zip, plain or gzip) from
+    <estate>/bulletins/osv/ and its subfolders; in live mode those affecting the packages on the
+    estate's Linux machines are fetched first from PATCHLEDGER_OSV_URL. An advisory replaces its previous rows only when its `modified` is not
     older than the ingested one; a malformed file fails the step and keeps the previous rows."""
     folder = _bulletins_dir(run_settings, "osv")
     live = run_settings.source == "azure"
