@@ -63,7 +63,8 @@ def build(path):
     """)
     conn.execute("""
         CREATE TABLE marts.patch_cves (patch_key VARCHAR, cve VARCHAR, in_kev BOOLEAN,
-                                       kev_date_added DATE, kev_due_date DATE)
+                                       kev_date_added DATE, kev_due_date DATE,
+                                       ssvc_automatable BOOLEAN, ssvc_technical_impact VARCHAR)
     """)
     conn.execute("""
         CREATE TABLE marts.patch_fix_lineage AS
@@ -85,6 +86,7 @@ def build(path):
         [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(HISTORY, 1)],
     )
     build_table(conn, "staging.patch_severity")
+    build_table(conn, "marts.patch_bod2604")
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
         build_table(conn, table, params={"as_of": AS_OF, "from_day": None})
     return conn
