@@ -1,5 +1,7 @@
-"""Stage 3: vendor bulletins (MSRC CVRF, CISA KEV, FIRST EPSS, OSV), the patch catalog, the
-channels' freshness and the notices of new patches that apply to the estate.
+"""Stage 3: vendor bulletins (MSRC CVRF, CISA KEV, FIRST EPSS, OSV, CISA Vulnrichment), the
+patch catalog, the channels' freshness and the notices of new patches that apply to the estate.
+In live mode (source=azure) each channel first downloads what is new into its estate folder
+(pipelines/connectors/<channel>.py), then reads the folder exactly as offline.
 
 Raw tables accumulate: each MSRC document replaces only its own rows (keyed by document id), each
 OSV advisory likewise (keyed by advisory id, the newest `modified` wins), each KEV catalog and
@@ -34,12 +36,13 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from pipelines.connectors import epss, kev, msrc, osv
+from pipelines.connectors import epss, kev, msrc, osv, vulnrichment
 from pipelines.ledger import GENESIS, chain_hash, comment_ledger
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
     comment_table,
+    read_sql,
     resolve_as_of,
     row_count,
     sql_literal,
@@ -98,7 +101,7 @@ CREATE TABLE IF NOT EXISTS raw.bulletin_ingest_log (
 """
 _INGEST_LOG_COMMENT = (
     "One row per successful bulletin ingest (append-only): channel (msrc, msrc_index, kev, epss, "
-    "osv), Dagster run, end time (UTC), whether it fetched live, files seen, files skipped as "
+    "osv, vulnrichment), Dagster run, end time (UTC), whether it fetched live, files seen, files skipped as "
     "already ingested (same sha256), and documents (months, snapshots, score days, advisories) "
     "ingested as new or changed."
 )
@@ -288,20 +291,27 @@ def kev_vulnerabilities(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
     """CISA Known Exploited Vulnerabilities, every catalog snapshot read from
-    <estate>/bulletins/kev/ (JSON feed or CSV): one row per snapshot and CVE, text trimmed,
-    cwes as a list, snapshot dated by catalogVersion / dateReleased."""
+    <estate>/bulletins/kev/ (JSON feed or CSV; fetched first from PATCHLEDGER_KEV_URL in live
+    mode): one row per snapshot and CVE, text trimmed, cwes as a list, snapshot dated by
+    catalogVersion / dateReleased."""
     folder = _bulletins_dir(run_settings, "kev")
+    live = run_settings.source == "azure"
+    if live:
+        with kev.client_from_env() as client:
+            fetched = kev.fetch_catalog(client, folder)
+        context.log.info(f"KEV: {'fetched ' + fetched.name if fetched else 'feed not modified'}")
     files = kev.kev_files(folder) if folder.is_dir() else []
     if not files:
         context.log.warning(f"No KEV catalog in {folder}: KEV flags will be false.")
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(KEV_DDL)
         _ingest_snapshots(context, conn, run_settings, "kev", "raw.kev_vulnerabilities",
-                          "catalog_version", files, kev.read_kev)
+                          "catalog_version", files, kev.read_kev, live_fetch=live)
         return dg.MaterializeResult(metadata=table_metadata(conn, "raw.kev_vulnerabilities"))
 
 
-def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_column, files, read):
+def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_column, files, read,
+                      live_fetch=False):
     """Load dated snapshot files (KEV catalogs, EPSS days) into `table`: a file already held
     (same name and sha256) is skipped; a snapshot read again replaces itself."""
     skipped = 0
@@ -330,7 +340,7 @@ def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_colu
             conn.unregister("_snapshot")
         context.log.info(f"{channel}: {snapshot.num_rows} rows from {source_file}")
     _log_ingest(conn, channel, context.run.run_id, files_seen=len(files), files_skipped=skipped,
-                documents_ingested=len(files) - skipped)
+                documents_ingested=len(files) - skipped, live_fetch=live_fetch)
 
 
 @warehouse_asset(
@@ -341,16 +351,22 @@ def _ingest_snapshots(context, conn, run_settings, channel, table, snapshot_colu
 def epss_scores(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
-    """FIRST EPSS daily scores from <estate>/bulletins/epss/epss_scores-YYYY-MM-DD.csv.gz: one
-    row per score date and CVE, with the model version from the file's comment line."""
+    """FIRST EPSS daily scores from <estate>/bulletins/epss/epss_scores-YYYY-MM-DD.csv.gz (the
+    newest day fetched first from PATCHLEDGER_EPSS_URL in live mode): one row per score date and
+    CVE, with the model version from the file's comment line."""
     folder = _bulletins_dir(run_settings, "epss")
+    live = run_settings.source == "azure"
+    if live:
+        with epss.client_from_env() as client:
+            fetched = epss.fetch_daily(client, folder, datetime.now(UTC).date())
+        context.log.info(f"EPSS: {'fetched ' + fetched.name if fetched else 'no newer daily file'}")
     files = epss.epss_files(folder) if folder.is_dir() else []
     if not files:
         context.log.warning(f"No EPSS files in {folder}: EPSS scores will be NULL.")
     with warehouse.get_connection() as conn, transaction(conn):
         conn.execute(EPSS_DDL)
         _ingest_snapshots(context, conn, run_settings, "epss", "raw.epss_scores", "score_date",
-                          files, epss.read_epss)
+                          files, epss.read_epss, live_fetch=live)
         return dg.MaterializeResult(
             metadata=table_metadata(conn, "raw.epss_scores", order_by="score_date DESC, cve")
         )
@@ -362,6 +378,7 @@ def _sql_asset(
     deps: list[str],
     description: str,
     uses_as_of: bool = False,
+    ensure_inputs=None,
 ) -> dg.AssetsDefinition:
     @warehouse_asset(
         key=key(table),
@@ -374,6 +391,8 @@ def _sql_asset(
         context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
     ) -> dg.MaterializeResult:
         with warehouse.get_connection() as conn, transaction(conn):
+            if ensure_inputs is not None:  # an input channel never ingested is an empty table
+                ensure_inputs(conn)
             params: dict[str, date] = {}
             if uses_as_of:
                 params["as_of"] = resolve_as_of(conn, run_settings.as_of_date())
@@ -420,10 +439,19 @@ patch_fixed_builds = _sql_asset(
 patch_cves = _sql_asset(
     "marts.patch_cves",
     "patch_cves",
-    ["staging.msrc_fixes", "staging.osv_fixes", "raw.kev_vulnerabilities", "raw.epss_scores"],
-    "Patch x CVE x product (MSRC and OSV) with severity and CVSS, exploit status, KEV and EPSS as "
-    "of the evaluation date.",
+    ["staging.msrc_fixes", "staging.osv_fixes", "raw.kev_vulnerabilities", "raw.epss_scores",
+     "raw.vulnrichment_ssvc"],
+    "Patch x CVE x product (MSRC and OSV) with severity and CVSS, exploit status, KEV, EPSS and "
+    "CISA Vulnrichment SSVC decision points as of the evaluation date.",
     uses_as_of=True,
+    ensure_inputs=lambda conn: _ensure_vulnrichment_table(conn),
+)
+patch_bod2604 = _sql_asset(
+    "marts.patch_bod2604",
+    "patch_bod2604",
+    ["marts.patch_cves", "staging.sla_policy"],
+    "CISA BOD 26-04 tier per patch and machine exposure: each CVE decided on KEV, exposure and "
+    "Vulnrichment's Automatable and Technical Impact (policy defaults where a CVE has none).",
 )
 patch_catalog = _sql_asset(
     "marts.patch_catalog",
@@ -525,6 +553,8 @@ def _ensure_osv_tables(conn: duckdb.DuckDBPyConnection) -> None:
             group_name=STAGE3_BULLETINS,
             kinds={"duckdb", "python"},
             owners=OWNERS,
+            # Live mode asks OSV about the packages seen on the estate's Linux machines.
+            deps=[key("marts.vm_inventory"), key("staging.patch_observations")],
         )
         for name, table in OSV_TABLES.items()
     ],
@@ -533,10 +563,14 @@ def _ensure_osv_tables(conn: duckdb.DuckDBPyConnection) -> None:
 def osv_advisories(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ):
-    """OSV advisories (one per file or a JSON array, plain or gzip) from <estate>/bulletins/osv/
-    and its subfolders. An advisory replaces its previous rows only when its `modified` is not
+    """OSV advisories (one per file, a JSON array or an ecosystem's all.zip, plain or gzip) from
+    <estate>/bulletins/osv/ and its subfolders; in live mode those affecting the packages on the
+    estate's Linux machines are fetched first from PATCHLEDGER_OSV_URL. An advisory replaces its previous rows only when its `modified` is not
     older than the ingested one; a malformed file fails the step and keeps the previous rows."""
     folder = _bulletins_dir(run_settings, "osv")
+    live = run_settings.source == "azure"
+    if live:
+        _fetch_osv_live(context, warehouse, folder)
     files = osv.osv_files(folder) if folder.is_dir() else []
     if not files:
         context.log.warning(f"No OSV advisories in {folder}: Linux packages get no CVEs from OSV.")
@@ -594,7 +628,7 @@ def osv_advisories(
                 conn.unregister("_ids")
         _log_ingest(
             conn, "osv", context.run.run_id, files_seen=len(files), files_skipped=skipped,
-            documents_ingested=len(chosen),
+            documents_ingested=len(chosen), live_fetch=live,
         )
         context.log.info(
             f"OSV: {len(chosen)} advisories ingested, {older} older revisions ignored, "
@@ -609,6 +643,28 @@ def osv_advisories(
         yield dg.MaterializeResult(asset_key=key(table), metadata=table_meta)
 
 
+def _fetch_osv_live(context: dg.AssetExecutionContext, warehouse: WarehouseResource, folder: Path) -> None:
+    """Fetch the OSV advisories of the packages on the estate's Linux machines, new or modified
+    since the ingested copy, into the estate's osv folder."""
+    with warehouse.get_connection() as conn:
+        packages = (
+            conn.execute(read_sql("bulletin_osv_queries")).fetchall()
+            if table_exists(conn, "marts.vm_inventory") and table_exists(conn, "staging.patch_observations")
+            else []
+        )
+        known = (
+            dict(conn.execute("SELECT advisory_id, modified_at FROM raw.osv_advisories").fetchall())
+            if table_exists(conn, "raw.osv_advisories")
+            else {}
+        )
+    if not packages:
+        context.log.warning("OSV: no Linux packages known in the estate yet; nothing asked.")
+        return
+    with osv.client_from_env() as client:
+        counts = osv.fetch_advisories(client, packages, known, folder)
+    context.log.info(f"OSV: {len(packages)} (ecosystem, package) pairs asked: {counts}")
+
+
 osv_fixes = _sql_asset(
     "staging.osv_fixes",
     "bulletin_osv_fixes",
@@ -616,6 +672,91 @@ osv_fixes = _sql_asset(
     "OSV advisory fixes normalized: advisory x CVE x ecosystem x package x fixed version, with "
     "the <package>_<version> patch key and an MSRC-scale severity.",
 )
+
+
+# ---- CISA Vulnrichment (SSVC decision points per CVE) ----
+
+VULNRICHMENT_TABLE = "raw.vulnrichment_ssvc"
+_VULNRICHMENT_DESCRIPTION = (
+    "CISA Vulnrichment SSVC decision points per CVE, from the CVE JSON 5 records under "
+    "<estate>/bulletins/vulnrichment/ (<year>/<n>xxx/CVE-....json, as the cisagov/vulnrichment "
+    "repository lays them out): one row per CVE (the record read last replaces the previous "
+    "one), with the record's state and update time, the CISA ADP container's update time and "
+    "the SSVC options Exploitation (none, poc, active), Automatable (yes, no) and Technical "
+    "Impact (partial, total); NULL when the record carries no CISA SSVC decision."
+)
+
+
+def _ensure_vulnrichment_table(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.register("_empty", vulnrichment.to_arrow([], [f.name for f in _PROVENANCE]))
+    try:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {VULNRICHMENT_TABLE} AS SELECT * FROM _empty")
+    finally:
+        conn.unregister("_empty")
+    conn.execute(f"COMMENT ON TABLE {VULNRICHMENT_TABLE} IS {sql_literal(_VULNRICHMENT_DESCRIPTION)}")
+
+
+@warehouse_asset(
+    key=key(VULNRICHMENT_TABLE),
+    group_name=STAGE3_BULLETINS,
+    kinds={"duckdb", "python"},
+    # Live mode asks about the CVEs the other channels name.
+    deps=[key("raw.msrc_vulnerabilities"), key("raw.osv_advisories"), key("raw.kev_vulnerabilities")],
+    description=_VULNRICHMENT_DESCRIPTION,
+)
+def vulnrichment_ssvc(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
+) -> dg.MaterializeResult:
+    folder = _bulletins_dir(run_settings, "vulnrichment")
+    live = run_settings.source == "azure"
+    if live:
+        with warehouse.get_connection() as conn:
+            wanted = (
+                [r[0] for r in conn.execute(read_sql("bulletin_vulnrichment_cves")).fetchall()]
+                if all(table_exists(conn, t) for t in ("raw.msrc_vulnerabilities", "raw.osv_advisories",
+                                                        "raw.kev_vulnerabilities"))
+                else []
+            )
+        with vulnrichment.client_from_env() as client:
+            counts = vulnrichment.fetch_records(client, wanted, folder)
+        context.log.info(f"Vulnrichment: {len(wanted)} CVEs asked: {counts}")
+    files = vulnrichment.record_files(folder) if folder.is_dir() else []
+    if not files:
+        context.log.warning(
+            f"No Vulnrichment records in {folder}: BOD 26-04 uses the policy defaults for every CVE."
+        )
+    with warehouse.get_connection() as conn, transaction(conn):
+        _ensure_vulnrichment_table(conn)
+        ingested = set(
+            conn.execute(f"SELECT source_file, source_sha256 FROM {VULNRICHMENT_TABLE}").fetchall()
+        )
+        chosen: dict[str, dict[str, Any]] = {}
+        skipped = 0
+        for path in files:
+            data = path.read_bytes()
+            source_file, sha = _relative(path, run_settings), msrc.sha256_bytes(data)
+            if (source_file, sha) in ingested:
+                skipped += 1
+                continue
+            row = vulnrichment.parse_record(data, source_file)
+            chosen[row["cve"]] = {
+                **row, "source_file": source_file, "source_sha256": sha, "ingest_run": context.run.run_id,
+            }
+        if chosen:
+            conn.register("_incoming", vulnrichment.to_arrow(list(chosen.values()), [f.name for f in _PROVENANCE]))
+            try:
+                conn.execute(f"DELETE FROM {VULNRICHMENT_TABLE} WHERE cve IN (SELECT cve FROM _incoming)")
+                conn.execute(f"INSERT INTO {VULNRICHMENT_TABLE} BY NAME SELECT * FROM _incoming")
+            finally:
+                conn.unregister("_incoming")
+        _log_ingest(
+            conn, "vulnrichment", context.run.run_id, files_seen=len(files), files_skipped=skipped,
+            documents_ingested=len(chosen), live_fetch=live,
+        )
+        metadata = table_metadata(conn, VULNRICHMENT_TABLE, order_by="cve")
+    metadata["ingested_records"] = dg.MetadataValue.int(len(chosen))
+    metadata["unchanged_files_skipped"] = dg.MetadataValue.int(skipped)
+    return dg.MaterializeResult(metadata=metadata)
 
 
 # ---- MSRC /updates index and the channels' freshness ----
@@ -699,11 +840,11 @@ def msrc_index(
     return dg.MaterializeResult(metadata=metadata)
 
 
-CHANNELS = ("msrc", "kev", "epss", "osv")
+CHANNELS = ("msrc", "kev", "epss", "osv", "vulnrichment")
 
 
 def configured_channels() -> list[str]:
-    """The channels watched: PATCHLEDGER_BULLETIN_CHANNELS (comma-separated), default all four."""
+    """The channels watched: PATCHLEDGER_BULLETIN_CHANNELS (comma-separated), default all five."""
     raw = os.environ.get("PATCHLEDGER_BULLETIN_CHANNELS", "")
     chosen = [c.strip().lower() for c in raw.split(",") if c.strip()] or list(CHANNELS)
     unknown = sorted(set(chosen) - set(CHANNELS))
@@ -720,10 +861,10 @@ def configured_channels() -> list[str]:
         key(t)
         for t in (
             *MSRC_TABLES.values(), *OSV_TABLES.values(), "raw.kev_vulnerabilities",
-            "raw.epss_scores", "raw.msrc_index",
+            "raw.epss_scores", "raw.msrc_index", VULNRICHMENT_TABLE,
         )
     ] + [EVALUATION_DATE_SOURCE],
-    description="One row per configured bulletin channel (msrc, kev, epss, osv): last successful "
+    description="One row per configured bulletin channel (msrc, kev, epss, osv, vulnrichment): last successful "
     "ingest, documents and rows held, newest document, staleness as of the evaluation date, and "
     "the MSRC months released but not yet ingested.",
 )
@@ -735,6 +876,7 @@ def bulletin_channels(
         _ensure_msrc_tables(conn)
         _ensure_osv_tables(conn)
         _ensure_index_table(conn)
+        _ensure_vulnrichment_table(conn)
         conn.execute(KEV_DDL)
         conn.execute(EPSS_DDL)
         conn.execute(INGEST_LOG_DDL)
@@ -765,7 +907,7 @@ def bulletin_channels(
 @warehouse_check(asset=key("marts.bulletin_channels"))
 def bulletin_channels_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Every configured bulletin channel holds data no older than its threshold
-    (msrc 35 days, kev 7, epss 3, osv 30) as of the evaluation date."""
+    (msrc 35 days, kev 7, epss 3, osv 30, vulnrichment 30) as of the evaluation date."""
     with warehouse.get_connection() as conn:
         rows = conn.execute(
             "SELECT channel, status, age_days, stale_after_days, newest_document "
@@ -821,7 +963,8 @@ CREATE TABLE IF NOT EXISTS ledger.notifications_sent (
 """
 _NOTIFICATIONS_COMMENT = (
     "Append-only record of the notices of new patches (what was notified when): one row per "
-    "patch, never updated or deleted, so a patch is notified once. content is the notice as "
+    "notice, never updated or deleted: a patch is notified once when new and once more if one "
+    "of its CVEs enters KEV afterwards (content.reason new or entered_kev). content is the notice as "
     "canonical JSON (keys sorted), row_sha256 = sha256(content), chain_sha256 = "
     "sha256(prev_sha256 || row_sha256) chains the rows in seq order (64 zeros before the first). "
     "delivery: webhook (POSTed to PATCHLEDGER_NOTIFY_WEBHOOK) or warehouse (recorded only)."
@@ -833,7 +976,7 @@ _APPLICABILITY_COLUMNS = (
 _NOTICE_FIELDS = (
     "patch_key", "kb", "title", "sources", "severity", "max_cvss", "exploited", "in_kev",
     "kev_due_date", "max_epss", "cves", "products", "affected_machines", "released_at",
-    "remediation_url",
+    "remediation_url", "reason",
 )
 
 
@@ -912,7 +1055,8 @@ _NOTIFICATION_DESCRIPTIONS = {
     "names found in marts.vm_inventory os_name; OSV packages observed on the machine "
     "(staging.patch_observations) on the advisory's distribution and release.",
     "staging.notification_candidates": "The patches this run notifies: applicable, released in the "
-    "lookback window (PATCHLEDGER_NOTIFY_LOOKBACK_DAYS, default 35) and never notified before.",
+    "lookback window (PATCHLEDGER_NOTIFY_LOOKBACK_DAYS, default 35) and never notified before, or "
+    "notified before one of their CVEs entered KEV and in KEV now.",
     "ledger.notifications_sent": _NOTIFICATIONS_COMMENT,
     "marts.patch_notifications": "Notices of new patches that apply to the estate: every patch "
     "notified (severity, exploited, KEV, affected machines then and now), when and how.",
@@ -982,8 +1126,10 @@ def patch_notifications(
         delivery = "webhook" if webhook else "warehouse"
         notices, ledger_rows = [], []
         for candidate in candidates:
+            # A second notice of a patch (it entered KEV) has an id of its own.
+            ident = candidate["patch_key"] + ("" if candidate["reason"] == "new" else f"|{candidate['reason']}")
             notice = {
-                "notification_id": hashlib.sha256(candidate["patch_key"].encode()).hexdigest()[:16],
+                "notification_id": hashlib.sha256(ident.encode()).hexdigest()[:16],
                 **{k: _json_value(v) for k, v in candidate.items()},
             }
             content = json.dumps(notice, sort_keys=True, default=str)
@@ -994,7 +1140,8 @@ def patch_notifications(
                 {
                     "seq": seq,
                     "notification_id": notice["notification_id"],
-                    **{k: candidate[k] for k in _NOTICE_FIELDS if k != "remediation_url"},
+                    # The ledger's columns; remediation_url and reason are in `content`.
+                    **{k: candidate[k] for k in _NOTICE_FIELDS if k not in ("remediation_url", "reason")},
                     "as_of": as_of,
                     "notified_at": notified_at,
                     "run_id": context.run.run_id,

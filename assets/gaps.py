@@ -61,6 +61,7 @@ def sla_policy(
         key("marts.vm_patch_state"),
         key("marts.patch_catalog"),
         key("marts.patch_cves"),
+        key("marts.patch_bod2604"),
         key("marts.authorization_status"),
         key("staging.patch_tests"),
         key("staging.exceptions"),
@@ -97,6 +98,21 @@ def compliance_gaps(
                 "GROUP BY ALL ORDER BY ALL"
             ).fetchall()
         )
+        # Which BOD 26-04 decision-table rows the open gaps reached, and on what SSVC inputs.
+        rules = dict(
+            conn.execute(
+                "SELECT b.rule, count(*) FROM marts.compliance_gaps AS g "
+                "JOIN marts.patch_bod2604 AS b ON b.patch_key = g.patch_key "
+                "AND b.internet_exposed = g.internet_exposed "
+                "WHERE g.bod2604_tier IS NOT NULL GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
+        ssvc_sources = dict(
+            conn.execute(
+                "SELECT bod2604_ssvc_source, count(*) FROM marts.compliance_gaps "
+                "WHERE bod2604_tier IS NOT NULL GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
         metadata = table_metadata(conn, "marts.compliance_gaps", order_by="priority DESC, gap_id")
     return dg.MaterializeResult(
         metadata={
@@ -106,6 +122,8 @@ def compliance_gaps(
             "gaps_by_type": dg.MetadataValue.json({t: by_type.get(t, 0) for t in GAP_TYPES}),
             "gaps_under_exception": dg.MetadataValue.int(paused),
             "bod2604_tiers": dg.MetadataValue.json(tiers),
+            "bod2604_rules_reached": dg.MetadataValue.json(rules),
+            "bod2604_ssvc_sources": dg.MetadataValue.json(ssvc_sources),
         }
     )
 

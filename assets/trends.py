@@ -30,6 +30,7 @@ from pipelines.warehouse import (
         key("marts.patch_supersedence_closure"),
         key("marts.patch_catalog"),
         key("marts.patch_cves"),
+        key("marts.patch_bod2604"),
         key("marts.vm_inventory"),
         key("staging.sla_policy"),
     ],

@@ -30,7 +30,7 @@ daily_refresh = dg.define_asset_job(
 bulletin_refresh = dg.define_asset_job(
     name="bulletin_refresh",
     selection=dg.AssetSelection.groups(common.STAGE3_BULLETINS).downstream(),
-    description="Fetch MSRC, KEV, EPSS and OSV and rebuild the catalog and everything that reads it.",
+    description="Fetch MSRC, KEV, EPSS, OSV and CISA Vulnrichment and rebuild the catalog and everything that reads it.",
 )
 
 

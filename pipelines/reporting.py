@@ -78,11 +78,12 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         "gaps_by_type": [], "matrix": [], "criticalities": CRITICALITIES, "overdue_by_framework": [],
         "overdue": [], "overdue_total": 0, "kev_overdue": 0, "unauthorized_installs": [],
         "findings": [], "audit_findings": [], "audit_findings_total": 0, "exceptions": [],
+        "bod2604_inputs": None,
     }
     has = {t: table_exists(conn, t) for t in (
         "marts.vm_inventory", "marts.compliance_gaps", "marts.patch_catalog", "staging.sla_policy",
         "marts.authorization_status", "marts.authorization_findings", "staging.exceptions",
-        "marts.vm_patch_state",
+        "marts.vm_patch_state", "marts.patch_bod2604",
     )}
     data["has"] = has
     # Population completeness: the rows Resource Graph reported (totalRecords) beside the rows
@@ -122,6 +123,17 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         data["criteria"] = _rows(conn, """
             SELECT framework, title, clause, clock, scope, severity, days, months, policy_version
             FROM staging.sla_policy ORDER BY framework, severity NULLS FIRST""")
+    if has["marts.compliance_gaps"] and has["marts.patch_bod2604"]:
+        # Which BOD 26-04 inputs the open gaps' tiers stand on: Vulnrichment or the policy defaults.
+        data["bod2604_inputs"] = _rows(conn, """
+            SELECT count(*) AS gaps,
+                   count(*) FILTER (WHERE g.bod2604_ssvc_source = 'vulnrichment') AS vulnrichment,
+                   count(*) FILTER (WHERE g.bod2604_ssvc_source = 'policy_default') AS policy_default,
+                   count(DISTINCT b.rule) AS rules_reached
+            FROM marts.compliance_gaps AS g
+            JOIN marts.patch_bod2604 AS b
+              ON b.patch_key = g.patch_key AND b.internet_exposed = g.internet_exposed
+            WHERE g.bod2604_tier IS NOT NULL""")[0]
     if has["marts.compliance_gaps"]:
         data["gaps_by_type"] = [
             {"gap_type": t, "label": GAP_LABELS[t], **row}

@@ -1,13 +1,13 @@
--- @table The bulletin channels (stage 3 notification and repository channels): one row per configured channel (msrc, kev, epss, osv) with its last successful ingest, what it holds, its newest document and whether it is stale as of $as_of. Stale means no data, or more days since the newest document than the channel's threshold: msrc 35 days since the newest CurrentReleaseDate, kev 7 days since dateReleased, epss 3 days since score_date, osv 30 days since the newest advisory modification. For msrc, the months of the /updates index (live fetch, or <estate>/bulletins/msrc/updates.json) released but not ingested, or ingested at an older CurrentReleaseDate than the index gives.
--- @column channel: msrc (MSRC Security Update Guide CVRF), kev (CISA KEV), epss (FIRST EPSS), osv (OSV advisories for non-Microsoft software).
+-- @table The bulletin channels (stage 3 notification and repository channels): one row per configured channel (msrc, kev, epss, osv, vulnrichment) with its last successful ingest, what it holds, its newest document and whether it is stale as of $as_of. Stale means no data, or more days since the newest document than the channel's threshold: msrc 35 days since the newest CurrentReleaseDate, kev 7 days since dateReleased, epss 3 days since score_date, osv 30 days since the newest advisory modification, vulnrichment 30 days since the newest CISA ADP update. For msrc, the months of the /updates index (live fetch, or <estate>/bulletins/msrc/updates.json) released but not ingested, or ingested at an older CurrentReleaseDate than the index gives.
+-- @column channel: msrc (MSRC Security Update Guide CVRF), kev (CISA KEV), epss (FIRST EPSS), osv (OSV advisories for non-Microsoft software), vulnrichment (CISA Vulnrichment SSVC decisions).
 -- @column source: What the channel is.
 -- @column last_ingest_at: End of the last successful ingest of the channel (UTC), whether or not it brought anything new; NULL when never ingested.
 -- @column last_ingest_run: Dagster run id of that ingest.
 -- @column last_new_data_at: Last successful ingest that brought new or changed documents (UTC).
--- @column documents_held: msrc month documents, kev catalog snapshots, epss score days, osv advisories held.
--- @column rows_held: msrc fix rows, kev entries (all snapshots), epss scores (all days), osv affected-package rows.
--- @column newest_document: Id of the newest document: msrc document id, kev catalogVersion, epss score date, osv advisory id.
--- @column newest_document_at: Its date: msrc CurrentReleaseDate, kev dateReleased, epss score_date, osv modified (UTC).
+-- @column documents_held: msrc month documents, kev catalog snapshots, epss score days, osv advisories, vulnrichment CVE records held.
+-- @column rows_held: msrc fix rows, kev entries (all snapshots), epss scores (all days), osv affected-package rows, vulnrichment records with an SSVC decision.
+-- @column newest_document: Id of the newest document: msrc document id, kev catalogVersion, epss score date, osv advisory id, vulnrichment CVE.
+-- @column newest_document_at: Its date: msrc CurrentReleaseDate, kev dateReleased, epss score_date, osv modified, vulnrichment CISA ADP dateUpdated (else the record's) (UTC).
 -- @column age_days: Days from newest_document_at to the evaluation date.
 -- @column stale_after_days: The channel's threshold in days.
 -- @column stale: True when the channel holds nothing or age_days exceeds stale_after_days.
@@ -22,7 +22,8 @@ thresholds(channel, source, stale_after_days, position) AS (
         ('msrc', 'MSRC Security Update Guide (CVRF API v3.0)', 35, 1),
         ('kev', 'CISA Known Exploited Vulnerabilities catalog', 7, 2),
         ('epss', 'FIRST EPSS daily scores', 3, 3),
-        ('osv', 'OSV advisories (non-Microsoft software)', 30, 4)
+        ('osv', 'OSV advisories (non-Microsoft software)', 30, 4),
+        ('vulnrichment', 'CISA Vulnrichment (SSVC decision points per CVE)', 30, 5)
 ),
 configured AS (
     SELECT t.* FROM thresholds AS t WHERE list_contains($channels, t.channel)
@@ -60,6 +61,12 @@ held AS (
            (SELECT count(*) FROM raw.osv_affected),
            (SELECT arg_max(advisory_id, (modified_at, advisory_id)) FROM raw.osv_advisories),
            (SELECT max(modified_at) FROM raw.osv_advisories)
+    UNION ALL
+    SELECT 'vulnrichment',
+           (SELECT count(*) FROM raw.vulnrichment_ssvc),
+           (SELECT count(*) FROM raw.vulnrichment_ssvc WHERE automatable IS NOT NULL OR technical_impact IS NOT NULL),
+           (SELECT arg_max(cve, (coalesce(adp_updated_at, record_updated_at), cve)) FROM raw.vulnrichment_ssvc),
+           (SELECT max(coalesce(adp_updated_at, record_updated_at)) FROM raw.vulnrichment_ssvc)
 ),
 span AS (
     SELECT least(

@@ -1,4 +1,4 @@
--- @table The patches to notify in this run: catalog patches that apply to at least one machine (staging.patch_applicability), released in the $lookback_days days before the evaluation date or later, and never notified before (not in ledger.notifications_sent). One row per patch, most urgent first.
+-- @table The patches to notify in this run: catalog patches that apply to at least one machine (staging.patch_applicability) and either were released in the $lookback_days days up to the evaluation date (never after it) and never notified before (reason new), or were notified before any of their CVEs entered CISA KEV and are in KEV now (reason entered_kev, whatever their release date). One row per patch, most urgent first.
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB patches.
 -- @column title: Catalog title.
@@ -14,6 +14,7 @@
 -- @column affected_machines: Number of machines it applies to.
 -- @column released_at: Release of the patch (catalog released_at).
 -- @column remediation_url: Download, release-notes or advisory URL.
+-- @column reason: new (first notice of the patch) or entered_kev (notified again: one of its CVEs entered KEV after its earlier notice).
 WITH
 applicable AS (
     SELECT
@@ -21,6 +22,11 @@ applicable AS (
         count(DISTINCT vm_id) AS affected_machines,
         list(DISTINCT matched_product ORDER BY matched_product) AS products
     FROM staging.patch_applicability
+    GROUP BY patch_key
+),
+notified AS (
+    SELECT patch_key, bool_or(in_kev) AS kev_notified
+    FROM ledger.notifications_sent
     GROUP BY patch_key
 )
 SELECT
@@ -38,13 +44,17 @@ SELECT
     a.products,
     a.affected_machines,
     c.released_at,
-    c.remediation_url
+    c.remediation_url,
+    CASE WHEN n.patch_key IS NULL THEN 'new' ELSE 'entered_kev' END AS reason
 FROM marts.patch_catalog AS c
 JOIN applicable AS a USING (patch_key)
-WHERE c.released_at IS NOT NULL
-  AND CAST(c.released_at AS DATE) >= CAST($as_of AS DATE) - CAST($lookback_days AS INTEGER)
-  AND CAST(c.released_at AS DATE) <= CAST($as_of AS DATE)
-  AND c.patch_key NOT IN (SELECT patch_key FROM ledger.notifications_sent)
+LEFT JOIN notified AS n USING (patch_key)
+WHERE (n.patch_key IS NULL
+       AND c.released_at IS NOT NULL
+       AND CAST(c.released_at AS DATE) >= CAST($as_of AS DATE) - CAST($lookback_days AS INTEGER)
+       -- nothing released after the evaluation date may be notified for it
+       AND CAST(c.released_at AS DATE) <= CAST($as_of AS DATE))
+   OR (n.patch_key IS NOT NULL AND c.in_kev AND NOT n.kev_notified)
 ORDER BY
     c.in_kev DESC, c.exploited DESC,
     CASE c.max_severity WHEN 'Critical' THEN 4 WHEN 'Important' THEN 3 WHEN 'Moderate' THEN 2

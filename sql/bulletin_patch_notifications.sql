@@ -1,5 +1,6 @@
--- @table Notices of new patches that apply to the estate: one row per patch ever notified (from the append-only ledger.notifications_sent), with what was notified and when, and the machines it applies to now. A patch is notified once: the run after the bulletin ingest that brought it, when it applies to a machine (staging.patch_applicability) and was released in the lookback window.
--- @column notification_id: Stable id of the notice (first 16 hex digits of sha256 of the patch key).
+-- @table Notices of new patches that apply to the estate: one row per notice (from the append-only ledger.notifications_sent), with what was notified and when, and the machines it applies to now. A patch is notified once when new: the run after the bulletin ingest that brought it, when it applies to a machine (staging.patch_applicability) and was released in the lookback window; and once more if one of its CVEs enters CISA KEV after that notice.
+-- @column notification_id: Stable id of the notice: first 16 hex digits of sha256 of the patch key (new), or of "<patch key>|entered_kev".
+-- @column reason: new (first notice of the patch) or entered_kev (one of its CVEs entered KEV after its first notice).
 -- @column seq: Position in the ledger (1 = first notice ever).
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB patches.
@@ -29,6 +30,7 @@ now_applicable AS (
 )
 SELECT
     n.notification_id,
+    coalesce(json_extract_string(n.content, '$.reason'), 'new') AS reason,
     n.seq,
     n.patch_key,
     n.kb,

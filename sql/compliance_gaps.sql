@@ -7,7 +7,7 @@
 -- @column gap_type: authorized_missing, failed_reapply, pending_reboot, available_unauthorized, installed_unauthorized, installed_rejected, untested_in_production or stale_assessment.
 -- @column state: Canonical state of the patch on the machine that gave rise to the gap.
 -- @column title: Patch title.
--- @column severity: Highest MSRC severity of the patch (Critical, Important, Moderate, Low); for Linux packages mapped from the classification (Critical -> Critical, Security -> Important, else Low).
+-- @column severity: Highest MSRC severity of the patch (Critical, Important, Moderate, Low); for a Linux package its OSV advisory's rating on the same scale when the catalog has one, else mapped from the classification (Critical -> Critical, Security -> Important, else Low).
 -- @column cves: CVEs the patch fixes.
 -- @column exploited: True when MSRC reports any of its CVEs exploited.
 -- @column in_kev: True when any of its CVEs is in the CISA KEV catalog.
@@ -31,8 +31,9 @@
 -- @column days_overdue: Days past sla_due on the evaluation date (0 when not yet due).
 -- @column priority: Priority score 0-100 (see docs/warehouse.md: severity, KEV, exploited, EPSS, criticality, lateness).
 -- @column as_of: Evaluation date.
--- @column sla_bod2604_due: Due date under CISA BOD 26-04 (decision table in staging.sla_policy: in KEV x internet-exposed tag x SSVC automatable x technical impact -> 3 / 14 / 60 days from the earlier of the KEV listing and detection); NULL when the tier is next_upgrade, the patch fixes no CVE, or the framework is disabled.
--- @column bod2604_tier: BOD 26-04 tier: 3d_forensic_triage, 3d, 14d, 60d or next_upgrade (fix on the next system upgrade); SSVC inputs missing from the data take the policy defaults (automatable no, technical impact total).
+-- @column sla_bod2604_due: Due date under CISA BOD 26-04 (decision table in staging.sla_policy: in KEV x internet-exposed tag x SSVC automatable x technical impact -> 3 / 14 / 60 days from the earlier of the KEV listing and detection, marts.patch_bod2604); NULL when the tier is next_upgrade, the patch fixes no CVE, or the framework is disabled.
+-- @column bod2604_tier: BOD 26-04 tier: 3d_forensic_triage, 3d, 14d, 60d or next_upgrade (fix on the next system upgrade), from marts.patch_bod2604: the patch's most urgent CVE decided on KEV, the machine's exposure and CISA Vulnrichment's Automatable and Technical Impact.
+-- @column bod2604_ssvc_source: vulnrichment when the tier's SSVC inputs came from CISA Vulnrichment, policy_default when the deciding CVE has no Vulnrichment decision and the policy defaults (automatable no, technical impact total) stood in; NULL without a tier.
 -- @column bod2604_forensic_triage: True when the BOD 26-04 combination also requires forensic triage.
 -- @column bod2604_clock_start: Start of the BOD 26-04 clock: the earlier of the KEV listing (dateAdded) and first_seen_at.
 -- @column internet_exposed: The machine's internet-exposed tag (a BOD 26-04 input).
@@ -195,22 +196,19 @@ deadlines AS (
             FROM policy AS p WHERE p.framework = 'fedramp' AND p.severity = g.severity
         ) AS fedramp_base_due,
         CASE WHEN EXISTS (SELECT 1 FROM policy AS p WHERE p.framework = 'cisa_kev') THEN f.kev_due_date END AS kev_base_due,
-        -- BOD 26-04: the patch's CVEs carry no SSVC data here, so the policy defaults apply.
+        -- BOD 26-04: the patch's most urgent CVE at the machine's exposure (marts.patch_bod2604).
         b.tier AS bod2604_tier,
+        b.ssvc_source AS bod2604_ssvc_source,
         b.forensic_triage AS bod2604_forensic_triage,
         b.days AS bod2604_days,
         CASE WHEN b.tier IS NOT NULL THEN least(f.kev_date_added, g.first_seen_at::DATE) END AS bod2604_clock_start
     FROM gaps AS g
     JOIN inventory AS i USING (vm_id)
     LEFT JOIN cve_facts AS f ON f.patch_key = g.patch_key
-    LEFT JOIN policy AS b
-      ON b.framework = 'cisa_bod2604'
+    LEFT JOIN marts.patch_bod2604 AS b
+      ON b.patch_key = g.patch_key
      AND g.gap_type IN ('authorized_missing', 'available_unauthorized', 'failed_reapply', 'pending_reboot')
-     AND len(coalesce(f.cves, []::VARCHAR[])) > 0
-     AND b.in_kev = coalesce(f.in_kev, false)
      AND b.internet_exposed = coalesce(i.internet_exposed, false)
-     AND b.automatable = b.default_automatable
-     AND b.technical_impact = b.default_technical_impact
 ),
 -- Exceptions that pause clocks: approved (an approver other than the requester), active, approved
 -- by the end of as_of and not expired by then. Expired, revoked, unapproved, self-approved and
@@ -326,6 +324,7 @@ SELECT
     sla_bod2604_due,
     bod2604_tier,
     bod2604_forensic_triage,
+    bod2604_ssvc_source,
     bod2604_clock_start,
     internet_exposed,
     exception_id,

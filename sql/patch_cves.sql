@@ -1,4 +1,4 @@
--- @table The CVEs each patch fixes, per product (patch x CVE x product), from MSRC (Microsoft products, Azure Linux) and OSV advisories (Linux distribution packages, other non-Microsoft software), with MSRC-scale severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
+-- @table The CVEs each patch fixes, per product (patch x CVE x product), from MSRC (Microsoft products, Azure Linux) and OSV advisories (Linux distribution packages, other non-Microsoft software), with MSRC-scale severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date, and the CVE's CISA Vulnrichment SSVC decision points. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB fixes.
 -- @column cve: CVE id, upper case.
@@ -20,6 +20,9 @@
 -- @column epss_percentile: EPSS percentile (0-1).
 -- @column epss_score_date: Date of the EPSS scores used.
 -- @column source: Bulletin the row comes from: msrc or osv.
+-- @column ssvc_exploitation: CISA Vulnrichment SSVC Exploitation for the CVE (none, poc, active); NULL without a Vulnrichment decision made on or before the evaluation date.
+-- @column ssvc_automatable: CISA Vulnrichment SSVC Automatable (true = yes); NULL as above.
+-- @column ssvc_technical_impact: CISA Vulnrichment SSVC Technical Impact (partial, total); NULL as above.
 WITH
 fixes AS (
     SELECT
@@ -83,6 +86,13 @@ epss AS (
     FROM raw.epss_scores AS e
     JOIN epss_snapshot AS s ON s.score_date = e.score_date
     GROUP BY e.cve
+),
+-- Vulnrichment keeps only the current record: a decision dated after $as_of is not used.
+ssvc AS (
+    SELECT cve, exploitation, automatable, technical_impact
+    FROM raw.vulnrichment_ssvc
+    WHERE (automatable IS NOT NULL OR technical_impact IS NOT NULL)
+      AND CAST(coalesce(ssvc_timestamp, adp_updated_at, record_updated_at) AS DATE) <= $as_of
 )
 SELECT
     f.patch_key,
@@ -105,8 +115,12 @@ SELECT
     e.epss,
     e.percentile AS epss_percentile,
     e.score_date AS epss_score_date,
-    f.source
+    f.source,
+    v.exploitation AS ssvc_exploitation,
+    v.automatable = 'yes' AS ssvc_automatable,
+    v.technical_impact AS ssvc_technical_impact
 FROM all_fixes AS f
 LEFT JOIN kev AS k ON k.cve = f.cve
 LEFT JOIN epss AS e ON e.cve = f.cve
+LEFT JOIN ssvc AS v ON v.cve = f.cve
 ORDER BY f.patch_key, f.cve, f.product_id, f.source

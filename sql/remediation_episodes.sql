@@ -27,7 +27,7 @@
 -- @column sla_fedramp_due: Due date under FedRAMP (from opened_at).
 -- @column sla_kev_due: CISA KEV due date.
 -- @column sla_bod2604_due: Due date under CISA BOD 26-04 (tier days from the earlier of the KEV listing and opened_at; NULL for next_upgrade or without CVEs).
--- @column bod2604_tier: BOD 26-04 tier (policy defaults for the SSVC inputs missing from the data).
+-- @column bod2604_tier: BOD 26-04 tier: the most urgent of its patches' tiers at the machine's exposure (marts.patch_bod2604: KEV, exposure, CISA Vulnrichment SSVC, policy defaults where a CVE has none).
 -- @column met_sla_internal: True when closed by the internal due date, false when closed later or still open after it; NULL when no due date applies or it has not passed yet.
 -- @column met_sla_pci: As met_sla_internal, for PCI DSS 6.3.3.
 -- @column met_sla_fedramp: As met_sla_internal, for FedRAMP.
@@ -226,6 +226,20 @@ described AS (
     LEFT JOIN regressions AS r USING (vm_id, lineage_id, opened_at)
     LEFT JOIN marts.vm_inventory AS i ON i.vm_id = e.vm_id
 ),
+-- BOD 26-04: the most urgent tier among the episode's patches at the machine's exposure.
+episode_bod2604 AS (
+    SELECT
+        d.vm_id, d.lineage_id, d.opened_at,
+        arg_min(p.tier, (coalesce(p.days, 2147483647), NOT p.forensic_triage, p.patch_key)) AS tier,
+        arg_min(p.days, (coalesce(p.days, 2147483647), NOT p.forensic_triage, p.patch_key)) AS days
+    FROM (
+        SELECT vm_id, lineage_id, opened_at, internet_exposed, unnest(patch_keys) AS patch_key
+        FROM described
+        WHERE has_cves
+    ) AS d
+    JOIN marts.patch_bod2604 AS p ON p.patch_key = d.patch_key AND p.internet_exposed = d.internet_exposed
+    GROUP BY d.vm_id, d.lineage_id, d.opened_at
+),
 dues AS (
     SELECT
         d.*,
@@ -247,13 +261,7 @@ dues AS (
         (least(d.kev_date_added, d.opened_at::DATE) + to_days(b.days))::DATE AS sla_bod2604_due,
         b.tier AS bod2604_tier
     FROM described AS d
-    LEFT JOIN staging.sla_policy AS b
-      ON b.framework = 'cisa_bod2604'
-     AND d.has_cves
-     AND b.in_kev = d.in_kev
-     AND b.internet_exposed = d.internet_exposed
-     AND b.automatable = b.default_automatable
-     AND b.technical_impact = b.default_technical_impact
+    LEFT JOIN episode_bod2604 AS b USING (vm_id, lineage_id, opened_at)
 )
 SELECT
     'EPI-' || left(sha256(vm_id || '|' || lineage_id || '|' || strftime(opened_at, '%Y-%m-%dT%H:%M:%S.%fZ')), 20)

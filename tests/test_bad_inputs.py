@@ -8,7 +8,6 @@ loaded      = legal but odd data loads correctly (duplicates once, offsets to th
               instant, payload text verbatim, odd file names recorded verbatim).
 quarantined = the bad row goes to raw.quarantine (Log Analytics: at most 1 % of a file's rows),
               the valid rows load, the asset reports `quarantined_rows`.
-MSRC "reported" cases pin what the current parser does (msrc.py is edited elsewhere): findings.
 
 | case | source | outcome |
 |---|---|---|
@@ -95,10 +94,10 @@ MSRC "reported" cases pin what the current parser does (msrc.py is edited elsewh
 | msrc_xml_truncated | MSRC CVRF XML | error |
 | msrc_xml_non_utf8 | MSRC CVRF XML | error (line, column) |
 | msrc_odd_name_payload_and_offset | MSRC CVRF JSON | loaded (verbatim, exact UTC) |
-| msrc_xml_wrong_namespace_reported | MSRC CVRF XML | loaded (finding: namespace not checked) |
-| msrc_unknown_threat_enum_reported | MSRC CVRF JSON | loaded (finding: severity silently NULL) |
-| msrc_wrong_type_cvss_reported | MSRC CVRF JSON | loaded (finding: CVSS silently NULL) |
-| msrc_duplicate_vulnerability_reported | MSRC CVRF JSON | loaded (finding: CVE counted twice) |
+| msrc_xml_wrong_namespace | MSRC CVRF XML | error (element, namespace) |
+| msrc_unknown_threat_enum | MSRC CVRF JSON | error (CVE, Threats[0].Type, value) |
+| msrc_wrong_type_cvss | MSRC CVRF JSON | error (CVE, CVSSScoreSets[0].BaseScore, value) |
+| msrc_duplicate_vulnerability | MSRC CVRF JSON | error (CVE listed twice) |
 """
 
 from __future__ import annotations
@@ -609,6 +608,20 @@ ASSET_ERROR_CASES = {
     "msrc_wrong_month_title": (
         "msrc", _msrc(dump(msrc_doc(title="February 2024 Security Updates"))),
         r"2024-Jan\.json: document '2024-Jan' is titled 'February 2024 Security Updates'"),
+    "msrc_xml_wrong_namespace": (
+        "msrc", _msrc(msrc_xml("urn:not-cvrf", "urn:not-vuln"), "2024-Jan.xml"),
+        r"bulletins/msrc/2024-Jan\.xml: root element 'cvrfdoc' in namespace 'urn:not-cvrf' is not a CVRF 1\.1"),
+    "msrc_unknown_threat_enum": (
+        "msrc", _msrc(dump(msrc_doc(threat_type=9))),
+        r"bulletins/msrc/2024-Jan\.json: document '2024-Jan', Vulnerability CVE-2024-21412, "
+        r"Threats\[0\]\.Type: unknown value 9"),
+    "msrc_wrong_type_cvss": (
+        "msrc", _msrc(dump(msrc_doc(base_score="high"))),
+        r"bulletins/msrc/2024-Jan\.json: document '2024-Jan', Vulnerability CVE-2024-21412, "
+        r"CVSSScoreSets\[0\]\.BaseScore: 'high' is not a number"),
+    "msrc_duplicate_vulnerability": (
+        "msrc", _msrc(dump(msrc_doc(vulns=[msrc_doc()["Vulnerability"][0]] * 2))),
+        r"bulletins/msrc/2024-Jan\.json: document '2024-Jan', Vulnerability CVE-2024-21412: listed more than once"),
 }
 
 
@@ -790,29 +803,6 @@ def loaded_msrc_odd_name_payload_and_offset(tmp_path):
     parsed = msrc.parse_file(write(tmp_path, f"2024 Jan {ODD}.json", dump(doc)))
     assert parsed.current_release_at == datetime(2024, 6, 28, 6, 39, 56, tzinfo=UTC)
     assert parsed.rows["vulnerabilities"][0]["title"] == SCRIPT + FORMULA
-
-
-# MSRC: current parser behaviour pinned (msrc.py is not ours to change); reported as findings.
-def loaded_msrc_xml_wrong_namespace_reported(tmp_path):
-    parsed = msrc.parse_file(write(tmp_path, "2024-Jan.xml", msrc_xml("urn:not-cvrf", "urn:not-vuln")))
-    assert [r["cve"] for r in parsed.rows["vulnerabilities"]] == ["CVE-2024-21412"]  # FINDING: accepted
-
-
-def loaded_msrc_unknown_threat_enum_reported(tmp_path):
-    parsed = msrc.parse_file(write(tmp_path, "2024-Jan.json", dump(msrc_doc(threat_type=9))))
-    assert parsed.rows["fixes"][0]["severity"] is None  # FINDING: unknown Threat.Type silently ignored
-
-
-def loaded_msrc_wrong_type_cvss_reported(tmp_path):
-    parsed = msrc.parse_file(write(tmp_path, "2024-Jan.json", dump(msrc_doc(base_score="high"))))
-    assert parsed.rows["fixes"][0]["cvss_base"] is None  # FINDING: bad BaseScore silently NULL
-
-
-def loaded_msrc_duplicate_vulnerability_reported(tmp_path):
-    vuln = msrc_doc()["Vulnerability"][0]
-    parsed = msrc.parse_file(write(tmp_path, "2024-Jan.json", dump(msrc_doc(vulns=[vuln, vuln]))))
-    assert len(parsed.rows["vulnerabilities"]) == 2  # FINDING: the same CVE counted twice
-    assert len(parsed.rows["fixes"]) == 2
 
 
 LOADED_CASES = {name.removeprefix("loaded_"): fn for name, fn in dict(globals()).items()

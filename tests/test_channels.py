@@ -17,8 +17,8 @@ from pipelines.resources import RunSettings, WarehouseResource
 
 CHANNEL_ASSETS = [
     bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.osv_advisories, bulletins.msrc_index, bulletins.bulletin_channels,
-    bulletins.bulletin_channels_fresh, bulletins.msrc_months_ingested,
+    bulletins.osv_advisories, bulletins.vulnrichment_ssvc, bulletins.msrc_index,
+    bulletins.bulletin_channels, bulletins.bulletin_channels_fresh, bulletins.msrc_months_ingested,
 ]
 NAMES = {"Jan": "January", "Apr": "April", "May": "May", "Jun": "June", "Jul": "July", "Sep": "September"}
 
@@ -82,6 +82,17 @@ def estate(tmp_path: Path) -> Path:
         "id": "USN-7000-1", "modified": "2026-06-15T00:00:00Z", "published": "2026-06-15T00:00:00Z",
         "affected": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "curl"},
                       "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "7.81.0-1ubuntu1.20"}]}]}]}))
+    record = bulletin / "vulnrichment" / "2026" / "0xxx" / "CVE-2026-0001.json"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({
+        "dataType": "CVE_RECORD", "dataVersion": "5.1",
+        "cveMetadata": {"cveId": "CVE-2026-0001", "state": "PUBLISHED", "dateUpdated": "2026-06-29T10:00:00Z"},
+        "containers": {"adp": [{"title": "CISA ADP Vulnrichment",
+                                "providerMetadata": {"dateUpdated": "2026-06-29T09:00:00Z"},
+                                "metrics": [{"other": {"type": "ssvc", "content": {
+                                    "timestamp": "2026-06-29T08:00:00Z", "options": [
+                                        {"Exploitation": "active"}, {"Automatable": "no"},
+                                        {"Technical Impact": "total"}]}}}]}]}}))
     return root
 
 
@@ -110,7 +121,7 @@ def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
     result, conn = run(tmp_path, estate)
     assert result.success
     rows = channels(conn)
-    assert list(rows) == ["epss", "kev", "msrc", "osv"]
+    assert list(rows) == ["epss", "kev", "msrc", "osv", "vulnrichment"]
     msrc_row, kev_row, epss_row, osv_row = rows["msrc"], rows["kev"], rows["epss"], rows["osv"]
     # msrc: newest CurrentReleaseDate 2026-05-20, 41 days before 2026-06-30 > 35.
     assert (msrc_row["newest_document"], msrc_row["age_days"], msrc_row["stale"], msrc_row["status"]) == (
@@ -125,6 +136,10 @@ def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
     assert (epss_row["documents_held"], epss_row["rows_held"]) == (1, 2)
     assert (osv_row["newest_document"], osv_row["age_days"], osv_row["status"], osv_row["rows_held"]) == (
         "USN-7000-1", 15, "fresh", 1)
+    # vulnrichment: the CISA ADP container's dateUpdated 2026-06-29, 1 day before as-of (<= 30).
+    vulnrichment_row = rows["vulnrichment"]
+    assert (vulnrichment_row["newest_document"], vulnrichment_row["age_days"], vulnrichment_row["status"],
+            vulnrichment_row["documents_held"], vulnrichment_row["rows_held"]) == ("CVE-2026-0001", 1, "fresh", 1, 1)
     assert kev_row["pending_documents"] is None
     for row in rows.values():
         assert row["last_ingest_at"] is not None and row["last_new_data_at"] is not None

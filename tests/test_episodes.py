@@ -44,7 +44,8 @@ def build_history(path, history):
     """)
     conn.execute("""
         CREATE TABLE marts.patch_cves (patch_key VARCHAR, cve VARCHAR, in_kev BOOLEAN,
-                                       kev_date_added DATE, kev_due_date DATE)
+                                       kev_date_added DATE, kev_due_date DATE,
+                                       ssvc_automatable BOOLEAN, ssvc_technical_impact VARCHAR)
     """)
     conn.execute("""
         CREATE TABLE marts.patch_fix_lineage AS
@@ -83,6 +84,7 @@ HISTORY = [
 
 def episodes(conn):
     build_table(conn, "staging.patch_severity")
+    build_table(conn, "marts.patch_bod2604")
     build_table(conn, "marts.remediation_episodes", params={"as_of": AS_OF})
     result = conn.execute("SELECT * FROM marts.remediation_episodes ORDER BY lineage_id, episode_seq")
     names = [c[0] for c in result.description]

@@ -264,3 +264,18 @@ def test_live_gives_up_after_retries(tmp_path):
     with _client(fake, sleeps) as client, pytest.raises(httpx.ReadTimeout):
         client.index()
     assert sleeps == [0.5, 1.0, 2.0]
+
+
+def test_live_client_waits_what_retry_after_says():
+    fake = FakeMsrc({}, {"value": [{"ID": "2026-Jan"}]})
+    answers = [httpx.Response(429, headers={"Retry-After": "12"}), httpx.Response(503, headers={"Retry-After": "3"})]
+
+    def throttled(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0) if answers else fake(request)
+
+    sleeps: list[float] = []
+    client = msrc.MsrcClient("https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(throttled),
+                             retries=3, backoff_seconds=0.5, sleep=sleeps.append)
+    with client:
+        assert client.index() == [{"ID": "2026-Jan"}]
+    assert sleeps == [12.0, 3.0]  # the server's Retry-After, not the 0.5 / 1.0 backoff

@@ -282,3 +282,33 @@ def test_without_inventory_nothing_is_notified(tmp_path, estate, monkeypatch):
     assert result.success
     assert conn.execute("SELECT count(*) FROM marts.patch_notifications").fetchall() == [(0,)]
     assert conn.execute("SELECT count(*) FROM staging.patch_applicability").fetchall() == [(0,)]
+
+
+def test_a_patch_entering_kev_after_its_notice_is_notified_again(warehouse, estate, monkeypatch):
+    monkeypatch.delenv(bulletins.NOTIFY_WEBHOOK_ENV, raising=False)
+    result, conn = run(warehouse, estate)
+    assert result.success
+    first = dict(conn.execute(
+        "SELECT patch_key, in_kev FROM marts.patch_notifications WHERE reason = 'new'").fetchall())
+    assert first["libssl3_3.0.2-0ubuntu1.15"] is False
+    conn.close()
+
+    # CISA lists the libssl3 CVE (and, earlier, the already-KEV 5040001's): a new catalog snapshot.
+    (estate / "bulletins" / "kev" / "kev.csv").write_text(
+        KEV_CSV + "CVE-2026-2001,OpenSSL,OpenSSL,OpenSSL overflow,2026-06-29,desc,Apply updates,"
+                  "2026-07-20,Unknown,,\n")
+    result, conn = run(warehouse, estate)
+    assert result.success
+    again = conn.execute(
+        "SELECT seq, patch_key, reason, in_kev, kev_due_date, notification_id, new_in_this_run "
+        "FROM marts.patch_notifications WHERE new_in_this_run ORDER BY seq").fetchall()
+    # Only the patch whose CVE entered KEV: 5040001 was in KEV when first notified.
+    assert [(p, r, k, str(d)) for _, p, r, k, d, _, _ in again] == [
+        ("libssl3_3.0.2-0ubuntu1.15", "entered_kev", True, "2026-07-20")]
+    assert again[0][0] == 5
+    assert again[0][5] == hashlib.sha256(b"libssl3_3.0.2-0ubuntu1.15|entered_kev").hexdigest()[:16]
+    conn.close()
+
+    result, conn = run(warehouse, estate)  # notified in KEV once: not again
+    assert result.success
+    assert conn.execute("SELECT count(*) FROM ledger.notifications_sent").fetchall() == [(5,)]

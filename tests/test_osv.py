@@ -212,3 +212,29 @@ def test_revisions_replace_older_are_ignored_and_bad_files_keep_rows(tmp_path, e
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "broken.json[0] (BAD-1): affected[0].package needs ecosystem and name" in str(failure.event_specific_data.error)
     assert conn.execute("SELECT count(*) FROM raw.osv_advisories").fetchall() == [(4,)]
+
+
+def test_an_unscorable_cvss_vector_is_an_error_naming_file_advisory_and_value():
+    record = usn()
+    record["severity"] = [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:X/AC:L"}]
+    with pytest.raises(osv.OsvAdvisoryError, match=(
+            r"^bulletins/osv/usn\.json \(USN-6986-1\): severity\[type=CVSS_V3\]\.score: "
+            r"'CVSS:3\.1/AV:X/AC:L' is not a valid CVSS_V3 vector$")):
+        osv.parse_bytes(json.dumps(record).encode(), "bulletins/osv/usn.json")
+
+
+def test_an_ecosystem_all_zip_reads_every_member(tmp_path):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("USN-6986-1.json", json.dumps(usn()))
+        for record in debian_array():
+            bundle.writestr(f"{record['id']}.json", json.dumps(record))
+    (tmp_path / "Ubuntu").mkdir()
+    (tmp_path / "Ubuntu" / "all.zip").write_bytes(buffer.getvalue())
+    assert osv.osv_files(tmp_path) == [tmp_path / "Ubuntu" / "all.zip"]
+    parsed = osv.parse_bytes(buffer.getvalue(), "bulletins/osv/Ubuntu/all.zip")
+    assert sorted(a["advisory_id"] for a in parsed.advisories) == sorted(
+        ["USN-6986-1", *(r["id"] for r in debian_array())])

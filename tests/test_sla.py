@@ -53,7 +53,8 @@ def build_sla_estate(path):
     conn.execute("""
         CREATE TABLE marts.patch_cves AS
         SELECT patch_key, cve, false AS exploited, in_kev, CAST(kev_date_added AS DATE) AS kev_date_added,
-               CAST(kev_due_date AS DATE) AS kev_due_date, 0.5 AS epss
+               CAST(kev_due_date AS DATE) AS kev_due_date, 0.5 AS epss,
+               NULL::BOOLEAN AS ssvc_automatable, NULL::VARCHAR AS ssvc_technical_impact
         FROM (VALUES
             ('5000001', 'CVE-2026-0001', false, NULL, NULL),
             ('5000002', 'CVE-2026-0002', true, '2026-02-20', '2026-03-06')
@@ -102,6 +103,8 @@ def build_sla_estate(path):
             ('EXC-3', '{VM_B}', '*', NULL, 'CVE-2026-0002', '2026-03-08 09:00:00+00', '2026-04-01 00:00:00+00')
         ) AS t(exception_id, vm_id, asset_category, patch_key, cve, approved_at, expires_at)
     """)
+    # No Vulnrichment decisions here: every CVE takes the policy defaults (test_bod2604 plants them).
+    build_table(conn, "marts.patch_bod2604")
     return conn
 
 

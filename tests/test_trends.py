@@ -69,7 +69,8 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2):
     """)
     conn.execute("""
         CREATE TABLE marts.patch_cves (patch_key VARCHAR, cve VARCHAR, in_kev BOOLEAN,
-                                       kev_date_added DATE, kev_due_date DATE)
+                                       kev_date_added DATE, kev_due_date DATE,
+                                       ssvc_automatable BOOLEAN, ssvc_technical_impact VARCHAR)
     """)
     conn.execute("""
         CREATE TABLE marts.patch_fix_lineage AS
@@ -95,6 +96,7 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2):
     conn.executemany("INSERT INTO staging.assessment_runs VALUES (?, ?, 'resource_graph_assessment', true, 'f.json')",
                      [[vm, at(day, 2)] for vm, day in listings])
     build_table(conn, "staging.patch_severity")
+    build_table(conn, "marts.patch_bod2604")
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
         build_table(conn, table, params={"as_of": AS_OF, "from_day": None, "stale_after_days": stale_after_days})
     return conn

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import gzip
 import re
+import tempfile
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.connectors.azure_files import SourceFileError, check_text_file
+from pipelines.connectors.http import ChannelClient, archive, base_url, write_atomic
 from pipelines.connectors.msrc import utc_timestamp
 
 
@@ -147,3 +150,40 @@ def read_epss(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
             raise EpssFileError(f"{path.name}: not a readable EPSS file ({exc})") from exc
         finally:
             cursor.execute("DROP TABLE IF EXISTS _epss_source")
+
+
+# ---- live client ----
+
+DEFAULT_BASE_URL = "https://epss.empiricalsecurity.com"
+URL_ENV = "PATCHLEDGER_EPSS_URL"
+
+
+def client_from_env(**options: Any) -> ChannelClient:
+    return ChannelClient(base_url(URL_ENV, DEFAULT_BASE_URL), **options)
+
+
+def fetch_daily(client: ChannelClient, folder: Path, today: date, days_back: int = 3) -> Path | None:
+    """The newest daily file by explicit date (the `-current` alias is unreliable): today, then
+    up to `days_back` days earlier while the server answers 404. A day already in the folder is
+    not fetched again (a daily file never changes). A new file is validated like an offline one,
+    archived with its sha256 and written as epss_scores-YYYY-MM-DD.csv.gz. Returns it, or None."""
+    for offset in range(days_back + 1):
+        day = today - timedelta(days=offset)
+        name = f"epss_scores-{day.isoformat()}.csv.gz"
+        if (folder / name).exists():
+            return None
+        response = client.get(f"/{name}", accept=(404,))
+        if response.status_code == 404:
+            continue
+        data = response.content
+        if data[:2] != b"\x1f\x8b":  # served with Content-Encoding: gzip, already inflated
+            data = gzip.compress(data, mtime=0)
+        with tempfile.TemporaryDirectory() as scratch:
+            incoming = Path(scratch) / name
+            incoming.write_bytes(data)
+            with duckdb.connect() as conn:
+                read_epss(conn, incoming)  # a bad answer fails here, nothing written
+        archive(folder / "archive", name.removesuffix(".csv.gz"), data, ".csv")
+        write_atomic(folder / name, data)
+        return folder / name
+    return None

@@ -17,12 +17,15 @@ ignored, an entry repeated identically is kept once, text (HTML, formulas) is ke
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.connectors.azure_files import SourceFileError, check_text_file
+from pipelines.connectors.http import ChannelClient, Validators, archive, base_url, write_atomic
 
 CSV_COLUMNS = (
     "cveID", "vendorProject", "product", "vulnerabilityName", "dateAdded", "shortDescription",
@@ -186,3 +189,39 @@ def read_kev(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
             f"but lists {listed} vulnerabilities"
         )
     return table
+
+
+# ---- live client ----
+
+DEFAULT_BASE_URL = "https://www.cisa.gov/sites/default/files/feeds"
+URL_ENV = "PATCHLEDGER_KEV_URL"
+FEED_NAME = "known_exploited_vulnerabilities.json"
+
+
+def client_from_env(**options: Any) -> ChannelClient:
+    return ChannelClient(base_url(URL_ENV, DEFAULT_BASE_URL), **options)
+
+
+def fetch_catalog(client: ChannelClient, folder: Path) -> Path | None:
+    """GET the JSON feed (conditional on the previous answer's ETag / Last-Modified). A new
+    catalog is validated like an offline file, archived with its sha256 and written as
+    `known_exploited_vulnerabilities_<catalogVersion>.json`, one dated snapshot per version.
+    Returns that file, or None when the server says nothing changed."""
+    validators = Validators(folder / "archive")
+    response = client.get_conditional(f"/{FEED_NAME}", validators)
+    if response is None:
+        return None
+    data = response.content
+    with tempfile.TemporaryDirectory() as scratch:
+        incoming = Path(scratch) / f"{URL_ENV} {FEED_NAME}"
+        incoming.write_bytes(data)
+        with duckdb.connect() as conn:
+            snapshot = read_kev(conn, incoming)  # a bad answer fails here, nothing written
+    if not snapshot.num_rows:
+        raise KevFileError(f"{URL_ENV} {FEED_NAME}: the catalog lists no vulnerabilities")
+    version = snapshot.column("catalog_version")[0].as_py()
+    archive(folder / "archive", f"known_exploited_vulnerabilities_{version}", data)
+    target = folder / f"known_exploited_vulnerabilities_{version}.json"
+    write_atomic(target, data)
+    validators.remember(f"/{FEED_NAME}", response)
+    return target

@@ -14,7 +14,6 @@ the remediation columns NULL, so no affected product is dropped.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import re
 import time
@@ -28,11 +27,14 @@ from typing import Any
 import httpx
 import pyarrow as pa
 
+from pipelines.connectors.http import ChannelClient, archive, base_url, sha256_bytes
+
 DEFAULT_BASE_URL = "https://api.msrc.microsoft.com/cvrf/v3.0"
 
 # data-sources.md 1.4: JSON integer -> the XML string. 3/4 of Remediation.Type follow the CVRF 1.1
 # order (None Available, Will Not Fix) and 6 = Release Notes is inferred; only Vendor Fix is used.
-THREAT_TYPES = {0: "Impact", 1: "Exploit Status", 3: "Severity"}
+# Threat type 2 is CVRF 1.1's Target Set (read, not used).
+THREAT_TYPES = {0: "Impact", 1: "Exploit Status", 2: "Target Set", 3: "Severity"}
 REMEDIATION_TYPES = {
     0: "Workaround",
     1: "Mitigation",
@@ -77,6 +79,19 @@ _XML_LISTS = frozenset(
         "Remediations",
         "Acknowledgments",
         "AffectedFiles",
+    }
+)
+
+
+DOCUMENT_STATUSES = {0: "Draft", 1: "Interim", 2: "Final"}
+# The namespaces of a CVRF 1.1 document; any other (or none) is not an MSRC CVRF document.
+CVRF_NAMESPACE = "http://www.icasi.org/CVRF/schema/cvrf/1.1"
+XML_NAMESPACES = frozenset(
+    {
+        CVRF_NAMESPACE,
+        "http://www.icasi.org/CVRF/schema/vuln/1.1",
+        "http://www.icasi.org/CVRF/schema/prod/1.1",
+        "http://www.icasi.org/CVRF/schema/common/1.1",
     }
 )
 
@@ -205,12 +220,29 @@ def _enum(value: Any, names: dict[int, str]) -> str | None:
     return text
 
 
-def _float(value: Any) -> float | None:
-    text = _text(value)
-    try:
-        return float(text) if text is not None else None
-    except ValueError:
+def _strict_enum(value: Any, names: dict[int, str], where: str) -> str | None:
+    """As _enum, but a value outside the enumeration is an error naming the element and value."""
+    if value is None or value == {}:
         return None
+    known = _enum(value, names)
+    if known not in names.values():
+        raise MsrcDocumentError(
+            f"{where}: unknown value {value!r} (known: {', '.join(names.values())})"
+        )
+    return known
+
+
+def _float(value: Any, where: str) -> float | None:
+    """A score: absent is NULL, anything that is not a number is an error naming the element."""
+    if isinstance(value, bool):
+        raise MsrcDocumentError(f"{where}: {value!r} is not a number")
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise MsrcDocumentError(f"{where}: {text!r} is not a number") from None
 
 
 def kb_digits(value: Any) -> str | None:
@@ -319,13 +351,34 @@ def xml_to_json_shape(element: ET.Element) -> Any:
     return obj
 
 
+def _namespace(tag: str) -> str:
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+
+
+def _check_namespaces(root: ET.Element) -> None:
+    """The root is cvrf:cvrfdoc and every element is in a CVRF 1.1 namespace."""
+    if root.tag != f"{{{CVRF_NAMESPACE}}}cvrfdoc":
+        raise MsrcDocumentError(
+            f"root element {_local(root.tag)!r} in namespace {_namespace(root.tag)!r} is not a "
+            f"CVRF 1.1 document ({{{CVRF_NAMESPACE}}}cvrfdoc)"
+        )
+    for element in root.iter():
+        if _namespace(element.tag) not in XML_NAMESPACES:
+            raise MsrcDocumentError(
+                f"element {_local(element.tag)!r} is in namespace {_namespace(element.tag)!r}, "
+                "not a CVRF 1.1 namespace"
+            )
+
+
 def load_document(data: bytes) -> tuple[dict[str, Any], str]:
     """Bytes of a month document (JSON or XML, plain or gzip) -> (JSON-shaped dict, format)."""
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     head = data.lstrip()[:1]
     if head == b"<":
-        return xml_to_json_shape(ET.fromstring(data)), "xml"
+        root = ET.fromstring(data)
+        _check_namespaces(root)
+        return xml_to_json_shape(root), "xml"
     if head == b"{":
         return json.loads(data), "json"
     raise MsrcDocumentError("neither a CVRF XML nor a CVRF JSON document")
@@ -387,7 +440,11 @@ def flatten_document(doc: dict[str, Any], source_format: str = "json") -> Parsed
         cve = (_text(vuln.get("CVE")) or "").upper()
         if not cve:
             raise MsrcDocumentError(f"document {document_id!r}: a vulnerability has no CVE")
-        vuln_row, vuln_fixes = _flatten_vulnerability(document_id, cve, vuln)
+        if any(v["cve"] == cve for v in vulnerabilities):
+            raise MsrcDocumentError(
+                f"document {document_id!r}, Vulnerability {cve}: listed more than once"
+            )
+        vuln_row, vuln_fixes = _flatten_vulnerability(document_id, cve, vuln, f"document {document_id!r}, Vulnerability {cve}")
         vulnerabilities.append(vuln_row)
         fixes.extend(vuln_fixes)
 
@@ -407,7 +464,9 @@ def flatten_document(doc: dict[str, Any], source_format: str = "json") -> Parsed
             "document_type": _text(doc.get("DocumentType")),
             "document_kind": kind,
             "release_month": release_month,
-            "document_status": _enum(tracking.get("Status"), {0: "Draft", 1: "Interim", 2: "Final"}),
+            "document_status": _strict_enum(
+                tracking.get("Status"), DOCUMENT_STATUSES, f"document {document_id!r}, DocumentTracking.Status"
+            ),
             "version": _text(tracking.get("Version")),
             "revision": revision,
             "initial_release_at": utc_timestamp(tracking.get("InitialReleaseDate")),
@@ -434,13 +493,13 @@ def _revision_sort_key(number: str) -> tuple[int, ...]:
 
 
 def _flatten_vulnerability(
-    document_id: str, cve: str, vuln: dict[str, Any]
+    document_id: str, cve: str, vuln: dict[str, Any], where: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     severity: dict[str, str | None] = {}
     impact: dict[str, str | None] = {}
     exploit_status = None
-    for threat in _items(vuln.get("Threats")):
-        kind = _enum(threat.get("Type"), THREAT_TYPES)
+    for n, threat in enumerate(_items(vuln.get("Threats"))):
+        kind = _strict_enum(threat.get("Type"), THREAT_TYPES, f"{where}, Threats[{n}].Type")
         if kind == "Exploit Status":
             exploit_status = threat.get("Description")
             continue
@@ -450,13 +509,19 @@ def _flatten_vulnerability(
                 target.setdefault(product_id, _text(threat.get("Description")))
 
     cvss: dict[str, dict[str, Any]] = {}
-    for score in _items(vuln.get("CVSSScoreSets")):
+    for n, score in enumerate(_items(vuln.get("CVSSScoreSets"))):
+        checked = {
+            **score,
+            "BaseScore": _float(score.get("BaseScore"), f"{where}, CVSSScoreSets[{n}].BaseScore"),
+            "TemporalScore": _float(score.get("TemporalScore"), f"{where}, CVSSScoreSets[{n}].TemporalScore"),
+        }
         for product_id in _ids(score.get("ProductID")):
-            cvss.setdefault(product_id, score)  # the first score set naming the product wins
+            cvss.setdefault(product_id, checked)  # the first score set naming the product wins
 
     vendor_fixes: dict[str, list[dict[str, Any]]] = {}
-    for remediation in _items(vuln.get("Remediations")):
-        if _enum(remediation.get("Type"), REMEDIATION_TYPES) != "Vendor Fix":
+    for n, remediation in enumerate(_items(vuln.get("Remediations"))):
+        kind = _strict_enum(remediation.get("Type"), REMEDIATION_TYPES, f"{where}, Remediations[{n}].Type")
+        if kind != "Vendor Fix":
             continue
         description = _text(remediation.get("Description"))
         supersedence = _text(remediation.get("Supercedence") or remediation.get("Supersedence"))
@@ -490,14 +555,16 @@ def _flatten_vulnerability(
             "product_id": product_id,
             "severity": severity.get(product_id),
             "impact": impact.get(product_id),
-            "cvss_base": _float(score.get("BaseScore")),
-            "cvss_temporal": _float(score.get("TemporalScore")),
+            "cvss_base": score.get("BaseScore"),
+            "cvss_temporal": score.get("TemporalScore"),
             "cvss_vector": _text(score.get("Vector")),
         }
         for fix in vendor_fixes.get(product_id) or [no_fix]:
             rows.append({**base, **fix})
 
     notes = _items(vuln.get("Notes"))
+    for n, note in enumerate(notes):
+        _strict_enum(note.get("Type"), NOTE_TYPES, f"{where}, Notes[{n}].Type")
 
     def notes_of(kind: str, title: str | None = None) -> list[str]:
         return [
@@ -621,10 +688,6 @@ def scoped_index(
     return kept
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def to_arrow(parsed: list[ParsedDocument], extra: list[dict[str, Any]]) -> dict[str, pa.Table]:
     """Rows of several documents -> one Arrow table per raw table, with the per-document
     `extra` columns (source file, sha256, ingest run) appended."""
@@ -652,7 +715,8 @@ class FetchedDocument:
 
 
 class MsrcClient:
-    """GET /updates and /cvrf/{id} with timeouts and retries (backoff on 5xx, 429 and timeouts)."""
+    """GET /updates and /cvrf/{id} through the shared channel client (timeouts, retries on 5xx,
+    429 and timeouts, Retry-After honoured)."""
 
     def __init__(
         self,
@@ -664,16 +728,15 @@ class MsrcClient:
         backoff_seconds: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._client = httpx.Client(
-            base_url=base_url.rstrip("/"),
+        self._client = ChannelClient(
+            base_url,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            timeout=timeout,
+            retries=retries,
+            backoff_seconds=backoff_seconds,
+            sleep=sleep,
             headers={"Accept": "application/json"},  # without it /cvrf/{id} answers XML
-            follow_redirects=True,
         )
-        self._retries = retries
-        self._backoff = backoff_seconds
-        self._sleep = sleep
 
     def close(self) -> None:
         self._client.close()
@@ -685,24 +748,7 @@ class MsrcClient:
         self.close()
 
     def _get(self, path: str) -> httpx.Response:
-        attempt = 0
-        while True:
-            try:
-                response = self._client.get(path)
-                if response.status_code < 500 and response.status_code != 429:
-                    response.raise_for_status()
-                    return response
-                failure: Exception = httpx.HTTPStatusError(
-                    f"{response.status_code} from {response.request.url}",
-                    request=response.request,
-                    response=response,
-                )
-            except httpx.TransportError as exc:  # timeouts, connection resets
-                failure = exc
-            attempt += 1
-            if attempt > self._retries:
-                raise failure
-            self._sleep(self._backoff * 2 ** (attempt - 1))
+        return self._client.get(path)
 
     def index(self) -> list[dict[str, Any]]:
         """The /updates index (one entry per document); OData $filter is not used (issue #108)."""
@@ -727,9 +773,7 @@ class MsrcClient:
 
 def client_from_env(**options: Any) -> MsrcClient:
     """The live client, at PATCHLEDGER_MSRC_URL when set (a mirror or a test server)."""
-    import os
-
-    return MsrcClient(os.environ.get("PATCHLEDGER_MSRC_URL", DEFAULT_BASE_URL), **options)
+    return MsrcClient(base_url("PATCHLEDGER_MSRC_URL", DEFAULT_BASE_URL), **options)
 
 
 def changed_documents(
@@ -771,8 +815,6 @@ def fetch_changed(
     fetched = [client.document(i) for i in changed_documents(index, known, include_mariner=include_mariner)]
     archive_dir.mkdir(parents=True, exist_ok=True)
     for doc in fetched:
-        archived = archive_dir / f"{doc.document_id}_{doc.sha256[:16]}.json.gz"
-        if not archived.exists():
-            archived.write_bytes(gzip.compress(doc.data, mtime=0))
+        archive(archive_dir, doc.document_id, doc.data)
         (archive_dir.parent / f"{doc.document_id}.json").write_bytes(doc.data)
     return fetched

@@ -2,7 +2,8 @@
 
 Files under `<estate>/bulletins/osv/` (subfolders allowed): `*.json` or `*.json.gz`, each one
 advisory object or a JSON array of advisories (the form of `osv.dev` exports and of
-`ubuntu-security-notices`/Debian security tracker dumps).
+`ubuntu-security-notices`/Debian security tracker dumps), or an ecosystem's `all.zip` as the
+osv-vulnerabilities bucket serves it (one advisory per member).
 
 Two raw tables come out of a file:
 
@@ -24,18 +25,23 @@ Two raw tables come out of a file:
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
+import zipfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pyarrow as pa
 from cvss import CVSS2, CVSS3, CVSS4, CVSSError
 
+from pipelines.connectors.http import ChannelClient, archive, base_url, write_atomic
 from pipelines.connectors.msrc import utc_timestamp
 
-FILE_PATTERNS = ("*.json", "*.json.gz")
+FILE_PATTERNS = ("*.json", "*.json.gz", "*.zip")
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}", re.IGNORECASE)
 # Severity types of the OSV schema, best first for a base score comparable with MSRC's CVSS 3.x.
 _CVSS_ORDER = ("CVSS_V3", "CVSS_V4", "CVSS_V2")
@@ -94,8 +100,16 @@ class ParsedFile:
 
 
 def osv_files(folder: Path) -> list[Path]:
-    """Advisory files under the folder and its subfolders, sorted by path."""
-    return sorted({p for pattern in FILE_PATTERNS for p in folder.rglob(pattern) if p.is_file()})
+    """Advisory files under the folder and its subfolders (not the archive of live answers),
+    sorted by path."""
+    return sorted(
+        {
+            p
+            for pattern in FILE_PATTERNS
+            for p in folder.rglob(pattern)
+            if p.is_file() and "archive" not in p.relative_to(folder).parts
+        }
+    )
 
 
 def _strings(value: Any) -> list[str]:
@@ -123,7 +137,15 @@ def cvss_base_score(kind: str, vector: str) -> float | None:
         return None
 
 
-def _severity(record: dict[str, Any]) -> tuple[str | None, str | None, float | None, str | None]:
+def _checked_score(kind: str, vector: str, where: str) -> float:
+    """The base score of the advisory's CVSS vector; a vector that cannot be scored is an error."""
+    score = cvss_base_score(kind, vector)
+    if score is None:
+        raise OsvAdvisoryError(f"{where}: severity[type={kind}].score: {vector!r} is not a valid {kind} vector")
+    return score
+
+
+def _severity(record: dict[str, Any], where: str) -> tuple[str | None, str | None, float | None, str | None]:
     """(cvss_type, cvss_vector, cvss_base, vendor_severity) of an advisory."""
     entries = [e for e in record.get("severity") or [] if isinstance(e, dict)]
     by_type: dict[str, str] = {}
@@ -133,7 +155,7 @@ def _severity(record: dict[str, Any]) -> tuple[str | None, str | None, float | N
             by_type.setdefault(kind.upper(), score)
     cvss_type = next((k for k in _CVSS_ORDER if k in by_type), None)
     vector = by_type.get(cvss_type) if cvss_type else None
-    base = cvss_base_score(cvss_type, vector) if cvss_type and vector else None
+    base = _checked_score(cvss_type, vector, where) if cvss_type and vector else None
     database_specific = record.get("database_specific")
     vendor = by_type.get("UBUNTU") or (
         _text(database_specific.get("severity")) if isinstance(database_specific, dict) else None
@@ -201,7 +223,7 @@ def flatten_advisory(record: Any, where: str) -> tuple[dict[str, Any], list[dict
     cves = sorted(
         {m.upper() for text in [advisory_id, *aliases, *upstream, *related] for m in _CVE.findall(text)}
     )
-    cvss_type, vector, base, vendor = _severity(record)
+    cvss_type, vector, base, vendor = _severity(record, f"{where} ({advisory_id})")
     affected_entries = record.get("affected") or []
     if not isinstance(affected_entries, list):
         raise OsvAdvisoryError(f"{where} ({advisory_id}): field 'affected' must be a list")
@@ -275,18 +297,30 @@ def flatten_advisory(record: Any, where: str) -> tuple[dict[str, Any], list[dict
     return advisory, affected
 
 
-def parse_bytes(data: bytes, name: str) -> ParsedFile:
-    """A file's bytes (plain or gzip) -> rows. Several records of one id: the newest `modified`."""
+def _records(data: bytes, name: str) -> list[tuple[str, Any]]:
+    """(where, record) of a file: one JSON object, an array, or every member of a zip."""
+    if data[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as bundle:
+                members = sorted(m for m in bundle.namelist() if m.endswith(".json"))
+                return [r for m in members for r in _records(bundle.read(m), f"{name}:{m}")]
+        except zipfile.BadZipFile as exc:
+            raise OsvAdvisoryError(f"{name}: not a readable zip ({exc})") from exc
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
     try:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise OsvAdvisoryError(f"{name}: not JSON ({exc})") from exc
-    records = document if isinstance(document, list) else [document]
+    if isinstance(document, list):
+        return [(f"{name}[{position}]", record) for position, record in enumerate(document)]
+    return [(name, document)]
+
+
+def parse_bytes(data: bytes, name: str) -> ParsedFile:
+    """A file's bytes (JSON, gzip or zip) -> rows. Several records of one id: the newest `modified`."""
     chosen: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
-    for position, record in enumerate(records):
-        where = f"{name}[{position}]" if isinstance(document, list) else name
+    for where, record in _records(data, name):
         advisory, affected = flatten_advisory(record, where)
         previous = chosen.get(advisory["advisory_id"])
         if previous is None or advisory["modified_at"] >= previous[0]["modified_at"]:
@@ -306,3 +340,66 @@ def to_arrow(parsed: ParsedFile, extra_columns: list[str]) -> dict[str, pa.Table
             schema = schema.append(pa.field(column, pa.string()))
         tables[name] = pa.Table.from_pylist(rows, schema=schema)
     return tables
+
+
+# ---- live client (https://google.github.io/osv.dev/api/) ----
+
+DEFAULT_BASE_URL = "https://api.osv.dev"
+URL_ENV = "PATCHLEDGER_OSV_URL"
+BATCH_SIZE = 1000  # /v1/querybatch accepts at most 1,000 queries
+
+
+def client_from_env(**options: Any) -> ChannelClient:
+    return ChannelClient(base_url(URL_ENV, DEFAULT_BASE_URL), **options)
+
+
+def query_ids(client: ChannelClient, packages: list[tuple[str, str]]) -> dict[str, datetime | None]:
+    """POST /v1/querybatch for every (ecosystem, package): the ids of the advisories that affect
+    the package, with their `modified`; a result with next_page_token is asked again."""
+    found: dict[str, datetime | None] = {}
+    queries = [{"package": {"ecosystem": e, "name": n}} for e, n in sorted(set(packages))]
+    for start in range(0, len(queries), BATCH_SIZE):
+        batch = queries[start : start + BATCH_SIZE]
+        while batch:
+            body = client.post_json("/v1/querybatch", {"queries": batch}).json()
+            results = body.get("results") if isinstance(body, dict) else None
+            if not isinstance(results, list) or len(results) != len(batch):
+                raise OsvAdvisoryError(
+                    f"{URL_ENV} /v1/querybatch: 'results' must list one result per query ({len(batch)})"
+                )
+            following = []
+            for query, result in zip(batch, results, strict=True):
+                for vuln in (result or {}).get("vulns") or []:
+                    try:
+                        modified = utc_timestamp(vuln.get("modified"))
+                    except ValueError as exc:
+                        raise OsvAdvisoryError(f"{URL_ENV} /v1/querybatch: {vuln.get('id')}: modified: {exc}") from exc
+                    found[str(vuln["id"])] = max(filter(None, (found.get(str(vuln["id"])), modified)), default=None)
+                if (result or {}).get("next_page_token"):
+                    following.append({**query, "page_token": result["next_page_token"]})
+            batch = following
+    return found
+
+
+def fetch_advisories(
+    client: ChannelClient,
+    packages: list[tuple[str, str]],
+    known: dict[str, datetime],
+    folder: Path,
+) -> dict[str, int]:
+    """The advisories affecting the estate's packages that are new or modified since the ingested
+    copy: GET /v1/vulns/{id}, validated, archived with its sha256 and written as
+    `<folder>/osv.dev/<id>.json`. Returns counts: listed, fetched, unchanged."""
+    listed = query_ids(client, packages)
+    counts = {"listed": len(listed), "fetched": 0, "unchanged": 0}
+    for advisory_id, modified in sorted(listed.items()):
+        seen = known.get(advisory_id)
+        if seen is not None and modified is not None and modified <= seen:
+            counts["unchanged"] += 1
+            continue
+        data = client.get(f"/v1/vulns/{quote(advisory_id, safe='')}").content
+        parse_bytes(data, f"{URL_ENV} /v1/vulns/{advisory_id}")  # fails before anything is written
+        archive(folder / "archive", advisory_id, data)
+        write_atomic(folder / "osv.dev" / f"{advisory_id}.json", data)
+        counts["fetched"] += 1
+    return counts

@@ -1,4 +1,5 @@
-"""Vendor bulletins: MSRC CVRF month documents (API JSON form), CISA KEV, FIRST EPSS.
+"""Vendor bulletins: MSRC CVRF month documents (API JSON form), CISA KEV, FIRST EPSS (OSV and
+Vulnrichment: advisories.py).
 
 Shapes follow data-sources.md sections 1-3: CVRF enums are integers in JSON, text-only elements
 are {"Value": ...}, `Supercedence` keeps MSRC's spelling.
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .advisories import LinuxCve
 from .catalog import (
     DOTNET_PREFIX,
     EDGE_PRODUCT,
@@ -236,8 +238,9 @@ def write_msrc(root: Path, catalog: Catalog, period: Period) -> int:
     return len(catalog.months)
 
 
-def write_kev(root: Path, catalog: Catalog, period: Period) -> int:
-    """CISA's catalog as of the period end, listing the generated exploited CVEs."""
+def write_kev(root: Path, catalog: Catalog, period: Period, linux: LinuxCve | None = None) -> int:
+    """CISA's catalog as of the period end, listing the generated exploited CVEs (and the
+    planted Linux one)."""
     folder = root / "bulletins" / "kev"
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -267,6 +270,23 @@ def write_kev(root: Path, catalog: Catalog, period: Period) -> int:
                 "cwes": ["CWE-416"],
             }
         )
+    if linux is not None:
+        added = linux.published + timedelta(days=3)
+        rows.append(
+            {
+                "cveID": linux.cve,
+                "vendorProject": linux.package,
+                "product": linux.package,
+                "vulnerabilityName": f"{linux.package} Heap-Based Buffer Overflow Vulnerability",
+                "dateAdded": added.isoformat(),
+                "shortDescription": f"{linux.package} contains a heap-based buffer overflow vulnerability.",
+                "requiredAction": "Apply mitigations per vendor instructions or discontinue use of the product if mitigations are unavailable.",
+                "dueDate": (added + timedelta(days=21)).isoformat(),
+                "knownRansomwareCampaignUse": "Unknown",
+                "notes": f"https://ubuntu.com/security/{linux.cve} ; https://nvd.nist.gov/vuln/detail/{linux.cve}",
+                "cwes": ["CWE-122"],
+            }
+        )
     rows.sort(key=lambda r: (r["dateAdded"], r["cveID"]), reverse=True)
     doc = {
         "title": "CISA Catalog of Known Exploited Vulnerabilities",
@@ -281,19 +301,31 @@ def write_kev(root: Path, catalog: Catalog, period: Period) -> int:
     return len(rows)
 
 
-def write_epss(root: Path, catalog: Catalog, period: Period, rng: np.random.Generator) -> int:
-    """Weekly FIRST files (and the last day), scoring every CVE released by that date."""
+def write_epss(
+    root: Path,
+    catalog: Catalog,
+    period: Period,
+    rng: np.random.Generator,
+    linux: list[LinuxCve] = (),
+    linux_rng: np.random.Generator | None = None,
+) -> int:
+    """Weekly FIRST files (and the last day), scoring every CVE released by that date (the
+    Linux CVEs from a generator of their own, so the Windows scores stay as they were)."""
     folder = root / "bulletins" / "epss"
     folder.mkdir(parents=True, exist_ok=True)
     cves = [c for c in catalog.cves if c.cve.startswith("CVE-")]
     base = np.where([c.exploited for c in cves], 0.6, 0.0) + rng.beta(0.4, 12.0, len(cves))
+    all_names = [c.cve for c in cves] + [c.cve for c in linux]
+    released = [day_us(c.month.tuesday) for c in cves] + [day_us(c.published) for c in linux]
+    if linux:
+        base = np.concatenate([base, (linux_rng or np.random.default_rng(0)).beta(0.4, 12.0, len(linux))])
     dates = period.dates()[::7]
     if dates[-1] != period.end:
         dates.append(period.end)
     for n, day in enumerate(dates):
-        known = np.array([day_us(c.month.tuesday) <= day_us(day) for c in cves])
+        known = np.array([r <= day_us(day) for r in released])
         score = np.clip(base * (1 + 0.03 * n), 0.0001, 0.9999)[known]
-        names = np.array([c.cve for c in cves])[known]
+        names = np.array(all_names)[known]
         order = np.argsort(names)
         pct = (np.argsort(np.argsort(score)) + 1) / max(len(score), 1)
         out = io.StringIO()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .advisories import linux_cves, linux_kev, write_osv, write_vulnrichment
 from .authz import build_plan
 from .bulletins import write_epss, write_kev, write_msrc
 from .cases import daily_truth, plant
@@ -70,10 +71,17 @@ def generate_estate(
     planted = plant(catalog, fleet, plan, sim, period, seed)
     obs = observe(sim, fleet, period, rng[4])
 
+    # OSV and Vulnrichment draw from their own generator: the streams above stay as they were.
+    advisory_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[6])
+    linux = linux_cves(catalog, advisory_rng)
+    planted_kev = linux_kev(linux, period)
+    kev_cves = {c.cve for c in catalog.cves if c.exploited} | ({planted_kev.cve} if planted_kev else set())
     counts = {
         "msrc_months": write_msrc(out, catalog, period),
-        "kev_entries": write_kev(out, catalog, period),
-        "epss_files": write_epss(out, catalog, period, rng[5]),
+        "kev_entries": write_kev(out, catalog, period, planted_kev),
+        "epss_files": write_epss(out, catalog, period, rng[5], linux, advisory_rng),
+        "osv_advisories": write_osv(out, catalog, linux),
+        "vulnrichment_records": write_vulnrichment(out, catalog, linux, kev_cves, period, advisory_rng),
     }
     counts.update(write_telemetry(out, catalog, fleet, sim, obs, period, seed))
     counts["patch_operations"] = write_operations(out, planted.operations)
