@@ -158,13 +158,11 @@ def test_report_figures_match_the_marts(warehouse, demo_run):
 
 
 def test_pdf_has_pages_that_render_to_images(demo_run, tmp_path):
-    import shutil
-    import subprocess
+    import pypdfium2
 
-    pdf = next(demo_run[2].glob("*/compliance-report.pdf"))
-    if shutil.which("pdftoppm") is None:
-        pytest.skip("pdftoppm (poppler-utils) is not installed")
-    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
-    pages = sorted(tmp_path.glob("page-*.png"))
-    assert len(pages) >= 5
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in pages)
+    pdf = pypdfium2.PdfDocument(next(demo_run[2].glob("*/compliance-report.pdf")))
+    assert len(pdf) >= 5
+    for index in range(len(pdf)):
+        image = pdf[index].render(scale=30 / 72).to_pil()
+        # Each page has ink on it (not a blank render).
+        assert image.convert("L").getextrema()[0] < 128
