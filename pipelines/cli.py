@@ -77,8 +77,11 @@ def run(
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
     as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: newest data).")] = None,
     source: Annotated[str | None, typer.Option(help="'files' (estate folder) or 'azure' (live).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for the evidence pack (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
 ) -> None:
     """Materialize the whole asset graph through Dagster; exits non-zero on the first error."""
+    _set_env("PATCHLEDGER_REPORTS", out)
     ok = _run_pipeline(estate, warehouse, as_of, source)
     if not ok:
         raise typer.Exit(1)
@@ -207,7 +210,8 @@ def _print_summary() -> None:
 @app.command()
 def report(
     as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: the warehouse's).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for the reports (PATCHLEDGER_REPORTS).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for the reports (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
 ) -> None:
     """Write the compliance report for a date from the warehouse."""

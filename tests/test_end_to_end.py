@@ -108,6 +108,18 @@ def test_every_mart_and_column_is_commented(warehouse):
     assert uncommented == [] and tables == []
 
 
+def test_every_raw_column_is_commented(warehouse):
+    """Raw columns say what the field is as received (pipelines/config/raw_columns.yaml)."""
+    columns = warehouse.execute(
+        "SELECT count(*), count(*) FILTER (WHERE comment IS NULL OR comment = '') FROM duckdb_columns() "
+        "WHERE schema_name = 'raw'").fetchone()
+    assert columns[0] > 300 and columns[1] == 0
+    kev_due = warehouse.execute(
+        "SELECT comment FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = 'kev_vulnerabilities' "
+        "AND column_name = 'due_date'").fetchone()[0]
+    assert "dueDate" in kev_due
+
+
 def test_state_on_past_dates_matches_the_generators_truth(warehouse, demo_run):
     """Point in time: the state of planted machines on two past dates, rebuilt from history."""
     from collections import Counter, defaultdict

@@ -46,13 +46,14 @@ DETAILS = [
      """SELECT vm_id, observed_at, patch_key, previous_state, state, source FROM (
             SELECT *, row_number() OVER (PARTITION BY vm_id ORDER BY event_seq DESC) AS n
             FROM marts.vm_patch_history WHERE state_changed)
-        WHERE n <= $history ORDER BY vm_id, observed_at DESC, patch_key"""),
+        WHERE n <= $history ORDER BY vm_id, event_seq DESC"""),
     ("authorization", "marts.authorization_events",
      ["patch_key", "asset_category", "environment", "scope_seq", "from_state", "to_state", "actor", "actor_role",
       "occurred_at", "change_ticket", "emergency", "transition_legal"],
      """SELECT patch_key, asset_category, environment, scope_seq, from_state, to_state, actor, actor_role,
                occurred_at, change_ticket, emergency, transition_legal
-        FROM marts.authorization_events ORDER BY patch_key, asset_category, environment, scope_seq"""),
+        FROM marts.authorization_events
+        ORDER BY patch_key, asset_category, environment, scope_seq, authorization_event_id"""),
 ]
 HISTORY_PER_MACHINE = 30
 
@@ -89,11 +90,21 @@ def dashboard_data(conn: duckdb.DuckDBPyConnection, data: dict[str, Any]) -> dic
         name: _table(conn, sql, columns, {"history": HISTORY_PER_MACHINE} if "$history" in sql else None)
         for name, table, columns, sql in DETAILS if table_exists(conn, table)
     }
+    # Machine ids are long and repeated in every table: sent once, referred to by position.
+    vm_ids = sorted({row[t["columns"].index("vm_id")] for t in [*tables.values(), *details.values()]
+                     if "vm_id" in t["columns"] for row in t["rows"]} - {None})
+    position = {vm_id: i for i, vm_id in enumerate(vm_ids)}
+    for t in [*tables.values(), *details.values()]:
+        if "vm_id" in t["columns"]:
+            index = t["columns"].index("vm_id")
+            for row in t["rows"]:
+                row[index] = position.get(row[index])
     summary = {
         "machines": (data.get("scope") or {}).get("machines"), "stale": (data.get("scope") or {}).get("stale"),
         "gaps": data.get("gap_total"), "overdue": data.get("overdue_total"), "kev_overdue": data.get("kev_overdue"),
     }
     return {"as_of": data["as_of"], "summary": summary, "tables": tables, "order": list(tables), "details": details,
+            "vm_ids": vm_ids,
             "history_per_machine": HISTORY_PER_MACHINE}
 
 
