@@ -4,13 +4,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.common import key, warehouse_asset
+from assets.common import PUBLICATION, key, warehouse_asset
 from pipelines import settings
 from pipelines.publish import publish_warehouse
+from pipelines.raw_comments import comment_all_raw
 from pipelines.resources import WarehouseResource
+from pipelines.warehouse import transaction
 
 PUBLISHED = key("published.warehouse")
-PUBLICATION = "publication"
 
 
 def published_warehouse(tables: list[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -24,6 +25,8 @@ def published_warehouse(tables: list[dg.AssetKey]) -> dg.AssetsDefinition:
         never blocks a run, and sees one run's complete state."""
         target = settings.published_path(Path(warehouse.database))
         with warehouse.get_connection() as conn:
+            with transaction(conn):
+                comment_all_raw(conn)  # loaders that rewrite raw tables drop their comments
             publish_warehouse(conn, Path(warehouse.database), target)
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(target)), "bytes": target.stat().st_size,

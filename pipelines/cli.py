@@ -309,6 +309,9 @@ def demo(
     console.print(f"[bold]Warehouse[/bold]  {settings.warehouse_path()}")
     for path in sorted(settings.reports_dir().glob("*/compliance-report.*")):
         console.print(f"[bold]Report[/bold]     {path}")
+    for path in sorted(settings.reports_dir().glob("*/dashboard.html")):
+        console.print(f"[bold]Dashboard[/bold]  {path}")
+    console.print(f"[bold]Analysts[/bold]   {settings.published_path()} (read-only copy)")
     console.print("[bold]UI[/bold]         make ui  (then open http://127.0.0.1:3000)")
     console.print()
     _print_summary()

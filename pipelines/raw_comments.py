@@ -1,7 +1,8 @@
 """Column comments of the raw tables, from pipelines/config/raw_columns.yaml.
 
 Raw tables are rewritten (CREATE OR REPLACE, lake views) by many loaders, which drops their
-comments; warehouse.table_metadata, which every raw asset calls after writing, puts them back.
+comments: warehouse.table_metadata puts them back on the table it describes, and the
+publication step (assets/publish.py) on every raw table after each successful run.
 """
 
 from __future__ import annotations
@@ -41,3 +42,12 @@ def comment_raw_columns(conn: duckdb.DuckDBPyConnection, table: str) -> None:
         text = column_comment(name, column)
         if text and text != current:
             conn.execute(f'COMMENT ON COLUMN {table}."{column}" IS {sql_literal(text)}')
+
+
+def comment_all_raw(conn: duckdb.DuckDBPyConnection) -> None:
+    """comment_raw_columns for every raw table and view."""
+    names = conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' UNION "
+        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'raw' ORDER BY 1").fetchall()
+    for (name,) in names:
+        comment_raw_columns(conn, f"raw.{name}")

@@ -234,3 +234,35 @@ def test_the_dashboard_needs_nothing_from_the_network(pack):
     text = (pack / "dashboard.html").read_text(encoding="utf-8")
     assert not re.search(r'(src|href)="(https?:)?//', text)
     assert "default-src 'none'" in text
+
+
+def test_the_workbook_is_what_analysts_expect(pack):
+    from datetime import datetime
+
+    from openpyxl import load_workbook
+    from openpyxl.utils import get_column_letter
+
+    book = load_workbook(pack / "populations.xlsx", read_only=False)
+    csvs = sorted(p.stem for p in (pack / "populations").glob("*.csv"))
+    assert sorted(book.sheetnames) == csvs  # one sheet per population
+    for name in book.sheetnames:
+        sheet = book[name]
+        with (pack / "populations" / f"{name}.csv").open(encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+        last = f"{get_column_letter(len(rows[0]))}{max(len(rows), 2)}"
+        assert sheet.freeze_panes == "A2", name
+        assert sheet.auto_filter.ref == f"A1:{last}", name
+        assert [c.value for c in sheet[1]] == rows[0]
+        assert sheet[1][0].font.bold
+    gaps = book["gaps"]
+    header = [c.value for c in gaps[1]]
+    first = [c.value for c in gaps[2]]
+    row = dict(zip(header, first, strict=True))
+    assert isinstance(row["days_overdue"], int) and isinstance(row["in_kev"], bool)
+    assert isinstance(row["first_seen_at"], datetime)
+    # The title column is sized to its text, wider than a short id column.
+    widths = {header[i]: gaps.column_dimensions[get_column_letter(i + 1)].width for i in range(len(header))}
+    assert widths["title"] > widths["kb"]
+    titles = gaps[get_column_letter(header.index("title") + 1)][1:]
+    longest = max(len(c.value or "") for c in titles)
+    assert widths["title"] >= min(longest, 60) - 1  # characters (Excel's width unit, less its padding)
