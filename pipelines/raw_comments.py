@@ -45,9 +45,14 @@ def comment_raw_columns(conn: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def comment_all_raw(conn: duckdb.DuckDBPyConnection) -> None:
-    """comment_raw_columns for every raw table and view."""
+    """comment_raw_columns for every raw table and view, and a table comment where it has none."""
+    from pipelines.warehouse import sql_literal
+
     names = conn.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' UNION "
-        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'raw' ORDER BY 1").fetchall()
-    for (name,) in names:
+        "SELECT table_name, 'TABLE', comment FROM duckdb_tables() WHERE schema_name = 'raw' UNION ALL "
+        "SELECT view_name, 'VIEW', comment FROM duckdb_views() WHERE schema_name = 'raw' ORDER BY 1").fetchall()
+    for name, kind, current in names:
         comment_raw_columns(conn, f"raw.{name}")
+        text = _config()["table_comments"].get(name)
+        if text and not current:
+            conn.execute(f"COMMENT ON {kind} raw.{name} IS {sql_literal(text)}")

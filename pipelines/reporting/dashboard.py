@@ -84,8 +84,8 @@ def dashboard_data(conn: duckdb.DuckDBPyConnection, data: dict[str, Any]) -> dic
         if table_exists(conn, table):
             quoted = ", ".join(f'"{c}"' for c in columns)
             tables[name] = {"title": title, **_table(conn, f"SELECT {quoted} FROM {table} ORDER BY {order}", columns),
-                            # The machine's id links a row to its drill-down; its name is what is shown.
-                            "hidden": ["vm_id"] if name != "machines" else []}
+                            # The machine's id links a row to its drill-down (which shows it); the name is shown.
+                            "hidden": ["vm_id"]}
     details = {
         name: _table(conn, sql, columns, {"history": HISTORY_PER_MACHINE} if "$history" in sql else None)
         for name, table, columns, sql in DETAILS if table_exists(conn, table)
