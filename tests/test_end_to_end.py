@@ -118,6 +118,10 @@ def test_every_raw_column_is_commented(warehouse):
         "SELECT comment FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = 'kev_vulnerabilities' "
         "AND column_name = 'due_date'").fetchone()[0]
     assert "dueDate" in kev_due
+    tables = warehouse.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw' AND (comment IS NULL OR comment = '')"
+    ).fetchall()
+    assert tables == []
 
 
 def test_state_on_past_dates_matches_the_generators_truth(warehouse, demo_run):
