@@ -8,9 +8,9 @@ STAMP := $(VENV)/.patchledger-installed
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATCHLEDGER_ESTATE ?= $(CURDIR)/data/estate
 export PATCHLEDGER_WAREHOUSE ?= $(CURDIR)/data/warehouse.duckdb
-export PATCHLEDGER_REPORTS ?= $(CURDIR)/reports
+# The evidence packs go beside the warehouse (data/reports/) unless PATCHLEDGER_REPORTS says otherwise.
 
-.PHONY: install demo test lint ui bench clean
+.PHONY: install demo test lint browser ui bench clean
 
 install: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
@@ -33,8 +33,16 @@ demo: install
 lint: install
 	$(BIN)/ruff check pipelines assets tests
 
-test: install lint
+test: install lint browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+# The dashboard tests drive a real headless Chromium: installed here where apt-get can (as root,
+# Debian/Ubuntu and CI); elsewhere those tests skip and say so.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null \
+	  || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	       else echo "Chromium is not installed and cannot be installed here: the dashboard browser tests will skip."; fi; }
 
 ui: install
 	$(BIN)/dg dev -w workspace.yaml

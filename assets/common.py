@@ -16,6 +16,8 @@ STAGE4_UPDATE_SERVERS = "stage4_patch_management_system"
 STAGE5_AUTHORIZATION = "stage5_testing_authorization"
 STAGE6_MONITORING = "stage6_patch_monitoring"
 EVIDENCE = "evidence_pack"
+# The read-only copy of the warehouse for analysts, after every table of a run (assets/publish.py).
+PUBLICATION = "analyst_copy"
 
 OWNERS = ["team:patch-compliance"]
 DUCKDB_POOL = "duckdb"

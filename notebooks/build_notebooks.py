@@ -1,7 +1,7 @@
 """Writes the analyst notebooks (run once after editing; the .ipynb files are committed).
 
-Each notebook opens the warehouse read-only for as short as possible, so a scheduled run is
-never blocked: the connection is closed in the notebook's last cell.
+Each notebook opens the published read-only copy of the warehouse (pipelines.publish), which a
+run replaces rather than waits for; the connection is still closed in the notebook's last cell.
 """
 
 from pathlib import Path
@@ -20,12 +20,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-# The warehouse written by `make demo` (or PATCHLEDGER_WAREHOUSE), opened read-only.
-WAREHOUSE = Path(os.environ.get("PATCHLEDGER_WAREHOUSE", "../data/warehouse.duckdb"))
+# The read-only copy published beside the warehouse of `make demo` (or PATCHLEDGER_WAREHOUSE)
+# after each successful run: a session left open here never blocks a run.
+LIVE = Path(os.environ.get("PATCHLEDGER_WAREHOUSE", "../data/warehouse.duckdb"))
+WAREHOUSE = LIVE.with_name(f"{LIVE.stem}-read{LIVE.suffix}")
 conn = duckdb.connect(str(WAREHOUSE), read_only=True)
 q = lambda sql, *params: conn.execute(sql, list(params)).df()  # noqa: E731'''
 
-CLOSE = "conn.close()  # release the file: a held connection blocks scheduled runs"
+CLOSE = "conn.close()  # release the copy"
 
 NOTEBOOKS = {
     "01_compliance_overview.ipynb": [

@@ -77,8 +77,11 @@ def run(
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
     as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: newest data).")] = None,
     source: Annotated[str | None, typer.Option(help="'files' (estate folder) or 'azure' (live).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for the evidence pack (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
 ) -> None:
     """Materialize the whole asset graph through Dagster; exits non-zero on the first error."""
+    _set_env("PATCHLEDGER_REPORTS", out)
     ok = _run_pipeline(estate, warehouse, as_of, source)
     if not ok:
         raise typer.Exit(1)
@@ -207,7 +210,8 @@ def _print_summary() -> None:
 @app.command()
 def report(
     as_of: Annotated[str | None, typer.Option(help="Evaluation date YYYY-MM-DD (default: the warehouse's).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Folder for the reports (PATCHLEDGER_REPORTS).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Folder for the reports (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
     estate: Annotated[Path | None, typer.Option(help="Estate folder to rebuild a past date from (PATCHLEDGER_ESTATE).")] = None,
 ) -> None:
@@ -330,6 +334,9 @@ def demo(
     console.print(f"[bold]Warehouse[/bold]  {settings.warehouse_path()}")
     for path in sorted(settings.reports_dir().glob("*/compliance-report.*")):
         console.print(f"[bold]Report[/bold]     {path}")
+    for path in sorted(settings.reports_dir().glob("*/dashboard.html")):
+        console.print(f"[bold]Dashboard[/bold]  {path}")
+    console.print(f"[bold]Analysts[/bold]   {settings.published_path()} (read-only copy)")
     console.print("[bold]UI[/bold]         make ui  (then open http://127.0.0.1:3000)")
     console.print()
     _print_summary()

@@ -56,7 +56,8 @@ scheduled_audit = dg.define_asset_job(
     # Whole multi-assets: a multi-asset upstream of the audit cannot run in part.
     selection=dg.AssetSelection.assets(common.key("marts.audit_findings"))
     .upstream()
-    .required_multi_asset_neighbors(),
+    .required_multi_asset_neighbors()
+    | dg.AssetSelection.assets(common.key("published.warehouse")),
     description="Rebuild the audit findings of installed versus authorized, and their inputs.",
 )
 

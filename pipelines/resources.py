@@ -95,7 +95,7 @@ def connect_warehouse(
                 raise WarehouseLockedError(
                     f"The warehouse {database} is locked by {who}. Another PatchLedger run or an "
                     "open DuckDB session holds it; wait for the run to end or close that session "
-                    "(analysts should query a copy of the file: see README, 'Guarantees and recovery')."
+                    "(analysts should open the published copy, <warehouse>-read.duckdb: see README, 'The warehouse')."
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -7,9 +7,9 @@ import duckdb
 HEADER = """# The warehouse
 
 Generated from the DuckDB comments of a demo warehouse by `patchledger schema-doc`; do not edit
-by hand. Open the warehouse read-only (`duckdb.connect(path, read_only=True)`) and close it when
-done: DuckDB admits one writer, and a reader that holds the file blocks scheduled runs. For
-long sessions, copy the file first (`cp data/warehouse.duckdb /tmp/mine.duckdb`).
+by hand. Analysts open the published read-only copy, replaced after each successful run
+(`duckdb.connect("data/warehouse-read.duckdb", read_only=True)`): DuckDB admits one writer, and a
+reader that holds the live file blocks scheduled runs, while one on the copy never does.
 
 Schemas: `raw` (as received, with source file, SHA-256 and ingest run), `staging` (normalized),
 `marts` (what analysts and reports read), `ledger` (append-only evidence).

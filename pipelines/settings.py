@@ -1,4 +1,4 @@
-"""Where things are: the estate folder, the warehouse file and the reports folder.
+"""Where things are: the estate folder, the warehouse file, its published copy and the reports.
 
 Every path comes from the environment (interfaces.md section 1) with a project-local default,
 so that `patchledger`, `dg dev` and the tests agree on one warehouse.
@@ -38,7 +38,18 @@ def ledger_dir() -> Path:
 
 
 def reports_dir() -> Path:
-    return _path("PATCHLEDGER_REPORTS", "reports")
+    """PATCHLEDGER_REPORTS, else `reports/` beside the warehouse: a run on another warehouse
+    never writes over this one's packs."""
+    if os.environ.get("PATCHLEDGER_REPORTS"):
+        return _path("PATCHLEDGER_REPORTS", "reports")
+    return warehouse_path().parent / "reports"
+
+
+def published_path(warehouse: Path | None = None) -> Path:
+    """The read-only copy of a warehouse (default: this one) that analysts open,
+    `<name>-read.duckdb` beside it, replaced after each successful run (pipelines.publish)."""
+    live = Path(warehouse) if warehouse else warehouse_path()
+    return live.with_name(f"{live.stem}-read{live.suffix}")
 
 
 def source_mode() -> str:

@@ -164,8 +164,13 @@ def table_exists(conn: duckdb.DuckDBPyConnection, table: str) -> bool:
 def table_metadata(
     conn: duckdb.DuckDBPyConnection, table: str, preview_rows: int = 5, order_by: str = ""
 ) -> dict[str, Any]:
-    """Dagster metadata for a table: row count, column schema with comments, a small preview."""
+    """Dagster metadata for a table: row count, column schema with comments, a small preview.
+    A raw table gets its column comments here first (pipelines.raw_comments)."""
     schema, name = _checked(table).split(".")
+    if schema == "raw":
+        from pipelines.raw_comments import comment_raw_columns
+
+        comment_raw_columns(conn, table)
     columns = conn.execute(
         "SELECT column_name, data_type, comment FROM duckdb_columns() "
         "WHERE schema_name = ? AND table_name = ? ORDER BY column_index",

@@ -43,7 +43,7 @@ framework_text AS (
 -- One row per aggregated rule: which gaps it found, out of which population.
 aggregated AS (
     SELECT 'installed_unauthorized' AS rule, 'high' AS severity,
-           'SOX ITGC change management / NIST SP 800-53 CM-3: changes reach production only after authorization (compliance.md 1)' AS criteria,
+           'SOX ITGC change management / NIST SP 800-53 CM-3: changes reach production only after authorization' AS criteria,
            'production installations with no authorization for the machine''s scope' AS what,
            list(gap_id ORDER BY gap_id) FILTER (WHERE gap_type = 'installed_unauthorized') AS gap_ids,
            count(DISTINCT vm_id) FILTER (WHERE gap_type = 'installed_unauthorized') AS machines,

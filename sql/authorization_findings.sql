@@ -143,7 +143,7 @@ findings AS (
     UNION ALL
     SELECT 'exception_expired_active', 'high', 'exception/' || exception_id,
            patch_key, asset_category, NULL, vm_id,
-           'Risk acceptances expire (compliance.md 3, section 8): an exception past expires_at is no longer valid',
+           'Risk acceptances expire (NIST SP 800-40r4 2.1 risk responses; ISO/IEC 27001:2022 A.8.8): an exception past expires_at is no longer valid',
            format('exception {} expired on {} and is still active', exception_id,
                   strftime(expires_at, '%Y-%m-%dT%H:%M:%SZ')),
            json_object('exception_id', exception_id, 'expires_at', expires_at, 'status', status,
@@ -164,7 +164,7 @@ findings AS (
     UNION ALL
     SELECT 'exception_without_expiry', 'medium', 'exception/' || exception_id,
            patch_key, asset_category, NULL, vm_id,
-           'Risk acceptances carry an expiry date (compliance.md 3, section 8)',
+           'Risk acceptances carry an expiry date (NIST SP 800-40r4 2.1 risk responses; ISO/IEC 27001:2022 A.8.8)',
            format('active exception {} has no expires_at', exception_id),
            json_object('exception_id', exception_id, 'status', status)
     FROM exceptions
@@ -173,7 +173,7 @@ findings AS (
     UNION ALL
     SELECT 'exception_unapproved', 'medium', 'exception/' || exception_id,
            patch_key, asset_category, NULL, vm_id,
-           'Risk acceptances are approved (compliance.md 3, section 8)',
+           'Risk acceptances are approved (NIST SP 800-40r4 2.1 risk responses; ISO/IEC 27001:2022 A.8.8)',
            format('active exception {} has no approver', exception_id),
            json_object('exception_id', exception_id, 'requested_by', requested_by)
     FROM exceptions

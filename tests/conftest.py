@@ -51,3 +51,29 @@ def demo_run(tmp_path_factory):
             else:
                 os.environ[name] = value
     return estate, warehouse, reports, result
+
+
+@pytest.fixture(scope="session")
+def browser_dom():
+    """A function (html file, fragment) -> the DOM after the page's script ran, from headless
+    Chromium. `make test` installs Chromium where apt is available; elsewhere these tests skip
+    and say why."""
+    import shutil
+    import subprocess
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if binary is None:
+        pytest.skip("Chromium is not installed (make test installs it with apt-get where it can)")
+
+    def dom(page: Path, fragment: str = "") -> str:
+        import tempfile
+
+        url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
+        with tempfile.TemporaryDirectory() as profile:
+            done = subprocess.run(
+                [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 f"--user-data-dir={profile}", "--dump-dom", url],
+                capture_output=True, text=True, timeout=120, check=True)
+        return done.stdout
+
+    return dom

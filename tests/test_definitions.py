@@ -24,7 +24,7 @@ def test_definitions_load():
 
 def test_every_asset_is_described_grouped_and_owned():
     graph = defs().resolve_asset_graph()
-    stages = {v for k, v in vars(common).items() if k.startswith(("STAGE", "EVIDENCE"))}
+    stages = {v for k, v in vars(common).items() if k.startswith(("STAGE", "EVIDENCE", "PUBLICATION"))}
     for asset_key in graph.get_all_asset_keys():
         node = graph.get(asset_key)
         assert node.description, f"{asset_key} has no description"

@@ -118,7 +118,7 @@ def warehouse_leaks(path: Path) -> tuple[int, dict[str, list[str]]]:
 
 
 def report_leaks(folder: Path) -> tuple[int, dict[str, list[str]]]:
-    """Raw bytes of every file, the XLSX entries unzipped, the PDF as text (pdftotext)."""
+    """Raw bytes of every file, the XLSX entries unzipped, the PDF as text (pdfminer)."""
     files = [p for p in folder.rglob("*") if p.is_file()]
     leaks = {}
     for path in files:
@@ -129,9 +129,10 @@ def report_leaks(folder: Path) -> tuple[int, dict[str, list[str]]]:
                 for entry in book.namelist():
                     if found := hits(book.read(entry)):
                         leaks[f"{path}:{entry}"] = found
-        if path.suffix == ".pdf" and shutil.which("pdftotext"):
-            text = subprocess.run(["pdftotext", str(path), "-"], capture_output=True,
-                                  check=True).stdout
+        if path.suffix == ".pdf":
+            from pdfminer.high_level import extract_text
+
+            text = extract_text(str(path)).encode("utf-8")
             assert len(text) > 1000
             if found := hits(text):
                 leaks[f"{path} (text)"] = found

@@ -1,0 +1,109 @@
+"""The evidence pack for one as-of date: the report (HTML and PDF, with charts), the interactive
+dashboard, the populations (CSV and workbook) and a manifest of SHA-256 hashes.
+
+Everything is read from the warehouse; nothing depends on the wall clock, so the same warehouse
+and as-of date give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+import pipelines
+from pipelines.reporting import charts, dashboard, document, queries, workbook
+from pipelines.warehouse import table_exists
+
+
+def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    if not table_exists(conn, "ledger.chain_heads"):
+        return {}
+    return {
+        register: {"seq": seq, "chain_sha256": chain}
+        for register, seq, chain in conn.execute(
+            "SELECT register, max(head_seq), arg_max(head_chain_sha256, head_seq) "
+            "FROM ledger.chain_heads GROUP BY register ORDER BY register"
+        ).fetchall()
+    }
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_reports(
+    conn_or_path: duckdb.DuckDBPyConnection | str, out_root: Path, as_of: date | None
+) -> list[Path]:
+    """Write the evidence pack for `as_of` into out_root/<as_of>/ and return its files."""
+    if isinstance(conn_or_path, str):
+        from pipelines.resources import connect_warehouse
+
+        conn = connect_warehouse(conn_or_path, read_only=True)
+        try:
+            return write_reports(conn, out_root, as_of)
+        finally:
+            conn.close()
+    conn = conn_or_path
+    from pipelines.pastdate import PastDateError, marts_as_of
+
+    built_for = marts_as_of(conn)
+    if as_of is not None and built_for is not None and as_of != built_for:
+        # Never relabel: the marts hold the figures of built_for, not of as_of.
+        raise PastDateError(
+            f"The warehouse's marts are as of {built_for}, not {as_of}: a pack for {as_of} must be "
+            f"rebuilt as of that date (`patchledger report --as-of {as_of}` does it)."
+        )
+    as_of = queries.report_as_of(conn, as_of)
+    data = queries.report_data(conn, as_of)
+    rendered = charts.render_charts(queries.chart_data(conn, as_of, data))
+    out_dir = Path(out_root) / as_of.isoformat()
+    (out_dir / "populations").mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    populations = {}
+    for name, (table, _) in queries.POPULATIONS.items():
+        if not table_exists(conn, table):
+            continue
+        columns, rows = queries.population(conn, name, as_of)
+        populations[name] = (columns, rows)
+        path = out_dir / "populations" / f"{name}.csv"
+        workbook.write_csv(path, rows, columns)
+        written.append(path)
+    book = out_dir / "populations.xlsx"
+    workbook.write_workbook(book, populations, as_of)
+    written.append(book)
+    # The report prints the hashes of the population files, so they are written first.
+    digests = {p: sha256_file(p) for p in written}
+    data["data_files"] = [
+        {"name": str(p.relative_to(out_dir)), "sha256": digests[p], "rows": len(populations.get(p.stem, ((), ()))[1])}
+        for p in written
+    ]
+    html = document.render_html(data, rendered)
+    html_path = out_dir / "compliance-report.html"
+    html_path.write_text(html, encoding="utf-8")
+    pdf_path = out_dir / "compliance-report.pdf"
+    document.write_pdf(html, pdf_path)
+    board_path = out_dir / "dashboard.html"
+    board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
+    written += [html_path, pdf_path, board_path]
+    digests.update({p: sha256_file(p) for p in (html_path, pdf_path, board_path)})
+    manifest_path = out_dir / "manifest.json"
+    manifest = {
+        "report_id": f"PL-{as_of.isoformat()}",
+        "as_of": as_of.isoformat(),
+        "code_version": pipelines.__version__,
+        "policy_version": (data.get("criteria") or [{}])[0].get("policy_version"),
+        "files": {str(p.relative_to(out_dir)): digests[p] for p in sorted(written)},
+        "population_rows": {name: len(rows) for name, (_, rows) in populations.items()},
+        "table_rows": {t["name"]: t["rows"] for t in data["tables"]},
+        # The ledger's chain heads, anchored outside the warehouse: rewriting every hash in the
+        # warehouse cannot hide a change made before this report was written.
+        "ledger_heads": ledger_heads(conn),
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return [*written, manifest_path]
+
+
