@@ -16,6 +16,7 @@ import dagster as dg
 import assets
 from pipelines import jobs, resources, schedules, sensors
 from pipelines.lake import LAKE_ENV, lake_root
+from pipelines.sources.maintenance import assets as maintenance_assets
 
 
 def executor() -> dg.ExecutorDefinition:
@@ -33,8 +34,14 @@ def executor() -> dg.ExecutorDefinition:
 @dg.definitions
 def defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=dg.load_assets_from_package_module(assets),
-        asset_checks=dg.load_asset_checks_from_package_module(assets),
+        assets=[
+            *dg.load_assets_from_package_module(assets),
+            *dg.load_assets_from_modules([maintenance_assets]),
+        ],
+        asset_checks=[
+            *dg.load_asset_checks_from_package_module(assets),
+            *dg.load_asset_checks_from_modules([maintenance_assets]),
+        ],
         jobs=jobs.all_jobs(),
         schedules=schedules.all_schedules(),
         sensors=sensors.all_sensors(),
