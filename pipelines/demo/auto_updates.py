@@ -62,9 +62,9 @@ def snapshot_us(day: date) -> int:
     return day_us(day) + SNAPSHOT_HOUR * HOUR_US
 
 
-def _pick(fleet: Fleet, taken: set[int], **where) -> int:
+def _pick(fleet: Fleet, taken: set[int], **where) -> int | None:
     """The first Azure VM (by position, those on the legacy agent first) matching `where` and not
-    planted elsewhere."""
+    planted elsewhere; None when a small fleet has none (the case is then not planted)."""
     mask = fleet.col("kind") == "azure_vm"
     for column, value in where.items():
         mask &= fleet.col(column) == value
@@ -73,7 +73,7 @@ def _pick(fleet: Fleet, taken: set[int], **where) -> int:
         if int(vm) not in taken:
             taken.add(int(vm))
             return int(vm)
-    raise ValueError(f"the demo fleet has no free VM with {where}")
+    return None
 
 
 # Planted machines that run Windows Automatic Updates (AutomaticByOS) whatever agent they report to.
@@ -84,7 +84,7 @@ def plan_auto_updates(fleet: Fleet, period: Period) -> AutoUpdatePlan:
     days = snapshot_days(period)
     n = len(fleet)
     taken = set(fleet.slots.values())
-    slots = {
+    picks = {
         "switched_to_manual": _pick(fleet, taken, os_type="Windows", environment="production"),
         "promoted_to_production": _pick(fleet, taken, os_type="Windows", environment="dev"),
         "platform_autopatch": _pick(fleet, taken, source="rg", environment="production"),
@@ -92,17 +92,20 @@ def plan_auto_updates(fleet: Fleet, period: Period) -> AutoUpdatePlan:
         "exception_valid": _pick(fleet, taken, os_type="Windows", environment="production"),
         "exception_self_approved": _pick(fleet, taken, os_type="Windows", environment="production"),
     }
+    slots = {slot: vm for slot, vm in picks.items() if vm is not None}
     windows = fleet.col("os_type") == "Windows"
     by_os = fleet.col("source") == "la"
-    by_os[[slots[s] for s in _BY_OS]] = True
+    by_os[[slots[s] for s in _BY_OS if s in slots]] = True
     platform = ~by_os
     bypass = platform.copy()
-    bypass[[slots["platform_autopatch"], slots["platform_schedule_no_bypass"]]] = False
+    bypass[[slots[s] for s in ("platform_autopatch", "platform_schedule_no_bypass") if s in slots]] = False
     assigned = platform.copy()
-    assigned[slots["platform_autopatch"]] = False
+    assigned[[slots[s] for s in ("platform_autopatch",) if s in slots]] = False
     wu_manual_from_us = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     switch = 2 if len(days) > 2 else len(days) - 1
-    wu_manual_from_us[slots["switched_to_manual"]] = snapshot_us(days[switch])
+    switched, promoted = slots.get("switched_to_manual"), slots.get("promoted_to_production")
+    if switched is not None:
+        wu_manual_from_us[switched] = snapshot_us(days[switch])
 
     frames = []
     for k, day in enumerate(days):
@@ -110,10 +113,11 @@ def plan_auto_updates(fleet: Fleet, period: Period) -> AutoUpdatePlan:
         # AutomaticByOS and AutomaticByPlatform need enableAutomaticUpdates true, Manual false.
         enable_au = windows.copy()
         environment = fleet.col("environment").copy()
-        if k >= switch:
-            patch_mode[slots["switched_to_manual"]] = "Manual"
-            enable_au[slots["switched_to_manual"]] = False
-        environment[slots["promoted_to_production"]] = "dev" if k < 1 else "production"
+        if switched is not None and k >= switch:
+            patch_mode[switched] = "Manual"
+            enable_au[switched] = False
+        if promoted is not None:
+            environment[promoted] = "dev" if k < 1 else "production"
         frames.append(pd.DataFrame({
             "vm": np.arange(n), "snapshot": k, "captured_us": snapshot_us(day),
             "patch_mode": patch_mode.astype(object), "enable_au": enable_au, "bypass": bypass,
@@ -198,12 +202,15 @@ def write_policy(root: Path, fleet: Fleet, plan: AutoUpdatePlan, period: Period)
     approved = f"{(period.start - timedelta(days=10)).isoformat()}T09:00:00Z"
     expires = f"{(period.end + timedelta(days=90)).isoformat()}T00:00:00Z"
     exceptions = [
-        {"exception_id": "AU-EX-001", "vm_id": str(key[plan.slots["exception_valid"]]),
-         "reason": "Vendor-managed appliance: the vendor requires Windows Update on", "requested_by": "app-services@contoso.com",
-         "approver": "ciso@contoso.com", "approved_at": approved, "expires_at": expires, "status": "active"},
-        {"exception_id": "AU-EX-002", "vm_id": str(key[plan.slots["exception_self_approved"]]),
-         "reason": "Kiosk build server", "requested_by": "app-services@contoso.com",
-         "approver": "app-services@contoso.com", "approved_at": approved, "expires_at": expires, "status": "active"},
+        {"exception_id": exception_id, "vm_id": str(key[plan.slots[slot]]), "reason": reason,
+         "requested_by": "app-services@contoso.com", "approver": approver, "approved_at": approved,
+         "expires_at": expires, "status": "active"}
+        for exception_id, slot, reason, approver in (
+            ("AU-EX-001", "exception_valid", "Vendor-managed appliance: the vendor requires Windows Update on",
+             "ciso@contoso.com"),
+            ("AU-EX-002", "exception_self_approved", "Kiosk build server", "app-services@contoso.com"),
+        )
+        if slot in plan.slots
     ]
     document = {"production_environments": ["production"], "production_scopes": ["nonazure/"],
                 "exceptions": exceptions}
