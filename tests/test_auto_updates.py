@@ -25,7 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.auto_updates import AutoUpdatePolicyError, load_auto_update_policy, write_policy_tables
+from pipelines.auto_updates import (
+    AutoUpdatePolicyError,
+    load_auto_update_policy,
+    write_policy_tables,
+)
 from pipelines.connectors.azure_files import SourceFileError, load_virtual_machines
 from pipelines.resources import connect_warehouse
 from pipelines.sources.maintenance.reader import load_maintenance
