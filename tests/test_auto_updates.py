@@ -354,3 +354,38 @@ def test_bad_inputs_name_file_row_and_field(tmp_path):
     policy.write_text("exceptions:\n  - {exception_id: X, vm_id: a, scope: b}\n")
     with pytest.raises(AutoUpdatePolicyError, match=r"automatic_updates\.yaml: exceptions\[0\]: give exactly one of vm_id or scope"):
         load_auto_update_policy(estate)
+
+
+def test_live_fetch_writes_one_dated_capture_the_reader_loads(tmp_path):
+    """azure-mgmt-maintenance against a replayed HTTP transport: the two list calls per
+    subscription, then the offline reader."""
+    from test_azure_live import ReplayTransport, access, reply
+
+    from pipelines.sources.maintenance.live import fetch_maintenance
+
+    write_estate(tmp_path / "canned")
+    canned = tmp_path / "canned" / "azure" / "maintenance"
+    configurations = json.loads((canned / "maintenance_configurations.json").read_text())
+    assignments = json.loads((canned / "configuration_assignments.json").read_text())
+    transport = (
+        ReplayTransport()
+        .add("GET", f"/subscriptions/{SUB}/providers/Microsoft.Maintenance/maintenanceConfigurations",
+             reply(body=configurations))
+        .add("GET", f"/subscriptions/{SUB}/providers/Microsoft.Maintenance/configurationAssignments",
+             reply(body=assignments))
+    )
+    estate = tmp_path / "estate"
+    count = fetch_maintenance(access(transport), [SUB], estate, now=datetime(2026, 3, 31, 6, 0, tzinfo=UTC))
+    assert count == 4
+    assert [p.name for p in (estate / "azure" / "maintenance").iterdir()] == ["maintenance-20260331T060000Z.json"]
+    conn = connect_warehouse(str(tmp_path / "w.duckdb"))
+    assert load_maintenance(conn, estate, "raw.maintenance_resources", "run") == 4
+    build_table(conn, "staging.maintenance_configurations")
+    build_table(conn, "staging.maintenance_assignments")
+    assert conn.execute("SELECT configuration_id, recur_every, captured_at FROM staging.maintenance_configurations"
+                        ).fetchall() == [(CONFIG_ID.lower(), "1Week Saturday", ts("2026-03-31 06:00"))]
+    assert conn.execute("SELECT vm_id, configuration_id FROM staging.maintenance_assignments "
+                        "WHERE vm_id IS NOT NULL ORDER BY vm_id").fetchall() == [
+        (vm_id("p1"), CONFIG_ID.lower()), (vm_id("p2"), CONFIG_ID.lower())]
+    conn.close()
+    assert all(r.url.startswith("https://management.azure.com/") for r in transport.requests)
