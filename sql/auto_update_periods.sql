@@ -122,6 +122,10 @@ judged AS (
             WHEN s.patch_mode = 'Manual'
                  AND coalesce(s.windows_update_setting, 'Manual') IN ('Manual', 'Notify before installation') THEN 'manual'
             WHEN s.patch_mode IS NULL AND s.windows_update_setting IN ('Manual', 'Notify before installation') THEN 'manual'
+            -- A Windows VM with no patch mode gets AutomaticByOS, Azure's default.
+            WHEN i.os_type = 'Windows' AND i.in_inventory AND s.patch_mode IS NULL AND s.automatic_updates_enabled IS NULL
+                 AND s.windows_update_setting IS NULL THEN 'automatic_by_os'
+            WHEN s.patch_mode IS NULL AND NOT s.automatic_updates_enabled AND s.windows_update_setting IS NULL THEN 'manual'
             ELSE 'unknown'
         END AS setting
     FROM settings AS s
