@@ -3,6 +3,7 @@
 --   automatic_updates_unverified     medium  a production machine whose setting cannot be judged from Azure (Linux image default, or no setting known)
 --   install_by_automatic_updates     high    a patch installed on a production machine while it updated itself: outside testing and approval
 --   automatic_update_exception_invalid medium a policy exception covering a production machine that breaks a rule (not approved, self-approved, expired or revoked, or not yet approved)
+-- @column finding_id: Stable id: sha256 of rule, '|' and subject.
 -- @column rule: The rule (list in the table header).
 -- @column severity: high or medium.
 -- @column subject: vm/<vm_id>, vm/<vm_id>/patch/<patch_key>, or auto_update_exception/<exception_id>.

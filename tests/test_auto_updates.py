@@ -392,3 +392,41 @@ def test_live_fetch_writes_one_dated_capture_the_reader_loads(tmp_path):
         (vm_id("p1"), CONFIG_ID.lower()), (vm_id("p2"), CONFIG_ID.lower())]
     conn.close()
     assert all(r.url.startswith("https://management.azure.com/") for r in transport.requests)
+
+
+@pytest.mark.slow
+def test_demo_cases(demo_run):
+    """The planted cases of the generated estate (docs/demo-estate.md) land in the statuses they
+    were planted for; snapshot times come from demo_truth.json."""
+    import duckdb
+
+    estate, path, _, result = demo_run
+    assert result.success
+    cases = {c["case"]: c for c in json.loads((estate / "demo_truth.json").read_text())["cases"]
+             if c["case"].startswith("auto_updates_")}
+    assert len(cases) == 6
+    snapshots = [ts(f"{d} 06:00") for d in cases["auto_updates_platform_autopatch"]["snapshots"]]
+    conn = duckdb.connect(str(path), read_only=True)
+
+    def rows(case):
+        return conn.execute(
+            "SELECT valid_from, valid_to, setting, status, exception_id FROM marts.auto_update_periods "
+            "WHERE vm_id = ? ORDER BY valid_from", [cases[f"auto_updates_{case}"]["vm_id"]]).fetchall()
+
+    cutoff = rows("platform_autopatch")[-1][1]
+    assert cutoff.date().isoformat() > cases["auto_updates_platform_autopatch"]["snapshots"][-1]
+    for case in ("platform_autopatch", "platform_schedule_no_bypass"):
+        assert rows(case) == [(snapshots[0], cutoff, "platform_autopatch", "violation", None)]
+    switched = rows("switched_to_manual")
+    assert all(r[3] == "violation" for r in switched if r[0] < snapshots[2])
+    # Manual from the third snapshot on; the agent's own setting may lag until its next record.
+    assert switched[-1][2:4] == ("manual", "compliant") and snapshots[2] <= switched[-1][0] < snapshots[3]
+    promoted = rows("promoted_to_production")
+    assert {r[3] for r in promoted if r[0] < snapshots[1]} == {"allowed_non_production"}
+    assert {r[3] for r in promoted if r[0] >= snapshots[1]} == {"violation"}
+    assert rows("exception_valid") == [(snapshots[0], cutoff, "automatic_by_os", "excepted", "AU-EX-001")]
+    assert {r[3:] for r in rows("exception_self_approved")} == {("violation", "AU-EX-002")}
+    invalid = conn.execute("SELECT subject FROM marts.audit_findings WHERE rule = 'automatic_update_exception_invalid'"
+                           ).fetchall()
+    conn.close()
+    assert invalid == [("auto_update_exception/AU-EX-002",)]
