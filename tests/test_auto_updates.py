@@ -170,12 +170,17 @@ def warehouse(tmp_path):
     log_analytics(conn)
     names = ["w1", "p1", "p2", "p3", "l1", "d1", "e1", "e2", "s1", "n1"]
     os_types = {"p1": "Linux", "l1": "Linux"}
-    rows = ", ".join(f"('{vm_id(n)}', '{n}', '{os_types.get(n, 'Windows')}', true)" for n in names)
+    # Maintenance-window tags: p3 has none, l1 names a window the register does not list.
+    windows = {"p3": "NULL", "l1": "'mw-unknown'"}
+    rows = ", ".join(f"('{vm_id(n)}', '{n}', '{os_types.get(n, 'Windows')}', true, 'azure_vm', "
+                     f"{windows.get(n, repr('mw-sat'))})" for n in names)
     conn.execute(f"""
         CREATE TABLE marts.vm_inventory AS
-        SELECT *, 'win-app' AS asset_category FROM (VALUES {rows}, ('{ONPREM}', 'onprem1', 'Windows', false))
-            AS t(vm_id, name, os_type, in_inventory)
+        SELECT *, 'win-app' AS asset_category, NULL::VARCHAR AS environment, NULL::VARCHAR AS patch_mode
+        FROM (VALUES {rows}, ('{ONPREM}', 'onprem1', 'Windows', false, 'non_azure', NULL))
+            AS t(vm_id, name, os_type, in_inventory, machine_kind, maintenance_window)
     """)
+    conn.execute("CREATE TABLE staging.maintenance_windows AS SELECT 'mw-sat' AS window_id")
     conn.execute(f"""
         CREATE TABLE staging.patch_observations AS
         SELECT vm_id, patch_key, state, CAST(t AS TIMESTAMPTZ) AS observed_at, 'resource_graph_installation' AS source,
@@ -200,7 +205,7 @@ def warehouse(tmp_path):
     build_table(conn, "staging.maintenance_configurations")
     build_table(conn, "staging.maintenance_assignments")
     for table in ("marts.vm_config_history", "marts.auto_update_periods", "marts.auto_update_installs",
-                  "marts.auto_update_findings"):
+                  "marts.auto_update_findings", "marts.unscheduled_machines"):
         build_table(conn, table, params={"as_of": AS_OF})
     yield conn
     conn.close()
@@ -240,6 +245,12 @@ def test_maintenance_staging(warehouse):
     assert warehouse.execute(
         "SELECT vm_id, dynamic_scope FROM staging.maintenance_assignments ORDER BY vm_id NULLS LAST").fetchall() == [
         (vm_id("p1"), False), (vm_id("p2"), False), (None, True)]
+
+
+def test_unscheduled_machines(warehouse):
+    # p1 and p2 are assigned; the rest carry a registered window tag except p3 (none) and l1.
+    assert warehouse.execute("SELECT name, maintenance_window FROM marts.unscheduled_machines ORDER BY name"
+                             ).fetchall() == [("l1", "mw-unknown"), ("p3", None)]
 
 
 def test_periods_per_setting(warehouse):
