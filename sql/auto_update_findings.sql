@@ -1,6 +1,6 @@
 -- @table Findings of the automatic-updates control as of $as_of (docs/estate.md, "Automatic updates in production"), one row per finding with criteria, condition, cause, effect and recommendation; carried into marts.audit_findings. Rules:
 --   automatic_updates_in_production  high    a production machine could install updates on its own (marts.auto_update_periods status violation), with how long in the period and the installs it let through
---   automatic_updates_unverified     medium  a production machine whose setting cannot be judged from Azure (Linux image default, or no setting known)
+--   automatic_updates_unverified     medium  a production machine whose setting cannot be judged from Azure (Linux image default, patch mode not applied in the guest, or no setting known)
 --   install_by_automatic_updates     high    a patch installed on a production machine while it updated itself: outside testing and approval
 --   automatic_update_exception_invalid medium a policy exception covering a production machine that breaks a rule (not approved, self-approved, expired or revoked, or not yet approved)
 -- @column finding_id: Stable id: sha256 of rule, '|' and subject.
@@ -62,6 +62,7 @@ setting_cause(setting, cause) AS (
         ('windows_update_scheduled', 'The Windows Update agent reports "Scheduled installation" (a group policy or local setting schedules automatic installation).'),
         ('platform_autopatch', 'patchMode AutomaticByPlatform without a customer-managed schedule (bypassPlatformSafetyChecksOnUserSchedule not true): Azure automatic VM guest patching installs Critical and Security updates by itself.'),
         ('image_default', 'Linux patchMode ImageDefault: the image''s own configuration applies (e.g. unattended-upgrades on Ubuntu), which Azure does not report.'),
+        ('mode_not_applied', 'The instance view reports the patch mode configuration as not Ready (Pending or Failed): the guest may still run its previous, self-updating setting.'),
         ('unknown', 'No patch setting is known for the machine (no inventory setting, no Windows Update setting reported).')
 ),
 findings AS (

@@ -10,9 +10,10 @@
 -- @column patch_mode: patchSettings.patchMode in force.
 -- @column automatic_updates_enabled: enableAutomaticUpdates in force (Windows).
 -- @column bypass_platform_safety_checks: bypassPlatformSafetyChecksOnUserSchedule in force.
+-- @column patch_mode_state: Instance view PatchModeConfigurationState in force (Ready, Pending, Failed).
 -- @column windows_update_setting: Log Analytics UpdateSummary.WindowsUpdateSetting in force.
 -- @column maintenance_configuration_id: The InGuestPatch maintenance configuration the machine is assigned to (latest capture), NULL if none.
--- @column setting: The judgement: automatic_by_os, windows_update_scheduled, platform_autopatch (self-updating); image_default (Linux: the image's own unattended upgrades may apply, not visible to Azure); unknown (nothing to judge); platform_customer_schedule, platform_schedule_missing, manual (not self-updating).
+-- @column setting: The judgement: automatic_by_os, windows_update_scheduled, platform_autopatch (self-updating); image_default (Linux: the image's own unattended upgrades may apply, not visible to Azure); mode_not_applied (the instance view reports the patch mode configuration Pending or Failed, so a non-updating mode is not in force yet); unknown (nothing to judge); platform_customer_schedule, platform_schedule_missing, manual (not self-updating).
 -- @column self_updating: True when the machine installs updates on its own, false when not, NULL when it cannot be judged (image_default, unknown).
 -- @column exception_id: The policy exception covering the period, if any (valid or not).
 -- @column exception_valid: True when that exception is active, approved by someone other than its requester, approved before and expiring after the period's start.
@@ -28,7 +29,7 @@ policy AS (
 history AS (
     SELECT * FROM marts.vm_config_history
     WHERE attribute IN ('patch_mode', 'automatic_updates_enabled', 'bypass_platform_safety_checks',
-                        'environment', 'windows_update_setting')
+                        'patch_mode_state', 'environment', 'windows_update_setting')
 ),
 -- Period starts: every change of a judged setting (NULL: known only from the undated inventory),
 -- and an exception's approval and expiry, so that each period has one exception state. A machine
@@ -70,6 +71,7 @@ settings AS (
         max(h.value) FILTER (WHERE h.attribute = 'patch_mode') AS patch_mode,
         max(h.value) FILTER (WHERE h.attribute = 'automatic_updates_enabled')::BOOLEAN AS automatic_updates_enabled,
         max(h.value) FILTER (WHERE h.attribute = 'bypass_platform_safety_checks')::BOOLEAN AS bypass_platform_safety_checks,
+        max(h.value) FILTER (WHERE h.attribute = 'patch_mode_state') AS patch_mode_state,
         max(h.value) FILTER (WHERE h.attribute = 'environment') AS environment,
         max(h.value) FILTER (WHERE h.attribute = 'windows_update_setting') AS windows_update_setting
     FROM periods AS p
@@ -95,7 +97,7 @@ assigned AS (
       AND (a.captured_at = capture.at OR (capture.at IS NULL AND a.captured_at IS NULL))
     GROUP BY a.vm_id
 ),
-judged AS (
+rules AS (
     SELECT
         s.*,
         i.name,
@@ -127,11 +129,21 @@ judged AS (
                  AND s.windows_update_setting IS NULL THEN 'automatic_by_os'
             WHEN s.patch_mode IS NULL AND NOT s.automatic_updates_enabled AND s.windows_update_setting IS NULL THEN 'manual'
             ELSE 'unknown'
-        END AS setting
+        END AS setting_by_model
     FROM settings AS s
     JOIN marts.vm_inventory AS i USING (vm_id)
     LEFT JOIN assigned AS a USING (vm_id)
     CROSS JOIN policy
+),
+-- The instance view says whether the guest applied the patch mode: a setting that would not
+-- update the machine is not taken on trust while it is Pending or Failed.
+judged AS (
+    SELECT
+        *,
+        CASE WHEN setting_by_model IN ('platform_customer_schedule', 'platform_schedule_missing', 'manual')
+                  AND patch_mode_state IS NOT NULL AND patch_mode_state <> 'Ready' THEN 'mode_not_applied'
+             ELSE setting_by_model END AS setting
+    FROM rules
 ),
 -- An exception covers a period when it is in force at the period's start (the evaluation date's
 -- end for an undated period): the rules of registers/exceptions.csv.
@@ -166,6 +178,7 @@ SELECT
     j.patch_mode,
     j.automatic_updates_enabled,
     j.bypass_platform_safety_checks,
+    j.patch_mode_state,
     j.windows_update_setting,
     j.maintenance_configuration_id,
     j.setting,
@@ -178,7 +191,7 @@ SELECT
         WHEN NOT j.production THEN 'allowed_non_production'
         WHEN j.setting IN ('platform_customer_schedule', 'platform_schedule_missing', 'manual') THEN 'compliant'
         WHEN coalesce(c.exception_valid, false) THEN 'excepted'
-        WHEN j.setting IN ('image_default', 'unknown') THEN 'unverified'
+        WHEN j.setting IN ('image_default', 'unknown', 'mode_not_applied') THEN 'unverified'
         ELSE 'violation'
     END AS status,
     params.as_of

@@ -1,6 +1,6 @@
 -- @table Security-relevant configuration of each machine as validity intervals. Each dated inventory snapshot (azure/virtual_machines/virtual_machines-<time>.json) and each Log Analytics UpdateSummary record is one observation; consecutive observations with the same value form one interval, so an OS upgrade, a changed tag or a changed patch mode shows as a new interval starting at the first snapshot that shows it. A machine known only from the undated azure/virtual_machines.json has one open interval with valid_from NULL (known only as of that snapshot).
 -- @column vm_id: Canonical machine id.
--- @column attribute: From the inventory: patch_mode, assessment_mode, automatic_updates_enabled, hotpatching_enabled, bypass_platform_safety_checks, environment, criticality, os_name, os_version, image_sku, image_version; from Log Analytics: wsus_server, windows_update_setting, os_version.
+-- @column attribute: From the inventory: patch_mode, assessment_mode, automatic_updates_enabled, hotpatching_enabled, bypass_platform_safety_checks, patch_mode_state (instance view), environment, criticality, os_name, os_version, image_sku, image_version; from Log Analytics: wsus_server, windows_update_setting, os_version.
 -- @column value: The setting's value as text (NULL = not set).
 -- @column valid_from: Start of the interval: the first observation with this value (the setting may be older than the first snapshot); NULL when unknown.
 -- @column valid_to: Start of the next interval; NULL while current.
@@ -51,6 +51,7 @@ series AS (
         ('automatic_updates_enabled', s.automatic_updates_enabled::VARCHAR),
         ('hotpatching_enabled', s.hotpatching_enabled::VARCHAR),
         ('bypass_platform_safety_checks', s.bypass_platform_safety_checks::VARCHAR),
+        ('patch_mode_state', nullif(s.patch_mode_state, '')),
         ('environment', s.environment),
         ('criticality', s.criticality),
         ('os_name', s.os_name),
@@ -58,8 +59,8 @@ series AS (
         ('image_sku', s.image_sku),
         ('image_version', s.image_version)
     ) AS u(attribute, value)
-    -- The instance view's OS facts are absent from a plain list: no row rather than a NULL interval.
-    WHERE u.attribute NOT IN ('os_name', 'os_version') OR u.value IS NOT NULL
+    -- The instance view's facts are absent from a plain list: no row rather than a NULL interval.
+    WHERE u.attribute NOT IN ('os_name', 'os_version', 'patch_mode_state') OR u.value IS NOT NULL
 ),
 changes AS (
     SELECT

@@ -23,6 +23,7 @@
 -- @column hotpatching_enabled: patchSettings.enableHotpatching (Windows).
 -- @column automatic_updates_enabled: windowsConfiguration.enableAutomaticUpdates (Windows).
 -- @column bypass_platform_safety_checks: patchSettings.automaticByPlatformSettings.bypassPlatformSafetyChecksOnUserSchedule (true: patched only by a customer-managed schedule).
+-- @column patch_mode_state: instanceView.patchStatus.configurationStatuses PatchModeConfigurationState (Ready, Pending, Failed ...): whether the guest applied the patch mode; NULL without an instance view.
 -- @column environment: Tag environment, lower-case (keys compared case-insensitively).
 -- @column criticality: Tag criticality, lower-case.
 WITH
@@ -100,6 +101,10 @@ SELECT
         p->'osProfile'->'windowsConfiguration'->'patchSettings'->'automaticByPlatformSettings'->>'bypassPlatformSafetyChecksOnUserSchedule',
         p->'osProfile'->'linuxConfiguration'->'patchSettings'->'automaticByPlatformSettings'->>'bypassPlatformSafetyChecksOnUserSchedule'
     ) AS BOOLEAN) AS bypass_platform_safety_checks,
+    split_part(list_filter(
+        from_json(p->'instanceView'->'patchStatus'->'configurationStatuses', '[{"code": "VARCHAR"}]'),
+        lambda s: s.code LIKE 'PatchModeConfigurationState/%'
+    )[1].code, '/', 2) AS patch_mode_state,
     t.environment,
     t.criticality
 FROM snapshots AS s

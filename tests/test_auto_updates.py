@@ -15,6 +15,7 @@ finding below is worked out by hand from those inputs.
     e2   Windows production, AutomaticByOS, exception E-2 approved by its requester
     s1   Windows production, Manual, but its agent reports "Scheduled installation" from 03-10
     n1   Windows production with no patch settings: Azure's default AutomaticByOS
+    m2   Windows production, Manual, but the instance view says the mode is still Pending
     onprem1  non-Azure Windows (production by the policy's scope), "Scheduled installation"
 """
 
@@ -53,7 +54,7 @@ def ts(text: str) -> datetime:
 
 
 def vm(name: str, os_type: str, environment: str, patch_mode: str, auto: bool | None = None,
-       bypass: bool | None = None) -> dict:
+       bypass: bool | None = None, mode_state: str | None = None) -> dict:
     """One VM as `GET .../virtualMachines` returns it (API 2024-07-01 shape, trimmed)."""
     settings = {"patchMode": patch_mode, "assessmentMode": "AutomaticByPlatform"} if patch_mode else {}
     if bypass is not None:
@@ -63,14 +64,14 @@ def vm(name: str, os_type: str, environment: str, patch_mode: str, auto: bool | 
     if auto is not None:
         config["enableAutomaticUpdates"] = auto
     key = "windowsConfiguration" if os_type == "Windows" else "linuxConfiguration"
-    return {
-        "id": f"{BASE}/{name}", "name": name, "type": "Microsoft.Compute/virtualMachines",
-        "location": "westeurope", "tags": {"environment": environment},
-        "properties": {
-            "storageProfile": {"osDisk": {"osType": os_type}},
-            "osProfile": {"computerName": name, key: config},
-        },
-    }
+    properties = {"storageProfile": {"osDisk": {"osType": os_type}}, "osProfile": {"computerName": name, key: config}}
+    if mode_state:
+        # The instance view's patch status (VirtualMachine_Get_InstanceView example shape).
+        properties["instanceView"] = {"patchStatus": {"configurationStatuses": [
+            {"code": f"PatchModeConfigurationState/{mode_state}", "level": "Info"},
+            {"code": "AssessmentModeConfigurationState/Ready", "level": "Info"}]}}
+    return {"id": f"{BASE}/{name}", "name": name, "type": "Microsoft.Compute/virtualMachines",
+            "location": "westeurope", "tags": {"environment": environment}, "properties": properties}
 
 
 def snapshot(k: int) -> list[dict]:
@@ -86,6 +87,7 @@ def snapshot(k: int) -> list[dict]:
         vm("e2", "Windows", "production", "AutomaticByOS", auto=True),
         vm("s1", "Windows", "production", "Manual", auto=False),
         vm("n1", "Windows", "production", None),
+        vm("m2", "Windows", "production", "Manual", auto=False, mode_state="Pending"),
     ]
 
 
@@ -168,7 +170,7 @@ def warehouse(tmp_path):
     load_virtual_machines(conn, estate, "raw.virtual_machines", "run")
     load_maintenance(conn, estate, "raw.maintenance_resources", "run")
     log_analytics(conn)
-    names = ["w1", "p1", "p2", "p3", "l1", "d1", "e1", "e2", "s1", "n1"]
+    names = ["w1", "p1", "p2", "p3", "l1", "d1", "e1", "e2", "s1", "n1", "m2"]
     os_types = {"p1": "Linux", "l1": "Linux"}
     # Maintenance-window tags: p3 has none, l1 names a window the register does not list.
     windows = {"p3": "NULL", "l1": "'mw-unknown'"}
@@ -264,6 +266,7 @@ def test_periods_per_setting(warehouse):
     assert periods(warehouse, "p3")[0][3:5] == ("platform_schedule_missing", "compliant")
     assert periods(warehouse, "l1")[0][3:5] == ("image_default", "unverified")
     assert periods(warehouse, "n1")[0][3:5] == ("automatic_by_os", "violation")
+    assert periods(warehouse, "m2")[0][3:5] == ("mode_not_applied", "unverified")
     assert periods(warehouse, "d1") == [
         (ts("2026-03-01 06:00"), ts("2026-03-11 06:00"), 10.0, "automatic_by_os", "allowed_non_production", None),
         (ts("2026-03-11 06:00"), ts("2026-04-01 00:00"), 20.75, "automatic_by_os", "violation", None),
@@ -303,7 +306,7 @@ def test_findings(warehouse):
         "SELECT rule, subject, condition FROM marts.auto_update_findings").fetchall()}
     in_production = {s for r, s in found if r == "automatic_updates_in_production"}
     assert in_production == {f"vm/{vm_id(n)}" for n in ("w1", "p2", "d1", "e1", "e2", "s1", "n1")} | {f"vm/{ONPREM}"}
-    assert {s for r, s in found if r == "automatic_updates_unverified"} == {f"vm/{vm_id('l1')}"}
+    assert {s for r, s in found if r == "automatic_updates_unverified"} == {f"vm/{vm_id(n)}" for n in ("l1", "m2")}
     assert {s for r, s in found if r == "install_by_automatic_updates"} == {
         f"vm/{vm_id('w1')}/patch/5000001", f"vm/{vm_id('e1')}/patch/5000004"}
     assert {s for r, s in found if r == "automatic_update_exception_invalid"} == {
