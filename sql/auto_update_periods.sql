@@ -42,18 +42,20 @@ exceptions AS (
 -- A machine in the inventory is judged from its first snapshot on: before it, its environment
 -- and patch mode are unknown.
 first_snapshot AS (
-    SELECT vm_id, min(valid_from) AS at FROM history WHERE source = 'inventory' GROUP BY vm_id
+    SELECT vm_id, min(valid_from) AS first_at FROM history WHERE source = 'inventory' GROUP BY vm_id
 ),
 starts AS (
     SELECT DISTINCT h.vm_id, h.valid_from AS period_start
     FROM history AS h LEFT JOIN first_snapshot AS f USING (vm_id)
-    WHERE f.at IS NULL OR h.valid_from >= f.at
+    WHERE f.first_at IS NULL OR h.valid_from >= f.first_at
     UNION
     SELECT vm_id, NULL FROM marts.vm_inventory WHERE vm_id NOT IN (SELECT vm_id FROM history)
     UNION
     SELECT covered_vm, t FROM exceptions, params,
     LATERAL (SELECT unnest([approved_at, expires_at]) AS t)
-    WHERE t < params.cutoff AND t > (SELECT min(valid_from) FROM history WHERE vm_id = covered_vm AND source = 'inventory')
+    WHERE t < params.cutoff
+      AND t > coalesce((SELECT first_at FROM first_snapshot WHERE vm_id = covered_vm),
+                       (SELECT min(valid_from) FROM history WHERE vm_id = covered_vm))
 ),
 periods AS (
     SELECT
