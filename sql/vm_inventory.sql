@@ -1,12 +1,11 @@
--- @table One row per machine as of the evaluation date: configuration (OS, image, size, power state, patch settings), the tags PatchLedger reads (keys compared case-insensitively), the asset category (tag, else the first matching rule of registers/asset_categories.csv, else uncategorized), the update server from Log Analytics, and assessment coverage. Configuration and tags come from the machine's latest inventory snapshot captured up to the evaluation date. A machine with no successful assessment within stale_after_days of the evaluation date is unknown_stale.
+-- @table One row per machine as of the evaluation date: configuration (OS, image, size, power state, patch settings), the tags PatchLedger reads (keys compared case-insensitively), the asset category (tag, else the first matching rule of registers/asset_categories.csv, else uncategorized), the update server from Log Analytics, and assessment coverage. Configuration and tags come from the machine's latest inventory snapshot captured up to the end of the evaluation date (the first capture when the estate has none that early). A machine with no successful assessment within stale_after_days of the evaluation date is unknown_stale.
 -- @column vm_id: Canonical machine id: lower-case ARM id, or nonazure/<computer>.
 -- @column name: Resource name (computer name for non-Azure machines).
 -- @column subscription_id: Subscription GUID.
 -- @column resource_group: Resource group (lower-case).
 -- @column location: Azure region, lower-case without spaces (westus).
 -- @column machine_kind: azure_vm, arc or non_azure.
--- @column in_inventory: True when the machine is in an inventory snapshot taken up to the evaluation date.
--- @column snapshot_at: Capture time of that snapshot (NULL for the undated azure/virtual_machines.json).
+-- @column in_inventory: True when the machine is in the inventory snapshot that describes the evaluation date.
 -- @column computer_name: Guest computer name.
 -- @column vm_uuid: The VM's vmId (GUID).
 -- @column os_type: Windows or Linux.
@@ -52,11 +51,20 @@ params AS (
 ),
 -- Each machine's latest snapshot up to the end of the evaluation date (a dated one before the
 -- undated azure/virtual_machines.json): nothing captured later describes the machine on that date.
-config AS (
-    SELECT s.*
+-- Only when the estate holds no snapshot at all up to that date (its history starts later, e.g. a
+-- first live capture made after the newest observation's day) does the first capture stand in.
+usable AS (
+    SELECT s.*, s.captured_at IS NOT NULL AND s.captured_at >= params.cutoff AS later
     FROM staging.vm_snapshots AS s, params
     WHERE s.captured_at IS NULL OR s.captured_at < params.cutoff
-    QUALIFY row_number() OVER (PARTITION BY s.vm_id ORDER BY s.captured_at DESC NULLS LAST, s.source_file) = 1
+       OR NOT EXISTS (SELECT 1 FROM staging.vm_snapshots WHERE captured_at IS NULL OR captured_at < params.cutoff)
+),
+config AS (
+    SELECT * EXCLUDE (later)
+    FROM usable
+    QUALIFY row_number() OVER (
+        PARTITION BY vm_id ORDER BY later, CASE WHEN later THEN captured_at END, captured_at DESC NULLS LAST, source_file
+    ) = 1
 ),
 tags AS (
     SELECT vm_id, lower(trim(k)) AS tag_key, trim(r->'tags'->>k) AS tag_value
@@ -132,7 +140,6 @@ base AS (
         c.location,
         i.machine_kind,
         c.vm_id IS NOT NULL AS in_inventory,
-        c.captured_at AS snapshot_at,
         c.bypass_platform_safety_checks,
         coalesce(c.computer_name, i.computer_names[1]) AS computer_name,
         c.vm_uuid,
@@ -192,7 +199,6 @@ SELECT
     b.location,
     b.machine_kind,
     b.in_inventory,
-    b.snapshot_at,
     b.computer_name,
     b.vm_uuid,
     b.os_type,

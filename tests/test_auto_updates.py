@@ -328,9 +328,9 @@ def test_inventory_takes_the_latest_snapshot_up_to_the_evaluation_date(tmp_path)
     conn = connect_warehouse(str(tmp_path / "w.duckdb"))
     load_virtual_machines(conn, estate, "raw.virtual_machines", "run")
     build_table(conn, "staging.vm_snapshots")
-    conn.execute(f"""CREATE TABLE staging.vm_identity AS SELECT '{vm_id("w1")}' AS vm_id, 'w1' AS name,
-        '{SUB}' AS subscription_id, 'rg-prd' AS resource_group, 'azure_vm' AS machine_kind, true AS in_inventory,
-        []::VARCHAR[] AS computer_names""")
+    conn.execute(f"""CREATE TABLE staging.vm_identity AS SELECT vm_id, name, '{SUB}' AS subscription_id,
+        'rg-prd' AS resource_group, 'azure_vm' AS machine_kind, true AS in_inventory, []::VARCHAR[] AS computer_names
+        FROM (VALUES ('{vm_id("d1")}', 'd1'), ('{vm_id("w1")}', 'w1')) AS t(vm_id, name)""")
     conn.execute("CREATE TABLE staging.assessment_runs (vm_id VARCHAR, assessed_at TIMESTAMPTZ, succeeded BOOLEAN, "
                  "source VARCHAR, reboot_pending BOOLEAN, os_type VARCHAR)")
     conn.execute("CREATE TABLE staging.asset_categories (category_id VARCHAR, tag_key VARCHAR, tag_value VARCHAR, "
@@ -341,14 +341,23 @@ def test_inventory_takes_the_latest_snapshot_up_to_the_evaluation_date(tmp_path)
     seen = {}
     for day in ("2026-02-28", "2026-03-15", "2026-03-25"):
         build_table(conn, "marts.vm_inventory", params={"as_of": date.fromisoformat(day), "stale_after_days": 7})
-        seen[day] = conn.execute("SELECT in_inventory, snapshot_at, patch_mode, automatic_updates_enabled "
-                                 "FROM marts.vm_inventory").fetchall()
+        seen[day] = conn.execute("SELECT environment, patch_mode, automatic_updates_enabled FROM marts.vm_inventory "
+                                 "WHERE vm_id IN (?, ?) ORDER BY name", [vm_id("d1"), vm_id("w1")]).fetchall()
+    # A machine that was in a snapshot up to the date but not in a later one keeps its last one.
+    (estate / "azure" / "virtual_machines" / f"virtual_machines-{SNAPSHOTS[2]}.json").write_text(
+        json.dumps({"value": [v for v in snapshot(2) if v["name"] != "d1"]}))
+    load_virtual_machines(conn, estate, "raw.virtual_machines", "run")
+    build_table(conn, "staging.vm_snapshots")
+    build_table(conn, "marts.vm_inventory", params={"as_of": date(2026, 3, 25), "stale_after_days": 7})
+    dropped = conn.execute("SELECT environment FROM marts.vm_inventory WHERE vm_id = ?", [vm_id("d1")]).fetchall()
     conn.close()
     assert seen == {
-        "2026-02-28": [(False, None, None, None)],
-        "2026-03-15": [(True, ts("2026-03-11 06:00"), "AutomaticByOS", True)],
-        "2026-03-25": [(True, ts("2026-03-21 06:00"), "Manual", False)],
+        # Before the first capture, the first capture stands in (no earlier record of the fleet).
+        "2026-02-28": [("dev", "AutomaticByOS", True), ("production", "AutomaticByOS", True)],
+        "2026-03-15": [("production", "AutomaticByOS", True), ("production", "AutomaticByOS", True)],
+        "2026-03-25": [("production", "AutomaticByOS", True), ("production", "Manual", False)],
     }
+    assert dropped == [("production",)]
 
 
 def test_bad_inputs_name_file_row_and_field(tmp_path):
