@@ -33,7 +33,7 @@ def compliance_summary(warehouse: str) -> list[str]:
                 "FROM marts.auto_update_periods WHERE status = 'violation' GROUP BY ALL ORDER BY 2 DESC, 1"
             ).fetchall()
             total = sum(n for _, n in by_environment)
-            lines.append(f"  auto-updating prod {total:>8,}  (production machines that could update themselves)")
+            lines.append(f"  auto-updating prod {total:>8,}  (could install updates on their own)")
             for environment, count in by_environment:
                 lines.append(f"    {environment:<24}{count:>6,}")
         return lines
