@@ -18,6 +18,7 @@ from pipelines.warehouse import build_table, resolve_as_of, table_metadata, tran
         key("staging.sla_policy"),
         key("marts.authorization_findings"),
         key("marts.authorization_install_findings"),
+        key("marts.auto_update_findings"),
     ],
 )
 def audit_findings(

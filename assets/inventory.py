@@ -13,6 +13,7 @@ import dagster as dg
 
 from assets.common import (
     DUCKDB_POOL,
+    EVALUATION_DATE_SOURCE,
     OWNERS,
     STAGE1_INVENTORY,
     key,
@@ -88,11 +89,30 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
 
 
 @warehouse_asset(
+    key=key("staging.vm_snapshots"),
+    group_name=STAGE1_INVENTORY,
+    kinds={"duckdb", "sql"},
+    deps=[key("raw.virtual_machines")],
+)
+def vm_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """Every machine in every inventory snapshot (the undated azure/virtual_machines.json and the
+    dated captures under azure/virtual_machines/), with the configuration each one shows."""
+    with warehouse.get_connection() as conn, transaction(conn):
+        build_table(conn, "staging.vm_snapshots")
+        snapshots = conn.execute(
+            "SELECT count(DISTINCT source_file) FROM staging.vm_snapshots"
+        ).fetchall()[0][0]
+        metadata = table_metadata(conn, "staging.vm_snapshots", preview_rows=0)
+    return dg.MaterializeResult(metadata={**metadata, "snapshots": dg.MetadataValue.int(snapshots)})
+
+
+@warehouse_asset(
     key=key("marts.vm_inventory"),
     group_name=STAGE1_INVENTORY,
     kinds={"duckdb", "sql"},
     deps=[
         key("staging.vm_identity"),
+        key("staging.vm_snapshots"),
         key("staging.assessment_runs"),
         key("staging.asset_categories"),
     ],
@@ -130,14 +150,14 @@ def vm_inventory(
     key=key("marts.vm_config_history"),
     group_name=STAGE1_INVENTORY,
     kinds={"duckdb", "sql"},
-    deps=[key("marts.vm_inventory"), key("staging.vm_la_machines")],
+    deps=[EVALUATION_DATE_SOURCE, key("marts.vm_inventory"), key("staging.vm_snapshots"), key("staging.vm_la_machines")],
 )
 def vm_config_history(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
 ) -> dg.MaterializeResult:
     """Security-relevant configuration per machine as validity intervals (valid_from/valid_to):
-    patch mode, assessment mode, automatic updates, hotpatching, criticality from the inventory
-    snapshot; WSUS server and Windows Update setting from Log Analytics UpdateSummary."""
+    patch settings, tags and OS facts from every dated inventory snapshot; WSUS server, Windows
+    Update setting and OS version from Log Analytics UpdateSummary."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
         build_table(conn, "marts.vm_config_history", params={"as_of": as_of})

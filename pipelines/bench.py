@@ -52,7 +52,7 @@ SOURCE_FLOORS = {
         "maximum_object_size=1073741824)",
     ),
     "raw/virtual_machines": (
-        "azure/virtual_machines.json",
+        "azure/virtual_machines/virtual_machines-*.json",
         "SELECT json FROM read_json_objects({glob}, format='array', maximum_object_size=1073741824)",
     ),
 }

@@ -324,7 +324,7 @@ def demo(
     from pipelines.demo.generator import generate_estate
 
     estate = settings.estate_dir()
-    if regenerate or not (estate / "azure" / "virtual_machines.json").exists():
+    if regenerate or not (estate / "demo_truth.json").exists():
         with console.status(f"Generating the demo estate ({vms} VMs x {days} days) ..."):
             console.print(str(generate_estate(estate, vms=vms, days=days)))
     if not _run_pipeline(estate, None, None, "files"):

@@ -27,6 +27,15 @@ def compliance_summary(warehouse: str) -> list[str]:
                 "SELECT gap_type, count(*) FROM marts.compliance_gaps GROUP BY ALL ORDER BY 2 DESC, 1"
             ).fetchall():
                 lines.append(f"    {gap_type:<24}{count:>6,}")
+        if table_exists(conn, "marts.auto_update_periods"):
+            by_environment = conn.execute(
+                "SELECT coalesce(environment, '(production scope)'), count(DISTINCT vm_id) "
+                "FROM marts.auto_update_periods WHERE status = 'violation' GROUP BY ALL ORDER BY 2 DESC, 1"
+            ).fetchall()
+            total = sum(n for _, n in by_environment)
+            lines.append(f"  auto-updating prod {total:>8,}  (could install updates on their own)")
+            for environment, count in by_environment:
+                lines.append(f"    {environment:<24}{count:>6,}")
         return lines
     finally:
         conn.close()

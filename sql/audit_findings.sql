@@ -1,4 +1,4 @@
--- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) carried over with their own ids. A rule with nothing found gives no row.
+-- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) and of the automatic-updates control (marts.auto_update_findings) carried over with their own ids. A rule with nothing found gives no row.
 -- @column finding_id: Stable id: sha256 of rule, '|' and subject (the same scheme as the stage-5 findings, whose ids are kept); the same finding keeps its id across runs.
 -- @column rule: The rule that found it.
 -- @column severity: high, medium or low.
@@ -145,10 +145,19 @@ stage5 AS (
 stage5_findings AS (
     SELECT s.*, 1 AS affected, NULL::INTEGER AS population FROM stage5 AS s
 ),
+-- The automatic-updates control brings its own cause, effect and recommendation per finding.
+auto_update_findings AS (
+    SELECT rule, severity, subject, criteria, condition, evidence, 'marts.auto_update_findings' AS source_table,
+           patch_key, asset_category, environment, vm_id, 1 AS affected, NULL::INTEGER AS population,
+           cause AS own_cause, effect AS own_effect, recommendation AS own_recommendation
+    FROM marts.auto_update_findings
+),
 all_findings AS (
     SELECT * FROM gap_findings
     UNION ALL BY NAME
     SELECT * FROM stage5_findings
+    UNION ALL BY NAME
+    SELECT * FROM auto_update_findings
 ),
 -- Cause, effect and recommendation per rule (Yellow Book elements; causes are the usual ones,
 -- to be confirmed with management in the exit meeting).
@@ -248,9 +257,9 @@ SELECT
     f.criteria,
     f.condition,
     f.evidence,
-    coalesce(x.cause, 'To be established with management.') AS cause,
-    coalesce(x.effect, 'See criteria.') AS effect,
-    coalesce(x.recommendation, 'Remediate and document the corrective action.') AS recommendation,
+    coalesce(x.cause, f.own_cause, 'To be established with management.') AS cause,
+    coalesce(x.effect, f.own_effect, 'See criteria.') AS effect,
+    coalesce(x.recommendation, f.own_recommendation, 'Remediate and document the corrective action.') AS recommendation,
     f.source_table,
     f.patch_key,
     f.asset_category,

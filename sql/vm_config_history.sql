@@ -1,11 +1,12 @@
--- @table Security-relevant configuration of each machine as validity intervals. Log Analytics UpdateSummary gives a time series (update server, Windows Update setting): consecutive records with the same value form one interval. The inventory is one snapshot, so its settings (patch mode, assessment mode, automatic updates, hotpatching, criticality tag) are one open interval with valid_from NULL (known only as of the snapshot); each new snapshot loaded over time adds its own interval.
+-- @table Security-relevant configuration of each machine as validity intervals. Each dated inventory snapshot (azure/virtual_machines/virtual_machines-<time>.json) and each Log Analytics UpdateSummary record is one observation; consecutive observations with the same value form one interval, so an OS upgrade, a changed tag or a changed patch mode shows as a new interval starting at the first snapshot that shows it. A machine known only from the undated azure/virtual_machines.json has one open interval with valid_from NULL (known only as of that snapshot).
 -- @column vm_id: Canonical machine id.
--- @column attribute: patch_mode, assessment_mode, automatic_updates_enabled, hotpatching_enabled, criticality, wsus_server or windows_update_setting.
+-- @column attribute: From the inventory: patch_mode, assessment_mode, automatic_updates_enabled, hotpatching_enabled, bypass_platform_safety_checks, patch_mode_state (instance view), environment, criticality, os_name, os_version, image_sku, image_version; from Log Analytics: wsus_server, windows_update_setting, os_version.
 -- @column value: The setting's value as text (NULL = not set).
--- @column valid_from: Start of the interval (first record with this value); NULL when unknown.
+-- @column valid_from: Start of the interval: the first observation with this value (the setting may be older than the first snapshot); NULL when unknown.
 -- @column valid_to: Start of the next interval; NULL while current.
--- @column source: log_analytics_summary or inventory.
--- @column as_of: Evaluation date; records after its end are ignored.
+-- @column observations: Observations (snapshots or records) in the interval.
+-- @column source: inventory or log_analytics_summary.
+-- @column as_of: Evaluation date; observations after its end are ignored.
 WITH
 params AS (
     SELECT
@@ -13,7 +14,8 @@ params AS (
         timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
 ),
 summary AS (
-    SELECT m.vm_id, s.TimeGenerated AS seen_at, s.WSUSServer AS wsus_server, s.WindowsUpdateSetting AS windows_update_setting
+    SELECT m.vm_id, s.TimeGenerated AS seen_at, s.WSUSServer AS wsus_server,
+           s.WindowsUpdateSetting AS windows_update_setting, s.OsVersion AS os_version
     FROM raw.la_update_summary AS s
     JOIN staging.vm_la_machines AS m
       ON m.la_key = lower(coalesce(nullif(s._ResourceId, ''), nullif(s.ResourceId, ''), ''))
@@ -22,50 +24,69 @@ summary AS (
     CROSS JOIN params
     WHERE s.TimeGenerated < params.cutoff
 ),
-series AS (
-    SELECT vm_id, seen_at, 'wsus_server' AS attribute, nullif(wsus_server, '') AS value FROM summary
+-- Dated snapshots up to the evaluation date; the undated file only for machines without one.
+dated AS (
+    SELECT s.* FROM staging.vm_snapshots AS s, params
+    WHERE s.captured_at < params.cutoff
+),
+snapshots AS (
+    SELECT * FROM dated
     UNION ALL
-    SELECT vm_id, seen_at, 'windows_update_setting', nullif(windows_update_setting, '') FROM summary
+    SELECT * FROM staging.vm_snapshots
+    WHERE captured_at IS NULL AND vm_id NOT IN (SELECT vm_id FROM dated)
+),
+series AS (
+    SELECT vm_id, seen_at, 'wsus_server' AS attribute, nullif(wsus_server, '') AS value, 'log_analytics_summary' AS source FROM summary
+    UNION ALL
+    SELECT vm_id, seen_at, 'windows_update_setting', nullif(windows_update_setting, ''), 'log_analytics_summary' FROM summary
+    UNION ALL
+    SELECT vm_id, seen_at, 'os_version', nullif(os_version, ''), 'log_analytics_summary' FROM summary
+    WHERE nullif(os_version, '') IS NOT NULL
+    UNION ALL
+    SELECT s.vm_id, s.captured_at, u.attribute, u.value, 'inventory'
+    FROM snapshots AS s,
+    LATERAL (VALUES
+        ('patch_mode', s.patch_mode),
+        ('assessment_mode', s.assessment_mode),
+        ('automatic_updates_enabled', s.automatic_updates_enabled::VARCHAR),
+        ('hotpatching_enabled', s.hotpatching_enabled::VARCHAR),
+        ('bypass_platform_safety_checks', s.bypass_platform_safety_checks::VARCHAR),
+        ('patch_mode_state', nullif(s.patch_mode_state, '')),
+        ('environment', s.environment),
+        ('criticality', s.criticality),
+        ('os_name', s.os_name),
+        ('os_version', s.os_version),
+        ('image_sku', s.image_sku),
+        ('image_version', s.image_version)
+    ) AS u(attribute, value)
+    -- The instance view's facts are absent from a plain list: no row rather than a NULL interval.
+    WHERE u.attribute NOT IN ('os_name', 'os_version', 'patch_mode_state') OR u.value IS NOT NULL
 ),
 changes AS (
     SELECT
         *,
         CASE WHEN lag(value) OVER w IS NOT DISTINCT FROM value AND lag(seen_at) OVER w IS NOT NULL THEN 0 ELSE 1 END AS is_change
     FROM series
-    WINDOW w AS (PARTITION BY vm_id, attribute ORDER BY seen_at)
+    WINDOW w AS (PARTITION BY vm_id, attribute, source ORDER BY seen_at)
 ),
 islands AS (
-    SELECT *, sum(is_change) OVER (PARTITION BY vm_id, attribute ORDER BY seen_at) AS island
+    SELECT *, sum(is_change) OVER (PARTITION BY vm_id, attribute, source ORDER BY seen_at) AS island
     FROM changes
 ),
 intervals AS (
-    SELECT vm_id, attribute, any_value(value) AS value, min(seen_at) AS valid_from
+    SELECT vm_id, attribute, source, any_value(value) AS value, min(seen_at) AS valid_from, count(*) AS observations
     FROM islands
-    GROUP BY vm_id, attribute, island
-),
-la AS (
-    SELECT
-        vm_id,
-        attribute,
-        value,
-        valid_from,
-        lead(valid_from) OVER (PARTITION BY vm_id, attribute ORDER BY valid_from) AS valid_to,
-        'log_analytics_summary' AS source
-    FROM intervals
-),
-snapshot AS (
-    SELECT i.vm_id, u.attribute, u.value, NULL::TIMESTAMPTZ AS valid_from, NULL::TIMESTAMPTZ AS valid_to, 'inventory' AS source
-    FROM marts.vm_inventory AS i,
-    LATERAL (VALUES
-        ('patch_mode', i.patch_mode),
-        ('assessment_mode', i.assessment_mode),
-        ('automatic_updates_enabled', i.automatic_updates_enabled::VARCHAR),
-        ('hotpatching_enabled', i.hotpatching_enabled::VARCHAR),
-        ('criticality', i.criticality)
-    ) AS u(attribute, value)
-    WHERE i.in_inventory
+    GROUP BY vm_id, attribute, source, island
 )
-SELECT h.*, params.as_of
-FROM (SELECT * FROM la UNION ALL SELECT * FROM snapshot) AS h
+SELECT
+    vm_id,
+    attribute,
+    value,
+    valid_from,
+    lead(valid_from) OVER (PARTITION BY vm_id, attribute, source ORDER BY valid_from) AS valid_to,
+    observations,
+    source,
+    params.as_of
+FROM intervals
 CROSS JOIN params
-ORDER BY vm_id, attribute, valid_from NULLS FIRST
+ORDER BY vm_id, attribute, source, valid_from NULLS FIRST

@@ -1,11 +1,11 @@
--- @table One row per machine as of the evaluation date: configuration (OS, image, size, power state, patch settings), the tags PatchLedger reads (keys compared case-insensitively), the asset category (tag, else the first matching rule of registers/asset_categories.csv, else uncategorized), the update server from Log Analytics, and assessment coverage. A machine with no successful assessment within stale_after_days of the evaluation date is unknown_stale.
+-- @table One row per machine as of the evaluation date: configuration (OS, image, size, power state, patch settings), the tags PatchLedger reads (keys compared case-insensitively), the asset category (tag, else the first matching rule of registers/asset_categories.csv, else uncategorized), the update server from Log Analytics, and assessment coverage. Configuration and tags come from the machine's latest inventory snapshot captured up to the end of the evaluation date (the first capture when the estate has none that early). A machine with no successful assessment within stale_after_days of the evaluation date is unknown_stale.
 -- @column vm_id: Canonical machine id: lower-case ARM id, or nonazure/<computer>.
 -- @column name: Resource name (computer name for non-Azure machines).
 -- @column subscription_id: Subscription GUID.
 -- @column resource_group: Resource group (lower-case).
 -- @column location: Azure region, lower-case without spaces (westus).
 -- @column machine_kind: azure_vm, arc or non_azure.
--- @column in_inventory: True when the machine is in azure/virtual_machines.json.
+-- @column in_inventory: True when the machine is in the inventory snapshot that describes the evaluation date.
 -- @column computer_name: Guest computer name.
 -- @column vm_uuid: The VM's vmId (GUID).
 -- @column os_type: Windows or Linux.
@@ -24,6 +24,7 @@
 -- @column assessment_mode: ImageDefault or AutomaticByPlatform.
 -- @column hotpatching_enabled: enableHotpatching (Windows).
 -- @column automatic_updates_enabled: enableAutomaticUpdates (Windows).
+-- @column bypass_platform_safety_checks: bypassPlatformSafetyChecksOnUserSchedule (AutomaticByPlatform on a customer-managed schedule).
 -- @column role: Tag role.
 -- @column owner: Tag owner.
 -- @column criticality: Tag criticality, lower-case (critical, high, medium, low).
@@ -48,59 +49,28 @@ params AS (
         timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
         CAST($stale_after_days AS INTEGER) AS stale_after_days
 ),
-vms AS (
-    SELECT
-        lower(id) AS vm_id,
-        resource AS r,
-        CASE WHEN json_type(resource->'properties') = 'OBJECT' THEN resource->'properties' ELSE resource END AS p
-    FROM raw.virtual_machines
-    QUALIFY row_number() OVER (PARTITION BY lower(id) ORDER BY source_file) = 1
+-- Each machine's latest snapshot up to the end of the evaluation date (a dated one before the
+-- undated azure/virtual_machines.json): nothing captured later describes the machine on that date.
+-- Only when the estate holds no snapshot at all up to that date (its history starts later, e.g. a
+-- first live capture made after the newest observation's day) does the first capture stand in.
+usable AS (
+    SELECT s.*, s.captured_at IS NOT NULL AND s.captured_at >= params.cutoff AS later
+    FROM staging.vm_snapshots AS s, params
+    WHERE s.captured_at IS NULL OR s.captured_at < params.cutoff
+       OR NOT EXISTS (SELECT 1 FROM staging.vm_snapshots WHERE captured_at IS NULL OR captured_at < params.cutoff)
 ),
 config AS (
-    SELECT
-        vm_id,
-        r->>'name' AS name,
-        lower(replace(r->>'location', ' ', '')) AS location,
-        coalesce(p->'osProfile'->>'computerName', p->'instanceView'->>'computerName') AS computer_name,
-        lower(p->>'vmId') AS vm_uuid,
-        p->'storageProfile'->'osDisk'->>'osType' AS os_type,
-        p->'instanceView'->>'osName' AS os_name,
-        p->'instanceView'->>'osVersion' AS os_version,
-        p->'storageProfile'->'imageReference'->>'publisher' AS image_publisher,
-        p->'storageProfile'->'imageReference'->>'offer' AS image_offer,
-        p->'storageProfile'->'imageReference'->>'sku' AS image_sku,
-        coalesce(
-            p->'storageProfile'->'imageReference'->>'exactVersion',
-            p->'storageProfile'->'imageReference'->>'version'
-        ) AS image_version,
-        p->'hardwareProfile'->>'vmSize' AS vm_size,
-        coalesce(
-            lower(split_part(list_filter(
-                from_json(p->'instanceView'->'statuses', '[{"code": "VARCHAR"}]'),
-                lambda s: s.code LIKE 'PowerState/%'
-            )[1].code, '/', 2)),
-            -- az vm list --show-details: "VM running", "VM deallocated"
-            nullif(regexp_replace(lower(r->>'powerState'), '^vm ', ''), '')
-        ) AS power_state,
-        p->>'provisioningState' AS provisioning_state,
-        try_cast(p->>'timeCreated' AS TIMESTAMPTZ) AS time_created,
-        coalesce(
-            p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'patchMode',
-            p->'osProfile'->'linuxConfiguration'->'patchSettings'->>'patchMode'
-        ) AS patch_mode,
-        coalesce(
-            p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'assessmentMode',
-            p->'osProfile'->'linuxConfiguration'->'patchSettings'->>'assessmentMode'
-        ) AS assessment_mode,
-        try_cast(p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'enableHotpatching' AS BOOLEAN) AS hotpatching_enabled,
-        try_cast(p->'osProfile'->'windowsConfiguration'->>'enableAutomaticUpdates' AS BOOLEAN) AS automatic_updates_enabled
-    FROM vms
+    SELECT * EXCLUDE (later)
+    FROM usable
+    QUALIFY row_number() OVER (
+        PARTITION BY vm_id ORDER BY later, CASE WHEN later THEN captured_at END, captured_at DESC NULLS LAST, source_file
+    ) = 1
 ),
 tags AS (
     SELECT vm_id, lower(trim(k)) AS tag_key, trim(r->'tags'->>k) AS tag_value
     FROM (
         SELECT vm_id, r, unnest(json_keys(r->'tags')) AS k
-        FROM vms
+        FROM config
         WHERE json_type(r->'tags') = 'OBJECT'
     )
 ),
@@ -169,7 +139,8 @@ base AS (
         i.resource_group,
         c.location,
         i.machine_kind,
-        i.in_inventory,
+        c.vm_id IS NOT NULL AS in_inventory,
+        c.bypass_platform_safety_checks,
         coalesce(c.computer_name, i.computer_names[1]) AS computer_name,
         c.vm_uuid,
         coalesce(c.os_type, cov.os_type, lo.os_type) AS os_type,
@@ -246,6 +217,7 @@ SELECT
     b.assessment_mode,
     b.hotpatching_enabled,
     b.automatic_updates_enabled,
+    b.bypass_platform_safety_checks,
     b.role,
     b.owner,
     b.criticality,

@@ -23,6 +23,10 @@ def build_audit(path):
                                subject="authorization_event/E1"))
     conn.execute(STAGE5.format(table="authorization_install_findings", rule="install_before_approval",
                                subject="vm/x/patch/5000004"))
+    # A finding of the automatic-updates control, with its own cause, effect and recommendation.
+    conn.execute(STAGE5.format(table="auto_update_findings", rule="automatic_updates_in_production",
+                               subject="vm/x").replace(
+        "AS evidence", "AS evidence, 'own cause' AS cause, 'own effect' AS effect, 'own recommendation' AS recommendation"))
     build_table(conn, "marts.compliance_gaps", params={"as_of": AS_OF})
     build_table(conn, "marts.audit_findings", params={"as_of": AS_OF})
     return conn
@@ -44,8 +48,11 @@ def test_rules_counts_and_population(tmp_path):
     assert set(found) == {
         "installed_unauthorized", "untested_in_production", "kev_overdue", "overdue_internal",
         "overdue_pci_dss", "overdue_fedramp", "overdue_cisa_bod2604", "sod_requester_approver",
-        "install_before_approval",
+        "install_before_approval", "automatic_updates_in_production",
     }
+    auto = found["automatic_updates_in_production"]
+    assert (auto["source_table"], auto["cause"], auto["effect"], auto["recommendation"]) == (
+        "marts.auto_update_findings", "own cause", "own effect", "own recommendation")
     unauthorized = found["installed_unauthorized"]
     # Population: the one production installation in the estate (5000004 on vm-a).
     assert (unauthorized["affected"], unauthorized["population"]) == (1, 1)

@@ -39,18 +39,18 @@ pytestmark = pytest.mark.slow
 
 def plant_hostile_text(estate: Path) -> dict[str, str]:
     """HOSTILE as the title of one MSRC vulnerability and as one exception's reason; FORMULA as
-    the owner tag of every VM (the owner is printed in the report and every population)."""
+    the owner tag of every VM in every inventory snapshot (the owner is printed in the report and every population)."""
     month = sorted((estate / "bulletins" / "msrc").glob("2026-*.json"))[-1]
     document = json.loads(month.read_text(encoding="utf-8"))
     vulnerability = document["Vulnerability"][0]
     vulnerability["Title"] = {"Value": HOSTILE}
     month.write_text(json.dumps(document), encoding="utf-8")
 
-    vms_file = estate / "azure" / "virtual_machines.json"
-    vms = json.loads(vms_file.read_text(encoding="utf-8"))
-    for vm in vms:
-        vm["tags"]["owner"] = FORMULA
-    vms_file.write_text(json.dumps(vms), encoding="utf-8")
+    for vms_file in sorted((estate / "azure" / "virtual_machines").glob("*.json")):
+        vms = json.loads(vms_file.read_text(encoding="utf-8"))
+        for vm in vms:
+            vm["tags"]["owner"] = FORMULA
+        vms_file.write_text(json.dumps(vms), encoding="utf-8")
 
     register = estate / "registers" / "exceptions.csv"
     with register.open(newline="", encoding="utf-8") as handle:

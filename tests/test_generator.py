@@ -57,7 +57,11 @@ def test_expected_files_and_summary(estate):
         "bulletins/kev/known_exploited_vulnerabilities.json",
         "bulletins/epss/epss_scores-2026-11-08.csv.gz",
         "bulletins/epss/epss_scores-2026-11-27.csv.gz",
-        "azure/virtual_machines.json",
+        "azure/virtual_machines/virtual_machines-20261108T060000Z.json",
+        "azure/virtual_machines/virtual_machines-20261127T060000Z.json",
+        "azure/maintenance/maintenance_configurations.json",
+        "azure/maintenance/configuration_assignments.json",
+        "policy/automatic_updates.yaml",
         "log_analytics/UpdateSummary.json",
         "log_analytics/UpdateRunProgress.json",
         "demo_truth.json",
@@ -142,7 +146,10 @@ def test_kev_and_epss(estate):
 
 def test_virtual_machines_shape(estate):
     root, _ = estate
-    vms = _json(root / "azure/virtual_machines.json")
+    # Four dated snapshots: the first day, a third and two thirds into the period, the last day.
+    assert [p.name for p in sorted((root / "azure/virtual_machines").glob("*.json"))] == [
+        f"virtual_machines-202611{d}T060000Z.json" for d in ("08", "14", "21", "27")]
+    vms = _json(root / "azure/virtual_machines/virtual_machines-20261127T060000Z.json")
     assert len(vms) == VMS
     vm = vms[0]
     assert "/resourceGroups/" in vm["id"] and vm["type"] == "Microsoft.Compute/virtualMachines"
@@ -152,7 +159,7 @@ def test_virtual_machines_shape(estate):
     assert len({v["id"].split("/")[2] for v in vms}) <= 3
     win = next(v for v in vms if v["osProfile"]["windowsConfiguration"])
     assert set(win["osProfile"]["windowsConfiguration"]["patchSettings"]) == {
-        "assessmentMode", "enableHotpatching", "patchMode"
+        "assessmentMode", "automaticByPlatformSettings", "enableHotpatching", "patchMode"
     }
     keys = {k.lower() for v in vms for k in v["tags"]}
     assert keys == {"role", "owner", "criticality", "environment", "asset-category",
@@ -232,7 +239,7 @@ def test_authorization_log_has_planted_violations(estate):
 def test_planted_cases_refer_to_known_machines(estate):
     root, _ = estate
     truth = _json(root / "demo_truth.json")
-    arm = {v["id"].lower() for v in _json(root / "azure/virtual_machines.json")}
+    arm = {v["id"].lower() for v in _json(root / "azure/virtual_machines/virtual_machines-20261127T060000Z.json")}
     computers = set()
     for path in (root / "log_analytics").glob("Update_*.csv"):
         with open(path, encoding="utf-8-sig") as f:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -485,6 +486,28 @@ def _warn_missing(log: logging.Logger | None, what: str, where: Path) -> None:
         log.warning(f"{what}: no file under {where.name}/; the table is empty")
 
 
+# Dated inventory snapshots: azure/virtual_machines/virtual_machines-<YYYYMMDDTHHMMSSZ>.json, the
+# capture time (UTC) in the name; azure/virtual_machines.json is an undated snapshot.
+VM_SNAPSHOT_DIR = ("azure", "virtual_machines")
+VM_SNAPSHOT_NAME = re.compile(r"virtual_machines-\d{8}T\d{6}Z\.json")
+
+
+def virtual_machine_files(estate_dir: Path) -> list[Path]:
+    """The undated snapshot (if any) and every dated one; a file in the snapshot folder without
+    the capture time in its name is an error (its place in the history would be unknown)."""
+    files = [estate_dir / "azure" / "virtual_machines.json"]
+    files = [p for p in files if p.is_file()]
+    folder = estate_dir.joinpath(*VM_SNAPSHOT_DIR)
+    for path in sorted(p for p in folder.glob("*.json") if p.is_file()):
+        if not VM_SNAPSHOT_NAME.fullmatch(path.name):
+            raise SourceFileError(
+                f"{relative_name(path, estate_dir)}: a dated inventory snapshot is named "
+                "virtual_machines-YYYYMMDDTHHMMSSZ.json (capture time in UTC)"
+            )
+        files.append(path)
+    return files
+
+
 def load_virtual_machines(
     conn: duckdb.DuckDBPyConnection,
     estate_dir: Path,
@@ -493,32 +516,34 @@ def load_virtual_machines(
     log: logging.Logger | None = None,
     full_reload: bool = False,
 ) -> int:
-    """`azure/virtual_machines.json`: `az vm list --show-details` (array) or an ARM list body.
+    """`azure/virtual_machines.json` and the dated `azure/virtual_machines/*.json` snapshots:
+    `az vm list --show-details` (array) or an ARM list body.
 
-    A snapshot: a changed file replaces the rows of the previous one."""
-    path = estate_dir / "azure" / "virtual_machines.json"
-    if not path.is_file():
+    Each snapshot is one file: a changed file replaces its own rows, earlier snapshots stay (the
+    configuration history is built from them)."""
+    files = virtual_machine_files(estate_dir)
+    if not files:
         create_table(conn, table, VIRTUAL_MACHINE_COLUMNS)
         LAST_INGEST[table] = IngestStats(full_reload=True)
         _warn_missing(log, "VM inventory (azure/virtual_machines.json)", estate_dir / "azure")
         return 0
-    todo = plan_ingest(conn, table, VIRTUAL_MACHINE_COLUMNS, [path], estate_dir, full_reload)
-    if not todo:
-        return 0
-    check_text_file(path, relative_name(path, estate_dir))
-    if json_top_level(path) == "[":
-        select = (
-            "SELECT json->>'id', json->>'name', json "
-            f"FROM read_json_objects($path, format='array', maximum_object_size={max_object_size(path)})"
-        )
-    else:
-        select = (
-            "SELECT v->>'id', v->>'name', v FROM ("
-            "SELECT unnest(value) AS v FROM read_json($path, columns={'value': 'JSON[]'}, "
-            f"maximum_object_size={max_object_size(path)}))"
-        )
-    count = _insert(conn, table, select, path, estate_dir, ingest_run, todo[0].sha256)
-    _require(conn, table, path, estate_dir, VIRTUAL_MACHINE_CHECKS)
+    count = 0
+    for todo in plan_ingest(conn, table, VIRTUAL_MACHINE_COLUMNS, files, estate_dir, full_reload):
+        path = todo.path
+        check_text_file(path, relative_name(path, estate_dir))
+        if json_top_level(path) == "[":
+            select = (
+                "SELECT json->>'id', json->>'name', json "
+                f"FROM read_json_objects($path, format='array', maximum_object_size={max_object_size(path)})"
+            )
+        else:
+            select = (
+                "SELECT v->>'id', v->>'name', v FROM ("
+                "SELECT unnest(value) AS v FROM read_json($path, columns={'value': 'JSON[]'}, "
+                f"maximum_object_size={max_object_size(path)}))"
+            )
+        count += _insert(conn, table, select, path, estate_dir, ingest_run, todo.sha256)
+        _require(conn, table, path, estate_dir, VIRTUAL_MACHINE_CHECKS)
     return count
 
 

@@ -250,7 +250,7 @@ def fetch_virtual_machines(
     log: logging.Logger | None = None,
 ) -> int:
     """Every VM of the subscriptions with its instance view (power state, OS name and version,
-    patch status), written as one ARM list body to azure/virtual_machines.json."""
+    patch status), written as one ARM list body to azure/virtual_machines/virtual_machines-<time>.json."""
     machines = []
     for subscription in subscriptions:
         what = f"Azure Compute, subscription {subscription}"
@@ -270,7 +270,10 @@ def fetch_virtual_machines(
                 else:
                     resource.setdefault("properties", {})["instanceView"] = view.as_dict()
                 machines.append(resource)
-    _write_json(estate / "azure" / "virtual_machines.json", {"value": machines})
+    # One dated snapshot per run (azure_files.VM_SNAPSHOT_NAME): the configuration history
+    # (marts.vm_config_history) is built from the sequence.
+    stamp = _now().strftime(_STAMP)
+    _write_json(estate / "azure" / "virtual_machines" / f"virtual_machines-{stamp}.json", {"value": machines})
     return len(machines)
 
 

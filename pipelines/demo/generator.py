@@ -18,6 +18,7 @@ import numpy as np
 
 from .advisories import linux_cves, linux_kev, write_osv, write_vulnrichment
 from .authz import build_plan
+from .auto_updates import plan_auto_updates, write_maintenance, write_policy
 from .bulletins import write_epss, write_kev, write_msrc
 from .cases import daily_truth, plant
 from .catalog import build_catalog
@@ -83,7 +84,11 @@ def generate_estate(
         "osv_advisories": write_osv(out, catalog, linux),
         "vulnrichment_records": write_vulnrichment(out, catalog, linux, kev_cves, period, advisory_rng),
     }
-    counts.update(write_telemetry(out, catalog, fleet, sim, obs, period, seed))
+    auto_updates = plan_auto_updates(fleet, period)
+    fleet.vms["wu_manual_from_us"] = auto_updates.wu_manual_from_us
+    counts.update(write_telemetry(out, catalog, fleet, sim, obs, period, seed, auto_updates.settings))
+    counts["maintenance_assignments"] = write_maintenance(out, fleet, auto_updates, period)
+    planted.cases.extend(write_policy(out, fleet, auto_updates, period))
     counts["patch_operations"] = write_operations(out, planted.operations)
     counts.update(write_registers(out, catalog, plan, planted, period))
     truth = {

@@ -134,7 +134,7 @@ def _runs(sim: Simulation, period: Period) -> tuple[pa.Table, pa.Table]:
 
 def write_telemetry(
     root: Path, catalog: Catalog, fleet: Fleet, sim: Simulation, obs: Observations,
-    period: Period, seed: int,
+    period: Period, seed: int, snapshots: pd.DataFrame,
 ) -> dict[str, int]:
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
@@ -157,7 +157,7 @@ def write_telemetry(
         con.unregister(f"{name}_input")
     con.execute(f"CREATE MACRO seed() AS '{int(seed)}'")
     counts = {}
-    counts.update(_write_vms(con, root, period))
+    counts.update(_write_vms(con, root, period, snapshots))
     counts.update(_write_resource_graph(con, root, period))
     counts.update(_write_log_analytics(con, root, period))
     con.close()
@@ -179,9 +179,22 @@ def _copy_all(con: duckdb.DuckDBPyConnection, statements: list[str]) -> None:
         list(pool.map(run, [statements[i::workers] for i in range(workers)]))
 
 
-def _write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period) -> dict[str, int]:
-    path = root / "azure" / "virtual_machines.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period, snapshots) -> dict[str, int]:
+    """One `az vm list --show-details` file per dated snapshot (azure/virtual_machines/), with the
+    patch settings and environment tag of that snapshot (demo/auto_updates.py)."""
+    folder = root / "azure" / "virtual_machines"
+    folder.mkdir(parents=True, exist_ok=True)
+    con.register("snap_input", snapshots)
+    con.execute("CREATE TABLE snap AS SELECT * FROM snap_input")
+    con.unregister("snap_input")
+    for k, captured_us in con.execute("SELECT DISTINCT snapshot, captured_us FROM snap ORDER BY 1").fetchall():
+        stamp = con.execute(f"SELECT strftime(make_timestamp({captured_us}), '%Y%m%dT%H%M%SZ')").fetchone()[0]
+        _write_vm_snapshot(con, folder / f"virtual_machines-{stamp}.json", period, k)
+    return {"virtual_machines": con.execute("SELECT count(*) FROM vms WHERE kind = 'azure_vm'").fetchone()[0],
+            "inventory_snapshots": con.execute("SELECT count(DISTINCT snapshot) FROM snap").fetchone()[0]}
+
+
+def _write_vm_snapshot(con: duckdb.DuckDBPyConnection, path: Path, period: Period, k: int) -> None:
     sub_base = "'/subscriptions/' || subscription || '/resourceGroups/' || resource_group"
     con.execute(
         f"""
@@ -208,15 +221,19 @@ def _write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period) -> di
                 disablePasswordAuthentication := true,
                 patchSettings := struct_pack(
                   assessmentMode := CASE WHEN source = 'la' THEN 'ImageDefault' ELSE 'AutomaticByPlatform' END,
-                  patchMode := CASE WHEN source = 'la' THEN 'ImageDefault' ELSE 'AutomaticByPlatform' END),
+                  automaticByPlatformSettings := CASE WHEN s.patch_mode = 'AutomaticByPlatform' THEN struct_pack(
+                    bypassPlatformSafetyChecksOnUserSchedule := s.bypass, rebootSetting := 'IfRequired') END,
+                  patchMode := s.patch_mode),
                 provisionVMAgent := true) END,
               secrets := []::VARCHAR[],
               windowsConfiguration := CASE WHEN os_type = 'Windows' THEN struct_pack(
-                enableAutomaticUpdates := source = 'la',
+                enableAutomaticUpdates := s.enable_au,
                 patchSettings := struct_pack(
                   assessmentMode := CASE WHEN source = 'la' THEN 'ImageDefault' ELSE 'AutomaticByPlatform' END,
+                  automaticByPlatformSettings := CASE WHEN s.patch_mode = 'AutomaticByPlatform' THEN struct_pack(
+                    bypassPlatformSafetyChecksOnUserSchedule := s.bypass, rebootSetting := 'IfRequired') END,
                   enableHotpatching := product_id = '12436',
-                  patchMode := CASE WHEN source = 'la' THEN 'AutomaticByOS' ELSE 'AutomaticByPlatform' END),
+                  patchMode := s.patch_mode),
                 provisionVMAgent := true,
                 timeZone := 'UTC') END
             ) AS osProfile,
@@ -250,7 +267,7 @@ def _write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period) -> di
               {{'k': CASE WHEN capital_keys THEN 'Role' ELSE 'role' END, 'v': role}},
               {{'k': 'owner', 'v': owner}},
               {{'k': CASE WHEN capital_keys THEN 'Criticality' ELSE 'criticality' END, 'v': criticality}},
-              {{'k': CASE WHEN capital_keys THEN 'Environment' ELSE 'environment' END, 'v': environment}},
+              {{'k': CASE WHEN capital_keys THEN 'Environment' ELSE 'environment' END, 'v': s.environment}},
               {{'k': 'asset-category', 'v': CASE WHEN category_tagged THEN category END}},
               {{'k': 'maintenance-window', 'v': "window"}},
               {{'k': 'internet-exposed', 'v': internet_exposed::VARCHAR}},
@@ -260,11 +277,10 @@ def _write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period) -> di
               '%Y-%m-%dT%H:%M:%S.%f') || '+00:00' AS timeCreated,
             'Microsoft.Compute/virtualMachines' AS type,
             vm_guid AS vmId
-          FROM vms WHERE kind = 'azure_vm' ORDER BY vm
+          FROM vms JOIN snap AS s USING (vm) WHERE kind = 'azure_vm' AND s.snapshot = {k} ORDER BY vm
         ) TO '{path}' (FORMAT json, ARRAY true)
         """
     )
-    return {"virtual_machines": con.execute("SELECT count(*) FROM vms WHERE kind = 'azure_vm'").fetchone()[0]}
 
 
 _ROW_HEAD = """
@@ -489,7 +505,8 @@ def _write_log_analytics(con: duckdb.DuckDBPyConnection, root: Path, period: Per
               CASE WHEN o.oldest IS NULL OR o.oldest < 30 THEN 'Recent'
                    WHEN o.oldest < 180 THEN (o.oldest // 30 * 30) || ' days ago' ELSE 'Older' END,
               a.reboot::VARCHAR,
-              CASE WHEN v.os_type = 'Windows' THEN 'Scheduled installation' END,
+              CASE WHEN v.os_type = 'Windows' THEN CASE WHEN a.t >= v.wu_manual_from_us THEN 'Manual'
+                   ELSE 'Scheduled installation' END END,
               CASE WHEN v.os_type = 'Linux' THEN NULL
                    WHEN v.kind = 'non_azure' THEN 'http://wsus-onprem-01.corp.contoso.com:8530'
                    ELSE 'http://wsus-' || v.location || '-01.contoso.internal:8530' END,

@@ -170,6 +170,16 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             ORDER BY CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, rule, finding_id""")
         data["audit_findings_total"] = len(data["audit_findings"])
         data["finding_rules"] = findings_by_rule(data["audit_findings"])
+    # The automatic-updates control: machines per environment (of each period) and status.
+    data["auto_updates"] = _rows(conn, """
+        SELECT coalesce(environment, '(production scope)') AS environment, count(DISTINCT vm_id) AS machines,
+               count(DISTINCT vm_id) FILTER (WHERE status = 'violation') AS self_updating,
+               count(DISTINCT vm_id) FILTER (WHERE status = 'unverified') AS unverified,
+               count(DISTINCT vm_id) FILTER (WHERE status = 'excepted') AS excepted,
+               count(DISTINCT vm_id) FILTER (WHERE status = 'allowed_non_production'
+                                               AND self_updating IS NOT false) AS allowed
+        FROM marts.auto_update_periods GROUP BY ALL ORDER BY ALL""") if table_exists(
+        conn, "marts.auto_update_periods") else []
     if has["marts.authorization_findings"]:
         data["findings"] = _rows(conn, """
             SELECT finding_id, rule, severity, subject, condition

@@ -1,0 +1,1 @@
+"""Sources kept in one folder each: reader, live client, assets and checks together."""
