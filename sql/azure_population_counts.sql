@@ -5,14 +5,15 @@
 -- @column subscriptions: The subscriptions the query covered (one batch of a live capture); NULL when the file does not say.
 -- @column reported_rows: totalRecords: the rows Azure reported for the query; NULL when the file does not carry it.
 -- @column fetched_rows: count: the rows the file says it holds; NULL when absent.
--- @column loaded_rows: Rows of raw.patch_assessment_resources or raw.patch_installation_resources loaded from the file.
+-- @column loaded_rows: Rows of raw.patch_assessment_resources or raw.patch_installation_resources loaded from the file's content (matched by SHA-256, so a renamed or copied file counts the rows held under its first name).
 -- @column complete: reported_rows = loaded_rows (and = fetched_rows when given); NULL when Azure's figure is unknown.
 WITH
 loaded AS (
-    SELECT 'patchassessmentresources' AS arg_table, source_file, count(*) AS n
+    -- by content: a file renamed or copied after it was loaded is held under its first name
+    SELECT 'patchassessmentresources' AS arg_table, source_sha256, count(*) AS n
     FROM raw.patch_assessment_resources GROUP BY ALL
     UNION ALL
-    SELECT 'patchinstallationresources', source_file, count(*)
+    SELECT 'patchinstallationresources', source_sha256, count(*)
     FROM raw.patch_installation_resources GROUP BY ALL
 )
 SELECT c.arg_table, c.source_file,
@@ -24,5 +25,5 @@ SELECT c.arg_table, c.source_file,
             THEN c.reported_rows = coalesce(l.n, 0) AND coalesce(c.fetched_rows, c.reported_rows) = c.reported_rows
        END AS complete
 FROM population_files AS c
-LEFT JOIN loaded AS l USING (arg_table, source_file)
+LEFT JOIN loaded AS l USING (arg_table, source_sha256)
 ORDER BY c.arg_table, c.source_file

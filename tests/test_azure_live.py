@@ -30,6 +30,7 @@ from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 from assets import inventory, monitoring, population
 from pipelines import reporting
+from pipelines.reporting.document import render_html
 from pipelines.connectors import azure_live
 from pipelines.connectors.azure_files import (
     load_patch_operations,
@@ -846,7 +847,8 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
     )
     assert azure_live.fetch_virtual_machines(access(transport), [SUB0], tmp_path) == 1
 
-    (captured,) = json.loads((tmp_path / "azure" / "virtual_machines.json").read_text())["value"]
+    (snapshot,) = (tmp_path / "azure" / "virtual_machines").glob("virtual_machines-*.json")
+    (captured,) = json.loads(snapshot.read_text())["value"]
     assert captured["properties"]["timeCreated"] == "2022-11-16T03:57:54.7251916+00:00"
     assert captured["properties"]["osProfile"]["windowsConfiguration"]["patchSettings"]["patchMode"] == "AutomaticByOS"
     instance = captured["properties"]["instanceView"]
@@ -964,6 +966,6 @@ def test_report_population_section_shows_reported_beside_loaded(conn):
         {"arg_table": "patchinstallationresources", "files": 1, "files_reported": 1, "reported": 2,
          "fetched": 2, "loaded": 1, "incomplete": 1, "loaded_unreported": 0},
     ]
-    page = reporting.render_html({**data, "data_files": []})  # the pack adds its file list
+    page = render_html({**data, "data_files": []}, [])  # the pack adds its file list and charts
     assert ('<tr><td>patchinstallationresources</td><td class="num">1</td><td class="num">2</td>'
             '<td class="num">2</td><td class="num">1</td><td class="num">1</td></tr>') in page

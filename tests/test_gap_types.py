@@ -69,7 +69,8 @@ def build(path):
         FROM (SELECT '600000' || i AS patch_key FROM range(1, 10) AS r(i))
     """)
     conn.execute("CREATE TABLE marts.patch_cves (patch_key VARCHAR, cve VARCHAR, exploited BOOLEAN, "
-                 "in_kev BOOLEAN, kev_date_added DATE, kev_due_date DATE, epss DOUBLE)")
+                 "in_kev BOOLEAN, kev_date_added DATE, kev_due_date DATE, epss DOUBLE, "
+                 "ssvc_automatable BOOLEAN, ssvc_technical_impact VARCHAR)")
     conn.execute("CREATE TABLE marts.vm_patch_state (vm_id VARCHAR, patch_key VARCHAR, kb VARCHAR, "
                  "patch_name VARCHAR, classification VARCHAR, msrc_severity VARCHAR, state VARCHAR, "
                  "first_seen_at TIMESTAMPTZ)")
@@ -96,6 +97,8 @@ def build(path):
     conn.execute("CREATE TABLE staging.exceptions (exception_id VARCHAR, vm_id VARCHAR, asset_category VARCHAR, "
                  "patch_key VARCHAR, cve VARCHAR, reason VARCHAR, requested_by VARCHAR, approver VARCHAR, "
                  "approved_at TIMESTAMPTZ, expires_at TIMESTAMPTZ, status VARCHAR)")
+    # The planted patches fix no CVE: no BOD 26-04 tier, the other frameworks' clocks decide.
+    build_table(conn, "marts.patch_bod2604")
     return conn
 
 

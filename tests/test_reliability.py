@@ -226,14 +226,23 @@ def test_replaying_renamed_and_duplicated_files_adds_no_duplicates(estate, basel
     assert min(raw_before.values()) > 100
     # ... and deduplicated: same observations, same row count in every mart.
     assert after["staging.patch_observations"][0] == before["staging.patch_observations"][0] > 1000
-    counts_before = {t: v[0] for t, v in before.items() if t.startswith("marts.")}
-    counts_after = {t: v[0] for t, v in after.items() if t.startswith("marts.")}
+    # The population table lists the estate's Resource Graph files: the two copies are two more
+    # files, each complete, its rows counted from the content already held under its first name.
+    population = "marts.azure_population_counts"
+    assert after[population][0] == before[population][0] + 2
+    assert scalar(warehouse, f"SELECT count(*) FROM {population} WHERE source_file LIKE '%-replayed-again.json' "
+                             "AND complete") == 2
+    assert scalar(warehouse, f"SELECT loaded_rows > 100 FROM {population} "
+                             "WHERE source_file LIKE '%patchassessmentresources-export004-replayed-again.json'")
+    assert scalar(warehouse, f"SELECT count(*) FROM {population} WHERE NOT complete") == 0
+    counts_before = {t: v[0] for t, v in before.items() if t.startswith("marts.") and t != population}
+    counts_after = {t: v[0] for t, v in after.items() if t.startswith("marts.") and t != population}
     assert counts_after == counts_before
     # Apart from the file names themselves, the marts have the same content.
     source_file_columns = {t: ("source_file",) for t in after}
     content = merged(COMPARABLE, source_file_columns)
-    assert differences(table_digests(source, exclude=content),
-                       table_digests(warehouse, exclude=content)) == {}
+    differing = differences(table_digests(source, exclude=content), table_digests(warehouse, exclude=content))
+    assert set(differing) <= {population}
 
 
 def test_bulletin_channels_as_of_comes_from_the_data(baseline):

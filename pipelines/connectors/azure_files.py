@@ -604,14 +604,15 @@ def load_resource_graph(
 
 
 POPULATION_FILE_COLUMNS = {
-    "arg_table": "VARCHAR", "source_file": "VARCHAR", "subscriptions": "VARCHAR[]",
+    "arg_table": "VARCHAR", "source_file": "VARCHAR", "source_sha256": "VARCHAR", "subscriptions": "VARCHAR[]",
     "reported_rows": "BIGINT", "fetched_rows": "BIGINT",
 }
 
 
 def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path) -> None:
     """Temporary table `population_files`: what each Resource Graph file says of its population,
-    `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table."""
+    `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table.
+    Its SHA-256 ties it to the rows loaded: a renamed or copied file is held under its first name."""
     spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
     conn.execute(f"CREATE OR REPLACE TEMP TABLE population_files ({spec})")
     for arg_table in RESOURCE_GRAPH_TABLES:
@@ -619,15 +620,17 @@ def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir:
         objects = [p for p in files if p.stat().st_size and json_top_level(p) == "{"]
         for path in files:
             if path not in objects:
-                conn.execute("INSERT INTO population_files (arg_table, source_file) VALUES ($t, $f)",
-                             {"t": arg_table, "f": relative_name(path, estate_dir)})
+                conn.execute("INSERT INTO population_files (arg_table, source_file, source_sha256) "
+                             "VALUES ($t, $f, $sha)",
+                             {"t": arg_table, "f": relative_name(path, estate_dir), "sha": sha256_file(path)})
         for path in objects:
             conn.execute(
-                "INSERT INTO population_files SELECT $t, $f, subscriptions, "
+                "INSERT INTO population_files SELECT $t, $f, $sha, subscriptions, "
                 "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
                 "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
                 f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
-                {"t": arg_table, "f": relative_name(path, estate_dir), "path": str(path)},
+                {"t": arg_table, "f": relative_name(path, estate_dir), "sha": sha256_file(path),
+                 "path": str(path)},
             )
 
 
