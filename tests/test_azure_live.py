@@ -30,7 +30,6 @@ from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 from assets import inventory, monitoring, population
 from pipelines import reporting
-from pipelines.reporting.document import render_html
 from pipelines.connectors import azure_live
 from pipelines.connectors.azure_files import (
     load_patch_operations,
@@ -38,6 +37,7 @@ from pipelines.connectors.azure_files import (
     load_virtual_machines,
 )
 from pipelines.connectors.log_analytics import load_log_analytics
+from pipelines.reporting.document import render_html
 from pipelines.resources import RunSettings, WarehouseResource
 
 FIXTURES = Path(__file__).parent / "fixtures_azure_live"
