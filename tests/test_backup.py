@@ -277,3 +277,54 @@ def test_policy_override_and_bad_policy(tmp_path):
     (tmp_path / "policy" / "rollback_readiness.yaml").write_text("max_age_hours: {default: -1}\n")
     with pytest.raises(SourceFileError, match=r"max_age_hours\.default: -1"):
         load_rollback_policy(tmp_path)
+
+
+@pytest.mark.slow
+def test_demo_cases(demo_run):
+    """The planted backup cases of the generated estate (pipelines/demo/backup.py): last capture
+    on the final day 06:00 UTC, daily backups at 02:00 UTC."""
+    import duckdb
+
+    estate, path, _, result = demo_run
+    assert result.success
+    cases = {c["case"]: c["vm_id"] for c in json.loads((estate / "demo_truth.json").read_text())["cases"]
+             if c["case"].startswith("backup_")}
+    end = date.fromisoformat(json.loads((estate / "demo_truth.json").read_text())["generator"]["end"])
+    conn = duckdb.connect(str(path), read_only=True)
+
+    def readiness(case):
+        row = conn.execute("SELECT readiness, last_point_at, point_age_hours FROM marts.vm_rollback_readiness "
+                           "WHERE vm_id = ?", [cases[case]]).fetchone()
+        return row[0], row[1], None if row[2] is None else float(row[2])
+
+    def at(days_before: int, hour: int) -> datetime:
+        return datetime.combine(end, datetime.min.time(), UTC).replace(hour=hour) - pd.Timedelta(days=days_before)
+
+    def rules(case):
+        return sorted({r for (r,) in conn.execute("SELECT rule FROM marts.rollback_findings WHERE vm_id = ?",
+                                                  [cases[case]]).fetchall()})
+
+    def statuses(case):
+        return {s for (s,) in conn.execute("SELECT status FROM marts.remediation_schedule WHERE vm_id = ? "
+                                           "AND window_id IS NOT NULL", [cases[case]]).fetchall()}
+
+    # Ages at the final capture, 06:00: 4 h; 9 days + 4 h = 220 h; 3 days + 4 h = 76 h.
+    assert readiness("backup_fresh") == ("ready", at(0, 2), 4.0)
+    assert readiness("backup_stale") == ("stale", at(9, 2), 220.0)
+    assert readiness("backup_failed") == ("last_backup_failed", at(3, 2), 76.0)
+    assert readiness("backup_never") == ("never_protected", None, None)
+    # The restore point (final day 00:00) is 24 h old at the end of the evaluation date.
+    assert readiness("backup_restore_point") == ("never_protected", at(0, 0), 24.0)
+    assert readiness("backup_rollback_1")[0] == "ready"
+    for case in ("backup_never", "backup_restore_point", "backup_rollback_2"):
+        assert "production_unprotected" in rules(case)
+    assert rules("backup_fresh") == rules("backup_rollback_1") == []
+    rollbacks = conn.execute("SELECT subject FROM marts.rollback_findings "
+                             "WHERE rule = 'rollback_without_recovery_point'").fetchall()
+    assert rollbacks == [("rollback/RB-0002",)]
+    # No planted machine other than the fresh ones has a production step without a restore point
+    # that is scheduled as if it had one.
+    for case in ("backup_stale", "backup_failed", "backup_never", "backup_restore_point", "backup_rollback_2"):
+        assert statuses(case) <= {"needs_restore_point"}
+    assert "needs_restore_point" not in statuses("backup_fresh") | statuses("backup_rollback_1")
+    conn.close()
