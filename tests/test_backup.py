@@ -327,4 +327,18 @@ def test_demo_cases(demo_run):
     for case in ("backup_stale", "backup_failed", "backup_never", "backup_restore_point", "backup_rollback_2"):
         assert statuses(case) <= {"needs_restore_point"}
     assert "needs_restore_point" not in statuses("backup_fresh") | statuses("backup_rollback_1")
+
+    # The pack's section and the dashboard's table.
+    from pipelines.reporting.dashboard import dashboard_data
+    from pipelines.reporting.queries import report_data
+
+    data = report_data(conn, end)
+    name = conn.execute("SELECT name FROM marts.vm_inventory WHERE vm_id = ?", [cases["backup_stale"]]).fetchone()[0]
+    stale = [r for r in data["rollback_not_ready"] if r["name"] == name]
+    assert [(r["readiness"], float(r["point_age_hours"]), r["max_age_hours"]) for r in stale] == [
+        ("stale", 220.0, 48.0)]
+    assert all(r["readiness"] != "ready" for r in data["rollback_not_ready"])
+    rollback = dashboard_data(conn, data)["tables"]["rollback"]
+    assert rollback["columns"][:5] == ["name", "vm_id", "environment", "criticality", "readiness"]
+    assert len(rollback["rows"]) == conn.execute("SELECT count(*) FROM marts.vm_rollback_readiness").fetchone()[0]
     conn.close()
