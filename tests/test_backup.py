@@ -342,3 +342,44 @@ def test_demo_cases(demo_run):
     assert rollback["columns"][:5] == ["name", "vm_id", "environment", "criticality", "readiness"]
     assert len(rollback["rows"]) == conn.execute("SELECT count(*) FROM marts.vm_rollback_readiness").fetchone()[0]
     conn.close()
+
+
+def test_live_fetch_from_resource_graph_writes_one_capture_the_reader_loads(tmp_path):
+    """The Resource Graph SDK against a replayed HTTP transport: one query per table (protected
+    VMs, restore point collections), then the offline reader."""
+    from test_azure_live import ARG_PATH, ReplayTransport, access, reply
+
+    from pipelines.sources.backup.live import fetch_backup
+
+    write_estate(tmp_path / "canned")
+    canned = tmp_path / "canned" / "azure" / "backup"
+    items = [dict(r, type=r["type"].lower()) for r in
+             json.loads((canned / "protected_items-20260320T060000Z.json").read_text())["data"]]
+    collections = json.loads((canned / "restore_point_collections.json").read_text())
+
+    def page(rows):
+        return reply(body={"totalRecords": len(rows), "count": len(rows), "data": rows, "resultTruncated": "false"})
+
+    def asks(table):
+        return lambda request: json.loads(request.content)["query"].startswith(f"{table} |")
+
+    transport = (ReplayTransport()
+                 .add("POST", ARG_PATH, page(items), match=asks("recoveryservicesresources"))
+                 .add("POST", ARG_PATH, page(collections), match=asks("resources")))
+    estate = tmp_path / "estate"
+    count = fetch_backup(access(transport), [SUB], estate, now=datetime(2026, 3, 20, 6, 0, tzinfo=UTC))
+    assert count == 6  # 5 protected items + 1 collection
+    assert [p.name for p in (estate / "azure" / "backup").iterdir()] == ["backup-live-20260320T060000Z.json"]
+    conn = connect_warehouse(str(tmp_path / "w.duckdb"))
+    assert load_backup(conn, estate, "raw.backup_resources", "run") == 6
+    build_table(conn, "staging.backup_protected_items")
+    build_table(conn, "staging.backup_recovery_points")
+    assert conn.execute("SELECT vm_id, captured_at, last_backup_status FROM staging.backup_protected_items "
+                        "WHERE vm_id = ?", [vm_id("failed")]).fetchall() == [
+        (vm_id("failed"), ts("2026-03-20 06:00"), "Failed")]
+    assert conn.execute("SELECT point_at, kind FROM staging.backup_recovery_points WHERE vm_id = ?",
+                        [vm_id("rp1")]).fetchall() == [(ts("2026-03-19 12:00"), "restore_point")]
+    conn.close()
+    queries = [json.loads(r.content)["query"] for r in transport.requests]
+    assert [q.split(" |")[0] for q in queries] == ["recoveryservicesresources", "resources"]
+    assert all(r.url.startswith("https://management.azure.com/") for r in transport.requests)

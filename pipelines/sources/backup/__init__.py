@@ -12,6 +12,7 @@ backup policies (staging.backup_policies) and every recovery point known
 capture: every capture is kept, so the backup state on any past date is known.
 
 reader.py   the offline loader (DuckDB reads the files; errors name file, row and field)
+live.py     live mode: Resource Graph (protected VMs, restore point collections) into one dated capture
 policy.py   the rollback-readiness policy (pipelines/config/rollback_readiness.yaml)
 assets.py   raw and staging assets
 """

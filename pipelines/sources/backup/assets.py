@@ -7,10 +7,11 @@ import dagster as dg
 
 from assets.common import DUCKDB_POOL, OWNERS, STAGE6_MONITORING, key, warehouse_asset
 from assets.monitoring import RawIngestConfig
-from pipelines.connectors import azure_files
+from pipelines.connectors import azure_files, azure_live
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import build_table, replace_table, table_metadata, transaction
 
+from .live import fetch_backup
 from .policy import load_rollback_policy
 from .reader import load_backup
 
@@ -28,8 +29,14 @@ def raw_backup_resources(
 ) -> dg.MaterializeResult:
     """Azure Backup protected items, recovery points and policies, and VM restore point
     collections as received (azure/backup/*.json: ARM list bodies, `az graph query` output of
-    recoveryservicesresources, or arrays); every dated capture kept."""
+    recoveryservicesresources, or arrays); every dated capture kept. In live mode first fetched
+    from Resource Graph into one dated capture."""
     estate = Path(run_settings.estate_dir)
+    if run_settings.source == "azure":
+        subscriptions = azure_live._ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
+        with azure_live.open_access() as access:
+            fetched = fetch_backup(access, subscriptions, estate)
+        context.log.info(f"fetched {fetched} backup resources from Azure Resource Graph")
     with warehouse.get_connection() as conn, transaction(conn):
         load_backup(conn, estate, RAW, context.run.run_id, context.log, full_reload=config.full_reload)
         metadata = table_metadata(conn, RAW, preview_rows=0)
