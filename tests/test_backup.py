@@ -338,6 +338,10 @@ def test_demo_cases(demo_run):
     assert [(r["readiness"], float(r["point_age_hours"]), r["max_age_hours"]) for r in stale] == [
         ("stale", 220.0, 48.0)]
     assert all(r["readiness"] != "ready" for r in data["rollback_not_ready"])
+    from pipelines.reporting.queries import population_rows
+
+    population = population_rows(conn, "rollback_readiness", end)
+    assert [r["readiness"] for r in population if r["vm_id"] == cases["backup_failed"]] == ["last_backup_failed"]
     rollback = dashboard_data(conn, data)["tables"]["rollback"]
     assert rollback["columns"][:5] == ["name", "vm_id", "environment", "criticality", "readiness"]
     assert len(rollback["rows"]) == conn.execute("SELECT count(*) FROM marts.vm_rollback_readiness").fetchone()[0]

@@ -309,6 +309,7 @@ POPULATIONS = {
     "exceptions": ("staging.exceptions", "exception_id"),
     "patch_lifecycle": ("marts.patch_lifecycle", "patch_key"),
     "machines": ("marts.vm_inventory", "vm_id"),
+    "rollback_readiness": ("marts.vm_rollback_readiness", "vm_id"),
 }
 
 
