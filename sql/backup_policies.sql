@@ -1,4 +1,4 @@
--- @table Azure Backup policies of virtual machines (Microsoft.RecoveryServices/vaults/backupPolicies, backupManagementType AzureIaasVM) from azure/backup/, with how often they back up; the latest capture of each policy.
+-- @table Azure Backup policies of virtual machines (Microsoft.RecoveryServices/vaults/backupPolicies, backupManagementType AzureIaasVM) from every capture of azure/backup/, with how often they back up: one row per policy and capture; readers take the latest capture up to their evaluation date.
 -- @column policy_id: Lower-case ARM id of the policy.
 -- @column name: Policy name.
 -- @column schedule_run_frequency: schedulePolicy.scheduleRunFrequency: Hourly, Daily or Weekly.
@@ -20,5 +20,5 @@ SELECT
 FROM raw.backup_resources
 WHERE lower(type) = 'microsoft.recoveryservices/vaults/backuppolicies'
   AND properties->>'backupManagementType' = 'AzureIaasVM'
-QUALIFY row_number() OVER (PARTITION BY lower(id) ORDER BY captured_at DESC NULLS LAST, source_file DESC) = 1
-ORDER BY policy_id
+QUALIFY row_number() OVER (PARTITION BY lower(id), source_file ORDER BY name) = 1
+ORDER BY policy_id, captured_at NULLS FIRST, source_file

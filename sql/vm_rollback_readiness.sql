@@ -13,7 +13,7 @@
 -- @column observed_at: When the machine's backup state was last seen: the latest capture's time (the end of the evaluation date for an undated file or without an item).
 -- @column point_age_hours: Hours from last_point_at to observed_at, one decimal; NULL without a point.
 -- @column policy_name: Backup policy of the item.
--- @column frequency_hours: Hours between the policy's scheduled backups (staging.backup_policies); NULL when the policy is not in the estate.
+-- @column frequency_hours: Hours between the policy's scheduled backups (staging.backup_policies, latest capture up to the evaluation date); NULL when the policy is not in the estate.
 -- @column max_age_hours: The limit: the oldest a recovery point may be at a production window's start.
 -- @column pre_window_backup: True when the policy asks for an on-demand backup before every production window of the machine's criticality.
 -- @column readiness: ready, stale, last_backup_failed, policy_too_infrequent, unprotected or never_protected (see the table comment).
@@ -27,6 +27,11 @@ item AS (
     SELECT b.* FROM staging.backup_protected_items AS b, params AS p
     WHERE b.captured_at IS NULL OR b.captured_at < p.cutoff
     QUALIFY row_number() OVER (PARTITION BY b.vm_id ORDER BY b.captured_at DESC NULLS LAST, b.item_id) = 1
+),
+policy AS (
+    SELECT b.* FROM staging.backup_policies AS b, params AS p
+    WHERE b.captured_at IS NULL OR b.captured_at < p.cutoff
+    QUALIFY row_number() OVER (PARTITION BY b.policy_id ORDER BY b.captured_at DESC NULLS LAST, b.source_file DESC) = 1
 ),
 point AS (
     SELECT r.vm_id, max(r.point_at) AS last_point_at, arg_max(r.kind, r.point_at) AS point_kind
@@ -50,7 +55,7 @@ joined AS (
     CROSS JOIN params AS p
     LEFT JOIN item AS i USING (vm_id)
     LEFT JOIN point AS pt USING (vm_id)
-    LEFT JOIN staging.backup_policies AS pol ON pol.policy_id = i.policy_id
+    LEFT JOIN policy AS pol ON pol.policy_id = i.policy_id
     LEFT JOIN staging.rollback_policy AS c ON c.criticality = v.criticality
     LEFT JOIN staging.rollback_policy AS d ON d.criticality = 'default'
 ),

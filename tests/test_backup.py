@@ -97,6 +97,9 @@ def write_estate(estate: Path) -> None:
              "scheduleRunDays": ["Friday"], "scheduleRunTimes": ["2026-01-01T01:00:00Z"]}}},
     ]
     (folder / "policies.json").write_text(json.dumps({"value": policies}))
+    # After the evaluation date the daily policy becomes weekly: not known on 03-20.
+    later = [dict(policies[1], id=DAILY, name="DailyPolicy")]
+    (folder / "policies-20260321T060000Z.json").write_text(json.dumps({"value": later}))
     # The vault's recovery points of "fresh" (protectedItems/{item}/recoveryPoints list).
     fresh_item = item("fresh", "Protected", "Completed", "x")["id"]
     points = [{"id": f"{fresh_item}/recoveryPoints/{n}", "name": str(n), "type": f"{ITEM_TYPE}/recoveryPoints",
@@ -146,8 +149,9 @@ def test_staging_reads_both_shapes_and_keeps_every_capture(conn):
         (vm_id("fresh"), ts("2026-03-18 06:00"), "Protected", "Completed", ts("2026-03-18 02:00"), "DailyPolicy"),
         (vm_id("fresh"), ts("2026-03-20 06:00"), "Protected", "Completed", ts("2026-03-20 02:00"), "DailyPolicy"),
     ]
-    assert conn.execute("SELECT name, frequency_hours FROM staging.backup_policies ORDER BY name").fetchall() == [
-        ("DailyPolicy", 24), ("WeeklyPolicy", 168)]
+    assert conn.execute("SELECT name, frequency_hours, captured_at FROM staging.backup_policies "
+                        "ORDER BY name, captured_at NULLS FIRST").fetchall() == [
+        ("DailyPolicy", 24, None), ("DailyPolicy", 168, ts("2026-03-21 06:00")), ("WeeklyPolicy", 168, None)]
     points = conn.execute("SELECT point_at, kind FROM staging.backup_recovery_points WHERE vm_id IN (?, ?) "
                           "ORDER BY point_at", [vm_id("fresh"), vm_id("rp1")]).fetchall()
     # fresh: 03-17 and 03-19 from the recovery-point list, 03-18 and 03-20 from the captures;
