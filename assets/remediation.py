@@ -38,6 +38,7 @@ GAPS_SQL = """
         key("raw.patch_installation_resources"),
         key("staging.rollbacks"),
         key("staging.authorization_events"),
+        key("marts.vm_rollback_readiness"),
     ],
 )
 def remediation_schedule(

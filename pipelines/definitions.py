@@ -17,6 +17,7 @@ import assets
 from assets.publish import published_warehouse
 from pipelines import jobs, resources, schedules, sensors
 from pipelines.lake import LAKE_ENV, lake_root
+from pipelines.sources.backup import assets as backup_assets
 from pipelines.sources.maintenance import assets as maintenance_assets
 
 
@@ -41,7 +42,7 @@ def build_definitions(run_resources: dict) -> dg.Definitions:
     """The code location with the given resources (a past-date rebuild points them elsewhere)."""
     tables = [
         *dg.load_assets_from_package_module(assets),
-        *dg.load_assets_from_modules([maintenance_assets]),
+        *dg.load_assets_from_modules([maintenance_assets, backup_assets]),
     ]
     # The analysts' read-only copy comes after every warehouse table (not after the packs).
     written = [k for a in tables for k in a.keys if k.path[0] in resources.SCHEMAS]
@@ -49,7 +50,7 @@ def build_definitions(run_resources: dict) -> dg.Definitions:
         assets=[*tables, published_warehouse(written)],
         asset_checks=[
             *dg.load_asset_checks_from_package_module(assets),
-            *dg.load_asset_checks_from_modules([maintenance_assets]),
+            *dg.load_asset_checks_from_modules([maintenance_assets, backup_assets]),
         ],
         jobs=jobs.all_jobs(),
         schedules=schedules.all_schedules(),

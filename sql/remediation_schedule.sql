@@ -1,4 +1,4 @@
--- @table The remediation schedule: every actionable gap (authorized but missing, failed, pending reboot) placed in an occurrence of its machine's maintenance window, respecting rings, capacity, role redundancy (a role's members counted within one environment), dependency order, one reboot per machine per window and blackout dates. A patch rolled back on the machine is held (held_after_rollback) until an authorization event after the rollback authorizes it again, then scheduled as a reapply (staging.remediation_holds). Built by pipelines/scheduling.py; rows that cannot meet their due date or cannot be placed say so.
+-- @table The remediation schedule: every actionable gap (authorized but missing, failed, pending reboot) placed in an occurrence of its machine's maintenance window, respecting rings, capacity, role redundancy (a role's members counted within one environment), dependency order, one reboot per machine per window and blackout dates. A patch rolled back on the machine is held (held_after_rollback) until an authorization event after the rollback authorizes it again, then scheduled as a reapply (staging.remediation_holds). A production step whose machine is not expected to have a recovery point no older than the rollback-readiness limit at the window start (marts.vm_rollback_readiness) is needs_restore_point, with a proposed on-demand backup before the window; the policy can ask for that backup before every production window of a criticality (pre_window_backup). Built by pipelines/scheduling.py; rows that cannot meet their due date or cannot be placed say so.
 -- @column gap_id: The gap being remediated (marts.compliance_gaps).
 -- @column vm_id: Machine.
 -- @column vm_name: Machine name.
@@ -12,10 +12,25 @@
 -- @column window_end: End of the occurrence (UTC).
 -- @column sequence: Order of the step on the machine within the occurrence (the reboot follows the last step).
 -- @column sla_due: Due date of the gap (earliest framework).
--- @column status: scheduled, cannot_meet_deadline (placed after its due date), unplaceable, or held_after_rollback (rolled back on the machine and not authorized again since).
+-- @column status: scheduled, cannot_meet_deadline (placed after its due date), unplaceable, held_after_rollback (rolled back on the machine and not authorized again since), or needs_restore_point (a production step placed in a window at whose start no recovery point younger than the policy limit is expected: take an on-demand backup or VM restore point first).
 -- @column reason: Why the gap is placed there, or why it cannot be.
 -- @column as_of: Evaluation date.
 -- @column rollback_id: The rollback (staging.rollbacks) behind a held or re-applied patch; NULL otherwise.
+-- @column pre_window_backup: True when the schedule proposes an on-demand backup (or VM restore point) of the machine in the max_age_hours before the window start: the step needs a restore point, or the policy asks for one before every production window.
+WITH
+steps AS (
+    SELECT
+        p.*,
+        i.environment = 'production' AND p.status IN ('scheduled', 'cannot_meet_deadline') AS production_step,
+        r.readiness, r.reason AS readiness_reason, r.max_age_hours, r.pre_window_backup AS policy_backup,
+        -- Fresh at the start: regular backups are expected, or a point already lies within the limit.
+        r.readiness = 'ready'
+            OR r.last_point_at >= p.window_start::TIMESTAMPTZ - to_seconds(CAST(r.max_age_hours * 3600 AS BIGINT))
+            AS point_expected
+    FROM staging.remediation_placements AS p
+    LEFT JOIN marts.vm_inventory AS i USING (vm_id)
+    LEFT JOIN marts.vm_rollback_readiness AS r USING (vm_id)
+)
 SELECT
     gap_id,
     vm_id,
@@ -30,9 +45,20 @@ SELECT
     window_end::TIMESTAMPTZ AS window_end,
     sequence::INTEGER AS sequence,
     sla_due::DATE AS sla_due,
-    status,
-    reason,
+    CASE WHEN production_step AND NOT coalesce(point_expected, false) THEN 'needs_restore_point' ELSE status END
+        AS status,
+    CASE
+        WHEN production_step AND NOT coalesce(point_expected, false)
+            THEN reason || '; no recovery point younger than ' || coalesce(max_age_hours, 0) || ' h expected at the window start ('
+                 || coalesce(readiness || ': ' || readiness_reason, 'no readiness known') || '): take an on-demand backup or VM restore point after '
+                 || strftime(window_start::TIMESTAMPTZ - to_seconds(CAST(coalesce(max_age_hours, 0) * 3600 AS BIGINT)), '%Y-%m-%d %H:%M')
+                 || ' UTC, before the window'
+        WHEN production_step AND policy_backup
+            THEN reason || '; policy: on-demand backup in the ' || max_age_hours || ' h before the window'
+        ELSE reason
+    END AS reason,
     $as_of::DATE AS as_of,
-    rollback_id::VARCHAR AS rollback_id
-FROM staging.remediation_placements
+    rollback_id::VARCHAR AS rollback_id,
+    coalesce(production_step AND (NOT coalesce(point_expected, false) OR policy_backup), false) AS pre_window_backup
+FROM steps
 ORDER BY status, window_start NULLS LAST, vm_id, sequence, gap_id

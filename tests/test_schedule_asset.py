@@ -18,6 +18,8 @@ occurrence (counted over the fleet's 6 it would be 3, and db3 would join db1 and
 Rollbacks: 7100001 on web1 (RB-1, 03-15) was authorized before the rollback and, again, only on
 03-25 (after the as-of date): held. 7100002 on app3 (RB-2, 03-10) was authorized again on 03-12
 (AE-3): scheduled as a re-apply.
+Rollback readiness: every production machine is ready except app2 (stale, last point 03-19 02:00,
+limit 24 h): its step on 03-29 02:00 UTC needs a restore point taken after 03-28 02:00 UTC.
 """
 
 from __future__ import annotations
@@ -91,6 +93,13 @@ def build(path) -> None:
             ('AE-5', '7100001', '*', '*', 'authorized', TIMESTAMPTZ '2026-03-25 09:00:00+00'))
         AS t(event_id, patch_key, asset_category, environment, to_state, occurred_at)
     """)
+    conn.execute(f"""
+        CREATE TABLE marts.vm_rollback_readiness AS
+        SELECT '{VM}' || name AS vm_id, CASE name WHEN 'app2' THEN 'stale' ELSE 'ready' END AS readiness,
+               'last point 2026-03-19 02:00' AS reason, 24.0 AS max_age_hours, false AS pre_window_backup,
+               TIMESTAMPTZ '2026-03-19 02:00:00+00' AS last_point_at
+        FROM (VALUES {", ".join(f"('{m[0]}')" for m in MACHINES if m[2] == "production")}) AS t(name)
+    """)
     conn.execute("CREATE TABLE raw.patch_installation_resources (id VARCHAR, type VARCHAR, properties VARCHAR)")
     conn.close()
 
@@ -109,6 +118,7 @@ def test_schedule_asset_across_dst(tmp_path):
         "SELECT vm_name, patch_key, action, status, window_start, window_end, sequence, rollback_id "
         "FROM marts.remediation_schedule ORDER BY vm_name"
     ).fetchall()
+    app2_reason = conn.execute("SELECT reason FROM marts.remediation_schedule WHERE vm_name = 'app2'").fetchone()[0]
     holds = conn.execute(
         "SELECT rollback_id, reauthorized_at, reauthorization_event_id FROM staging.remediation_holds "
         "ORDER BY rollback_id"
@@ -118,7 +128,7 @@ def test_schedule_asset_across_dst(tmp_path):
         utc(2026, 4, 12, 2), utc(2026, 4, 12, 4))
     assert rows == [
         ("app1", "7000005", "install", "scheduled", *first, 1, None),
-        ("app2", "7000006", "install", "scheduled", *second, 1, None),
+        ("app2", "7000006", "install", "needs_restore_point", *second, 1, None),
         ("app3", "7100002", "reapply", "scheduled", *third, 1, "RB-2"),
         ("db1", "7000001", "install", "scheduled", *first, 1, None),
         ("db2", "7000002", "install", "scheduled", *first, 1, None),
@@ -127,4 +137,6 @@ def test_schedule_asset_across_dst(tmp_path):
         ("web1", "7100001", "reapply", "held_after_rollback", None, None, None, "RB-1"),
     ]
     # AE-4 is for the test environment, AE-5 is after the as-of date: RB-1 stays held.
+    assert app2_reason.endswith("(stale: last point 2026-03-19 02:00): take an on-demand backup or VM restore "
+                                "point after 2026-03-28 02:00 UTC, before the window")
     assert holds == [("RB-1", None, None), ("RB-2", utc(2026, 3, 12, 9), "AE-3")]

@@ -645,6 +645,49 @@ def _count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
+ARM_RESOURCE_COLUMNS = {"id": "VARCHAR", "name": "VARCHAR", "type": "VARCHAR", "location": "VARCHAR",
+                        "properties": "JSON"}
+
+
+def load_arm_folder(
+    conn: duckdb.DuckDBPyConnection,
+    estate_dir: Path,
+    folder: tuple[str, ...],
+    table: str,
+    checks: list[tuple[str, str, str, str]],
+    what: str,
+    ingest_run: str,
+    log: logging.Logger | None = None,
+    full_reload: bool = False,
+) -> int:
+    """New or changed `*.json` files of an estate folder of ARM resources into `table`, one row
+    per resource (ARM_RESOURCE_COLUMNS): ARM list bodies {"value": [...]}, `az graph query`
+    output {"data": [...]} or bare arrays; each file then passes `checks` (see _require)."""
+    where = estate_dir.joinpath(*folder)
+    files = sorted(p for p in where.glob("*.json") if p.is_file())
+    todo = plan_ingest(conn, table, ARM_RESOURCE_COLUMNS, files, estate_dir, full_reload)
+    if not files:
+        create_table(conn, table, ARM_RESOURCE_COLUMNS)
+        _warn_missing(log, what, where)
+        return 0
+    count = 0
+    fields = ", ".join(f"v->>'{c}'" if t == "VARCHAR" else f"v->'{c}'" for c, t in ARM_RESOURCE_COLUMNS.items())
+    for item in todo:
+        path = item.path
+        check_text_file(path, relative_name(path, estate_dir))
+        size = max_object_size(path)
+        if json_top_level(path) == "[":
+            rows = f"SELECT json AS v FROM read_json_objects($path, format='array', maximum_object_size={size})"
+        else:
+            rows = (
+                "SELECT unnest(coalesce(value, data)) AS v FROM read_json($path, "
+                f"columns={{'value': 'JSON[]', 'data': 'JSON[]'}}, maximum_object_size={size})"
+            )
+        count += _insert(conn, table, f"SELECT {fields} FROM ({rows})", path, estate_dir, ingest_run, item.sha256)
+        _require(conn, table, path, estate_dir, checks)
+    return count
+
+
 def patch_operation_files(estate_dir: Path) -> list[Path]:
     return sorted(p for p in (estate_dir / "azure" / "patch_operations").glob("*.json") if p.is_file())
 

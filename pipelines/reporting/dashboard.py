@@ -37,6 +37,9 @@ TABLES = [
     ("findings", "Findings", "marts.audit_findings",
      ["finding_id", "rule", "severity", "criteria", "condition", "recommendation"],
      "CASE severity WHEN 'high' THEN 0 WHEN 'medium' THEN 1 ELSE 2 END, rule, finding_id"),
+    ("rollback", "Rollback readiness", "marts.vm_rollback_readiness",
+     ["name", "vm_id", "environment", "criticality", "readiness", "last_point_at", "point_age_hours",
+      "max_age_hours", "frequency_hours", "reason"], "readiness = 'ready', environment, name, vm_id"),
 ]
 # Drill-down tables, looked up by machine or by patch in the page.
 DETAILS = [

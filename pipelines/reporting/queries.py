@@ -180,6 +180,18 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
                                                AND self_updating IS NOT false) AS allowed
         FROM marts.auto_update_periods GROUP BY ALL ORDER BY ALL""") if table_exists(
         conn, "marts.auto_update_periods") else []
+    # Rollback readiness: production machines without a fresh recovery point, and the steps it holds.
+    if table_exists(conn, "marts.vm_rollback_readiness"):
+        data["rollback_counts"] = _rows(conn, """
+            SELECT readiness, count(*) AS machines FROM marts.vm_rollback_readiness
+            WHERE environment = 'production' GROUP BY readiness ORDER BY readiness = 'ready', readiness""")
+        data["rollback_not_ready"] = _rows(conn, """
+            SELECT r.name, r.criticality, r.readiness, r.last_point_at, r.point_age_hours, r.max_age_hours,
+                   count(s.gap_id) AS steps_held
+            FROM marts.vm_rollback_readiness AS r
+            LEFT JOIN marts.remediation_schedule AS s ON s.vm_id = r.vm_id AND s.status = 'needs_restore_point'
+            WHERE r.environment = 'production' AND r.readiness <> 'ready'
+            GROUP BY ALL ORDER BY r.readiness, r.name""") if table_exists(conn, "marts.remediation_schedule") else []
     if has["marts.authorization_findings"]:
         data["findings"] = _rows(conn, """
             SELECT finding_id, rule, severity, subject, condition
@@ -297,6 +309,7 @@ POPULATIONS = {
     "exceptions": ("staging.exceptions", "exception_id"),
     "patch_lifecycle": ("marts.patch_lifecycle", "patch_key"),
     "machines": ("marts.vm_inventory", "vm_id"),
+    "rollback_readiness": ("marts.vm_rollback_readiness", "vm_id"),
 }
 
 

@@ -7,20 +7,10 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.connectors.azure_files import (
-    _insert,
-    _require,
-    _warn_missing,
-    check_text_file,
-    create_table,
-    json_top_level,
-    max_object_size,
-    plan_ingest,
-    relative_name,
-)
+from pipelines.connectors.azure_files import ARM_RESOURCE_COLUMNS, load_arm_folder
 
 FOLDER = ("azure", "maintenance")
-COLUMNS = {"id": "VARCHAR", "name": "VARCHAR", "type": "VARCHAR", "location": "VARCHAR", "properties": "JSON"}
+COLUMNS = ARM_RESOURCE_COLUMNS
 
 # (field, SQL true for a bad row, SQL giving the offending value, reason): azure_files._require.
 CHECKS = [
@@ -54,26 +44,5 @@ def load_maintenance(
     full_reload: bool = False,
 ) -> int:
     """New or changed files of azure/maintenance/ into `table`, one row per resource."""
-    files = maintenance_files(estate_dir)
-    todo = plan_ingest(conn, table, COLUMNS, files, estate_dir, full_reload)
-    if not files:
-        create_table(conn, table, COLUMNS)
-        _warn_missing(log, "Maintenance configurations", estate_dir.joinpath(*FOLDER))
-        return 0
-    count = 0
-    fields = ", ".join(f"v->>'{c}'" if t == "VARCHAR" else f"v->'{c}'" for c, t in COLUMNS.items())
-    for item in todo:
-        path = item.path
-        check_text_file(path, relative_name(path, estate_dir))
-        size = max_object_size(path)
-        if json_top_level(path) == "[":
-            rows = f"SELECT json AS v FROM read_json_objects($path, format='array', maximum_object_size={size})"
-        else:
-            # ARM list body {"value": [...]} or az graph query output {"data": [...]}.
-            rows = (
-                "SELECT unnest(coalesce(value, data)) AS v FROM read_json($path, "
-                f"columns={{'value': 'JSON[]', 'data': 'JSON[]'}}, maximum_object_size={size})"
-            )
-        count += _insert(conn, table, f"SELECT {fields} FROM ({rows})", path, estate_dir, ingest_run, item.sha256)
-        _require(conn, table, path, estate_dir, CHECKS)
-    return count
+    return load_arm_folder(conn, estate_dir, FOLDER, table, CHECKS, "Maintenance configurations",
+                           ingest_run, log, full_reload)
