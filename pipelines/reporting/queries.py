@@ -68,6 +68,7 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         "overdue": [], "overdue_total": 0, "kev_overdue": 0, "unauthorized_installs": [],
         "findings": [], "audit_findings": [], "audit_findings_total": 0, "finding_rules": [], "exceptions": [],
         "criteria_frameworks": [], "bod2604": None, "machine_names": {}, "bod2604_inputs": None,
+        "auto_updates": [], "rollback_counts": [], "rollback_not_ready": [],
     }
     has = {t: table_exists(conn, t) for t in (
         "marts.vm_inventory", "marts.compliance_gaps", "marts.patch_catalog", "staging.sla_policy",
