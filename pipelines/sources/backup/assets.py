@@ -7,8 +7,8 @@ import dagster as dg
 
 from assets.common import DUCKDB_POOL, OWNERS, STAGE6_MONITORING, key, warehouse_asset
 from assets.monitoring import RawIngestConfig
-from pipelines.connectors import azure_files, azure_live
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources import materialize_arm_raw
 from pipelines.warehouse import build_table, replace_table, table_metadata, transaction
 
 from .live import fetch_backup
@@ -31,19 +31,8 @@ def raw_backup_resources(
     collections as received (azure/backup/*.json: ARM list bodies, `az graph query` output of
     recoveryservicesresources, or arrays); every dated capture kept. In live mode first fetched
     from Resource Graph into one dated capture."""
-    estate = Path(run_settings.estate_dir)
-    if run_settings.source == "azure":
-        subscriptions = azure_live._ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
-        with azure_live.open_access() as access:
-            fetched = fetch_backup(access, subscriptions, estate)
-        context.log.info(f"fetched {fetched} backup resources from Azure Resource Graph")
-    with warehouse.get_connection() as conn, transaction(conn):
-        load_backup(conn, estate, RAW, context.run.run_id, context.log, full_reload=config.full_reload)
-        metadata = table_metadata(conn, RAW, preview_rows=0)
-    stats = azure_files.LAST_INGEST.get(RAW)
-    if stats is not None:
-        metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
-    return dg.MaterializeResult(metadata=metadata)
+    return materialize_arm_raw(context, warehouse, run_settings, config.full_reload, RAW,
+                               fetch_backup, load_backup, "backup resources (Resource Graph)")
 
 
 @dg.multi_asset(

@@ -1,9 +1,6 @@
 """Assets of the maintenance-configuration source: raw.maintenance_resources as received, the
 staging tables of configurations and assignments, and their checks."""
 
-
-from pathlib import Path
-
 import dagster as dg
 
 from assets.common import (
@@ -15,8 +12,8 @@ from assets.common import (
     warehouse_check,
 )
 from assets.monitoring import RawIngestConfig
-from pipelines.connectors import azure_files, azure_live
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources import materialize_arm_raw
 from pipelines.warehouse import build_table, table_metadata, transaction
 
 from .live import fetch_maintenance
@@ -36,19 +33,8 @@ def raw_maintenance_resources(
     """Azure maintenance configurations and configuration assignments as received
     (azure/maintenance/*.json: ARM list bodies, `az graph query` output or arrays); in live mode
     first fetched from Azure into one dated capture."""
-    estate = Path(run_settings.estate_dir)
-    if run_settings.source == "azure":
-        subscriptions = azure_live._ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
-        with azure_live.open_access() as access:
-            fetched = fetch_maintenance(access, subscriptions, estate)
-        context.log.info(f"fetched {fetched} maintenance resources from Azure")
-    with warehouse.get_connection() as conn, transaction(conn):
-        load_maintenance(conn, estate, RAW, context.run.run_id, context.log, full_reload=config.full_reload)
-        metadata = table_metadata(conn, RAW, preview_rows=0)
-    stats = azure_files.LAST_INGEST.get(RAW)
-    if stats is not None:
-        metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
-    return dg.MaterializeResult(metadata=metadata)
+    return materialize_arm_raw(context, warehouse, run_settings, config.full_reload, RAW,
+                               fetch_maintenance, load_maintenance, "maintenance resources")
 
 
 @dg.multi_asset(
