@@ -15,10 +15,12 @@ import dagster as dg
 
 import assets
 from assets.publish import published_warehouse
-from pipelines import jobs, resources, schedules, sensors
+from pipelines import jobs, resources, schedules, sensors, sources
 from pipelines.lake import LAKE_ENV, lake_root
-from pipelines.sources.backup import assets as backup_assets
-from pipelines.sources.maintenance import assets as maintenance_assets
+
+# Where assets and checks are found: the stages (`assets/`) and one folder per source
+# (`pipelines/sources/<source>/`, every module of it). A new source needs no line here.
+ASSET_PACKAGES = (assets, sources)
 
 
 def executor() -> dg.ExecutorDefinition:
@@ -40,18 +42,19 @@ def defs() -> dg.Definitions:
 
 def build_definitions(run_resources: dict) -> dg.Definitions:
     """The code location with the given resources (a past-date rebuild points them elsewhere)."""
-    tables = [
-        *dg.load_assets_from_package_module(assets),
-        *dg.load_assets_from_modules([maintenance_assets, backup_assets]),
-    ]
+    loaded = {package: dg.load_assets_from_package_module(package) for package in ASSET_PACKAGES}
+    empty = [package.__name__ for package, found in loaded.items() if not found]
+    if empty:
+        # A stray package of the same name earlier on sys.path would otherwise load nothing, silently.
+        raise RuntimeError(f"no assets found in package {', '.join(empty)} "
+                           f"({', '.join(str(p.__file__) for p in ASSET_PACKAGES)})")
+    tables = [a for found in loaded.values() for a in found]
     # The analysts' read-only copy comes after every warehouse table (not after the packs).
     written = [k for a in tables for k in a.keys if k.path[0] in resources.SCHEMAS]
     return dg.Definitions(
         assets=[*tables, published_warehouse(written)],
-        asset_checks=[
-            *dg.load_asset_checks_from_package_module(assets),
-            *dg.load_asset_checks_from_modules([maintenance_assets, backup_assets]),
-        ],
+        asset_checks=[check for package in ASSET_PACKAGES
+                      for check in dg.load_asset_checks_from_package_module(package)],
         jobs=jobs.all_jobs(),
         schedules=schedules.all_schedules(),
         sensors=sensors.all_sensors(),
