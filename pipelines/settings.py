@@ -10,7 +10,9 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SQL_DIR = PROJECT_ROOT / "sql"
+# The SQL files: `sql/` at the top of a checkout, `pipelines/sql/` in an installed wheel (setup.py).
+_PACKAGED_SQL = Path(__file__).resolve().parent / "sql"
+SQL_DIR = _PACKAGED_SQL if _PACKAGED_SQL.is_dir() else PROJECT_ROOT / "sql"
 
 
 def _path(env: str, default: str) -> Path:
