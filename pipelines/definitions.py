@@ -24,6 +24,7 @@ ASSET_PACKAGES = (assets, sources)
 
 
 def executor() -> dg.ExecutorDefinition:
+    # Read when the definitions load, not through a resource: the executor is part of them.
     name = os.environ.get("PATCHLEDGER_EXECUTOR", "in_process")
     if name == "in_process":
         return dg.in_process_executor
