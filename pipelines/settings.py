@@ -15,6 +15,12 @@ _PACKAGED_SQL = Path(__file__).resolve().parent / "sql"
 SQL_DIR = _PACKAGED_SQL if _PACKAGED_SQL.is_dir() else PROJECT_ROOT / "sql"
 
 
+def default_dagster_home() -> Path:
+    """`.dagster` of the checkout; for an installed package, of the working directory (never
+    inside site-packages)."""
+    return (Path.cwd() if _PACKAGED_SQL.is_dir() else PROJECT_ROOT) / ".dagster"
+
+
 def _path(env: str, default: str) -> Path:
     value = os.environ.get(env) or default
     path = Path(value)

@@ -34,6 +34,7 @@ PROBE = textwrap.dedent("""
         "sql_files": len(list(settings.SQL_DIR.glob("*.sql"))),
         "templates": sorted(p.name for p in TEMPLATES.iterdir()),
         "dagster_yaml": (settings.PROJECT_ROOT / "pipelines/config/dagster.yaml").is_file(),
+        "dagster_home": str(settings.default_dagster_home()),
         "assets_loaded": len(list(definitions.resolve_all_asset_keys())),
     }))
 """)
@@ -72,6 +73,8 @@ def test_wheel_install_carries_sql_templates_and_config(tmp_path):
     assert found["sql_files"] == len(list((REPO / "sql").glob("*.sql")))
     assert found["templates"] == sorted(p.name for p in (REPO / "pipelines/reporting/templates").iterdir())
     assert found["dagster_yaml"] is True
+    # The run history goes to the working directory, not into the installed package.
+    assert found["dagster_home"] == str(scratch.resolve() / ".dagster")
     assert found["assets_loaded"] > 50
 
 
