@@ -128,3 +128,54 @@ def test_factory_rejects_a_header_without_a_group():
     with pytest.raises(ValueError, match=r"sql/vm_inventory.sql: its header has no '-- @group' line"):
         sql_table_asset("marts.vm_inventory")
 
+
+
+def _planted_rogue_inputs(database) -> None:
+    conn = duckdb.connect(str(database))
+    for schema in ("staging", "marts"):
+        conn.execute(f"CREATE SCHEMA {schema}")
+    conn.execute("CREATE TABLE staging.patch_observations "
+                 "(vm_id VARCHAR, patch_key VARCHAR, state VARCHAR, observed_at TIMESTAMPTZ)")
+    conn.executemany("INSERT INTO staging.patch_observations VALUES (?, ?, 'failed', ?)", [
+        # KB1 failed on two machines, KB2 on three, before the evaluation date (2026-03-10) ...
+        ("vm-a", "KB1", "2026-03-01 10:00:00+00"), ("vm-b", "KB1", "2026-03-02 10:00:00+00"),
+        ("vm-a", "KB2", "2026-03-03 10:00:00+00"), ("vm-b", "KB2", "2026-03-03 11:00:00+00"),
+        ("vm-c", "KB2", "2026-03-04 10:00:00+00"),
+        # ... and KB1 on a third machine after it: not counted as of 2026-03-10.
+        ("vm-c", "KB1", "2026-03-11 10:00:00+00"),
+    ])
+    conn.execute("CREATE TABLE staging.rollbacks "
+                 "(vm_id VARCHAR, patch_key VARCHAR, rolled_back_at TIMESTAMPTZ, rollback_id VARCHAR)")
+    conn.execute("CREATE TABLE staging.support_incidents "
+                 "(vm_id VARCHAR, patch_key VARCHAR, opened_at TIMESTAMPTZ, incident_id VARCHAR)")
+    conn.execute("CREATE TABLE marts.authorization_status "
+                 "(patch_key VARCHAR, asset_category VARCHAR, environment VARCHAR, status VARCHAR)")
+    conn.close()
+
+
+@pytest.mark.parametrize(("run_config", "expected"), [
+    ({}, [("KB2", 3)]),                       # RoguePatchConfig's default: three machines
+    ({"min_vms": 2}, [("KB1", 2), ("KB2", 3)]),
+])
+def test_factory_asset_binds_run_config_and_the_evaluation_date(tmp_path, run_config, expected):
+    import dagster as dg
+
+    from assets.authorization import rogue_patches
+    from pipelines.resources import RunSettings
+
+    database = tmp_path / "w.duckdb"
+    _planted_rogue_inputs(database)
+    result = dg.materialize(
+        [rogue_patches],
+        resources={"warehouse": WarehouseResource(database=str(database)),
+                   "run_settings": RunSettings(estate_dir=str(tmp_path), as_of="2026-03-10")},
+        run_config={"ops": {rogue_patches.op.name: {"config": run_config}}} if run_config else None,
+    )
+    assert result.success
+    (materialization,) = result.asset_materializations_for_node(rogue_patches.op.name)
+    assert materialization.metadata["as_of"].value == "2026-03-10"
+    assert materialization.metadata["dagster/row_count"].value == len(expected)
+    conn = duckdb.connect(str(database), read_only=True)
+    rows = conn.execute("SELECT patch_key, affected_vms FROM marts.rogue_patches ORDER BY ALL").fetchall()
+    conn.close()
+    assert rows == expected
