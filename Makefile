@@ -32,6 +32,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check pipelines assets tests
+	$(BIN)/sqlfluff lint sql --disable-progress-bar
 
 test: install lint browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

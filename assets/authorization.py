@@ -12,9 +12,7 @@ import dagster as dg
 
 from assets.common import (
     DUCKDB_POOL,
-    EVALUATION_DATE_SOURCE,
     OWNERS,
-    STAGE1_INVENTORY,
     STAGE5_AUTHORIZATION,
     STAGE6_MONITORING,
     key,
@@ -32,12 +30,8 @@ from pipelines.ledger import (
     verify_ledger,
 )
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import (
-    build_table,
-    resolve_as_of,
-    table_metadata,
-    transaction,
-)
+from pipelines.tables import sql_table_asset
+from pipelines.warehouse import table_metadata, transaction
 
 
 def register_asset(name: str, group_name: str) -> dg.AssetsDefinition:
@@ -205,142 +199,22 @@ class RoguePatchConfig(dg.Config):
     window_days: int = 14
 
 
-def _build(conn, table: str, run_settings: RunSettings, **params) -> dg.MaterializeResult:
-    as_of = resolve_as_of(conn, run_settings.as_of_date())
-    build_table(conn, table, params={"as_of": as_of, **params})
-    return dg.MaterializeResult(metadata=table_metadata(conn, table))
-
-
-@warehouse_asset(
-    key=key("marts.authorization_events"),
-    deps=[key("staging.authorization_events"), key("ledger.authorization_events"),
-          EVALUATION_DATE_SOURCE],
-    group_name=STAGE5_AUTHORIZATION,
-    kinds={"duckdb", "sql"},
-    description="The authorization event log with each event's place in the state machine "
-    "(sql/authorization_events.sql holds the table of legal transitions).",
+# Descriptions and deps: the headers of the sql/ files of the same names.
+authorization_events = sql_table_asset("marts.authorization_events")
+authorization_status = sql_table_asset("marts.authorization_status")
+authorization_findings = sql_table_asset(
+    "marts.authorization_findings",
+    config=FindingsConfig,
+    params=lambda config: {"pir_window_days": config.pir_window_days},
 )
-def authorization_events(
-    warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        return _build(conn, "marts.authorization_events", run_settings)
 
 
-@warehouse_asset(
-    key=key("marts.authorization_status"),
-    deps=[key("marts.authorization_events")],
-    group_name=STAGE5_AUTHORIZATION,
-    kinds={"duckdb", "sql"},
-    description="Current authorization state per patch x category x environment (contract in "
-    "docs/architecture.md).",
+def _rogue_params(config: RoguePatchConfig) -> dict:
+    return {"min_vms": config.min_vms, "window_days": config.window_days}
+
+
+rogue_patches = sql_table_asset("marts.rogue_patches", config=RoguePatchConfig, params=_rogue_params)
+authorization_install_findings = sql_table_asset(
+    "marts.authorization_install_findings", config=RoguePatchConfig, params=_rogue_params
 )
-def authorization_status(
-    warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        return _build(conn, "marts.authorization_status", run_settings)
-
-
-@warehouse_asset(
-    key=key("marts.authorization_findings"),
-    deps=[
-        key("marts.authorization_events"),
-        key("staging.patch_tests"),
-        key("staging.exceptions"),
-        # staging.patch_tests and staging.exceptions as first recorded, and the tampering found
-        key("ledger.patch_tests"),
-        key("ledger.exceptions"),
-        key("ledger.tamper_findings"),
-    ],
-    group_name=STAGE5_AUTHORIZATION,
-    kinds={"duckdb", "sql"},
-    description="Separation of duties, test-before-production, emergency-change, state-machine "
-    "and exception findings.",
-)
-def authorization_findings(
-    config: FindingsConfig, warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        return _build(
-            conn,
-            "marts.authorization_findings",
-            run_settings,
-            pir_window_days=config.pir_window_days,
-        )
-
-
-@warehouse_asset(
-    key=key("marts.rogue_patches"),
-    deps=[
-        key("staging.patch_observations"),
-        key("staging.rollbacks"),
-        key("staging.support_incidents"),
-        key("marts.authorization_status"),
-    ],
-    group_name=STAGE5_AUTHORIZATION,
-    kinds={"duckdb", "sql"},
-    description="Patches followed by failures, rollbacks or incidents on several VMs: defer them.",
-)
-def rogue_patches(
-    config: RoguePatchConfig, warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        return _build(
-            conn,
-            "marts.rogue_patches",
-            run_settings,
-            min_vms=config.min_vms,
-            window_days=config.window_days,
-        )
-
-
-@warehouse_asset(
-    key=key("marts.authorization_install_findings"),
-    deps=[
-        key("staging.patch_observations"),
-        key("marts.vm_inventory"),
-        key("marts.authorization_events"),
-        key("staging.patch_tests"),
-        key("ledger.patch_tests"),
-        key("marts.rogue_patches"),
-    ],
-    group_name=STAGE5_AUTHORIZATION,
-    kinds={"duckdb", "sql"},
-    description="Production installs before approval or without a test, and rogue patches.",
-)
-def authorization_install_findings(
-    config: RoguePatchConfig, warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        return _build(
-            conn,
-            "marts.authorization_install_findings",
-            run_settings,
-            min_vms=config.min_vms,
-            window_days=config.window_days,
-        )
-
-
-@warehouse_asset(
-    key=key("marts.patch_lifecycle"),
-    deps=[
-        key("staging.patch_tests"),
-        key("ledger.patch_tests"),
-        key("staging.support_incidents"),
-        key("staging.rollbacks"),
-        key("staging.patch_observations"),
-        key("marts.vm_inventory"),
-        key("marts.authorization_events"),
-        key("marts.authorization_status"),
-    ],
-    group_name=STAGE1_INVENTORY,
-    kinds={"duckdb", "sql"},
-    description="The patch inventory of stage 1: test outcomes, fixes, incidents, rollbacks, "
-    "authorization, impact, justification and approvals per patch.",
-)
-def patch_lifecycle(
-    warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        return _build(conn, "marts.patch_lifecycle", run_settings)
+patch_lifecycle = sql_table_asset("marts.patch_lifecycle")

@@ -20,6 +20,7 @@ from assets.common import (
 )
 from pipelines.auto_updates import load_auto_update_policy, write_policy_tables
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.tables import sql_table_asset
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
 
@@ -50,58 +51,17 @@ def _build(conn, table: str, run_settings: RunSettings) -> dict:
     return {**table_metadata(conn, table), "as_of": as_of.isoformat()}
 
 
-@warehouse_asset(
-    key=key("marts.auto_update_periods"),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[
-        EVALUATION_DATE_SOURCE,
-        key("marts.vm_config_history"),
-        key("marts.vm_inventory"),
-        key("staging.maintenance_configurations"),
-        key("staging.maintenance_assignments"),
-        key("staging.auto_update_policy"),
-        key("staging.auto_update_exceptions"),
-    ],
-)
-def auto_update_periods(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    """Whether each machine could install updates on its own, as periods: the settings in force
-    judged per OS, production or not, and the exception covering it."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        metadata = _build(conn, "marts.auto_update_periods", run_settings)
-        by_status = dict(conn.execute(
-            "SELECT status, count(DISTINCT vm_id) FROM marts.auto_update_periods GROUP BY ALL ORDER BY ALL"
-        ).fetchall())
-    return dg.MaterializeResult(metadata={**metadata, "machines_by_status": dg.MetadataValue.json(by_status)})
+def _machines_by_status(conn, as_of) -> dict:
+    by_status = dict(conn.execute(
+        "SELECT status, count(DISTINCT vm_id) FROM marts.auto_update_periods GROUP BY ALL ORDER BY ALL"
+    ).fetchall())
+    return {"machines_by_status": dg.MetadataValue.json(by_status)}
 
 
-@warehouse_asset(
-    key=key("marts.auto_update_installs"),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[key("marts.auto_update_periods"), key("staging.patch_observations"),
-          key("marts.authorization_install_findings")],
-)
-def auto_update_installs(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    """Installs on production machines while they could update themselves."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        metadata = _build(conn, "marts.auto_update_installs", run_settings)
-    return dg.MaterializeResult(metadata=metadata)
-
-
-@warehouse_asset(
-    key=key("marts.auto_update_findings"),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[key("marts.auto_update_periods"), key("marts.auto_update_installs"), key("marts.vm_inventory"),
-          key("staging.auto_update_exceptions")],
-)
-def auto_update_findings(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    """Findings of the control: production machines that could update themselves (with the
-    period and the installs), those that cannot be judged, each install, invalid exceptions."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        metadata = _build(conn, "marts.auto_update_findings", run_settings)
-    return dg.MaterializeResult(metadata=metadata)
+# Descriptions and deps: the headers of the sql/ files of the same names.
+auto_update_periods = sql_table_asset("marts.auto_update_periods", metadata=_machines_by_status)
+auto_update_installs = sql_table_asset("marts.auto_update_installs")
+auto_update_findings = sql_table_asset("marts.auto_update_findings")
 
 
 @warehouse_asset(

@@ -1,52 +1,16 @@
 """Stage 2, VM baselining: asset categories, baselines per category, drift per VM, and the
 distribution priority of each category."""
 
-import dagster as dg
-
 from assets.authorization import register_asset
-from assets.common import STAGE2_BASELINES, key, warehouse_asset
-from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
+from assets.common import STAGE2_BASELINES
+from pipelines.tables import sql_table_asset
 
 asset_categories = register_asset("asset_categories", STAGE2_BASELINES)
 baselines = register_asset("baselines", STAGE2_BASELINES)
 
 
-@warehouse_asset(
-    key=key("marts.baseline_drift"),
-    deps=[
-        key("marts.vm_inventory"),
-        key("marts.vm_patch_state"),
-        key("staging.baselines"),
-        key("staging.asset_categories"),
-    ],
-    group_name=STAGE2_BASELINES,
-    kinds={"duckdb", "sql"},
-    description="Each VM against its category's baseline: missing patches, OS build below the "
-    "minimum, software not assessable.",
+# Descriptions and deps: the headers of sql/baseline_drift.sql and sql/baseline_compliance.sql.
+baseline_drift = sql_table_asset("marts.baseline_drift")
+baseline_compliance = sql_table_asset(
+    "marts.baseline_compliance", order_by="distribution_priority, asset_category"
 )
-def baseline_drift(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "marts.baseline_drift", params={"as_of": as_of})
-        return dg.MaterializeResult(metadata=table_metadata(conn, "marts.baseline_drift"))
-
-
-@warehouse_asset(
-    key=key("marts.baseline_compliance"),
-    deps=[key("marts.baseline_drift"), key("marts.vm_inventory"), key("staging.asset_categories")],
-    group_name=STAGE2_BASELINES,
-    kinds={"duckdb", "sql"},
-    description="Baseline compliance per category, in distribution priority order.",
-)
-def baseline_compliance(
-    warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    with warehouse.get_connection() as conn, transaction(conn):
-        as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "marts.baseline_compliance", params={"as_of": as_of})
-        return dg.MaterializeResult(
-            metadata=table_metadata(
-                conn, "marts.baseline_compliance", order_by="distribution_priority, asset_category"
-            )
-        )

@@ -4,16 +4,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
+from assets.common import STAGE6_MONITORING, key, warehouse_asset
 from pipelines.policy import load_policy, policy_rows, policy_sha256
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import (
-    build_table,
-    replace_table,
-    resolve_as_of,
-    table_metadata,
-    transaction,
-)
+from pipelines.tables import sql_table_asset, unique_checks
+from pipelines.warehouse import replace_table, table_metadata, transaction
 
 GAP_TYPES = (
     "authorized_missing",
@@ -51,89 +46,51 @@ def sla_policy(
     )
 
 
-@warehouse_asset(
-    key=key("marts.compliance_gaps"),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[
-        key("staging.sla_policy"),
-        key("marts.vm_inventory"),
-        key("marts.vm_patch_state"),
-        key("marts.patch_catalog"),
-        key("marts.patch_cves"),
-        key("marts.patch_bod2604"),
-        key("marts.authorization_status"),
-        key("staging.patch_tests"),
-        key("staging.exceptions"),
-        key("ledger.patch_tests"),
-        key("ledger.exceptions"),
-    ],
-)
-def compliance_gaps(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.MaterializeResult:
-    """Every gap between what is authorized and what is installed, per machine and patch:
-    authorized but missing, failed, waiting for a reboot, available but unauthorized, installed
-    without or against authorization, untested in production, and machines whose assessment is
-    stale. Each gap carries severity, CVEs, KEV and EPSS, its due date under each framework
-    (internal, PCI DSS 6.3.3, FedRAMP, KEV, CISA BOD 26-04 tier), days overdue and a priority
-    score. An approved, active, unexpired exception pauses the clocks for the days it covers."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "marts.compliance_gaps", params={"as_of": as_of})
-        by_type = dict(
-            conn.execute(
-                "SELECT gap_type, count(*) FROM marts.compliance_gaps GROUP BY ALL ORDER BY ALL"
-            ).fetchall()
-        )
-        overdue = conn.execute(
-            "SELECT count(*) FROM marts.compliance_gaps WHERE days_overdue > 0"
-        ).fetchall()[0][0]
-        paused = conn.execute(
-            "SELECT count(*) FROM marts.compliance_gaps WHERE exception_id IS NOT NULL"
-        ).fetchall()[0][0]
-        tiers = dict(
-            conn.execute(
-                "SELECT coalesce(bod2604_tier, '(none)'), count(*) FROM marts.compliance_gaps "
-                "GROUP BY ALL ORDER BY ALL"
-            ).fetchall()
-        )
-        # Which BOD 26-04 decision-table rows the open gaps reached, and on what SSVC inputs.
-        rules = dict(
-            conn.execute(
-                "SELECT b.rule, count(*) FROM marts.compliance_gaps AS g "
-                "JOIN marts.patch_bod2604 AS b ON b.patch_key = g.patch_key "
-                "AND b.internet_exposed = g.internet_exposed "
-                "WHERE g.bod2604_tier IS NOT NULL GROUP BY ALL ORDER BY ALL"
-            ).fetchall()
-        )
-        ssvc_sources = dict(
-            conn.execute(
-                "SELECT bod2604_ssvc_source, count(*) FROM marts.compliance_gaps "
-                "WHERE bod2604_tier IS NOT NULL GROUP BY ALL ORDER BY ALL"
-            ).fetchall()
-        )
-        metadata = table_metadata(conn, "marts.compliance_gaps", order_by="priority DESC, gap_id")
-    return dg.MaterializeResult(
-        metadata={
-            **metadata,
-            "as_of": as_of.isoformat(),
-            "overdue": dg.MetadataValue.int(overdue),
-            "gaps_by_type": dg.MetadataValue.json({t: by_type.get(t, 0) for t in GAP_TYPES}),
-            "gaps_under_exception": dg.MetadataValue.int(paused),
-            "bod2604_tiers": dg.MetadataValue.json(tiers),
-            "bod2604_rules_reached": dg.MetadataValue.json(rules),
-            "bod2604_ssvc_sources": dg.MetadataValue.json(ssvc_sources),
-        }
+def _gap_metadata(conn, as_of) -> dict:
+    by_type = dict(
+        conn.execute(
+            "SELECT gap_type, count(*) FROM marts.compliance_gaps GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
     )
+    overdue = conn.execute(
+        "SELECT count(*) FROM marts.compliance_gaps WHERE days_overdue > 0"
+    ).fetchall()[0][0]
+    paused = conn.execute(
+        "SELECT count(*) FROM marts.compliance_gaps WHERE exception_id IS NOT NULL"
+    ).fetchall()[0][0]
+    tiers = dict(
+        conn.execute(
+            "SELECT coalesce(bod2604_tier, '(none)'), count(*) FROM marts.compliance_gaps "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    )
+    # Which BOD 26-04 decision-table rows the open gaps reached, and on what SSVC inputs.
+    rules = dict(
+        conn.execute(
+            "SELECT b.rule, count(*) FROM marts.compliance_gaps AS g "
+            "JOIN marts.patch_bod2604 AS b ON b.patch_key = g.patch_key "
+            "AND b.internet_exposed = g.internet_exposed "
+            "WHERE g.bod2604_tier IS NOT NULL GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    )
+    ssvc_sources = dict(
+        conn.execute(
+            "SELECT bod2604_ssvc_source, count(*) FROM marts.compliance_gaps "
+            "WHERE bod2604_tier IS NOT NULL GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    )
+    return {
+        "overdue": dg.MetadataValue.int(overdue),
+        "gaps_by_type": dg.MetadataValue.json({t: by_type.get(t, 0) for t in GAP_TYPES}),
+        "gaps_under_exception": dg.MetadataValue.int(paused),
+        "bod2604_tiers": dg.MetadataValue.json(tiers),
+        "bod2604_rules_reached": dg.MetadataValue.json(rules),
+        "bod2604_ssvc_sources": dg.MetadataValue.json(ssvc_sources),
+    }
 
 
-@warehouse_check(asset=key("marts.compliance_gaps"), blocking=True)
-def gap_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Each gap id names one gap: the evidence pack samples by id."""
-    with warehouse.get_connection() as conn:
-        duplicates = conn.execute(
-            "SELECT count(*) FROM (SELECT gap_id FROM marts.compliance_gaps "
-            "GROUP BY gap_id HAVING count(*) > 1)"
-        ).fetchall()[0][0]
-    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_ids": duplicates})
+# Description, deps and the gap_ids_unique check: the header of sql/compliance_gaps.sql.
+compliance_gaps = sql_table_asset(
+    "marts.compliance_gaps", metadata=_gap_metadata, order_by="priority DESC, gap_id"
+)
+compliance_gaps_checks = unique_checks("marts.compliance_gaps")

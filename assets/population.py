@@ -5,28 +5,27 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
+from assets.common import key, warehouse_check
 from pipelines.connectors.azure_files import resource_graph_population_files
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import build_table, table_metadata, transaction
+from pipelines.tables import sql_table_asset
 
 TABLE = "marts.azure_population_counts"
 
 
-@warehouse_asset(
-    key=key(TABLE),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[key("raw.patch_assessment_resources"), key("raw.patch_installation_resources")],
+def _population_files(conn, run_settings: RunSettings) -> None:
+    resource_graph_population_files(conn, Path(run_settings.estate_dir))
+
+
+def _incomplete(conn, as_of) -> dict:
+    incomplete = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE NOT complete").fetchall()[0][0]
+    return {"incomplete_files": dg.MetadataValue.int(incomplete)}
+
+
+# Description and deps: the header of sql/azure_population_counts.sql.
+azure_population_counts = sql_table_asset(
+    TABLE, before=_population_files, metadata=_incomplete, order_by="arg_table, source_file"
 )
-def azure_population_counts(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    """Per Resource Graph file: rows Azure reported (totalRecords), rows in the file, rows loaded."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        resource_graph_population_files(conn, Path(run_settings.estate_dir))
-        build_table(conn, TABLE)
-        incomplete = conn.execute(f"SELECT count(*) FROM {TABLE} WHERE NOT complete").fetchall()[0][0]
-        metadata = table_metadata(conn, TABLE, order_by="arg_table, source_file")
-    return dg.MaterializeResult(metadata={**metadata, "incomplete_files": dg.MetadataValue.int(incomplete)})
 
 
 @warehouse_check(asset=key(TABLE), blocking=True)

@@ -41,6 +41,7 @@ def compliance_report(
 
 
 # One partition per month, from PATCHLEDGER_MONTHLY_PACKS_FROM (a month YYYY-MM, default 2026-01).
+# Read when the definitions load, not through a resource: partitions are part of the definitions.
 MONTHLY_PACKS = dg.MonthlyPartitionsDefinition(
     start_date=os.environ.get("PATCHLEDGER_MONTHLY_PACKS_FROM", "2026-01") + "-01"
 )

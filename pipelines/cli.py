@@ -27,7 +27,7 @@ def _ensure_dagster_home() -> Path:
     """Runs launched here must show in the UI: use the project's DAGSTER_HOME, telemetry off."""
     from filelock import FileLock
 
-    home = Path(os.environ.get("DAGSTER_HOME") or (settings.PROJECT_ROOT / ".dagster")).resolve()
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.default_dagster_home()).resolve()
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     # Two first runs at once would race to create the instance's storage: create it under a lock.

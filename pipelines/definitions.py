@@ -24,6 +24,7 @@ ASSET_PACKAGES = (assets, sources)
 
 
 def executor() -> dg.ExecutorDefinition:
+    # Read when the definitions load, not through a resource: the executor is part of them.
     name = os.environ.get("PATCHLEDGER_EXECUTOR", "in_process")
     if name == "in_process":
         return dg.in_process_executor
@@ -40,14 +41,20 @@ def defs() -> dg.Definitions:
     return build_definitions(resources.default_resources())
 
 
-def build_definitions(run_resources: dict) -> dg.Definitions:
-    """The code location with the given resources (a past-date rebuild points them elsewhere)."""
-    loaded = {package: dg.load_assets_from_package_module(package) for package in ASSET_PACKAGES}
+def load_packages(packages) -> dict:
+    """package -> its assets; a package that loads none is an error."""
+    loaded = {package: dg.load_assets_from_package_module(package) for package in packages}
     empty = [package.__name__ for package, found in loaded.items() if not found]
     if empty:
         # A stray package of the same name earlier on sys.path would otherwise load nothing, silently.
         raise RuntimeError(f"no assets found in package {', '.join(empty)} "
-                           f"({', '.join(str(p.__file__) for p in ASSET_PACKAGES)})")
+                           f"({', '.join(str(p.__file__) for p in packages)})")
+    return loaded
+
+
+def build_definitions(run_resources: dict) -> dg.Definitions:
+    """The code location with the given resources (a past-date rebuild points them elsewhere)."""
+    loaded = load_packages(ASSET_PACKAGES)
     tables = [a for found in loaded.values() for a in found]
     # The analysts' read-only copy comes after every warehouse table (not after the packs).
     written = [k for a in tables for k in a.keys if k.path[0] in resources.SCHEMAS]

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from pipelines import settings
 from pipelines.lake import current_lake
+from pipelines.warehouse import sql_literal
 
 SCHEMAS = ("raw", "staging", "marts", "ledger")
 # DuckDB's memory limit per connection. 3 GB keeps the whole process under 4 GiB at 10,000 VMs x
@@ -101,7 +102,7 @@ def connect_warehouse(
             delay = min(delay * 2, 5.0)
     _lock_timeouts.pop(database, None)
     conn.execute("SET TimeZone = 'UTC'")
-    conn.execute(f"SET memory_limit = '{_checked_memory_limit(memory_limit)}'")
+    conn.execute(f"SET memory_limit = {sql_literal(_checked_memory_limit(memory_limit))}")  # SET takes no parameters
     if threads:
         conn.execute(f"SET threads = {int(threads)}")
     if not read_only:
@@ -161,21 +162,35 @@ def lock_timeout_seconds() -> float:
         raise ValueError(f"PATCHLEDGER_LOCK_TIMEOUT_SECONDS must be a number of seconds, not {value!r}") from exc
 
 
+def _from_env(**fields: str | tuple[str, type]) -> dict:
+    """Resource fields bound to the environment variables that are set, as `dg.EnvVar`: Dagster
+    resolves them when a run starts and shows the variable's name, not its value. An unset
+    variable leaves the field's default (an EnvVar has no default of its own, dagster#16232)."""
+    bound = {}
+    for field, spec in fields.items():
+        name, kind = spec if isinstance(spec, tuple) else (spec, str)
+        if os.environ.get(name):
+            bound[field] = dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+    return bound
+
+
 def default_resources() -> dict:
+    """The resources of a run from the environment (README, "Environment"); tests pass their
+    own with `resources=`. Plain values are EnvVars (_from_env). The paths are resolved here,
+    against the working directory and each other (the reports beside the warehouse, the ledger
+    beside the estate), the source mode is checked here so that a wrong value fails at load, and
+    the lock timeout is a float, which EnvVar (str and int only) cannot carry."""
     return {
         "warehouse": WarehouseResource(
             database=str(settings.warehouse_path()),
-            memory_limit=os.environ.get("PATCHLEDGER_DUCKDB_MEMORY", DEFAULT_MEMORY_LIMIT),
-            threads=int(os.environ.get("PATCHLEDGER_DUCKDB_THREADS", "0")),
             lock_timeout_seconds=lock_timeout_seconds(),
+            **_from_env(memory_limit="PATCHLEDGER_DUCKDB_MEMORY", threads=("PATCHLEDGER_DUCKDB_THREADS", int)),
         ),
         "run_settings": RunSettings(
             estate_dir=str(settings.estate_dir()),
             reports_dir=str(settings.reports_dir()),
-            ledger_dir=os.environ.get("PATCHLEDGER_LEDGER", ""),
             source=settings.source_mode(),
-            as_of=os.environ.get("PATCHLEDGER_AS_OF", ""),
-            subscriptions=os.environ.get("PATCHLEDGER_SUBSCRIPTIONS", ""),
-            workspace_ids=os.environ.get("PATCHLEDGER_WORKSPACES", ""),
+            **_from_env(ledger_dir="PATCHLEDGER_LEDGER", as_of="PATCHLEDGER_AS_OF",
+                        subscriptions="PATCHLEDGER_SUBSCRIPTIONS", workspace_ids="PATCHLEDGER_WORKSPACES"),
         ),
     }

@@ -10,7 +10,15 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SQL_DIR = PROJECT_ROOT / "sql"
+# The SQL files: `sql/` at the top of a checkout, `pipelines/sql/` in an installed wheel (setup.py).
+_PACKAGED_SQL = Path(__file__).resolve().parent / "sql"
+SQL_DIR = _PACKAGED_SQL if _PACKAGED_SQL.is_dir() else PROJECT_ROOT / "sql"
+
+
+def default_dagster_home() -> Path:
+    """`.dagster` of the checkout; for an installed package, of the working directory (never
+    inside site-packages)."""
+    return (Path.cwd() if _PACKAGED_SQL.is_dir() else PROJECT_ROOT) / ".dagster"
 
 
 def _path(env: str, default: str) -> Path:

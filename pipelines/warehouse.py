@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any
@@ -66,18 +67,83 @@ def read_sql(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+@dataclass(frozen=True)
+class UniqueKey:
+    """`-- @unique <column>[, <column>...] [as <check name>][: <description>]`"""
+
+    columns: tuple[str, ...]
+    check_name: str
+    description: str
+
+
+@dataclass(frozen=True)
+class SqlHeader:
+    """What a SQL file's header declares (docs/architecture.md, "Extension points")."""
+
+    description: str  # @table: the table's COMMENT
+    columns: dict[str, str]  # @column name: text, the column COMMENTs
+    summary: str  # @summary: the asset's description in Dagster (else @table)
+    group: str  # @group: the Dagster asset group
+    depends: tuple[str, ...]  # @depends schema.table, ...: upstream tables
+    unique: tuple[UniqueKey, ...]  # @unique: blocking uniqueness checks
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@cache
+def sql_header(name: str) -> SqlHeader:
+    """The `-- @...` declarations of `sql/<name>.sql`."""
+    return parse_sql_header(read_sql(name), f"sql/{name}.sql")
+
+
+def parse_sql_header(text: str, where_file: str) -> SqlHeader:
+    """The `-- @...` lines of a SQL text; a malformed one is an error naming file, line and tag."""
+    texts: dict[str, list[str]] = {"table": [], "summary": [], "group": []}
+    columns: dict[str, str] = {}
+    depends: list[str] = []
+    unique: list[UniqueKey] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped.startswith("-- @"):
+            continue
+        tag, _, rest = stripped.removeprefix("-- @").partition(" ")
+        rest = rest.strip()
+        where = f"{where_file} line {number} (@{tag})"
+        if tag in texts:
+            texts[tag].append(rest)
+        elif tag == "column":
+            column, _, text = rest.partition(":")
+            columns[column.strip()] = text.strip()
+        elif tag == "depends":
+            for table in filter(None, (t.strip() for t in rest.split(","))):
+                if not _TABLE_NAME.match(table):
+                    raise ValueError(f"{where}: not a schema-qualified table name: {table!r}")
+                depends.append(table)
+        elif tag == "unique":
+            spec, _, description = rest.partition(":")
+            names, _, check_name = spec.partition(" as ")
+            key = tuple(c.strip() for c in names.split(","))
+            check_name = check_name.strip() or f"{'_'.join(key)}_unique"
+            for identifier in (*key, check_name):
+                if not _IDENTIFIER.match(identifier):
+                    raise ValueError(f"{where}: not an identifier: {identifier!r}")
+            unique.append(UniqueKey(key, check_name, description.strip()))
+        # other tags (e.g. @partition) are read by the modules that use them
+    return SqlHeader(
+        description=" ".join(texts["table"]),
+        columns=columns,
+        summary="\n".join(texts["summary"]),
+        group=" ".join(texts["group"]),
+        depends=tuple(depends),
+        unique=tuple(unique),
+    )
+
+
 def sql_docs(name: str) -> tuple[str, dict[str, str]]:
     """The table description and column descriptions from a SQL file's header."""
-    description_lines: list[str] = []
-    columns: dict[str, str] = {}
-    for line in read_sql(name).splitlines():
-        stripped = line.strip()
-        if stripped.startswith("-- @table"):
-            description_lines.append(stripped.removeprefix("-- @table").strip())
-        elif stripped.startswith("-- @column"):
-            column, _, text = stripped.removeprefix("-- @column").partition(":")
-            columns[column.strip()] = text.strip()
-    return " ".join(description_lines), columns
+    header = sql_header(name)
+    return header.description, header.columns
 
 
 @contextmanager
@@ -113,6 +179,11 @@ def build_table(
         sql_timing_recorder(table, sql_name, bound, time.perf_counter() - started)
     comment_table(conn, table, sql_name)
     return row_count(conn, table)
+
+
+def sql_parameters(name: str) -> set[str]:
+    """The `$name` parameters `sql/<name>.sql` takes."""
+    return _parameters_in(read_sql(name))
 
 
 def _parameters_in(query: str) -> set[str]:

@@ -1,3 +1,6 @@
+-- @summary The authorization event log with each event's place in the state machine (sql/authorization_events.sql holds the table of legal transitions).
+-- @group stage5_testing_authorization
+-- @depends ledger.authorization_events, staging.authorization_events, staging.patch_observations
 -- @table The authorization event log as of $as_of, one row per event, with its place in its scope's state machine and whether the transition is legal.
 -- A scope is (patch_key, asset_category, environment). Events are ordered by occurred_at, then
 -- by their row in the register (the register is append-only). An authorization whose expires_at

@@ -1,3 +1,7 @@
+-- @summary Separation of duties, test-before-production, emergency-change, state-machine and exception findings.
+-- @group stage5_testing_authorization
+-- @depends ledger.exceptions, ledger.patch_tests, ledger.tamper_findings
+-- @depends marts.authorization_events, staging.exceptions, staging.patch_tests
 -- @table Change-control findings of stage 5 as of $as_of, one row per finding: separation of duties, test before production authorization, emergency changes, the state machine and exceptions.
 -- Rules (SOX ITGC change management, GTAG 2; compliance.md 1, 2.1, 3 section 8):
 --   sod_tester_approver       high    the approver of an authorization signed a test of that patch in the scope's category

@@ -1,3 +1,7 @@
+-- @summary Production installs before approval or without a test, and rogue patches.
+-- @group stage5_testing_authorization
+-- @depends ledger.patch_tests, marts.authorization_events, marts.rogue_patches, marts.vm_inventory
+-- @depends staging.patch_observations, staging.patch_tests
 -- @table Findings of stage 5 that need install data, as of $as_of: production installs before approval or without a test, and rogue patches.
 -- A production install is the first observation of the patch as installed (or installed pending
 -- reboot) on a VM whose marts.vm_inventory environment is production. The scopes that cover it are

@@ -1,3 +1,6 @@
+-- @summary Current authorization state per patch x category x environment (contract in docs/architecture.md).
+-- @group stage5_testing_authorization
+-- @depends marts.authorization_events
 -- @table The current authorization state of each patch for each scope (patch_key x asset_category x environment) as of $as_of.
 -- The status is the to_state of the scope's latest event, except that an authorization whose
 -- expires_at has passed by the end of $as_of is `expired` (status_since = expires_at).

@@ -1,3 +1,8 @@
+-- @summary Findings of the control: production machines that could update themselves (with the
+-- @summary period and the installs), those that cannot be judged, each install, invalid exceptions.
+-- @group stage6_patch_monitoring
+-- @depends marts.auto_update_installs, marts.auto_update_periods, marts.vm_inventory
+-- @depends staging.auto_update_exceptions
 -- @table Findings of the automatic-updates control as of $as_of (docs/estate.md, "Automatic updates in production"), one row per finding with criteria, condition, cause, effect and recommendation; carried into marts.audit_findings. Rules:
 --   automatic_updates_in_production  high    a production machine could install updates on its own (marts.auto_update_periods status violation), with how long in the period and the installs it let through
 --   automatic_updates_unverified     medium  a production machine whose setting cannot be judged from Azure (Linux image default, patch mode not applied in the guest, or no setting known)

@@ -1,3 +1,7 @@
+-- @summary Installs on production machines while they could update themselves.
+-- @group stage6_patch_monitoring
+-- @depends marts.authorization_install_findings, marts.auto_update_periods
+-- @depends staging.patch_observations
 -- @table Installs on production machines while they could install updates on their own (marts.auto_update_periods with status violation, unverified or excepted), up to $as_of: those installs bypassed testing and approval. An install is the first observation of the patch as installed (or installed pending reboot) on the machine, as in marts.authorization_install_findings, whose findings on the same machine and patch are listed.
 -- @column vm_id: Canonical machine id.
 -- @column patch_key: The patch.

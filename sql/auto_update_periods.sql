@@ -1,3 +1,9 @@
+-- @summary Whether each machine could install updates on its own, as periods: the settings in force
+-- @summary judged per OS, production or not, and the exception covering it.
+-- @group stage6_patch_monitoring
+-- @depends marts.vm_config_history, marts.vm_inventory, staging.auto_update_exceptions
+-- @depends staging.auto_update_policy, staging.maintenance_assignments
+-- @depends staging.maintenance_configurations, staging.patch_observations
 -- @table Whether each machine could install updates on its own, as validity periods up to $as_of: the patch settings in force (marts.vm_config_history: patch mode, enableAutomaticUpdates, bypassPlatformSafetyChecksOnUserSchedule, environment tag, Log Analytics WindowsUpdateSetting) with the maintenance-configuration assignment of the latest capture, judged per OS (docs/estate.md, "Automatic updates in production"). A new period starts whenever one of those settings changes.
 -- @column vm_id: Canonical machine id.
 -- @column name: Machine name.

@@ -1,3 +1,6 @@
+-- @summary Per Resource Graph file: rows Azure reported (totalRecords), rows in the file, rows loaded.
+-- @group stage6_patch_monitoring
+-- @depends raw.patch_assessment_resources, raw.patch_installation_resources
 -- @table Population completeness of the Resource Graph files (azure/resource_graph/): one row per file, with the rows Azure said its query had (totalRecords, per query and subscription batch of a live capture), the rows the file holds, and the rows the warehouse loaded from it. A live run fails before writing when Azure's figure and the rows fetched differ; the blocking check resource_graph_population_complete fails when a file's figures differ. Exports that do not carry totalRecords have it NULL.
 -- @column arg_table: Resource Graph table: patchassessmentresources or patchinstallationresources.
 -- @column source_file: The file, relative to the estate (as in the raw tables' source_file).

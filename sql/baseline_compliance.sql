@@ -1,3 +1,6 @@
+-- @summary Baseline compliance per category, in distribution priority order.
+-- @group stage2_vm_baselining
+-- @depends marts.baseline_drift, marts.vm_inventory, staging.asset_categories
 -- @table Baseline compliance per asset category as of $as_of, in distribution priority order (critical categories first).
 -- A VM is compliant when none of its requirements drifted and it has at least one assessable
 -- requirement; VMs of a category without a baseline count as without_baseline.

@@ -1,3 +1,6 @@
+-- @summary Each VM against its category's baseline: missing patches, OS build below the minimum, software not assessable.
+-- @group stage2_vm_baselining
+-- @depends marts.vm_inventory, marts.vm_patch_state, staging.asset_categories, staging.baselines
 -- @table Drift of each VM from its asset category's baseline as of $as_of, one row per VM x requirement in effect.
 -- A patch requirement reads the VM's latest state in marts.vm_patch_state (pending reboot is not
 -- installed); an os_build requirement compares marts.vm_inventory.os_version with min_version

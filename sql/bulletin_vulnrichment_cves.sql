@@ -7,7 +7,7 @@ FROM (
     SELECT unnest(cves) FROM raw.osv_advisories
     UNION ALL
     SELECT cve FROM raw.kev_vulnerabilities
-    WHERE date_released = (SELECT max(date_released) FROM raw.kev_vulnerabilities)
+    WHERE date_released = (SELECT max(k.date_released) FROM raw.kev_vulnerabilities AS k)
 )
 WHERE regexp_full_match(upper(cve), 'CVE-\d{4}-\d{4,}')
 ORDER BY cve

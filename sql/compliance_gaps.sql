@@ -1,3 +1,14 @@
+-- @summary Every gap between what is authorized and what is installed, per machine and patch:
+-- @summary authorized but missing, failed, waiting for a reboot, available but unauthorized, installed
+-- @summary without or against authorization, untested in production, and machines whose assessment is
+-- @summary stale. Each gap carries severity, CVEs, KEV and EPSS, its due date under each framework
+-- @summary (internal, PCI DSS 6.3.3, FedRAMP, KEV, CISA BOD 26-04 tier), days overdue and a priority
+-- @summary score. An approved, active, unexpired exception pauses the clocks for the days it covers.
+-- @group stage6_patch_monitoring
+-- @depends ledger.exceptions, ledger.patch_tests, marts.authorization_status, marts.patch_bod2604
+-- @depends marts.patch_catalog, marts.patch_cves, marts.vm_inventory, marts.vm_patch_state
+-- @depends staging.exceptions, staging.patch_tests, staging.sla_policy
+-- @unique gap_id as gap_ids_unique: Each gap id names one gap: the evidence pack samples by id.
 -- @table Authorized-versus-installed gaps as of the evaluation date: one row per machine, patch and gap type. Supersedence-aware: a patch whose superseding patch is installed is superseded_satisfied in marts.vm_patch_state, not a gap. Stale machines get one stale_assessment gap each (patch_key NULL).
 -- @column gap_id: Stable id: GAP- and the first 20 hex digits of sha256(vm_id|patch_key|gap_type); the same gap keeps its id across runs.
 -- @column vm_id: Machine (lower-case ARM id, or nonazure/<computer>).

@@ -1,3 +1,8 @@
+-- @summary The patch inventory of stage 1: test outcomes, fixes, incidents, rollbacks, authorization, impact, justification and approvals per patch.
+-- @group stage1_patch_inventory
+-- @depends ledger.patch_tests, marts.authorization_events, marts.authorization_status
+-- @depends marts.vm_inventory, staging.patch_observations, staging.patch_tests, staging.rollbacks
+-- @depends staging.support_incidents
 -- @table The patch inventory of stage 1 as of $as_of, one row per patch known to the registers: tests and their outcome, failed-and-never-applied or failed-then-fixed, support incidents, rollbacks, authorization status per scope, production impact, justification and approvals.
 -- "Applied in production" means observed installed (or installed pending reboot) on a VM whose
 -- marts.vm_inventory environment is production.

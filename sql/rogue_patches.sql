@@ -1,3 +1,7 @@
+-- @summary Patches followed by failures, rollbacks or incidents on several VMs: defer them.
+-- @group stage5_testing_authorization
+-- @depends marts.authorization_status, staging.patch_observations, staging.rollbacks
+-- @depends staging.support_incidents
 -- @table Rogue patches as of $as_of: patches whose installs were followed by failures, rollbacks or support incidents on at least $min_vms distinct VMs within $window_days days; each gets a recommended deferral.
 -- An adverse event on a VM counts when it falls within $window_days days after the first install
 -- attempt of the patch on that VM (an installed, pending-reboot or failed observation). A rollback

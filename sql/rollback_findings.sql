@@ -1,3 +1,7 @@
+-- @summary Production machines without backup, production installs without a recent recovery point,
+-- @summary and rollbacks with no recovery point to roll back to.
+-- @group stage6_patch_monitoring
+-- @depends marts.vm_patch_history, marts.vm_rollback_readiness, staging.rollbacks
 -- @table Findings of the rollback-readiness control as of $as_of (docs/estate.md, "Azure Backup and restore points"), one row per finding with criteria, condition, cause, effect and recommendation; carried into marts.audit_findings. Rules:
 --   production_unprotected                     high  a production machine that Azure Backup does not protect (never protected, or protection stopped or paused) as of the evaluation date
 --   production_install_without_recovery_point  high  a patch installed on a production machine (a state change to installed in marts.vm_patch_history) with no recovery point of the machine in the policy limit before the install; installs before the first backup capture of the estate are not judged (no backup history)

@@ -1,3 +1,9 @@
+-- @summary Recommended update-server locations per subscription and region, by the seed's hybrid
+-- @summary rules (servers on both sides when each holds at least 10 % of the machines, else only on
+-- @summary the majority side), the estimated monthly traffic across the Azure / on-premises boundary,
+-- @summary and the WSUS servers the agents actually report beside it.
+-- @group stage4_patch_management_system
+-- @depends marts.vm_inventory, staging.patch_observations
 -- @table Recommended update-server placement (stage 4 of the process), one row per site: each Azure subscription and region with machines, and on-premises (Arc and non-Azure machines). The rules are the seed's: cloud only, a server per subscription and region; hybrid where each side holds at least 10 % of the machines, servers on both sides; where one side holds under 10 %, a server only on the majority side, which serves the minority across the boundary. The actual topology (the WSUS servers the agents report) stands beside it.
 -- @column site: azure:<subscription>/<region>, or on-premises.
 -- @column site_kind: azure or on_premises.

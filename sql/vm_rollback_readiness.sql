@@ -1,3 +1,9 @@
+-- @summary Per machine: protected or not, the last recovery point and its age, the backup policy's
+-- @summary frequency and the readiness policy's limit, and whether a fresh point is expected before a
+-- @summary window.
+-- @group stage6_patch_monitoring
+-- @depends marts.vm_inventory, staging.backup_policies, staging.backup_protected_items
+-- @depends staging.backup_recovery_points, staging.rollback_policy
 -- @table Rollback readiness per machine as of $as_of: whether Azure Backup protects it, its last recovery point (Azure Backup or VM restore point) up to the end of the evaluation date, the point's age when the machine's latest backup capture was taken, the backup policy's frequency and the limit of the rollback-readiness policy (pipelines/config/rollback_readiness.yaml, per criticality). A machine is ready when it is protected, its last backup completed, its last point is no older than the limit and its policy backs up at least as often as the limit: a fresh point is then expected before any window. Readiness: ready, stale, last_backup_failed, policy_too_infrequent, unprotected (protection stopped or paused, or no item in force), never_protected (no capture ever lists it).
 -- @column vm_id: Machine (marts.vm_inventory).
 -- @column name: Machine name.
