@@ -162,6 +162,8 @@ def lock_timeout_seconds() -> float:
 
 
 def default_resources() -> dict:
+    from pipelines.sources.bulletins.resource import bulletin_resources  # it imports this module
+
     return {
         "warehouse": WarehouseResource(
             database=str(settings.warehouse_path()),
@@ -178,4 +180,5 @@ def default_resources() -> dict:
             subscriptions=os.environ.get("PATCHLEDGER_SUBSCRIPTIONS", ""),
             workspace_ids=os.environ.get("PATCHLEDGER_WORKSPACES", ""),
         ),
+        **bulletin_resources(),
     }

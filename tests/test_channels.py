@@ -8,17 +8,26 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import httpx
 import pytest
 
-from assets import bulletins
-from pipelines.connectors import msrc
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.bulletins.assets import (
+    bulletin_channels,
+    bulletin_channels_fresh,
+    msrc_months_ingested,
+)
+from pipelines.sources.bulletins.resource import BulletinWatch, bulletin_resources
+from pipelines.sources.epss.assets import epss_scores
+from pipelines.sources.kev.assets import kev_vulnerabilities
+from pipelines.sources.msrc.assets import msrc_documents, msrc_index
+from pipelines.sources.msrc.resource import MsrcResource
+from pipelines.sources.osv.assets import osv_advisories
+from pipelines.sources.vulnrichment.assets import vulnrichment_ssvc
 
 CHANNEL_ASSETS = [
-    bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.osv_advisories, bulletins.vulnrichment_ssvc, bulletins.msrc_index,
-    bulletins.bulletin_channels, bulletins.bulletin_channels_fresh, bulletins.msrc_months_ingested,
+    msrc_documents, kev_vulnerabilities, epss_scores,
+    osv_advisories, vulnrichment_ssvc, msrc_index,
+    bulletin_channels, bulletin_channels_fresh, msrc_months_ingested,
 ]
 NAMES = {"Jan": "January", "Apr": "April", "May": "May", "Jun": "June", "Jul": "July", "Sep": "September"}
 
@@ -96,13 +105,15 @@ def estate(tmp_path: Path) -> Path:
     return root
 
 
-def run(tmp_path: Path, estate: Path, assets=None, source: str = "files"):
+def run(tmp_path: Path, estate: Path, assets=None, source: str = "files", **overrides):
     database = tmp_path / "w.duckdb"
     result = dg.materialize(
         assets or CHANNEL_ASSETS,
         resources={
+            **bulletin_resources(),
             "warehouse": WarehouseResource(database=str(database)),
             "run_settings": RunSettings(estate_dir=str(estate), as_of="2026-06-30", source=source),
+            **overrides,
         },
         raise_on_error=False,
     )
@@ -115,10 +126,9 @@ def channels(conn) -> dict[str, dict]:
     return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
-def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
-    monkeypatch.delenv("PATCHLEDGER_BULLETIN_CHANNELS", raising=False)
-    monkeypatch.delenv("PATCHLEDGER_MSRC_MONTHS", raising=False)
-    result, conn = run(tmp_path, estate)
+def test_channels_freshness_and_pending_months(tmp_path, estate):
+    # All five channels watched; MSRC's span is the default 24 months.
+    result, conn = run(tmp_path, estate, bulletin_watch=BulletinWatch(), msrc_api=MsrcResource(months=24))
     assert result.success
     rows = channels(conn)
     assert list(rows) == ["epss", "kev", "msrc", "osv", "vulnrichment"]
@@ -166,10 +176,9 @@ def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
         assert again[channel]["last_ingest_run"] == result.run_id
 
 
-def test_empty_estate_and_configured_channels(tmp_path, monkeypatch):
+def test_empty_estate_and_configured_channels(tmp_path):
     (tmp_path / "estate").mkdir()
-    monkeypatch.setenv("PATCHLEDGER_BULLETIN_CHANNELS", "msrc,kev")
-    result, conn = run(tmp_path, tmp_path / "estate")
+    result, conn = run(tmp_path, tmp_path / "estate", bulletin_watch=BulletinWatch(channels="msrc, KEV"))
     assert result.success
     rows = channels(conn)
     assert list(rows) == ["kev", "msrc"]
@@ -179,18 +188,18 @@ def test_empty_estate_and_configured_channels(tmp_path, monkeypatch):
     assert checks == {"bulletin_channels_fresh": False, "msrc_months_ingested": True}
 
 
-def test_live_index_is_fetched_and_saved(tmp_path, estate, monkeypatch):
+def test_unknown_channel_fails_naming_the_setting(tmp_path):
+    (tmp_path / "estate").mkdir()
+    result, _ = run(tmp_path, tmp_path / "estate", bulletin_watch=BulletinWatch(channels="msrc,nvd"))
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "PATCHLEDGER_BULLETIN_CHANNELS names unknown channels ['nvd']" in str(failure.event_specific_data.error)
+
+
+def test_live_index_is_fetched_and_saved(tmp_path, estate, json_server):
     (estate / "bulletins" / "msrc" / "updates.json").unlink()
-    monkeypatch.delenv("PATCHLEDGER_BULLETIN_CHANNELS", raising=False)
-    calls = []
-
-    def fake(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return httpx.Response(200, json=INDEX)
-
-    monkeypatch.setattr(bulletins, "make_msrc_client", lambda: msrc.MsrcClient(
-        "https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(fake), retries=0))
-    result, conn = run(tmp_path, estate, [bulletins.msrc_index], source="azure")
-    assert result.success and calls == ["/cvrf/v3.0/updates"]
+    msrc_server = json_server(lambda path: (200, INDEX))
+    result, conn = run(tmp_path, estate, [msrc_index], source="azure",
+                       msrc_api=MsrcResource(base_url=f"{msrc_server.url}/cvrf/v3.0/"))
+    assert result.success and msrc_server.calls == ["/cvrf/v3.0/updates"]
     assert json.loads((estate / "bulletins" / "msrc" / "updates.json").read_text()) == INDEX
     assert conn.execute("SELECT count(*), min(document_id) FROM raw.msrc_index").fetchall() == [(7, "1999-Sep")]
