@@ -68,6 +68,17 @@ def utc_timestamp(value: Any) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+def first_problem(cursor: duckdb.DuckDBPyConnection, problems_sql: str, name: str) -> str | None:
+    """The first bad cell that `problems_sql` lists as (row, field, value, reason), as a message
+    naming the file, row and field (and how many more there are); None when there is none."""
+    problems = cursor.execute(problems_sql).fetchall()
+    if not problems:
+        return None
+    row, column, value, reason = problems[0]
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return f"{name}: row {row}, field {column}: {value!r}: {reason}{more}"
+
+
 def channel_folder(run_settings: RunSettings, channel: str) -> Path:
     return Path(run_settings.estate_dir) / "bulletins" / channel
 

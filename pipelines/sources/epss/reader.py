@@ -11,7 +11,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.connectors.azure_files import SourceFileError, check_text_file
-from pipelines.sources.bulletins import utc_timestamp
+from pipelines.sources.bulletins import first_problem, utc_timestamp
 from pipelines.sources.epss import _NAME_DATE, COLUMNS, EpssFileError
 
 _SOURCE = """
@@ -101,11 +101,8 @@ def read_epss(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
         except duckdb.Error as exc:
             raise EpssFileError(f"{path.name}: not a readable EPSS file ({exc})") from exc
         try:
-            problems = cursor.execute(_PROBLEMS).fetchall()
-            if problems:
-                row, column, value, reason = problems[0]
-                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-                raise EpssFileError(f"{path.name}: row {row}, field {column}: {value!r}: {reason}{more}")
+            if problem := first_problem(cursor, _PROBLEMS, path.name):
+                raise EpssFileError(problem)
             conflicts = cursor.execute(_CONFLICTS).fetchall()
             if conflicts:
                 cve, rows = conflicts[0]

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from pipelines.connectors.azure_files import SourceFileError, check_text_file
+from pipelines.sources.bulletins import first_problem
 from pipelines.sources.kev import CSV_COLUMNS, KevFileError
 
 _JSON_COLUMNS = (
@@ -129,11 +130,8 @@ def read_kev(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
         except duckdb.Error as exc:
             raise KevFileError(f"{path.name}: not a readable KEV catalog ({exc})") from exc
         try:
-            problems = cursor.execute(_PROBLEMS).fetchall()
-            if problems:
-                row, column, value, reason = problems[0]
-                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-                raise KevFileError(f"{path.name}: row {row}, field {column}: {value!r}: {reason}{more}")
+            if problem := first_problem(cursor, _PROBLEMS, path.name):
+                raise KevFileError(problem)
             conflicts = cursor.execute(
                 "SELECT upper(trim(cveID)), list(_row ORDER BY _row) FROM _kev_source "
                 f"GROUP BY ALL HAVING count(DISTINCT ({', '.join(CSV_COLUMNS[1:])})) > 1 "
