@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -203,3 +204,46 @@ def test_live_index_is_fetched_and_saved(tmp_path, estate, json_server):
     assert result.success and msrc_server.calls == ["/cvrf/v3.0/updates"]
     assert json.loads((estate / "bulletins" / "msrc" / "updates.json").read_text()) == INDEX
     assert conn.execute("SELECT count(*), min(document_id) FROM raw.msrc_index").fetchall() == [(7, "1999-Sep")]
+
+
+def test_msrc_span_comes_from_the_environment(tmp_path, estate, monkeypatch):
+    # The resource as the code location configures it: PATCHLEDGER_MSRC_MONTHS through dg.EnvVar.int.
+    monkeypatch.setenv("PATCHLEDGER_MSRC_MONTHS", "6")
+    result, conn = run(tmp_path, estate, msrc_api=bulletin_resources()["msrc_api"], bulletin_watch=BulletinWatch())
+    assert result.success
+    # Span: the earlier of the first ingested month (2026-04-14) and 2026-06-30 minus 6 months
+    # (2025-12-30): 2025-Jan, pending with 24 months, is out of it now.
+    assert channels(conn)["msrc"]["pending_documents"] == ["2026-Apr", "2026-Jun"]
+
+
+def test_msrc_scope_start():
+    # 31 days a month back from 2026-03-15: 62 days = 15 (to Feb 28) + 28 (to Jan 31) + 19.
+    assert MsrcResource(months=2).since(date(2026, 3, 15)) == date(2026, 1, 12)
+    assert MsrcResource().include_mariner() is False
+    assert MsrcResource(mariner="1").include_mariner() is True
+
+
+def test_live_msrc_fetches_only_the_months_in_scope(tmp_path, json_server):
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def stamp(days_ago: int) -> str:
+        return (now - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    index = {"value": [
+        index_entry("2026-Jun", stamp(5), stamp(5)),  # in a 1-month scope (31 days)
+        index_entry("2026-May", stamp(40), stamp(40)),  # released before it
+        index_entry("1999-Sep", stamp(3), stamp(3), "Mariner Release Notes"),  # Mariner: not asked for
+    ]}
+    june = month_doc("2026-Jun", stamp(5), stamp(5))
+    server = json_server(lambda path: (200, index) if path.endswith("/updates") else (200, june))
+    estate = tmp_path / "estate"
+    estate.mkdir()
+    result, conn = run(tmp_path, estate, [msrc_documents], source="azure",
+                       msrc_api=MsrcResource(base_url=f"{server.url}/cvrf/v3.0", months=1))
+    assert result.success
+    assert server.calls == ["/cvrf/v3.0/updates", "/cvrf/v3.0/cvrf/2026-Jun"]
+    assert (estate / "bulletins" / "msrc" / "2026-Jun.json").is_file()
+    assert conn.execute("SELECT document_id, source_file FROM raw.msrc_documents").fetchall() == [
+        ("2026-Jun", "bulletins/msrc/2026-Jun.json")]
+    assert conn.execute("SELECT channel, live_fetch, documents_ingested FROM raw.bulletin_ingest_log").fetchall() == [
+        ("msrc", True, 1)]

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from pipelines.connectors.http import sha256_bytes
 from pipelines.resources import RunSettings
-from pipelines.warehouse import sql_literal
+from pipelines.warehouse import sql_literal, table_exists
 
 PROVENANCE = [
     pa.field("source_file", pa.string()),
@@ -114,6 +114,13 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, table: str, schema: pa.Schema,
 def held_files(conn: duckdb.DuckDBPyConnection, table: str) -> set[tuple[str, str]]:
     """(source_file, source_sha256) of every file the table already holds rows of."""
     return set(conn.execute(f"SELECT DISTINCT source_file, source_sha256 FROM {table}").fetchall())
+
+
+def known_revisions(conn: duckdb.DuckDBPyConnection, table: str, id_column: str, revision_column: str) -> dict:
+    """id -> revision of every document the table holds (none before the table exists)."""
+    if not table_exists(conn, table):
+        return {}
+    return dict(conn.execute(f"SELECT {id_column}, {revision_column} FROM {table}").fetchall())
 
 
 def unread_files(

@@ -11,6 +11,9 @@ a missing column (columns are matched by header name, never by position), a cve 
 CVE-YYYY-NNNN, an epss or percentile that is not a number in [0, 1], the same CVE twice with
 different scores. Legal oddities load: extra columns are ignored, a row repeated identically is
 kept once, a score_date with any offset is converted to its UTC day.
+
+Layout: `<estate>/bulletins/epss/` (`epss_scores-YYYY-MM-DD.csv[.gz]`; `archive/` holds the live
+answers). Modules: `reader.py` (a file to rows), `live.py` (the daily file), `assets.py`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ FILE_PATTERNS = ("*.csv.gz", "*.csv")
 _NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
 
 COLUMNS = ("cve", "epss", "percentile")
+
 
 def epss_files(folder: Path) -> list[Path]:
     return sorted({p for pattern in FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})

@@ -13,6 +13,9 @@ entry without a cveID or with one not shaped CVE-YYYY-NNNN, a date that is not Y
 knownRansomwareCampaignUse other than Known/Unknown, the same CVE twice with different content,
 and a `count` that disagrees with the entries. Legal oddities load: extra CSV columns are
 ignored, an entry repeated identically is kept once, text (HTML, formulas) is kept verbatim.
+
+Layout: `<estate>/bulletins/kev/` (`*.json`, `*.csv`, optionally `.gz`; `archive/` holds the live
+answers). Modules: `reader.py` (a file to rows), `live.py` (the feed), `assets.py`.
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ RANSOMWARE_VALUES = ("Known", "Unknown")
 class KevFileError(ValueError):
     """A KEV file that cannot be ingested; the message names the file, row and field."""
 
+
 FILE_PATTERNS = ("*.json", "*.json.gz", "*.csv", "*.csv.gz")
+
 
 def kev_files(folder: Path) -> list[Path]:
     return sorted({p for pattern in FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})

@@ -20,6 +20,7 @@ from pipelines.sources.bulletins import (
     channel_folder,
     ensure_table,
     keep_newest,
+    known_revisions,
     log_ingest,
     replace_rows,
     unread_files,
@@ -35,7 +36,7 @@ from pipelines.sources.msrc.index import index_rows, parse_index
 from pipelines.sources.msrc.live import fetch_changed
 from pipelines.sources.msrc.parser import parse_bytes, to_arrow
 from pipelines.sources.msrc.resource import MsrcResource
-from pipelines.warehouse import table_exists, table_metadata, transaction
+from pipelines.warehouse import table_metadata, transaction
 
 MSRC_TABLES = {
     "documents": "raw.msrc_documents",
@@ -73,11 +74,8 @@ def ensure_index_table(conn: duckdb.DuckDBPyConnection) -> None:
     ensure_table(conn, INDEX_TABLE, INDEX_SCHEMA, _INDEX_DESCRIPTION, extra=_INDEX_EXTRA)
 
 
-def _known_documents(warehouse: WarehouseResource) -> dict[str, datetime]:
-    with warehouse.get_connection() as conn:
-        if not table_exists(conn, "raw.msrc_documents"):
-            return {}
-        return dict(conn.execute("SELECT document_id, current_release_at FROM raw.msrc_documents").fetchall())
+def _known_documents(conn: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
+    return known_revisions(conn, "raw.msrc_documents", "document_id", "current_release_at")
 
 
 @dg.multi_asset(
@@ -103,7 +101,9 @@ def msrc_documents(
     folder = channel_folder(run_settings, "msrc")
     if live:
         with msrc_api.client() as client:
-            fetched = fetch_changed(client, _known_documents(warehouse), folder / "archive",
+            with warehouse.get_connection() as conn:
+                known = _known_documents(conn)
+            fetched = fetch_changed(client, known, folder / "archive",
                                     since=msrc_api.since(datetime.now(UTC).date()),
                                     include_mariner=msrc_api.include_mariner())
         context.log.info(f"MSRC: fetched {len(fetched)} changed documents: {[d.document_id for d in fetched]}")
@@ -113,7 +113,7 @@ def msrc_documents(
 
     with warehouse.get_connection() as conn, transaction(conn):
         ensure_msrc_tables(conn)
-        known = dict(conn.execute("SELECT document_id, current_release_at FROM raw.msrc_documents").fetchall())
+        known = _known_documents(conn)
         unread, skipped = unread_files(conn, "raw.msrc_documents", files, run_settings, context.run.run_id)
         chosen: dict[str, tuple[datetime, tuple]] = {}
         for _, data, provenance in unread:

@@ -20,6 +20,8 @@ Two raw tables come out of a file:
   source package (`ecosystem_specific.binaries`): each gets its own row (package_kind 'binary',
   fixed at its binary_version), because Azure Update Manager names Linux patches by binary
   package (`libssl3_3.0.2-0ubuntu1.15`, not only `openssl_...`).
+
+Modules: `reader.py` (a file to rows), `live.py` (the OSV API), `assets.py`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pipelines.sources.bulletins import (
     channel_folder,
     ensure_table,
     keep_newest,
+    known_revisions,
     log_ingest,
     replace_rows,
     unread_files,
@@ -43,6 +44,10 @@ _OSV_DESCRIPTIONS = {
 def ensure_osv_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for name, table in OSV_TABLES.items():
         ensure_table(conn, table, SCHEMAS[name], _OSV_DESCRIPTIONS[name])
+
+
+def _known_advisories(conn: duckdb.DuckDBPyConnection) -> dict:
+    return known_revisions(conn, "raw.osv_advisories", "advisory_id", "modified_at")
 
 
 @dg.multi_asset(
@@ -76,7 +81,7 @@ def osv_advisories(
         context.log.warning(f"No OSV advisories in {folder}: Linux packages get no CVEs from OSV.")
     with warehouse.get_connection() as conn, transaction(conn):
         ensure_osv_tables(conn)
-        known = dict(conn.execute("SELECT advisory_id, modified_at FROM raw.osv_advisories").fetchall())
+        known = _known_advisories(conn)
         unread, skipped = unread_files(conn, "raw.osv_advisories", files, run_settings, context.run.run_id)
         chosen: dict[str, tuple[Any, tuple]] = {}
         older = 0
@@ -124,11 +129,7 @@ def _fetch_live(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
             if table_exists(conn, "marts.vm_inventory") and table_exists(conn, "staging.patch_observations")
             else []
         )
-        known = (
-            dict(conn.execute("SELECT advisory_id, modified_at FROM raw.osv_advisories").fetchall())
-            if table_exists(conn, "raw.osv_advisories")
-            else {}
-        )
+        known = _known_advisories(conn)
     if not packages:
         context.log.warning("OSV: no Linux packages known in the estate yet; nothing asked.")
         return

@@ -10,6 +10,9 @@ Strict: a file that is not a CVE record, whose cveId is not the one its name giv
 options hold an unknown decision point or value fails with a message naming the file, the
 element and the value. A record without the CISA container (or without SSVC in it) loads with the
 SSVC columns NULL: the CVE has no Vulnrichment decision and BOD 26-04 falls back to the policy.
+
+Layout: `<estate>/bulletins/vulnrichment/` as the repository lays records out (`archive/` holds
+the live answers). Modules: `reader.py` (a record to its row), `live.py`, `assets.py`.
 """
 
 from __future__ import annotations
