@@ -100,9 +100,9 @@ def msrc_documents(
     live = run_settings.source == "azure"
     folder = channel_folder(run_settings, "msrc")
     if live:
+        with warehouse.get_connection() as conn:
+            known = _known_documents(conn)
         with msrc_api.client() as client:
-            with warehouse.get_connection() as conn:
-                known = _known_documents(conn)
             fetched = fetch_changed(client, known, folder / "archive",
                                     since=msrc_api.since(datetime.now(UTC).date()),
                                     include_mariner=msrc_api.include_mariner())
