@@ -14,10 +14,11 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 
-from assets.common import DUCKDB_POOL, OWNERS, STAGE3_BULLETINS, key
+from assets.common import DUCKDB_POOL, key
 from pipelines.ledger import GENESIS, chain_hash, comment_ledger
 from pipelines.notify import NotificationWebhook, redact_url
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.bulletins import table_specs
 from pipelines.warehouse import (
     build_table,
     comment_table,
@@ -96,23 +97,11 @@ _NOTIFICATION_DESCRIPTIONS = {
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            key(table),
-            description=_NOTIFICATION_DESCRIPTIONS[table],
-            group_name=STAGE3_BULLETINS,
-            kinds={"duckdb", "sql"},
-            owners=OWNERS,
-            deps=[
-                key("marts.patch_catalog"),
-                key("staging.msrc_fixes"),
-                key("staging.osv_fixes"),
-                key("marts.vm_inventory"),
-                key("staging.patch_observations"),
-            ],
-        )
-        for table in _NOTIFICATION_TABLES
-    ],
+    specs=table_specs(
+        {table: _NOTIFICATION_DESCRIPTIONS[table] for table in _NOTIFICATION_TABLES}, {"duckdb", "sql"},
+        deps=("marts.patch_catalog", "staging.msrc_fixes", "staging.osv_fixes", "marts.vm_inventory",
+              "staging.patch_observations"),
+    ),
     pool=DUCKDB_POOL,
 )
 def patch_notifications(

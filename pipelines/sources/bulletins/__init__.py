@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 
+from assets.common import OWNERS, STAGE3_BULLETINS, key
 from pipelines.connectors.http import sha256_bytes
 from pipelines.resources import RunSettings
 from pipelines.warehouse import sql_literal, table_exists
@@ -44,6 +46,15 @@ _INGEST_LOG_COMMENT = (
     "already ingested (same sha256), and documents (months, snapshots, score days, advisories) "
     "ingested as new or changed."
 )
+
+
+def table_specs(descriptions: dict[str, str], kinds: set[str], deps: tuple[str, ...] = ()) -> list[dg.AssetSpec]:
+    """The specs of a stage-3 multi-asset: one per table (key -> description), same kinds and deps."""
+    return [
+        dg.AssetSpec(key(table), description=description, group_name=STAGE3_BULLETINS, kinds=kinds,
+                     owners=OWNERS, deps=[key(d) for d in deps])
+        for table, description in descriptions.items()
+    ]
 
 
 def text_value(value: Any) -> str | None:

@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 import pyarrow as pa
 
-from assets.common import DUCKDB_POOL, OWNERS, STAGE3_BULLETINS, key, warehouse_asset
+from assets.common import DUCKDB_POOL, STAGE3_BULLETINS, key, warehouse_asset
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.bulletins import (
     PROVENANCE,
@@ -23,6 +23,7 @@ from pipelines.sources.bulletins import (
     known_revisions,
     log_ingest,
     replace_rows,
+    table_specs,
     unread_files,
 )
 from pipelines.sources.msrc import (
@@ -79,16 +80,7 @@ def _known_documents(conn: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            key(table),
-            description=_MSRC_DESCRIPTIONS[name],
-            group_name=STAGE3_BULLETINS,
-            kinds={"duckdb", "python"},
-            owners=OWNERS,
-        )
-        for name, table in MSRC_TABLES.items()
-    ],
+    specs=table_specs({table: _MSRC_DESCRIPTIONS[name] for name, table in MSRC_TABLES.items()}, {"duckdb", "python"}),
     pool=DUCKDB_POOL,
 )
 def msrc_documents(

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from assets.common import DUCKDB_POOL, OWNERS, STAGE3_BULLETINS, key
+from assets.common import DUCKDB_POOL, key
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.bulletins import (
     PROVENANCE_COLUMNS,
@@ -20,6 +20,7 @@ from pipelines.sources.bulletins import (
     known_revisions,
     log_ingest,
     replace_rows,
+    table_specs,
     unread_files,
 )
 from pipelines.sources.bulletins.resource import ChannelEndpoint
@@ -51,18 +52,11 @@ def _known_advisories(conn: duckdb.DuckDBPyConnection) -> dict:
 
 
 @dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            key(table),
-            description=_OSV_DESCRIPTIONS[name],
-            group_name=STAGE3_BULLETINS,
-            kinds={"duckdb", "python"},
-            owners=OWNERS,
-            # Live mode asks OSV about the packages seen on the estate's Linux machines.
-            deps=[key("marts.vm_inventory"), key("staging.patch_observations")],
-        )
-        for name, table in OSV_TABLES.items()
-    ],
+    specs=table_specs(
+        {table: _OSV_DESCRIPTIONS[name] for name, table in OSV_TABLES.items()}, {"duckdb", "python"},
+        # Live mode asks OSV about the packages seen on the estate's Linux machines.
+        deps=("marts.vm_inventory", "staging.patch_observations"),
+    ),
     pool=DUCKDB_POOL,
 )
 def osv_advisories(
