@@ -13,9 +13,9 @@ import httpx
 
 from pipelines import jobs
 from pipelines.resources import RunSettings
+from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc.index import scoped_index
 from pipelines.sources.msrc.resource import MsrcResource
-from pipelines.sources.msrc.values import utc_timestamp
 
 
 def estate_fingerprint(estate: Path) -> str:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from pipelines.sources import msrc
+from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc import live, parser, values
 
 SAMPLES = Path(__file__).parents[2] / "shared" / "samples" / "msrc"
@@ -227,7 +228,7 @@ def test_live_fetch_uses_real_index_retries_and_archives(tmp_path):
     fake = FakeMsrc({"2024-Jan": jan.encode()}, index)
     fake.failures["/cvrf/v3.0/cvrf/2024-Jan"] = [500, "timeout"]
     sleeps: list[float] = []
-    known = {e["ID"]: values.utc_timestamp(e["CurrentReleaseDate"]) for e in index["value"]}
+    known = {e["ID"]: utc_timestamp(e["CurrentReleaseDate"]) for e in index["value"]}
     known["2024-Jan"] = datetime(2025, 1, 1, tzinfo=UTC)  # revised since our last fetch
     archive = tmp_path / "msrc" / "archive"
     with _client(fake, sleeps) as client:

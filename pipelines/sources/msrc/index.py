@@ -7,8 +7,9 @@ import json
 from datetime import date
 from typing import Any
 
+from pipelines.sources.bulletins import text_value as _text
+from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc import KNOWN_EMPTY_DOCUMENTS, MARINER_TITLE, MsrcDocumentError
-from pipelines.sources.msrc.values import _text, utc_timestamp
 
 
 def parse_index(data: bytes) -> list[dict[str, Any]]:

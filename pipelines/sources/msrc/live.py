@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 
 from pipelines.connectors.http import ChannelClient, archive, sha256_bytes
+from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc import DEFAULT_BASE_URL, MsrcDocumentError, ParsedDocument
 from pipelines.sources.msrc.index import scoped_index
 from pipelines.sources.msrc.parser import parse_bytes
-from pipelines.sources.msrc.values import utc_timestamp
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc import (
     _XML_LISTS,
     CVRF_NAMESPACE,
@@ -41,7 +42,6 @@ from pipelines.sources.msrc.values import (
     kb_digits,
     parse_exploit_status,
     split_supersedence,
-    utc_timestamp,
 )
 
 # ---- reading a file ----

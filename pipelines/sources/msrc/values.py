@@ -7,7 +7,6 @@ from datetime import date
 from typing import Any
 
 from pipelines.sources.bulletins import text_value as _text
-from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc import (
     _DOCUMENT_ID,
     _MONTH_ABBR,
@@ -15,8 +14,6 @@ from pipelines.sources.msrc import (
     MONTHS,
     MsrcDocumentError,
 )
-
-__all__ = ["utc_timestamp"]
 
 
 def _items(value: Any) -> list:
