@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -162,15 +163,23 @@ def lock_timeout_seconds() -> float:
         raise ValueError(f"PATCHLEDGER_LOCK_TIMEOUT_SECONDS must be a number of seconds, not {value!r}") from exc
 
 
+def env_or(name: str, default: Any, kind: type = str) -> Any:
+    """`dg.EnvVar(name)` when the variable is set and not empty, else `default`: Dagster resolves
+    it when a run starts and shows the variable's name, not its value. (An EnvVar has no default
+    of its own, dagster#16232.)"""
+    if not os.environ.get(name):
+        return default
+    return dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+
+
 def _from_env(**fields: str | tuple[str, type]) -> dict:
-    """Resource fields bound to the environment variables that are set, as `dg.EnvVar`: Dagster
-    resolves them when a run starts and shows the variable's name, not its value. An unset
-    variable leaves the field's default (an EnvVar has no default of its own, dagster#16232)."""
+    """Resource fields bound to the environment variables that are set (`env_or`); an unset
+    variable leaves the field's default."""
     bound = {}
     for field, spec in fields.items():
         name, kind = spec if isinstance(spec, tuple) else (spec, str)
         if os.environ.get(name):
-            bound[field] = dg.EnvVar.int(name) if kind is int else dg.EnvVar(name)
+            bound[field] = env_or(name, None, kind)
     return bound
 
 
@@ -180,6 +189,8 @@ def default_resources() -> dict:
     against the working directory and each other (the reports beside the warehouse, the ledger
     beside the estate), the source mode is checked here so that a wrong value fails at load, and
     the lock timeout is a float, which EnvVar (str and int only) cannot carry."""
+    from pipelines.sources.bulletins.resource import bulletin_resources  # it imports this module
+
     return {
         "warehouse": WarehouseResource(
             database=str(settings.warehouse_path()),
@@ -193,4 +204,5 @@ def default_resources() -> dict:
             **_from_env(ledger_dir="PATCHLEDGER_LEDGER", as_of="PATCHLEDGER_AS_OF",
                         subscriptions="PATCHLEDGER_SUBSCRIPTIONS", workspace_ids="PATCHLEDGER_WORKSPACES"),
         ),
+        **bulletin_resources(),
     }

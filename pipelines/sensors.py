@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import httpx
 
-from pipelines import jobs, settings
-from pipelines.connectors import msrc
+from pipelines import jobs
+from pipelines.resources import RunSettings
+from pipelines.sources.bulletins import utc_timestamp
+from pipelines.sources.msrc.index import scoped_index
+from pipelines.sources.msrc.resource import MsrcResource
 
 
 def estate_fingerprint(estate: Path) -> str:
@@ -38,18 +41,12 @@ def estate_fingerprint(estate: Path) -> str:
         "(for example a nightly export job dropping new Resource Graph or Log Analytics files)."
     ),
 )
-def estate_changed(context: dg.SensorEvaluationContext):
-    fingerprint = estate_fingerprint(settings.estate_dir())
+def estate_changed(context: dg.SensorEvaluationContext, run_settings: RunSettings):
+    fingerprint = estate_fingerprint(Path(run_settings.estate_dir))
     if fingerprint == context.cursor:
         return dg.SkipReason("no change in the estate folder")
     context.update_cursor(fingerprint)
     return dg.RunRequest(run_key=f"estate-{fingerprint[:16]}")
-
-
-def make_msrc_client() -> msrc.MsrcClient:
-    """The MSRC client of the sensor: short timeout and few retries, a tick must stay quick
-    (tests replace this function to serve recorded answers)."""
-    return msrc.client_from_env(timeout=30.0, retries=2, backoff_seconds=2.0)
 
 
 @dg.sensor(
@@ -65,21 +62,20 @@ def make_msrc_client() -> msrc.MsrcClient:
         "cursor is the newest CurrentReleaseDate seen; the warehouse is never opened."
     ),
 )
-def msrc_revisions(context: dg.SensorEvaluationContext):
-    if settings.source_mode() != "azure":
+def msrc_revisions(context: dg.SensorEvaluationContext, run_settings: RunSettings, msrc_api: MsrcResource):
+    if run_settings.source != "azure":
         return dg.SkipReason("offline mode (PATCHLEDGER_SOURCE is not 'azure'): MSRC is not polled")
-    months = int(os.environ.get("PATCHLEDGER_MSRC_MONTHS", "24"))
-    since = datetime.now(UTC).date() - timedelta(days=31 * months)
-    mariner = os.environ.get("PATCHLEDGER_MSRC_MARINER", "0") == "1"
     try:
-        with make_msrc_client() as client:
+        # Short timeout and few retries: a tick must stay quick.
+        with msrc_api.client(timeout=30.0, retries=2, backoff_seconds=2.0) as client:
             index = client.index()
     except httpx.HTTPError as exc:
         return dg.SkipReason(f"MSRC /updates unavailable ({type(exc).__name__}); retried next tick")
-    cursor = msrc.utc_timestamp(context.cursor) if context.cursor else None
+    cursor = utc_timestamp(context.cursor) if context.cursor else None
     revised = []
-    for entry in msrc.scoped_index(index, since=since, include_mariner=mariner):
-        current = msrc.utc_timestamp(entry.get("CurrentReleaseDate"))
+    since = msrc_api.since(datetime.now(UTC).date())
+    for entry in scoped_index(index, since=since, include_mariner=msrc_api.include_mariner()):
+        current = utc_timestamp(entry.get("CurrentReleaseDate"))
         if entry.get("ID") and current is not None and (cursor is None or current > cursor):
             revised.append((current, str(entry["ID"])))
     if not revised:

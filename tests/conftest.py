@@ -77,3 +77,48 @@ def browser_dom():
         return done.stdout
 
     return dom
+
+
+class JsonServer:
+    """A local HTTP server for the live clients: `answer(path) -> (status, JSON body)`, every
+    requested path kept in `calls`."""
+
+    def __init__(self, answer):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answer, self.calls = answer, []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                import json
+
+                outer.calls.append(self.path)
+                status, body = outer.answer(self.path)
+                payload = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def json_server():
+    """Start a JsonServer with `json_server(answer)`; stopped after the test."""
+    started = []
+    yield lambda answer: started.append(JsonServer(answer)) or started[-1]
+    for server in started:
+        server.close()

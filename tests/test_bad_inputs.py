@@ -116,10 +116,18 @@ import duckdb
 import pytest
 from fixtures_registers import write_register
 
-from assets import bulletins, monitoring
-from pipelines.connectors import azure_files, epss, kev, log_analytics, msrc
+from assets import monitoring
+from pipelines.connectors import azure_files, log_analytics
 from pipelines.connectors.registers import REGISTERS, RegisterValidationError, load_register
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
+from pipelines.sources import kev
+from pipelines.sources.bulletins.resource import bulletin_resources
+from pipelines.sources.epss import assets as epss_assets
+from pipelines.sources.epss.reader import read_epss
+from pipelines.sources.kev import assets as kev_assets
+from pipelines.sources.kev.reader import read_kev
+from pipelines.sources.msrc import assets as msrc_assets
+from pipelines.sources.msrc.parser import parse_file
 from pipelines.warehouse import transaction
 
 VM = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
@@ -343,7 +351,7 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
 def materialize(assets: list, database: Path, estate: Path) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         assets,
-        resources={"warehouse": WarehouseResource(database=str(database)),
+        resources={**bulletin_resources(), "warehouse": WarehouseResource(database=str(database)),
                    "run_settings": RunSettings(estate_dir=str(estate))},
         raise_on_error=False,
     )
@@ -551,11 +559,11 @@ def _msrc(text: str | bytes, name="2024-Jan.json"):
 
 
 ASSET_SOURCES = {
-    "kev": ([bulletins.kev_vulnerabilities], "raw.kev_vulnerabilities",
+    "kev": ([kev_assets.kev_vulnerabilities], "raw.kev_vulnerabilities",
             _kev("known_exploited_vulnerabilities.json", kev_json(version="2025.01.01"))),
-    "epss": ([bulletins.epss_scores], "raw.epss_scores",
+    "epss": ([epss_assets.epss_scores], "raw.epss_scores",
              _epss(epss_text(["CVE-2024-21412,0.94,0.99"]), "epss_scores-2025-09-03.csv")),
-    "msrc": ([bulletins.msrc_documents], "raw.msrc_fixes",
+    "msrc": ([msrc_assets.msrc_documents], "raw.msrc_fixes",
              _msrc(dump(msrc_doc(current="2024-02-01T00:00:00")))),
 }
 
@@ -764,7 +772,7 @@ def _kev_read(tmp_path, name, text):
     path = write(tmp_path, name, text)
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
-    return kev.read_kev(conn, path).to_pylist()
+    return read_kev(conn, path).to_pylist()
 
 
 def loaded_kev_csv_extra_column_and_duplicate(tmp_path):
@@ -783,7 +791,7 @@ def _epss_read(tmp_path, name, text):
     path = write(tmp_path, name, text)
     conn = duckdb.connect()
     conn.execute("SET TimeZone = 'UTC'")
-    return epss.read_epss(conn, path).to_pylist()
+    return read_epss(conn, path).to_pylist()
 
 
 def loaded_epss_identical_duplicate_and_extra_column(tmp_path):
@@ -800,7 +808,7 @@ def loaded_epss_mixed_offset_score_date(tmp_path):
 
 def loaded_msrc_odd_name_payload_and_offset(tmp_path):
     doc = msrc_doc(current="2024-06-28T01:39:56-05:00", vuln_title=SCRIPT + FORMULA)
-    parsed = msrc.parse_file(write(tmp_path, f"2024 Jan {ODD}.json", dump(doc)))
+    parsed = parse_file(write(tmp_path, f"2024 Jan {ODD}.json", dump(doc)))
     assert parsed.current_release_at == datetime(2024, 6, 28, 6, 39, 56, tzinfo=UTC)
     assert parsed.rows["vulnerabilities"][0]["title"] == SCRIPT + FORMULA
 

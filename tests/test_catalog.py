@@ -12,14 +12,19 @@ import pytest
 
 from assets import bulletins
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.bulletins.resource import bulletin_resources
+from pipelines.sources.epss.assets import epss_scores
+from pipelines.sources.kev.assets import kev_catalog_not_empty, kev_vulnerabilities
+from pipelines.sources.msrc.assets import msrc_documents
+from pipelines.sources.osv.assets import osv_advisories
 
 SAMPLES = Path(__file__).parents[2] / "shared" / "samples"
 ALL = [
-    bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes, bulletins.patch_supersedence, bulletins.patch_supersedence_closure,
+    msrc_documents, kev_vulnerabilities, epss_scores,
+    osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes, bulletins.patch_supersedence, bulletins.patch_supersedence_closure,
     bulletins.patch_fix_lineage, bulletins.patch_fixed_builds, bulletins.patch_cves,
     bulletins.patch_catalog, bulletins.patch_catalog_key_unique,
-    bulletins.kev_catalog_not_empty, bulletins.supersedence_cycles,
+    kev_catalog_not_empty, bulletins.supersedence_cycles,
 ]
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun"]
 NAMES = ["January", "February", "March", "April", "May", "June"]
@@ -30,6 +35,7 @@ def run(tmp_path: Path, estate: Path, as_of: str = "2026-07-01") -> tuple[dg.Exe
     result = dg.materialize(
         ALL,
         resources={
+            **bulletin_resources(),
             "warehouse": WarehouseResource(database=str(database)),
             "run_settings": RunSettings(estate_dir=str(estate), as_of=as_of),
         },

@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import gzip
 import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
-import httpx
 import pytest
 
-from assets import bulletins
-from pipelines.connectors import msrc
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.bulletins.assets import (
+    bulletin_channels,
+    bulletin_channels_fresh,
+    msrc_months_ingested,
+)
+from pipelines.sources.bulletins.resource import BulletinWatch, bulletin_resources
+from pipelines.sources.epss.assets import epss_scores
+from pipelines.sources.kev.assets import kev_vulnerabilities
+from pipelines.sources.msrc.assets import msrc_documents, msrc_index
+from pipelines.sources.msrc.resource import MsrcResource
+from pipelines.sources.osv.assets import osv_advisories
+from pipelines.sources.vulnrichment.assets import vulnrichment_ssvc
 
 CHANNEL_ASSETS = [
-    bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.osv_advisories, bulletins.vulnrichment_ssvc, bulletins.msrc_index,
-    bulletins.bulletin_channels, bulletins.bulletin_channels_fresh, bulletins.msrc_months_ingested,
+    msrc_documents, kev_vulnerabilities, epss_scores,
+    osv_advisories, vulnrichment_ssvc, msrc_index,
+    bulletin_channels, bulletin_channels_fresh, msrc_months_ingested,
 ]
 NAMES = {"Jan": "January", "Apr": "April", "May": "May", "Jun": "June", "Jul": "July", "Sep": "September"}
 
@@ -96,13 +106,15 @@ def estate(tmp_path: Path) -> Path:
     return root
 
 
-def run(tmp_path: Path, estate: Path, assets=None, source: str = "files"):
+def run(tmp_path: Path, estate: Path, assets=None, source: str = "files", **overrides):
     database = tmp_path / "w.duckdb"
     result = dg.materialize(
         assets or CHANNEL_ASSETS,
         resources={
+            **bulletin_resources(),
             "warehouse": WarehouseResource(database=str(database)),
             "run_settings": RunSettings(estate_dir=str(estate), as_of="2026-06-30", source=source),
+            **overrides,
         },
         raise_on_error=False,
     )
@@ -115,10 +127,9 @@ def channels(conn) -> dict[str, dict]:
     return {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
 
 
-def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
-    monkeypatch.delenv("PATCHLEDGER_BULLETIN_CHANNELS", raising=False)
-    monkeypatch.delenv("PATCHLEDGER_MSRC_MONTHS", raising=False)
-    result, conn = run(tmp_path, estate)
+def test_channels_freshness_and_pending_months(tmp_path, estate):
+    # All five channels watched; MSRC's span is the default 24 months.
+    result, conn = run(tmp_path, estate, bulletin_watch=BulletinWatch(), msrc_api=MsrcResource(months=24))
     assert result.success
     rows = channels(conn)
     assert list(rows) == ["epss", "kev", "msrc", "osv", "vulnrichment"]
@@ -166,10 +177,9 @@ def test_channels_freshness_and_pending_months(tmp_path, estate, monkeypatch):
         assert again[channel]["last_ingest_run"] == result.run_id
 
 
-def test_empty_estate_and_configured_channels(tmp_path, monkeypatch):
+def test_empty_estate_and_configured_channels(tmp_path):
     (tmp_path / "estate").mkdir()
-    monkeypatch.setenv("PATCHLEDGER_BULLETIN_CHANNELS", "msrc,kev")
-    result, conn = run(tmp_path, tmp_path / "estate")
+    result, conn = run(tmp_path, tmp_path / "estate", bulletin_watch=BulletinWatch(channels="msrc, KEV"))
     assert result.success
     rows = channels(conn)
     assert list(rows) == ["kev", "msrc"]
@@ -179,18 +189,61 @@ def test_empty_estate_and_configured_channels(tmp_path, monkeypatch):
     assert checks == {"bulletin_channels_fresh": False, "msrc_months_ingested": True}
 
 
-def test_live_index_is_fetched_and_saved(tmp_path, estate, monkeypatch):
+def test_unknown_channel_fails_naming_the_setting(tmp_path):
+    (tmp_path / "estate").mkdir()
+    result, _ = run(tmp_path, tmp_path / "estate", bulletin_watch=BulletinWatch(channels="msrc,nvd"))
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "PATCHLEDGER_BULLETIN_CHANNELS names unknown channels ['nvd']" in str(failure.event_specific_data.error)
+
+
+def test_live_index_is_fetched_and_saved(tmp_path, estate, json_server):
     (estate / "bulletins" / "msrc" / "updates.json").unlink()
-    monkeypatch.delenv("PATCHLEDGER_BULLETIN_CHANNELS", raising=False)
-    calls = []
-
-    def fake(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        return httpx.Response(200, json=INDEX)
-
-    monkeypatch.setattr(bulletins, "make_msrc_client", lambda: msrc.MsrcClient(
-        "https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(fake), retries=0))
-    result, conn = run(tmp_path, estate, [bulletins.msrc_index], source="azure")
-    assert result.success and calls == ["/cvrf/v3.0/updates"]
+    msrc_server = json_server(lambda path: (200, INDEX))
+    result, conn = run(tmp_path, estate, [msrc_index], source="azure",
+                       msrc_api=MsrcResource(base_url=f"{msrc_server.url}/cvrf/v3.0/"))
+    assert result.success and msrc_server.calls == ["/cvrf/v3.0/updates"]
     assert json.loads((estate / "bulletins" / "msrc" / "updates.json").read_text()) == INDEX
     assert conn.execute("SELECT count(*), min(document_id) FROM raw.msrc_index").fetchall() == [(7, "1999-Sep")]
+
+
+def test_msrc_span_comes_from_the_environment(tmp_path, estate, monkeypatch):
+    # The resource as the code location configures it: PATCHLEDGER_MSRC_MONTHS through dg.EnvVar.int.
+    monkeypatch.setenv("PATCHLEDGER_MSRC_MONTHS", "6")
+    result, conn = run(tmp_path, estate, msrc_api=bulletin_resources()["msrc_api"], bulletin_watch=BulletinWatch())
+    assert result.success
+    # Span: the earlier of the first ingested month (2026-04-14) and 2026-06-30 minus 6 months
+    # (2025-12-30): 2025-Jan, pending with 24 months, is out of it now.
+    assert channels(conn)["msrc"]["pending_documents"] == ["2026-Apr", "2026-Jun"]
+
+
+def test_msrc_scope_start():
+    # 31 days a month back from 2026-03-15: 62 days = 15 (to Feb 28) + 28 (to Jan 31) + 19.
+    assert MsrcResource(months=2).since(date(2026, 3, 15)) == date(2026, 1, 12)
+    assert MsrcResource().include_mariner() is False
+    assert MsrcResource(mariner="1").include_mariner() is True
+
+
+def test_live_msrc_fetches_only_the_months_in_scope(tmp_path, json_server):
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def stamp(days_ago: int) -> str:
+        return (now - timedelta(days=days_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    index = {"value": [
+        index_entry("2026-Jun", stamp(5), stamp(5)),  # in a 1-month scope (31 days)
+        index_entry("2026-May", stamp(40), stamp(40)),  # released before it
+        index_entry("1999-Sep", stamp(3), stamp(3), "Mariner Release Notes"),  # Mariner: not asked for
+    ]}
+    june = month_doc("2026-Jun", stamp(5), stamp(5))
+    server = json_server(lambda path: (200, index) if path.endswith("/updates") else (200, june))
+    estate = tmp_path / "estate"
+    estate.mkdir()
+    result, conn = run(tmp_path, estate, [msrc_documents], source="azure",
+                       msrc_api=MsrcResource(base_url=f"{server.url}/cvrf/v3.0", months=1))
+    assert result.success
+    assert server.calls == ["/cvrf/v3.0/updates", "/cvrf/v3.0/cvrf/2026-Jun"]
+    assert (estate / "bulletins" / "msrc" / "2026-Jun.json").is_file()
+    assert conn.execute("SELECT document_id, source_file FROM raw.msrc_documents").fetchall() == [
+        ("2026-Jun", "bulletins/msrc/2026-Jun.json")]
+    assert conn.execute("SELECT channel, live_fetch, documents_ingested FROM raw.bulletin_ingest_log").fetchall() == [
+        ("msrc", True, 1)]

@@ -18,9 +18,22 @@ import dagster as dg
 import duckdb
 import pytest
 
-from assets import bulletins
-from pipelines.connectors import epss, http, kev, osv, vulnrichment
+from pipelines.connectors import http
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources import epss, kev, osv, vulnrichment
+from pipelines.sources.bulletins.resource import bulletin_resources
+from pipelines.sources.epss.assets import epss_scores
+from pipelines.sources.epss.live import fetch_daily
+from pipelines.sources.epss.reader import read_epss
+from pipelines.sources.kev.assets import kev_vulnerabilities
+from pipelines.sources.kev.live import fetch_catalog
+from pipelines.sources.kev.reader import read_kev
+from pipelines.sources.msrc.assets import msrc_documents
+from pipelines.sources.osv.assets import osv_advisories
+from pipelines.sources.osv.live import fetch_advisories
+from pipelines.sources.vulnrichment.assets import vulnrichment_ssvc
+from pipelines.sources.vulnrichment.live import fetch_records
+from pipelines.sources.vulnrichment.reader import parse_record
 
 KEV_FEED = {
     "title": "CISA Catalog of Known Exploited Vulnerabilities", "catalogVersion": "2026.11.30",
@@ -139,11 +152,18 @@ def test_client_gives_up_after_retries_naming_the_url(server):
     assert len([r for r in Server.requests if r[1] == "/down"]) == 4  # 1 + 3 retries
 
 
-def test_base_url_from_the_environment(monkeypatch):
+def test_endpoints_come_from_the_environment(monkeypatch):
+    for module in (kev, epss, osv, vulnrichment):
+        monkeypatch.delenv(module.URL_ENV, raising=False)
     monkeypatch.setenv(kev.URL_ENV, "http://mirror.example/feeds/")
-    assert http.base_url(kev.URL_ENV, kev.DEFAULT_BASE_URL) == "http://mirror.example/feeds"
-    monkeypatch.delenv(kev.URL_ENV)
-    assert http.base_url(kev.URL_ENV, kev.DEFAULT_BASE_URL) == "https://www.cisa.gov/sites/default/files/feeds"
+    configured = bulletin_resources()
+    # Set: an EnvVar, resolved at launch (the value never enters the run's configuration).
+    assert isinstance(configured["kev_feed"].base_url, dg.EnvVar)
+    assert configured["kev_feed"].base_url.env_var_name == "PATCHLEDGER_KEV_URL"
+    # Unset: the public service.
+    assert configured["epss_feed"].base_url == "https://epss.empiricalsecurity.com"
+    assert configured["osv_api"].base_url == "https://api.osv.dev"
+    assert configured["vulnrichment_feed"].base_url == "https://raw.githubusercontent.com/cisagov/vulnrichment/develop"
 
 
 # ---- each channel's client ----
@@ -154,8 +174,8 @@ def test_kev_feed_conditional_request_and_archive(server, tmp_path):
     Server.routes["GET /known_exploited_vulnerabilities.json"] = [(200, {}, etag_answer(body, '"v1"'))]
     folder = tmp_path / "kev"
     with client(server) as c:
-        first = kev.fetch_catalog(c, folder)
-        second = kev.fetch_catalog(c, folder)
+        first = fetch_catalog(c, folder)
+        second = fetch_catalog(c, folder)
     assert first == folder / "known_exploited_vulnerabilities_2026.11.30.json"
     assert first.read_bytes() == body and second is None  # the second answer was 304
     assert Server.requests[1][2].get("If-None-Match") == '"v1"'
@@ -164,14 +184,14 @@ def test_kev_feed_conditional_request_and_archive(server, tmp_path):
     assert gzip.decompress(archived.read_bytes()) == body
     # The file reads offline like any KEV snapshot.
     with duckdb.connect() as conn:
-        assert kev.read_kev(conn, first).column("cve").to_pylist() == ["CVE-2026-21412"]
+        assert read_kev(conn, first).column("cve").to_pylist() == ["CVE-2026-21412"]
 
 
 def test_kev_bad_answer_writes_nothing(server, tmp_path):
     bad = dict(KEV_FEED, count=5)
     Server.routes["GET /known_exploited_vulnerabilities.json"] = [(200, {}, json.dumps(bad).encode())]
     with client(server) as c, pytest.raises(kev.KevFileError, match="field count: catalog says count=5 but lists 1"):
-        kev.fetch_catalog(c, tmp_path / "kev")
+        fetch_catalog(c, tmp_path / "kev")
     assert not (tmp_path / "kev").exists()
 
 
@@ -180,14 +200,14 @@ def test_epss_newest_daily_file_by_explicit_date(server, tmp_path):
     Server.routes["GET /epss_scores-2026-11-29.csv.gz"] = [(200, {"Content-Type": "application/gzip"}, EPSS_DAY)]
     folder = tmp_path / "epss"
     with client(server) as c:
-        path = epss.fetch_daily(c, folder, date(2026, 12, 1))
-        again = epss.fetch_daily(c, folder, date(2026, 11, 29))
+        path = fetch_daily(c, folder, date(2026, 12, 1))
+        again = fetch_daily(c, folder, date(2026, 11, 29))
     assert path == folder / "epss_scores-2026-11-29.csv.gz" and path.read_bytes() == EPSS_DAY
     assert again is None  # the day is held: not asked again
     assert [r[1] for r in Server.requests] == [
         "/epss_scores-2026-12-01.csv.gz", "/epss_scores-2026-11-30.csv.gz", "/epss_scores-2026-11-29.csv.gz"]
     with duckdb.connect() as conn:
-        rows = epss.read_epss(conn, path).to_pylist()
+        rows = read_epss(conn, path).to_pylist()
     assert rows[0] == {"cve": "CVE-2026-21412", "epss": 0.91234, "percentile": 0.99871,
                        "model_version": "v2025.03.14", "score_date": date(2026, 11, 29)}
 
@@ -212,7 +232,7 @@ def test_osv_querybatch_pages_and_fetches_only_new_or_modified(server, tmp_path)
     folder = tmp_path / "osv"
     known = {"USN-7000-1": datetime(2026, 10, 1, tzinfo=UTC)}  # held at its current `modified`
     with client(server) as c:
-        counts = osv.fetch_advisories(c, [("Ubuntu:22.04:LTS", "libssl3"), ("Ubuntu:22.04:LTS", "curl")], known, folder)
+        counts = fetch_advisories(c, [("Ubuntu:22.04:LTS", "libssl3"), ("Ubuntu:22.04:LTS", "curl")], known, folder)
     assert counts == {"listed": 2, "fetched": 1, "unchanged": 1}
     first, second = (json.loads(r[3]) for r in Server.requests if r[1] == "/v1/querybatch")
     assert first == {"queries": [{"package": {"ecosystem": "Ubuntu:22.04:LTS", "name": "curl"}},
@@ -229,9 +249,9 @@ def test_vulnrichment_records_by_repository_path(server, tmp_path):
     Server.routes["GET /2026/21xxx/CVE-2026-21412.json"] = [(200, {}, etag_answer(record, '"r1"'))]
     folder = tmp_path / "vulnrichment"
     with client(server) as c:
-        assert vulnrichment.fetch_records(c, ["cve-2026-21412", "CVE-2026-50010"], folder) == {
+        assert fetch_records(c, ["cve-2026-21412", "CVE-2026-50010"], folder) == {
             "fetched": 1, "unchanged": 0, "absent": 1}
-        assert vulnrichment.fetch_records(c, ["CVE-2026-21412"], folder) == {
+        assert fetch_records(c, ["CVE-2026-21412"], folder) == {
             "fetched": 0, "unchanged": 1, "absent": 0}
     assert (folder / "2026" / "21xxx" / "CVE-2026-21412.json").read_bytes() == record
     assert "/2026/50xxx/CVE-2026-50010.json" in [r[1] for r in Server.requests]  # 404: not enriched
@@ -251,13 +271,13 @@ def test_record_paths_follow_the_repository_layout():
 def test_vulnrichment_parse_reads_the_cisa_container():
     data = json.dumps(cve_record("CVE-2026-21412", [
         {"Exploitation": "poc"}, {"Automatable": "no"}, {"Technical Impact": "partial"}])).encode()
-    row = vulnrichment.parse_record(data, "bulletins/vulnrichment/2026/21xxx/CVE-2026-21412.json")
+    row = parse_record(data, "bulletins/vulnrichment/2026/21xxx/CVE-2026-21412.json")
     assert (row["cve"], row["exploitation"], row["automatable"], row["technical_impact"], row["ssvc_version"]) == (
         "CVE-2026-21412", "poc", "no", "partial", "2.0.3")
     assert row["ssvc_timestamp"] == datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
     without = cve_record("CVE-2026-21412", [])
     without["containers"]["adp"] = without["containers"]["adp"][:1]  # no CISA container
-    row = vulnrichment.parse_record(json.dumps(without).encode(), "CVE-2026-21412.json")
+    row = parse_record(json.dumps(without).encode(), "CVE-2026-21412.json")
     assert (row["automatable"], row["technical_impact"]) == (None, None)
 
 
@@ -275,7 +295,7 @@ def test_vulnrichment_parse_reads_the_cisa_container():
 ])
 def test_vulnrichment_bad_records_name_file_element_and_value(record, name, message):
     with pytest.raises(vulnrichment.VulnrichmentError, match=message):
-        vulnrichment.parse_record(json.dumps(record).encode(), name)
+        parse_record(json.dumps(record).encode(), name)
 
 
 # ---- the assets in live mode: fetched into the estate, then ingested like offline files ----
@@ -295,8 +315,10 @@ def warehouse(tmp_path: Path) -> Path:
 
 
 def test_assets_fetch_every_channel_live_and_replay_offline(server, tmp_path, warehouse, monkeypatch):
+    # The endpoints as the code location configures them, from the environment (a trailing
+    # slash is tolerated).
     for module in (kev, epss, osv, vulnrichment):
-        monkeypatch.setenv(module.URL_ENV, server)
+        monkeypatch.setenv(module.URL_ENV, server + "/")
     today = datetime.now(UTC).date().isoformat()
     day = gzip.compress(EPSS_TEXT.replace(b"2026-11-29T12:55:00Z", f"{today}T12:55:00Z".encode()))
     Server.routes[f"GET /epss_scores-{today}.csv.gz"] = [(200, {}, day)]
@@ -308,13 +330,14 @@ def test_assets_fetch_every_channel_live_and_replay_offline(server, tmp_path, wa
     Server.routes["GET /2026/21xxx/CVE-2026-21412.json"] = [(200, {}, json.dumps(cve_record("CVE-2026-21412", [
         {"Exploitation": "active"}, {"Automatable": "no"}, {"Technical Impact": "total"}])).encode())]
     estate = tmp_path / "estate"
-    assets = [bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-              bulletins.osv_advisories, bulletins.vulnrichment_ssvc]
+    assets = [msrc_documents, kev_vulnerabilities, epss_scores,
+              osv_advisories, vulnrichment_ssvc]
 
     def materialize(source: str) -> dg.ExecuteInProcessResult:
         return dg.materialize(assets, resources={
             "warehouse": WarehouseResource(database=str(warehouse)),
-            "run_settings": RunSettings(estate_dir=str(estate), source=source)}, raise_on_error=False)
+            "run_settings": RunSettings(estate_dir=str(estate), source=source),
+            **bulletin_resources()}, raise_on_error=False)
 
     # MSRC's live fetch is covered by test_msrc; here it has an empty index.
     Server.routes["GET /updates"] = [(200, {}, b'{"value": []}')]

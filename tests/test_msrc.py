@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.connectors import msrc
+from pipelines.sources import msrc
+from pipelines.sources.bulletins import utc_timestamp
+from pipelines.sources.msrc import live, parser, values
 
 SAMPLES = Path(__file__).parents[2] / "shared" / "samples" / "msrc"
 JAN_2024 = SAMPLES / "cvrf_2024-Jan.xml.gz"
@@ -74,7 +76,7 @@ def to_api_json(el: ET.Element):
 
 
 def test_real_january_2024_xml_parses_with_real_counts():
-    parsed = msrc.parse_file(_sample(JAN_2024))
+    parsed = parser.parse_file(_sample(JAN_2024))
     rows = parsed.rows
     assert len(rows["vulnerabilities"]) == 204
     assert len({p["product_id"] for p in rows["products"]}) == 354
@@ -116,8 +118,8 @@ def test_api_json_form_gives_identical_rows(tmp_path):
     assert api_json["Vulnerability"][0]["Threats"][0]["Type"] in (0, 1, 3)
     json_path = tmp_path / "2024-Jan.json"
     json_path.write_text(json.dumps(api_json), encoding="utf-8")
-    from_xml = msrc.parse_bytes(xml_bytes)
-    from_json = msrc.parse_file(json_path)
+    from_xml = parser.parse_bytes(xml_bytes)
+    from_json = parser.parse_file(json_path)
     for table in ("documents", "products", "vulnerabilities", "fixes"):
         if table == "documents":
             strip = [{k: v for k, v in r.items() if k != "source_format"} for r in from_xml.rows[table]]
@@ -127,8 +129,8 @@ def test_api_json_form_gives_identical_rows(tmp_path):
     # Plain XML and gzip JSON read the same way.
     (tmp_path / "a.xml").write_bytes(xml_bytes)
     (tmp_path / "b.json.gz").write_bytes(gzip.compress(json_path.read_bytes()))
-    assert msrc.parse_file(tmp_path / "a.xml").rows["fixes"] == from_xml.rows["fixes"]
-    assert msrc.parse_file(tmp_path / "b.json.gz").rows["fixes"] == from_xml.rows["fixes"]
+    assert parser.parse_file(tmp_path / "a.xml").rows["fixes"] == from_xml.rows["fixes"]
+    assert parser.parse_file(tmp_path / "b.json.gz").rows["fixes"] == from_xml.rows["fixes"]
 
 
 def month(document_id="2026-Jan", title="January 2026 Security Updates", vulns=None):
@@ -164,7 +166,7 @@ def month(document_id="2026-Jan", title="January 2026 Security Updates", vulns=N
 
 
 def test_quirks_trailing_semicolon_supersedence_list_and_upper_case_cve():
-    parsed = msrc.flatten_document(month())
+    parsed = parser.flatten_document(month())
     (vuln,) = parsed.rows["vulnerabilities"]
     assert vuln["cve"] == "CVE-2026-0001"
     assert vuln["publicly_disclosed"] is True and vuln["exploited"] is True
@@ -174,15 +176,15 @@ def test_quirks_trailing_semicolon_supersedence_list_and_upper_case_cve():
 
 
 def test_odd_ids_mariner_pseudo_months_and_bad_months():
-    assert msrc.document_release_month("2018-FEB", "February 2018 Security Updates")[1].month == 2
-    assert msrc.document_release_month("2017-May-B", "May 8 2017 Security Updates")[1].day == 1
-    assert msrc.document_release_month("1999-Sep", "Mariner Release Notes") == ("mariner_release_notes", None)
+    assert values.document_release_month("2018-FEB", "February 2018 Security Updates")[1].month == 2
+    assert values.document_release_month("2017-May-B", "May 8 2017 Security Updates")[1].day == 1
+    assert values.document_release_month("1999-Sep", "Mariner Release Notes") == ("mariner_release_notes", None)
     with pytest.raises(msrc.MsrcDocumentError, match="titled"):
-        msrc.flatten_document(month(title="February 2026 Security Updates"))
+        parser.flatten_document(month(title="February 2026 Security Updates"))
     with pytest.raises(msrc.MsrcDocumentError, match="no vulnerabilities"):
-        msrc.flatten_document(month(vulns=[]))
+        parser.flatten_document(month(vulns=[]))
     with pytest.raises(msrc.MsrcDocumentError, match="unrecognised"):
-        msrc.document_release_month("Jan-2026", "January 2026 Security Updates")
+        values.document_release_month("Jan-2026", "January 2026 Security Updates")
 
 
 # ---- live client against a mock MSRC ----
@@ -213,8 +215,8 @@ class FakeMsrc:
         return httpx.Response(404)
 
 
-def _client(fake: FakeMsrc, sleeps: list) -> msrc.MsrcClient:
-    return msrc.MsrcClient(
+def _client(fake: FakeMsrc, sleeps: list) -> live.MsrcClient:
+    return live.MsrcClient(
         "https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(fake), retries=3,
         backoff_seconds=0.5, sleep=sleeps.append,
     )
@@ -226,11 +228,11 @@ def test_live_fetch_uses_real_index_retries_and_archives(tmp_path):
     fake = FakeMsrc({"2024-Jan": jan.encode()}, index)
     fake.failures["/cvrf/v3.0/cvrf/2024-Jan"] = [500, "timeout"]
     sleeps: list[float] = []
-    known = {e["ID"]: msrc.utc_timestamp(e["CurrentReleaseDate"]) for e in index["value"]}
+    known = {e["ID"]: utc_timestamp(e["CurrentReleaseDate"]) for e in index["value"]}
     known["2024-Jan"] = datetime(2025, 1, 1, tzinfo=UTC)  # revised since our last fetch
     archive = tmp_path / "msrc" / "archive"
     with _client(fake, sleeps) as client:
-        fetched = msrc.fetch_changed(client, known, archive)
+        fetched = live.fetch_changed(client, known, archive)
     assert [d.document_id for d in fetched] == ["2024-Jan"]
     assert sleeps == [0.5, 1.0]  # one 500, one timeout, then success
     assert len(fetched[0].parsed.rows["vulnerabilities"]) == 204
@@ -242,9 +244,9 @@ def test_live_fetch_uses_real_index_retries_and_archives(tmp_path):
 def test_changed_documents_filters_index():
     index = json.loads(_sample(INDEX).read_text(encoding="utf-8"))["value"]
     assert len(index) == 190
-    everything = msrc.changed_documents(index, {})
+    everything = live.changed_documents(index, {})
     assert "2017-May-B" not in everything and len(everything) == 188
-    monthly = msrc.changed_documents(index, {}, include_mariner=False)
+    monthly = live.changed_documents(index, {}, include_mariner=False)
     assert len(monthly) == 188 - 64 + 0 and "1999-Sep" not in monthly
 
 
@@ -253,7 +255,7 @@ def test_live_empty_month_is_an_error_and_writes_nothing(tmp_path):
                         "InitialReleaseDate": "2026-01-13T08:00:00Z", "CurrentReleaseDate": "2026-02-01T00:00:00Z"}]}
     fake = FakeMsrc({"2026-Jan": json.dumps(month(vulns=[])).encode()}, index)
     with _client(fake, []) as client, pytest.raises(msrc.MsrcDocumentError, match="no vulnerabilities"):
-        msrc.fetch_changed(client, {}, tmp_path / "archive")
+        live.fetch_changed(client, {}, tmp_path / "archive")
     assert not (tmp_path / "archive").exists()
 
 
@@ -274,7 +276,7 @@ def test_live_client_waits_what_retry_after_says():
         return answers.pop(0) if answers else fake(request)
 
     sleeps: list[float] = []
-    client = msrc.MsrcClient("https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(throttled),
+    client = live.MsrcClient("https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(throttled),
                              retries=3, backoff_seconds=0.5, sleep=sleeps.append)
     with client:
         assert client.index() == [{"ID": "2026-Jan"}]

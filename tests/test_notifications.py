@@ -13,14 +13,21 @@ import duckdb
 import pytest
 
 from assets import bulletins
+from assets.notifications import patch_notifications
 from pipelines.ledger import GENESIS, chain_hash
+from pipelines.notify import WEBHOOK_RETRIES, NotificationWebhook, redact_url
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.bulletins.resource import bulletin_resources
+from pipelines.sources.epss.assets import epss_scores
+from pipelines.sources.kev.assets import kev_vulnerabilities
+from pipelines.sources.msrc.assets import msrc_documents
+from pipelines.sources.osv.assets import osv_advisories
 
 ASSETS = [
-    bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes,
+    msrc_documents, kev_vulnerabilities, epss_scores,
+    osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes,
     bulletins.patch_supersedence, bulletins.patch_fix_lineage, bulletins.patch_cves,
-    bulletins.patch_catalog, bulletins.patch_notifications,
+    bulletins.patch_catalog, patch_notifications,
 ]
 PRODUCTS = {"11923": "Windows Server 2022", "10483": "Windows Server 2012",
             "10543": "Windows Server 2012 R2", "11926": "Windows Server 2022 (Server Core installation)",
@@ -128,14 +135,18 @@ def warehouse(tmp_path: Path) -> Path:
 INSTANCES: dict[str, dg.DagsterInstance] = {}
 
 
-def run(warehouse: Path, estate: Path) -> tuple[dg.ExecuteInProcessResult, duckdb.DuckDBPyConnection]:
+def run(warehouse: Path, estate: Path, webhook: NotificationWebhook | None = None,
+        ) -> tuple[dg.ExecuteInProcessResult, duckdb.DuckDBPyConnection]:
+    """The assets as of 2026-06-30; notices recorded only, or POSTed to `webhook`."""
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         ASSETS,
         instance=instance,
         resources={
+            **bulletin_resources(),
             "warehouse": WarehouseResource(database=str(warehouse)),
             "run_settings": RunSettings(estate_dir=str(estate), as_of="2026-06-30"),
+            "notification_webhook": webhook or NotificationWebhook(),
         },
         raise_on_error=False,
     )
@@ -149,8 +160,7 @@ def notified(conn) -> list[tuple]:
         "FROM marts.patch_notifications ORDER BY seq").fetchall()
 
 
-def test_new_applicable_patches_are_notified_once(warehouse, estate, monkeypatch):
-    monkeypatch.delenv(bulletins.NOTIFY_WEBHOOK_ENV, raising=False)
+def test_new_applicable_patches_are_notified_once(warehouse, estate):
     result, conn = run(warehouse, estate)
     assert result.success
     applicability = conn.execute(
@@ -234,11 +244,10 @@ def _messages(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(f"{e.user_message} {e.dagster_event}" for e in logs)
 
 
-def test_webhook_receives_new_notices_with_retry(warehouse, estate, hook_server, monkeypatch, caplog):
-    monkeypatch.setattr(bulletins, "WEBHOOK_BACKOFF_SECONDS", 0.01)
-    monkeypatch.setenv(bulletins.NOTIFY_WEBHOOK_ENV, f"{hook_server}/hooks/patches?token=s3cr3t-token")
+def test_webhook_receives_new_notices_with_retry(warehouse, estate, hook_server, caplog):
+    webhook = NotificationWebhook(url=f"{hook_server}/hooks/patches?token=s3cr3t-token", backoff_seconds=0.01)
     Hook.statuses = [503]  # the first attempt fails, the retry succeeds
-    result, conn = run(warehouse, estate)
+    result, conn = run(warehouse, estate, webhook)
     assert result.success
     assert len(Hook.received) == 2
     path, content_type, payload = Hook.received[-1]
@@ -253,17 +262,16 @@ def test_webhook_receives_new_notices_with_retry(warehouse, estate, hook_server,
     assert f"{hook_server}/hooks/patches accepted 4 notices" in _messages(result)
     conn.close()
 
-    result, conn = run(warehouse, estate)  # nothing new: no POST
+    result, conn = run(warehouse, estate, webhook)  # nothing new: no POST
     assert result.success and len(Hook.received) == 2
 
 
-def test_webhook_failure_records_nothing_and_hides_the_token(warehouse, estate, hook_server, monkeypatch, caplog):
-    monkeypatch.setattr(bulletins, "WEBHOOK_BACKOFF_SECONDS", 0.01)
-    monkeypatch.setenv(bulletins.NOTIFY_WEBHOOK_ENV, f"{hook_server}/hooks/patches?token=s3cr3t-token")
+def test_webhook_failure_records_nothing_and_hides_the_token(warehouse, estate, hook_server, caplog):
+    webhook = NotificationWebhook(url=f"{hook_server}/hooks/patches?token=s3cr3t-token", backoff_seconds=0.01)
     Hook.statuses = [500] * 10
-    result, conn = run(warehouse, estate)
+    result, conn = run(warehouse, estate, webhook)
     assert not result.success
-    assert len(Hook.received) == 1 + bulletins.WEBHOOK_RETRIES
+    assert len(Hook.received) == 1 + WEBHOOK_RETRIES
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert f"notification webhook {hook_server}/hooks/patches failed after 4 attempt(s): HTTP 500" in str(
         failure.event_specific_data.error)
@@ -273,19 +281,17 @@ def test_webhook_failure_records_nothing_and_hides_the_token(warehouse, estate, 
 
 
 def test_redact_url():
-    assert bulletins.redact_url("https://user:pw@hooks.example.com:8443/a/b?token=x#f") == "https://hooks.example.com:8443/a/b"
+    assert redact_url("https://user:pw@hooks.example.com:8443/a/b?token=x#f") == "https://hooks.example.com:8443/a/b"
 
 
-def test_without_inventory_nothing_is_notified(tmp_path, estate, monkeypatch):
-    monkeypatch.delenv(bulletins.NOTIFY_WEBHOOK_ENV, raising=False)
+def test_without_inventory_nothing_is_notified(tmp_path, estate):
     result, conn = run(tmp_path / "empty.duckdb", estate)
     assert result.success
     assert conn.execute("SELECT count(*) FROM marts.patch_notifications").fetchall() == [(0,)]
     assert conn.execute("SELECT count(*) FROM staging.patch_applicability").fetchall() == [(0,)]
 
 
-def test_a_patch_entering_kev_after_its_notice_is_notified_again(warehouse, estate, monkeypatch):
-    monkeypatch.delenv(bulletins.NOTIFY_WEBHOOK_ENV, raising=False)
+def test_a_patch_entering_kev_after_its_notice_is_notified_again(warehouse, estate):
     result, conn = run(warehouse, estate)
     assert result.success
     first = dict(conn.execute(

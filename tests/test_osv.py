@@ -11,12 +11,18 @@ import duckdb
 import pytest
 
 from assets import bulletins
-from pipelines.connectors import osv
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources import osv
+from pipelines.sources.bulletins.resource import bulletin_resources
+from pipelines.sources.epss.assets import epss_scores
+from pipelines.sources.kev.assets import kev_vulnerabilities
+from pipelines.sources.msrc.assets import msrc_documents
+from pipelines.sources.osv.assets import osv_advisories
+from pipelines.sources.osv.reader import flatten_advisory, parse_bytes
 
 CATALOG = [
-    bulletins.msrc_documents, bulletins.kev_vulnerabilities, bulletins.epss_scores,
-    bulletins.osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes,
+    msrc_documents, kev_vulnerabilities, epss_scores,
+    osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes,
     bulletins.patch_supersedence, bulletins.patch_fix_lineage, bulletins.patch_cves,
     bulletins.patch_catalog, bulletins.patch_catalog_key_unique,
 ]
@@ -113,6 +119,7 @@ def run(tmp_path: Path, estate: Path) -> tuple[dg.ExecuteInProcessResult, duckdb
     result = dg.materialize(
         CATALOG,
         resources={
+            **bulletin_resources(),
             "warehouse": WarehouseResource(database=str(database)),
             "run_settings": RunSettings(estate_dir=str(estate), as_of="2024-09-30"),
         },
@@ -122,7 +129,7 @@ def run(tmp_path: Path, estate: Path) -> tuple[dg.ExecuteInProcessResult, duckdb
 
 
 def test_flatten_ubuntu_record():
-    advisory, affected = osv.flatten_advisory(usn(), "USN-6986-1.json")
+    advisory, affected = flatten_advisory(usn(), "USN-6986-1.json")
     assert advisory["cves"] == ["CVE-2024-5535", "CVE-2024-6119"]
     assert advisory["cvss_type"] == "CVSS_V3" and advisory["cvss_base"] == 7.5
     assert advisory["vendor_severity"] == "medium"
@@ -135,13 +142,13 @@ def test_flatten_ubuntu_record():
 
 
 def test_unfixed_range_and_bad_records():
-    _, affected = osv.flatten_advisory(debian_array()[1], "debian.json[1]")
+    _, affected = flatten_advisory(debian_array()[1], "debian.json[1]")
     assert [(r["introduced"], r["fixed_version"]) for r in affected] == [("0", "7.88.1-10+deb12u7"), ("8.0.0", None)]
     with pytest.raises(osv.OsvAdvisoryError, match=r"bad\.json \(X-1\): affected\[0\]\.package needs ecosystem and name"):
-        osv.flatten_advisory({"id": "X-1", "modified": "2024-01-01T00:00:00Z",
+        flatten_advisory({"id": "X-1", "modified": "2024-01-01T00:00:00Z",
                               "affected": [{"package": {"ecosystem": "Debian:12"}}]}, "bad.json")
     with pytest.raises(osv.OsvAdvisoryError, match="field 'modified' is missing"):
-        osv.flatten_advisory({"id": "X-2"}, "bad.json")
+        flatten_advisory({"id": "X-2"}, "bad.json")
 
 
 def test_osv_fixes_fold_into_catalog_with_kev(tmp_path, estate):
@@ -220,7 +227,7 @@ def test_an_unscorable_cvss_vector_is_an_error_naming_file_advisory_and_value():
     with pytest.raises(osv.OsvAdvisoryError, match=(
             r"^bulletins/osv/usn\.json \(USN-6986-1\): severity\[type=CVSS_V3\]\.score: "
             r"'CVSS:3\.1/AV:X/AC:L' is not a valid CVSS_V3 vector$")):
-        osv.parse_bytes(json.dumps(record).encode(), "bulletins/osv/usn.json")
+        parse_bytes(json.dumps(record).encode(), "bulletins/osv/usn.json")
 
 
 def test_an_ecosystem_all_zip_reads_every_member(tmp_path):
@@ -235,6 +242,6 @@ def test_an_ecosystem_all_zip_reads_every_member(tmp_path):
     (tmp_path / "Ubuntu").mkdir()
     (tmp_path / "Ubuntu" / "all.zip").write_bytes(buffer.getvalue())
     assert osv.osv_files(tmp_path) == [tmp_path / "Ubuntu" / "all.zip"]
-    parsed = osv.parse_bytes(buffer.getvalue(), "bulletins/osv/Ubuntu/all.zip")
+    parsed = parse_bytes(buffer.getvalue(), "bulletins/osv/Ubuntu/all.zip")
     assert sorted(a["advisory_id"] for a in parsed.advisories) == sorted(
         ["USN-6986-1", *(r["id"] for r in debian_array())])

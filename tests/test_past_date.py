@@ -17,6 +17,7 @@ from pipelines.definitions import build_definitions, defs
 from pipelines.pastdate import PastDateError, rebuild_pack
 from pipelines.reporting import write_reports
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.bulletins.resource import bulletin_resources
 from pipelines.verification import verify_manifest
 
 # The demo estate of conftest.demo_run runs 2026-10-29 .. 2026-11-27; Patch Tuesday is 10 November.
@@ -42,6 +43,7 @@ def past(demo_run, tmp_path_factory):
         "warehouse": WarehouseResource(database=str(reference)),
         "run_settings": RunSettings(estate_dir=str(estate), reports_dir=str(root / "reference"),
                                     as_of=PAST.isoformat(), ledger_dir=str(root / "ref-ledger")),
+        **bulletin_resources(),
     }
     job = build_definitions(resources).resolve_job_def("full_refresh")
     assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral()).success

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import httpx
 import pytest
 
 from pipelines import sensors
-from pipelines.connectors import msrc
+from pipelines.resources import RunSettings
+from pipelines.sources import msrc
+from pipelines.sources.msrc.resource import MsrcResource
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -27,18 +28,15 @@ def entry(document_id: str, released_days_ago: int, current_days_ago: int, title
 class FakeIndex:
     def __init__(self, entries: list[dict]):
         self.entries = entries
-        self.calls: list[str] = []
         self.fail = False
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.calls.append(request.url.path)
-        if self.fail:
-            return httpx.Response(503)
-        return httpx.Response(200, json={"value": self.entries})
+    def __call__(self, path: str) -> tuple[int, dict]:
+        return (503, {}) if self.fail else (200, {"value": self.entries})
 
 
 @pytest.fixture
-def fake(monkeypatch, tmp_path):
+def fake(json_server, tmp_path, monkeypatch):
+    """The MSRC /updates index on a local server; the sensor's resources point at it."""
     index = FakeIndex([
         entry("2026-Aaa", 60, 40),
         entry("2026-Bbb", 30, 20),
@@ -46,22 +44,24 @@ def fake(monkeypatch, tmp_path):
         entry("1999-Sep", 100, 1, title=msrc.MARINER_TITLE),  # Mariner pseudo-month (real dates)
         entry("2017-May-B", 3300, 1),  # published empty, never fetched
     ])
-    monkeypatch.setattr(sensors, "make_msrc_client", lambda: msrc.MsrcClient(
-        "https://msrc.test/cvrf/v3.0", transport=httpx.MockTransport(index), retries=0))
-    monkeypatch.setenv("PATCHLEDGER_SOURCE", "azure")
-    monkeypatch.setenv("PATCHLEDGER_WAREHOUSE", str(tmp_path / "never.duckdb"))
-    for name in ("PATCHLEDGER_MSRC_MONTHS", "PATCHLEDGER_MSRC_MARINER"):
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PATCHLEDGER_WAREHOUSE", str(tmp_path / "never.duckdb"))  # must stay absent
+    server = json_server(index)
+    index.calls = server.calls
+    index.resources = {
+        "msrc_api": MsrcResource(base_url=f"{server.url}/cvrf/v3.0"),
+        "run_settings": RunSettings(estate_dir=str(tmp_path / "estate"), source="azure"),
+    }
     return index
 
 
-def tick(cursor: str | None = None):
-    context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral())
+def tick(fake: FakeIndex, cursor: str | None = None, **resources):
+    context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
+                                      resources={**fake.resources, **resources})
     return sensors.msrc_revisions(context), context
 
 
 def test_first_tick_runs_then_only_revisions_do(fake, tmp_path):
-    result, context = tick()
+    result, context = tick(fake)
     assert isinstance(result, dg.RunRequest)
     newest = NOW - timedelta(days=20)
     assert context.cursor == newest.isoformat()
@@ -69,11 +69,11 @@ def test_first_tick_runs_then_only_revisions_do(fake, tmp_path):
     assert result.tags["patchledger/msrc_revised"] == "2026-Aaa,2026-Bbb"
     assert fake.calls == ["/cvrf/v3.0/updates"]
 
-    result, context = tick(context.cursor)  # nothing newer (old, Mariner and empty months ignored)
+    result, context = tick(fake, context.cursor)  # nothing newer (old, Mariner and empty months ignored)
     assert isinstance(result, dg.SkipReason) and "no MSRC document revised" in result.skip_message
 
     fake.entries[0] = entry("2026-Aaa", 60, 2)  # MSRC revises an earlier month
-    result, context = tick(context.cursor)
+    result, context = tick(fake, context.cursor)
     assert isinstance(result, dg.RunRequest)
     assert result.tags["patchledger/msrc_revised"] == "2026-Aaa"
     assert context.cursor == (NOW - timedelta(days=2)).isoformat()
@@ -81,20 +81,19 @@ def test_first_tick_runs_then_only_revisions_do(fake, tmp_path):
     assert sensors.msrc_revisions.job_name == "bulletin_refresh"
 
 
-def test_mariner_in_scope_when_asked(fake, monkeypatch):
-    monkeypatch.setenv("PATCHLEDGER_MSRC_MARINER", "1")
-    result, _ = tick((NOW - timedelta(days=10)).isoformat())
+def test_mariner_in_scope_when_asked(fake):
+    mariner = MsrcResource(base_url=fake.resources["msrc_api"].base_url, mariner="1")
+    result, _ = tick(fake, (NOW - timedelta(days=10)).isoformat(), msrc_api=mariner)
     assert isinstance(result, dg.RunRequest) and result.tags["patchledger/msrc_revised"] == "1999-Sep"
 
 
-def test_offline_mode_and_outage_skip(fake, monkeypatch):
+def test_offline_mode_and_outage_skip(fake, tmp_path):
     fake.fail = True
-    result, context = tick("2026-01-01T00:00:00+00:00")
+    result, context = tick(fake, "2026-01-01T00:00:00+00:00")
     assert isinstance(result, dg.SkipReason) and "MSRC /updates unavailable (HTTPStatusError)" in result.skip_message
     assert context.cursor == "2026-01-01T00:00:00+00:00"  # unchanged: retried next tick
-    monkeypatch.setenv("PATCHLEDGER_SOURCE", "files")
     calls = len(fake.calls)
-    result, _ = tick()
+    result, _ = tick(fake, run_settings=RunSettings(estate_dir=str(tmp_path / "estate"), source="files"))
     assert isinstance(result, dg.SkipReason) and "offline mode" in result.skip_message
     assert len(fake.calls) == calls  # no request in offline mode
 

@@ -13,7 +13,6 @@ import email.utils
 import gzip
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,11 +27,6 @@ MAX_RETRY_AFTER_SECONDS = 300.0
 
 class ChannelHttpError(RuntimeError):
     """A bulletin server did not answer usably after the retries (the message names the URL)."""
-
-
-def base_url(env_var: str, default: str) -> str:
-    """The channel's base URL: the environment variable when set (a mirror or a test server)."""
-    return (os.environ.get(env_var) or default).rstrip("/")
 
 
 def retry_after_seconds(value: str | None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:

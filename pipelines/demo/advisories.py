@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.connectors.vulnrichment import ADP_TITLE, record_path
+from pipelines.sources.vulnrichment import ADP_TITLE, record_path
 
 from .catalog import UBUNTU_RELEASE, Catalog, Patch
 from .period import Period, us_to_datetime

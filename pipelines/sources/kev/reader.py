@@ -1,43 +1,15 @@
-"""CISA Known Exploited Vulnerabilities: the JSON feed or its CSV form (data-sources.md 2).
-
-DuckDB reads either file; one SELECT normalizes both to the same rows (CVE upper-case, text
-trimmed, dates typed, `cwes` a list: the CSV writes it as one string "CWE-59, CWE-436").
-Each file is one dated snapshot: the JSON names it (catalogVersion, dateReleased); the CSV does
-not, so its snapshot is dated by its newest dateAdded (CISA versions the catalog by that day).
-
-Bad input (tests/test_bad_inputs.py): a catalog is one authoritative snapshot, so any problem
-fails the file (the asset's transaction keeps the previous snapshots) with a KevFileError naming
-the file and, where it applies, the row (1 = first entry of `vulnerabilities` / first CSV data
-row) and the field: not UTF-8 (byte offset), empty, broken JSON/CSV, a CSV column missing, an
-entry without a cveID or with one not shaped CVE-YYYY-NNNN, a date that is not YYYY-MM-DD, a
-knownRansomwareCampaignUse other than Known/Unknown, the same CVE twice with different content,
-and a `count` that disagrees with the entries. Legal oddities load: extra CSV columns are
-ignored, an entry repeated identically is kept once, text (HTML, formulas) is kept verbatim.
-"""
+"""Reading a KEV catalog file (JSON feed or CSV) into one snapshot's rows."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.connectors.azure_files import SourceFileError, check_text_file
-from pipelines.connectors.http import ChannelClient, Validators, archive, base_url, write_atomic
-
-CSV_COLUMNS = (
-    "cveID", "vendorProject", "product", "vulnerabilityName", "dateAdded", "shortDescription",
-    "requiredAction", "dueDate", "knownRansomwareCampaignUse", "notes", "cwes",
-)
-RANSOMWARE_VALUES = ("Known", "Unknown")
-
-
-class KevFileError(ValueError):
-    """A KEV file that cannot be ingested; the message names the file, row and field."""
-
-FILE_PATTERNS = ("*.json", "*.json.gz", "*.csv", "*.csv.gz")
+from pipelines.sources.bulletins import first_problem
+from pipelines.sources.kev import CSV_COLUMNS, KevFileError
 
 _JSON_COLUMNS = (
     "{'title': 'VARCHAR', 'catalogVersion': 'VARCHAR', 'dateReleased': 'VARCHAR',"
@@ -129,9 +101,6 @@ _NORMALIZE = """
 """
 
 
-def kev_files(folder: Path) -> list[Path]:
-    return sorted({p for pattern in FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
-
 
 def read_kev(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
     """One KEV file (JSON feed or CSV) -> normalized rows of its snapshot."""
@@ -161,11 +130,8 @@ def read_kev(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
         except duckdb.Error as exc:
             raise KevFileError(f"{path.name}: not a readable KEV catalog ({exc})") from exc
         try:
-            problems = cursor.execute(_PROBLEMS).fetchall()
-            if problems:
-                row, column, value, reason = problems[0]
-                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-                raise KevFileError(f"{path.name}: row {row}, field {column}: {value!r}: {reason}{more}")
+            if problem := first_problem(cursor, _PROBLEMS, path.name):
+                raise KevFileError(problem)
             conflicts = cursor.execute(
                 "SELECT upper(trim(cveID)), list(_row ORDER BY _row) FROM _kev_source "
                 f"GROUP BY ALL HAVING count(DISTINCT ({', '.join(CSV_COLUMNS[1:])})) > 1 "
@@ -189,39 +155,3 @@ def read_kev(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
             f"but lists {listed} vulnerabilities"
         )
     return table
-
-
-# ---- live client ----
-
-DEFAULT_BASE_URL = "https://www.cisa.gov/sites/default/files/feeds"
-URL_ENV = "PATCHLEDGER_KEV_URL"
-FEED_NAME = "known_exploited_vulnerabilities.json"
-
-
-def client_from_env(**options: Any) -> ChannelClient:
-    return ChannelClient(base_url(URL_ENV, DEFAULT_BASE_URL), **options)
-
-
-def fetch_catalog(client: ChannelClient, folder: Path) -> Path | None:
-    """GET the JSON feed (conditional on the previous answer's ETag / Last-Modified). A new
-    catalog is validated like an offline file, archived with its sha256 and written as
-    `known_exploited_vulnerabilities_<catalogVersion>.json`, one dated snapshot per version.
-    Returns that file, or None when the server says nothing changed."""
-    validators = Validators(folder / "archive")
-    response = client.get_conditional(f"/{FEED_NAME}", validators)
-    if response is None:
-        return None
-    data = response.content
-    with tempfile.TemporaryDirectory() as scratch:
-        incoming = Path(scratch) / f"{URL_ENV} {FEED_NAME}"
-        incoming.write_bytes(data)
-        with duckdb.connect() as conn:
-            snapshot = read_kev(conn, incoming)  # a bad answer fails here, nothing written
-    if not snapshot.num_rows:
-        raise KevFileError(f"{URL_ENV} {FEED_NAME}: the catalog lists no vulnerabilities")
-    version = snapshot.column("catalog_version")[0].as_py()
-    archive(folder / "archive", f"known_exploited_vulnerabilities_{version}", data)
-    target = folder / f"known_exploited_vulnerabilities_{version}.json"
-    write_atomic(target, data)
-    validators.remember(f"/{FEED_NAME}", response)
-    return target

@@ -1,44 +1,18 @@
-"""FIRST EPSS daily scores: epss_scores-YYYY-MM-DD.csv.gz (data-sources.md 3).
-
-Line 1 is a comment `#model_version:v2025.03.14,score_date:2025-09-03T12:55:00Z` that must not
-reach the CSV reader as the header; it names the snapshot. Files without it are dated by the
-date in their name.
-
-Bad input (tests/test_bad_inputs.py): a daily file is one snapshot, so any problem fails it (the
-asset's transaction keeps the previous days) with an EpssFileError naming the file and, where it
-applies, the row (1 = first data row) and the field: not UTF-8 (byte offset), empty, no date,
-a missing column (columns are matched by header name, never by position), a cve not shaped
-CVE-YYYY-NNNN, an epss or percentile that is not a number in [0, 1], the same CVE twice with
-different scores. Legal oddities load: extra columns are ignored, a row repeated identically is
-kept once, a score_date with any offset is converted to its UTC day.
-"""
+"""Reading one EPSS daily file into its rows (the comment line names the day)."""
 
 from __future__ import annotations
 
 import gzip
-import re
-import tempfile
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from pipelines.connectors.azure_files import SourceFileError, check_text_file
-from pipelines.connectors.http import ChannelClient, archive, base_url, write_atomic
-from pipelines.connectors.msrc import utc_timestamp
-
-
-class EpssFileError(ValueError):
-    """An EPSS file that cannot be ingested; the message names the file, row and field."""
-
-
-FILE_PATTERNS = ("*.csv.gz", "*.csv")
-_NAME_DATE = re.compile(r"(\d{4}-\d{2}-\d{2})")
-
-COLUMNS = ("cve", "epss", "percentile")
+from pipelines.sources.bulletins import first_problem, utc_timestamp
+from pipelines.sources.epss import _NAME_DATE, COLUMNS, EpssFileError
 
 _SOURCE = """
     SELECT row_number() OVER () AS _row, cve, epss, percentile
@@ -81,10 +55,6 @@ class EpssHeader:
     model_version: str | None
     score_date: date | None
     has_comment: bool
-
-
-def epss_files(folder: Path) -> list[Path]:
-    return sorted({p for pattern in FILE_PATTERNS for p in folder.glob(pattern) if p.is_file()})
 
 
 def read_header(path: Path) -> EpssHeader:
@@ -131,11 +101,8 @@ def read_epss(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
         except duckdb.Error as exc:
             raise EpssFileError(f"{path.name}: not a readable EPSS file ({exc})") from exc
         try:
-            problems = cursor.execute(_PROBLEMS).fetchall()
-            if problems:
-                row, column, value, reason = problems[0]
-                more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-                raise EpssFileError(f"{path.name}: row {row}, field {column}: {value!r}: {reason}{more}")
+            if problem := first_problem(cursor, _PROBLEMS, path.name):
+                raise EpssFileError(problem)
             conflicts = cursor.execute(_CONFLICTS).fetchall()
             if conflicts:
                 cve, rows = conflicts[0]
@@ -150,40 +117,3 @@ def read_epss(conn: duckdb.DuckDBPyConnection, path: Path) -> pa.Table:
             raise EpssFileError(f"{path.name}: not a readable EPSS file ({exc})") from exc
         finally:
             cursor.execute("DROP TABLE IF EXISTS _epss_source")
-
-
-# ---- live client ----
-
-DEFAULT_BASE_URL = "https://epss.empiricalsecurity.com"
-URL_ENV = "PATCHLEDGER_EPSS_URL"
-
-
-def client_from_env(**options: Any) -> ChannelClient:
-    return ChannelClient(base_url(URL_ENV, DEFAULT_BASE_URL), **options)
-
-
-def fetch_daily(client: ChannelClient, folder: Path, today: date, days_back: int = 3) -> Path | None:
-    """The newest daily file by explicit date (the `-current` alias is unreliable): today, then
-    up to `days_back` days earlier while the server answers 404. A day already in the folder is
-    not fetched again (a daily file never changes). A new file is validated like an offline one,
-    archived with its sha256 and written as epss_scores-YYYY-MM-DD.csv.gz. Returns it, or None."""
-    for offset in range(days_back + 1):
-        day = today - timedelta(days=offset)
-        name = f"epss_scores-{day.isoformat()}.csv.gz"
-        if (folder / name).exists():
-            return None
-        response = client.get(f"/{name}", accept=(404,))
-        if response.status_code == 404:
-            continue
-        data = response.content
-        if data[:2] != b"\x1f\x8b":  # served with Content-Encoding: gzip, already inflated
-            data = gzip.compress(data, mtime=0)
-        with tempfile.TemporaryDirectory() as scratch:
-            incoming = Path(scratch) / name
-            incoming.write_bytes(data)
-            with duckdb.connect() as conn:
-                read_epss(conn, incoming)  # a bad answer fails here, nothing written
-        archive(folder / "archive", name.removesuffix(".csv.gz"), data, ".csv")
-        write_atomic(folder / name, data)
-        return folder / name
-    return None
