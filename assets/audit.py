@@ -20,6 +20,7 @@ from pipelines.warehouse import build_table, resolve_as_of, table_metadata, tran
         key("marts.authorization_install_findings"),
         key("marts.auto_update_findings"),
         key("marts.rollback_findings"),
+        key("marts.maintenance_findings"),
     ],
 )
 def audit_findings(

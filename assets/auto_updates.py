@@ -104,20 +104,6 @@ def auto_update_findings(warehouse: WarehouseResource, run_settings: RunSettings
     return dg.MaterializeResult(metadata=metadata)
 
 
-@warehouse_asset(
-    key=key("marts.unscheduled_machines"),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[EVALUATION_DATE_SOURCE, key("marts.vm_inventory"), key("staging.maintenance_configurations"),
-          key("staging.maintenance_assignments"), key("staging.maintenance_windows")],
-)
-def unscheduled_machines(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    """Azure machines on no maintenance configuration and no registered maintenance window."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        metadata = _build(conn, "marts.unscheduled_machines", run_settings)
-    return dg.MaterializeResult(metadata=metadata)
-
-
 @warehouse_check(asset=key("marts.auto_update_periods"))
 def no_automatic_updates_in_production(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Warn when a production machine can install updates on its own, or its setting cannot be
