@@ -9,6 +9,7 @@ from assets.common import (
     STAGE6_MONITORING,
     key,
     warehouse_asset,
+    warehouse_check,
 )
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.scheduling import SCHEDULE_COLUMNS, build_schedule
@@ -81,6 +82,16 @@ def maintenance_schedules(warehouse: WarehouseResource, run_settings: RunSetting
         if table == "marts.vm_maintenance_windows":
             metadata["machines_by_window_source"] = dg.MetadataValue.json(by_source)
         yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
+
+@warehouse_check(asset=key("marts.unscheduled_machines"))
+def every_machine_scheduled(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Warn when an Azure machine is on no InGuestPatch maintenance configuration and no
+    registered maintenance window: nothing plans its patching."""
+    with warehouse.get_connection() as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM marts.unscheduled_machines ORDER BY name").fetchall()]
+    return dg.AssetCheckResult(passed=not names, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"unscheduled_machines": len(names), "first": ", ".join(names[:10])})
+
 
 # A machine's window: its InGuestPatch configuration, else its tag (marts.vm_maintenance_windows).
 MACHINES_SQL = """

@@ -143,12 +143,12 @@ def configuration(name: str, scope: str, recur: str, start: str, duration: str, 
                            "installPatches": {"rebootSetting": "IfRequired"}}}
 
 
-def build(root) -> str:
+def build(root, thursday: str = "1Month Second Tuesday Offset2") -> str:
     folder = root / "estate" / "azure" / "maintenance"
     folder.mkdir(parents=True)
     resources = [
         configuration("mw-sun", "InGuestPatch", "1Week Sunday", "2026-09-06 02:00", "03:55", "GMT Standard Time"),
-        configuration("aum-thu", "InGuestPatch", "1Month Second Tuesday Offset2", "2026-08-29 03:00", "03:00",
+        configuration("aum-thu", "InGuestPatch", thursday, "2026-08-29 03:00", "03:00",
                       "W. Europe Standard Time"),
         configuration("host-cfg", "Host", "1Day", "2026-08-29 01:00", "05:00", "UTC"),
     ] + [
@@ -204,18 +204,23 @@ def warehouse(tmp_path_factory):
     root = tmp_path_factory.mktemp("maintenance")
     database = build(root)
     result = dg.materialize(
-        [remediation.maintenance_schedules, remediation.remediation_schedule],
+        [remediation.maintenance_schedules, remediation.remediation_schedule, remediation.every_machine_scheduled],
         resources={"warehouse": WarehouseResource(database=database),
                    "run_settings": RunSettings(estate_dir=str(root / "estate"), as_of=AS_OF.isoformat())},
     )
     assert result.success
     conn = connect_warehouse(database)
-    yield conn
+    yield conn, result
     conn.close()
 
 
-def test_which_window_patches_each_machine(warehouse):
-    assert warehouse.execute(
+@pytest.fixture(scope="module")
+def conn(warehouse):
+    return warehouse[0]
+
+
+def test_which_window_patches_each_machine(conn):
+    assert conn.execute(
         "SELECT name, tag_window, configuration_name, window_source, tag_disagrees, window_id "
         "FROM marts.vm_maintenance_windows ORDER BY name").fetchall() == [
         ("a", "mw-sat", "mw-sun", "maintenance_configuration", True, (CONFIG + "mw-sun").lower()),
@@ -227,8 +232,8 @@ def test_which_window_patches_each_machine(warehouse):
     ]
 
 
-def test_configuration_windows(warehouse):
-    assert warehouse.execute(
+def test_configuration_windows(conn):
+    assert conn.execute(
         "SELECT name, rrule, offset_days, time_zone, start_time::VARCHAR, duration_minutes, ring, environment, "
         "capacity_vms, settings_from, machines FROM staging.maintenance_configuration_windows ORDER BY name"
     ).fetchall() == [
@@ -239,8 +244,8 @@ def test_configuration_windows(warehouse):
     ]
 
 
-def test_schedule_follows_the_configurations(warehouse):
-    rows = warehouse.execute(
+def test_schedule_follows_the_configurations(conn):
+    rows = conn.execute(
         "SELECT vm_name, window_id, status, window_start, window_end FROM marts.remediation_schedule "
         "ORDER BY vm_name").fetchall()
     sunday = ((CONFIG + "mw-sun").lower(), "scheduled", utc(2026, 11, 29, 2), utc(2026, 11, 29, 5, 55))
@@ -255,10 +260,10 @@ def test_schedule_follows_the_configurations(warehouse):
     ]
 
 
-def test_unscheduled_machines_and_findings(warehouse):
-    assert warehouse.execute("SELECT name, maintenance_window FROM marts.unscheduled_machines").fetchall() == [
+def test_unscheduled_machines_and_findings(conn, warehouse):
+    assert conn.execute("SELECT name, maintenance_window FROM marts.unscheduled_machines").fetchall() == [
         ("d", None)]
-    assert warehouse.execute(
+    assert conn.execute(
         "SELECT rule, severity, vm_id, condition FROM marts.maintenance_findings ORDER BY rule").fetchall() == [
         ("machine_unscheduled", "medium", vm_id("d"),
          "d (production) is on no InGuestPatch maintenance configuration and has no maintenance-window tag "
@@ -267,3 +272,25 @@ def test_unscheduled_machines_and_findings(warehouse):
          "a is patched by maintenance configuration mw-sun while its maintenance-window tag says mw-sat "
          "(as of 2026-11-27)"),
     ]
+    (check,) = warehouse[1].get_asset_check_evaluations()
+    assert (check.check_name, check.passed, check.metadata["unscheduled_machines"].value) == (
+        "every_machine_scheduled", False, 1)
+
+
+def test_an_unreadable_schedule_fails_the_step_and_keeps_the_last_good_state(tmp_path):
+    database = build(tmp_path, thursday="1Month Fifth Friday")
+    result = dg.materialize(
+        [remediation.maintenance_schedules],
+        resources={"warehouse": WarehouseResource(database=database),
+                   "run_settings": RunSettings(estate_dir=str(tmp_path / "estate"), as_of=AS_OF.isoformat())},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.cause.message
+    assert "maintenance.json: maintenance configuration " + (CONFIG + "aum-thu").lower() in message
+    assert "maintenanceWindow.recurEvery '1Month Fifth Friday'" in message
+    conn = connect_warehouse(database)
+    assert conn.execute("SELECT count(*) FROM information_schema.tables "
+                        "WHERE table_name IN ('vm_maintenance_windows', 'maintenance_recurrences')").fetchone()[0] == 0
+    conn.close()
