@@ -121,6 +121,7 @@ WINDOWS_SQL = """
         key("staging.maintenance_windows"),
         key("marts.vm_maintenance_windows"),
         key("staging.maintenance_configuration_windows"),
+        key("marts.patch_catalog"),
         key("staging.blackout_dates"),
         key("raw.patch_installation_resources"),
         key("staging.rollbacks"),

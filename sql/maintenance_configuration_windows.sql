@@ -14,6 +14,8 @@
 -- @column offset_days: Days added to every occurrence of rrule (recurEvery Offset<n>).
 -- @column recur_every: recurEvery as Azure states it.
 -- @column windows_time_zone: timeZone as Azure states it (a Windows time-zone name).
+-- @column windows_classifications: installPatches.windowsParameters.classificationsToInclude: what a run installs on Windows (NULL: not stated).
+-- @column linux_classifications: installPatches.linuxParameters.classificationsToInclude: what a run installs on Linux (NULL: not stated).
 -- @column settings_from: Where ring, environment, capacity and role share come from: register window <id>, or default for <environment> machines.
 -- @column machines: Machines whose schedule it is (marts.vm_maintenance_windows).
 -- @column source_file: The estate file of the configuration.
@@ -55,6 +57,8 @@ SELECT
     r.offset_days::INTEGER AS offset_days,
     c.recur_every,
     c.time_zone AS windows_time_zone,
+    c.windows_classifications,
+    c.linux_classifications,
     CASE WHEN w.window_id IS NOT NULL THEN 'register window ' || w.window_id
          ELSE 'default for ' || coalesce(s.environment, 'unassigned') || ' machines' END AS settings_from,
     coalesce(s.machines, 0)::INTEGER AS machines,

@@ -12,7 +12,10 @@ Machines (production Azure VMs, one gap each, 15 minutes per step and per reboot
     b  no tag, assigned to aum-thu          -> aum-thu's occurrences
     c  tag mw-sat                            -> the register window mw-sat
     d  no tag, no assignment                -> unplaceable, unscheduled, finding
-    e  tag mw-sun, assigned to mw-sun       -> mw-sun's occurrences; the tag agrees
+    e  tag mw-sun, assigned to mw-sun       -> mw-sun's occurrences; the tag agrees; its patch is
+                                               of classification Updates, which mw-sun does not
+                                               install (Critical, Security): flagged
+    c's patch is of classification Updates too: a register window installs what it is given
     f  tag mw-sat, assigned to host-cfg     -> the register window mw-sat (Host is no patch schedule)
 Occurrences after 2026-11-27, derived by hand:
     mw-sun (config)  Sunday 2026-11-29 02:00 GMT = 02:00 UTC, until 05:55 UTC (03:55)
@@ -140,7 +143,8 @@ def configuration(name: str, scope: str, recur: str, start: str, duration: str, 
             "properties": {"namespace": "Microsoft.Maintenance", "maintenanceScope": scope, "visibility": "Custom",
                            "maintenanceWindow": {"startDateTime": start, "expirationDateTime": None,
                                                  "duration": duration, "timeZone": zone, "recurEvery": recur},
-                           "installPatches": {"rebootSetting": "IfRequired"}}}
+                           "installPatches": {"rebootSetting": "IfRequired", "windowsParameters": {
+                               "classificationsToInclude": ["Critical", "Security"]}}}}
 
 
 def build(root, thursday: str = "1Month Second Tuesday Offset2") -> str:
@@ -182,6 +186,9 @@ def build(root, thursday: str = "1Month Second Tuesday Offset2") -> str:
                      "DATE '2026-12-31', ?)",
                      [[f"GAP-{name}", vm_id(name), f"800000{n}", f"800000{n}", AS_OF]
                       for n, name in enumerate(MACHINES)])
+    # c's and e's patches are of classification Updates, which the configurations do not include.
+    conn.execute("CREATE TABLE marts.patch_catalog AS SELECT patch_key, CASE WHEN vm_id IN (?, ?) THEN 'Updates' "
+                 "ELSE 'Security' END AS classification FROM marts.compliance_gaps", [vm_id("c"), vm_id("e")])
     conn.execute("CREATE TABLE marts.authorization_status AS SELECT patch_key, 'authorized' AS status, "
                  "NULL::INTEGER AS deploy_order, []::VARCHAR[] AS impact_dependencies "
                  "FROM (SELECT DISTINCT patch_key FROM marts.compliance_gaps)")
@@ -246,18 +253,22 @@ def test_configuration_windows(conn):
 
 def test_schedule_follows_the_configurations(conn):
     rows = conn.execute(
-        "SELECT vm_name, window_id, status, window_start, window_end FROM marts.remediation_schedule "
-        "ORDER BY vm_name").fetchall()
+        "SELECT vm_name, window_id, status, window_start, window_end, outside_configuration "
+        "FROM marts.remediation_schedule ORDER BY vm_name").fetchall()
     sunday = ((CONFIG + "mw-sun").lower(), "scheduled", utc(2026, 11, 29, 2), utc(2026, 11, 29, 5, 55))
     saturday = ("mw-sat", "scheduled", utc(2026, 11, 28, 22), utc(2026, 11, 29, 2))
     assert rows == [
-        ("a", *sunday),
-        ("b", (CONFIG + "aum-thu").lower(), "scheduled", utc(2026, 12, 10, 2), utc(2026, 12, 10, 5)),
-        ("c", *saturday),
-        ("d", None, "unplaceable", None, None),
-        ("e", *sunday),
-        ("f", *saturday),
+        ("a", *sunday, False),
+        ("b", (CONFIG + "aum-thu").lower(), "scheduled", utc(2026, 12, 10, 2), utc(2026, 12, 10, 5), False),
+        ("c", *saturday, False),
+        ("d", None, "unplaceable", None, None, False),
+        ("e", *sunday, True),
+        ("f", *saturday, False),
     ]
+    reason = conn.execute("SELECT reason FROM marts.remediation_schedule WHERE vm_name = 'e'").fetchone()[0]
+    assert reason.endswith("; classification Updates is not in the configuration's classificationsToInclude "
+                           "(Critical, Security): Azure Update Manager will not install it in this run unless "
+                           "the configuration includes it")
 
 
 def test_unscheduled_machines_and_findings(conn, warehouse):

@@ -75,6 +75,8 @@ def build(path) -> None:
         [[f"GAP-{name}", VM + name, patch, patch, priority, AS_OF]
          for name, _, _, _, priority, patch in MACHINES if patch],
     )
+    conn.execute("CREATE TABLE marts.patch_catalog AS SELECT DISTINCT patch_key, 'Security' AS classification "
+                 "FROM marts.compliance_gaps")
     conn.execute("CREATE TABLE marts.authorization_status AS SELECT patch_key, 'authorized' AS status, "
                  "NULL::INTEGER AS deploy_order, []::VARCHAR[] AS impact_dependencies "
                  "FROM (SELECT DISTINCT patch_key FROM marts.compliance_gaps)")
