@@ -305,3 +305,48 @@ def test_an_unreadable_schedule_fails_the_step_and_keeps_the_last_good_state(tmp
     assert conn.execute("SELECT count(*) FROM information_schema.tables "
                         "WHERE table_name IN ('vm_maintenance_windows', 'maintenance_recurrences')").fetchone()[0] == 0
     conn.close()
+
+
+def test_demo_cases(demo_run):
+    """The planted maintenance cases of the generated estate (pipelines/demo/auto_updates.py),
+    evaluated on its last day, 2026-11-27 (a Friday)."""
+    import duckdb
+
+    from pipelines.reporting.queries import population_rows, report_data
+
+    estate, path, _, result = demo_run
+    assert result.success
+    truth = json.loads((estate / "demo_truth.json").read_text())
+    cases = {c["case"]: c["vm_id"] for c in truth["cases"] if c["case"].startswith("maintenance_")}
+    assert sorted(cases) == ["maintenance_azure_only", "maintenance_tag_disagrees", "maintenance_unscheduled"]
+    end = date.fromisoformat(truth["generator"]["end"])
+    assert end == AS_OF
+    conn = duckdb.connect(str(path), read_only=True)
+
+    def windows(case):
+        return conn.execute("SELECT tag_window, configuration_name, window_source, tag_disagrees "
+                            "FROM marts.vm_maintenance_windows WHERE vm_id = ?", [cases[case]]).fetchone()
+
+    assert windows("maintenance_tag_disagrees") == ("mw-prod-sa", "mw-prod-su", "maintenance_configuration", True)
+    assert windows("maintenance_azure_only") == (None, "aum-prod-patch-thursday", "maintenance_configuration", False)
+    assert windows("maintenance_unscheduled") == (None, None, None, False)
+    assert conn.execute("SELECT settings_from, ring, time_zone FROM staging.maintenance_configuration_windows "
+                        "WHERE name = 'aum-prod-patch-thursday'").fetchone() == (
+        "default for production machines", 2, "Europe/Berlin")
+    # Two days after the second Tuesdays (12-08, 01-12, 02-09), 03:00 CET = 02:00 UTC.
+    thursdays = {utc(2026, 12, 10, 2), utc(2027, 1, 14, 2), utc(2027, 2, 11, 2)}
+    starts = {s for (s,) in conn.execute("SELECT window_start FROM marts.remediation_schedule "
+                                         "WHERE vm_id = ? AND window_start IS NOT NULL",
+                                         [cases["maintenance_azure_only"]]).fetchall()}
+    assert starts <= thursdays
+    assert {r for (r,) in conn.execute("SELECT rule FROM marts.audit_findings WHERE vm_id = ?",
+                                       [cases["maintenance_unscheduled"]]).fetchall()} >= {"machine_unscheduled"}
+    assert conn.execute("SELECT rule FROM marts.audit_findings WHERE rule = 'maintenance_tag_disagrees'"
+                        ).fetchall() == [("maintenance_tag_disagrees",)]
+    # The evidence pack: the population and the scope line's figures.
+    assert [r["vm_id"] for r in population_rows(conn, "unscheduled_machines", end)] == [
+        cases["maintenance_unscheduled"]]
+    data = report_data(conn, end)
+    assert [m["vm_id"] for m in data["unscheduled_machines"]] == [cases["maintenance_unscheduled"]]
+    assert sum(m["tag_disagrees"] for m in data["maintenance_schedules"]) == 1
+    conn.close()
