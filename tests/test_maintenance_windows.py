@@ -106,6 +106,18 @@ def test_a_bad_field_names_file_configuration_and_field():
         configuration_schedules(bad)
 
 
+def test_schedule_fields_as_azure_returns_them():
+    # An open expiration comes back as Azure's maximum datetime, with seconds.
+    parsed = configuration_schedules(pd.DataFrame([{
+        "configuration_id": "cfg-1", "source_file": "m.json", "recur_every": "1Month Second Tuesday Offset2",
+        "time_zone": "W. Europe Standard Time", "start_date_time": "2026-08-29 03:00",
+        "expiration_date_time": "9999-12-31 23:59:59", "duration": "03:55"}]))
+    assert parsed.to_dict("records") == [{
+        "configuration_id": "cfg-1", "source_file": "m.json", "rrule": "FREQ=MONTHLY;INTERVAL=1;BYDAY=+2TU",
+        "offset_days": 2, "time_zone": "Europe/Berlin", "starts_at": pd.Timestamp("2026-08-29 03:00"),
+        "expires_at": pd.Timestamp("9999-12-31 23:59:59"), "duration_minutes": 235}]
+
+
 def window(rrule, starts_at, expires_at=None, offset=0, zone="Europe/London", minutes=60):
     return pd.DataFrame([{"window_id": "w", "rrule": rrule, "start_time": None, "duration_minutes": minutes,
                           "time_zone": zone, "ring": 2, "environment": "production", "capacity_vms": None,
