@@ -10,8 +10,9 @@ urgent gap (priority, then due date), then vm_id. Constraints:
   window's environment;
 - ring gating: a patch goes to a ring only after every placement of it in a lower ring has ended;
 - capacity: at most `capacity_vms` machines per occurrence;
-- redundancy: never all members of one role in the same occurrence (at most `max_role_share` of
-  them, and always one fewer than all); a role's members are counted within one environment,
+- redundancy: never all members of one role in the same occurrence, or in occurrences of other
+  windows starting at the same time (at most `max_role_share` of them, and always one fewer than
+  all); a role's members are counted within one environment,
   since redundancy is a property of one service (production `db` machines do not stand in for
   test ones);
 - rollback hold: a patch rolled back on a machine is not scheduled there again (status
@@ -252,9 +253,13 @@ def build_schedule(
         machine["name"].tolist(), machine["maintenance_window"].tolist(), machine["role"].tolist(),
         machine["environment"].fillna("").tolist(), strict=True), strict=True))
     slot_of: dict[Occurrence, list] = {}  # equal occurrences share one load: [machines, roles]
+    # Roles are counted over every window starting at that time: a maintenance configuration and
+    # a register window of the same hour patch their machines at once.
+    roles_at: dict[datetime, defaultdict] = {}
     plan: dict[str, list[tuple]] = {
         window_id: [(
-            occ, slot_of.setdefault(occ, [0, defaultdict(int)]), occ.capacity, occ.max_role_share,
+            occ, slot_of.setdefault(occ, [0, roles_at.setdefault(occ.start, defaultdict(int))]), occ.capacity,
+            occ.max_role_share,
             (occ.end - occ.start).total_seconds() / 60 - reboot_minutes, occ.start, occ.start.date(),
             f"first occurrence of {occ.window_id} (ring {occ.ring}) with room",
         ) for occ in found]

@@ -362,3 +362,24 @@ def test_demo_cases(demo_run):
     assert [m["vm_id"] for m in data["unscheduled_machines"]] == [cases["maintenance_unscheduled"]]
     assert sum(m["tag_disagrees"] for m in data["maintenance_schedules"]) == 1
     conn.close()
+
+
+def test_a_role_is_not_patched_whole_across_windows_starting_together():
+    """db1 on a register window and db2 on a configuration, both Sundays 02:00 UTC: the two
+    production db machines are the whole role, so db2 waits a week (2026-11-29, then 12-06)."""
+    from pipelines.scheduling import build_schedule
+
+    windows = pd.concat([
+        window("FREQ=WEEKLY;INTERVAL=1;BYDAY=SU", "2026-09-06 02:00", zone="UTC", minutes=120).assign(window_id="cfg"),
+        pd.DataFrame([{"window_id": "reg", "rrule": "FREQ=WEEKLY;BYDAY=SU", "start_time": "02:00",
+                       "duration_minutes": 120, "time_zone": "UTC", "ring": 2, "environment": "production",
+                       "capacity_vms": 10, "max_role_share": 1.0}]),
+    ], ignore_index=True)
+    machines = pd.DataFrame([{"vm_id": v, "name": v, "role": "db", "environment": "production",
+                              "criticality": "high", "maintenance_window": w} for v, w in (("db1", "reg"), ("db2", "cfg"))])
+    gaps = pd.DataFrame([{"gap_id": f"G-{v}", "vm_id": v, "patch_key": "5002", "kb": "5002",
+                          "gap_type": "authorized_missing", "title": "CU", "priority": p, "sla_due": date(2026, 12, 31),
+                          "deploy_order": None, "dependencies": []} for v, p in (("db1", 90), ("db2", 80))])
+    schedule = build_schedule(gaps, machines, windows, NO_BLACKOUTS, AS_OF)
+    assert list(zip(schedule["vm_id"], schedule["window_id"], schedule["window_start"], strict=True)) == [
+        ("db1", "reg", utc(2026, 11, 29, 2)), ("db2", "cfg", utc(2026, 12, 6, 2))]
