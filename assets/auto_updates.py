@@ -12,10 +12,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import (
-    EVALUATION_DATE_SOURCE,
     STAGE6_MONITORING,
     key,
-    warehouse_asset,
     warehouse_check,
 )
 from pipelines.auto_updates import load_auto_update_policy, write_policy_tables
@@ -62,20 +60,6 @@ def _machines_by_status(conn, as_of) -> dict:
 auto_update_periods = sql_table_asset("marts.auto_update_periods", metadata=_machines_by_status)
 auto_update_installs = sql_table_asset("marts.auto_update_installs")
 auto_update_findings = sql_table_asset("marts.auto_update_findings")
-
-
-@warehouse_asset(
-    key=key("marts.unscheduled_machines"),
-    group_name=STAGE6_MONITORING,
-    kinds={"duckdb", "sql"},
-    deps=[EVALUATION_DATE_SOURCE, key("marts.vm_inventory"), key("staging.maintenance_configurations"),
-          key("staging.maintenance_assignments"), key("staging.maintenance_windows")],
-)
-def unscheduled_machines(warehouse: WarehouseResource, run_settings: RunSettings) -> dg.MaterializeResult:
-    """Azure machines on no maintenance configuration and no registered maintenance window."""
-    with warehouse.get_connection() as conn, transaction(conn):
-        metadata = _build(conn, "marts.unscheduled_machines", run_settings)
-    return dg.MaterializeResult(metadata=metadata)
 
 
 @warehouse_check(asset=key("marts.auto_update_periods"))

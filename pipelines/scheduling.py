@@ -4,12 +4,15 @@ A deterministic greedy placement, one machine at a time (the unit of a reboot), 
 ring of the machine's window (test and staging before production), then the machine's most
 urgent gap (priority, then due date), then vm_id. Constraints:
 
-- a machine is patched only in occurrences of its own window (tag `maintenance-window`),
-  never on a blackout date of its environment;
+- a machine is patched only in occurrences of its own window (marts.vm_maintenance_windows: the
+  InGuestPatch maintenance configuration it is assigned to, when Azure Update Manager really runs,
+  else the register window its tag `maintenance-window` names), never on a blackout date of the
+  window's environment;
 - ring gating: a patch goes to a ring only after every placement of it in a lower ring has ended;
 - capacity: at most `capacity_vms` machines per occurrence;
-- redundancy: never all members of one role in the same occurrence (at most `max_role_share` of
-  them, and always one fewer than all); a role's members are counted within one environment,
+- redundancy: never all members of one role in the same occurrence, or in occurrences of other
+  windows starting at the same time (at most `max_role_share` of them, and always one fewer than
+  all); a role's members are counted within one environment,
   since redundancy is a property of one service (production `db` machines do not stand in for
   test ones);
 - rollback hold: a patch rolled back on a machine is not scheduled there again (status
@@ -27,6 +30,7 @@ windows are marked, and gaps with no possible placement in the horizon are liste
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -56,28 +60,54 @@ class Occurrence:
 def window_occurrences(
     windows: pd.DataFrame, blackouts: pd.DataFrame, as_of: date, horizon_days: int
 ) -> dict[str, list[Occurrence]]:
-    """Occurrences of every window after as_of within the horizon, blackout dates removed."""
+    """Occurrences of every window after as_of within the horizon, blackout dates removed.
+
+    A register window recurs from the day before as_of at its start_time. A window with
+    `starts_at` (a maintenance configuration's startDateTime, local time) recurs from then, never
+    after `expires_at`, each occurrence moved by `offset_days` ("Offset2": two days later)."""
     begin = datetime.combine(as_of + timedelta(days=1), time(), UTC)
     end = begin + timedelta(days=horizon_days)
     result: dict[str, list[Occurrence]] = {}
     for w in windows.sort_values("window_id").itertuples(index=False):
         zone = ZoneInfo(w.time_zone)
-        local = w.start_time if isinstance(w.start_time, time) else time.fromisoformat(str(w.start_time))
-        dtstart = datetime.combine(as_of - timedelta(days=1), local, zone)
+        starts_at, expires_at = _local(w, "starts_at", zone), _local(w, "expires_at", zone)
+        offset = timedelta(days=int(_value(w, "offset_days") or 0))
+        if starts_at is None:
+            local = w.start_time if isinstance(w.start_time, time) else time.fromisoformat(str(w.start_time))
+            dtstart = datetime.combine(as_of - timedelta(days=1), local, zone)
+        else:
+            dtstart = starts_at
         rule = rrulestr(w.rrule, dtstart=dtstart)
         dark = _blackout_days(blackouts, w.environment)
+        capacity, share = _value(w, "capacity_vms"), _value(w, "max_role_share")
         found = []
-        for local_start in rule.between(begin.astimezone(zone), end.astimezone(zone), inc=True):
-            if local_start.date() in dark:
+        for base in rule.between((begin - offset).astimezone(zone), (end - offset).astimezone(zone), inc=True):
+            local_start = base + offset  # wall-clock days: the time of day stays across DST
+            if local_start < dtstart or (expires_at is not None and local_start > expires_at):
+                continue
+            if local_start.date() in dark or not begin <= local_start <= end:
                 continue
             start = local_start.astimezone(UTC)
             found.append(Occurrence(
                 window_id=w.window_id, ring=int(w.ring), start=start,
                 end=start + timedelta(minutes=int(w.duration_minutes)),
-                capacity=int(w.capacity_vms), max_role_share=float(w.max_role_share),
+                # NULL capacity: unlimited; NULL role share: only "never all members of a role".
+                capacity=sys.maxsize if capacity is None else int(capacity),
+                max_role_share=1.0 if share is None else float(share),
             ))
         result[w.window_id] = found
     return result
+
+
+def _value(row, column: str):
+    """A window column that may be absent (register windows have no starts_at) or NULL."""
+    value = getattr(row, column, None)
+    return None if value is None or pd.isna(value) else value
+
+
+def _local(row, column: str, zone: ZoneInfo) -> datetime | None:
+    value = _value(row, column)
+    return None if value is None else pd.Timestamp(value).to_pydatetime().replace(tzinfo=zone)
 
 
 def _blackout_days(blackouts: pd.DataFrame, environment: str) -> set[date]:
@@ -223,9 +253,13 @@ def build_schedule(
         machine["name"].tolist(), machine["maintenance_window"].tolist(), machine["role"].tolist(),
         machine["environment"].fillna("").tolist(), strict=True), strict=True))
     slot_of: dict[Occurrence, list] = {}  # equal occurrences share one load: [machines, roles]
+    # Roles are counted over every window starting at that time: a maintenance configuration and
+    # a register window of the same hour patch their machines at once.
+    roles_at: dict[datetime, defaultdict] = {}
     plan: dict[str, list[tuple]] = {
         window_id: [(
-            occ, slot_of.setdefault(occ, [0, defaultdict(int)]), occ.capacity, occ.max_role_share,
+            occ, slot_of.setdefault(occ, [0, roles_at.setdefault(occ.start, defaultdict(int))]), occ.capacity,
+            occ.max_role_share,
             (occ.end - occ.start).total_seconds() / 60 - reboot_minutes, occ.start, occ.start.date(),
             f"first occurrence of {occ.window_id} (ring {occ.ring}) with room",
         ) for occ in found]
@@ -245,7 +279,7 @@ def build_schedule(
                 patch_ready[patch] = max(patch_ready.get(patch, finished), finished)
             ring_placements, current_ring = [], ring
         if not isinstance(window_id, str) or window_id not in occurrences:
-            reason = ("no maintenance window assigned (tag maintenance-window)"
+            reason = ("no maintenance window (no maintenance configuration assigned, no tag maintenance-window)"
                       if not isinstance(window_id, str) else f"unknown maintenance window {window_id!r}")
             rows += [_row(g, vm_name, None, None, "unplaceable", reason) for g in vm_gaps]
             continue

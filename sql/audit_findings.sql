@@ -4,10 +4,10 @@
 -- @summary each with criteria, condition, cause, effect and recommendation and a stable finding id.
 -- @group stage6_patch_monitoring
 -- @depends marts.authorization_findings, marts.authorization_install_findings
--- @depends marts.auto_update_findings, marts.compliance_gaps, marts.rollback_findings
+-- @depends marts.auto_update_findings, marts.compliance_gaps, marts.maintenance_findings, marts.rollback_findings
 -- @depends marts.vm_inventory, marts.vm_patch_state, staging.sla_policy
 -- @unique finding_id as finding_ids_unique: Each finding id names one finding: the evidence pack and follow-ups refer to it.
--- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) and of the automatic-updates control (marts.auto_update_findings) and the rollback-readiness control (marts.rollback_findings) carried over with their own ids. A rule with nothing found gives no row.
+-- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) and of the automatic-updates control (marts.auto_update_findings) and the rollback-readiness control (marts.rollback_findings) and the maintenance schedules (marts.maintenance_findings) carried over with their own ids. A rule with nothing found gives no row.
 -- @column finding_id: Stable id: sha256 of rule, '|' and subject (the same scheme as the stage-5 findings, whose ids are kept); the same finding keeps its id across runs.
 -- @column rule: The rule that found it.
 -- @column severity: high, medium or low.
@@ -164,6 +164,10 @@ auto_update_findings AS (
     SELECT rule, severity, subject, criteria, condition, evidence, 'marts.rollback_findings', patch_key,
            asset_category, environment, vm_id, 1, NULL::INTEGER, cause, effect, recommendation
     FROM marts.rollback_findings
+    UNION ALL
+    SELECT rule, severity, subject, criteria, condition, evidence, 'marts.maintenance_findings', patch_key,
+           asset_category, environment, vm_id, 1, NULL::INTEGER, cause, effect, recommendation
+    FROM marts.maintenance_findings
 ),
 all_findings AS (
     SELECT * FROM gap_findings

@@ -1,4 +1,4 @@
--- @table The remediation schedule: every actionable gap (authorized but missing, failed, pending reboot) placed in an occurrence of its machine's maintenance window, respecting rings, capacity, role redundancy (a role's members counted within one environment), dependency order, one reboot per machine per window and blackout dates. A patch rolled back on the machine is held (held_after_rollback) until an authorization event after the rollback authorizes it again, then scheduled as a reapply (staging.remediation_holds). A production step whose machine is not expected to have a recovery point no older than the rollback-readiness limit at the window start (marts.vm_rollback_readiness) is needs_restore_point, with a proposed on-demand backup before the window; the policy can ask for that backup before every production window of a criticality (pre_window_backup). Built by pipelines/scheduling.py; rows that cannot meet their due date or cannot be placed say so.
+-- @table The remediation schedule: every actionable gap (authorized but missing, failed, pending reboot) placed in an occurrence of its machine's maintenance window (its InGuestPatch maintenance configuration, when Azure Update Manager runs, else the register window its tag names), respecting rings, capacity, role redundancy (a role's members counted within one environment), dependency order, one reboot per machine per window and blackout dates. A patch rolled back on the machine is held (held_after_rollback) until an authorization event after the rollback authorizes it again, then scheduled as a reapply (staging.remediation_holds). A production step whose machine is not expected to have a recovery point no older than the rollback-readiness limit at the window start (marts.vm_rollback_readiness) is needs_restore_point, with a proposed on-demand backup before the window; the policy can ask for that backup before every production window of a criticality (pre_window_backup). Built by pipelines/scheduling.py; rows that cannot meet their due date or cannot be placed say so.
 -- @column gap_id: The gap being remediated (marts.compliance_gaps).
 -- @column vm_id: Machine.
 -- @column vm_name: Machine name.
@@ -6,7 +6,7 @@
 -- @column kb: KB digits where the patch has one.
 -- @column gap_type: authorized_missing, failed_reapply or pending_reboot.
 -- @column action: install, reinstall, reboot, or reapply (a patch rolled back on the machine).
--- @column window_id: Maintenance window (registers/maintenance_windows.csv); NULL when unplaceable.
+-- @column window_id: The window of the occurrence (marts.vm_maintenance_windows): the lower-case ARM id of the machine's InGuestPatch maintenance configuration (staging.maintenance_configuration_windows), else the register window of its maintenance-window tag (registers/maintenance_windows.csv); NULL when unplaceable.
 -- @column ring: Ring of the window: 0 test, 1 staging, 2 production, 3 critical production.
 -- @column window_start: Start of the occurrence (UTC).
 -- @column window_end: End of the occurrence (UTC).
@@ -16,6 +16,7 @@
 -- @column reason: Why the gap is placed there, or why it cannot be.
 -- @column as_of: Evaluation date.
 -- @column rollback_id: The rollback (staging.rollbacks) behind a held or re-applied patch; NULL otherwise.
+-- @column outside_configuration: True when the step is in a maintenance configuration's occurrence but the patch's classification is not among the configuration's classificationsToInclude for the machine's OS: Azure Update Manager will not install it in that run unless the configuration is changed (the reason says so).
 -- @column pre_window_backup: True when the schedule proposes an on-demand backup (or VM restore point) of the machine in the max_age_hours before the window start: the step needs a restore point, or the policy asks for one before every production window.
 WITH
 steps AS (
@@ -30,6 +31,19 @@ steps AS (
     FROM staging.remediation_placements AS p
     LEFT JOIN marts.vm_inventory AS i USING (vm_id)
     LEFT JOIN marts.vm_rollback_readiness AS r USING (vm_id)
+),
+-- A configuration installs only the classifications it includes for the machine's OS.
+classified AS (
+    SELECT s.*, c.classification,
+           CASE WHEN i.os_type = 'Linux' THEN w.linux_classifications ELSE w.windows_classifications END AS included
+    FROM steps AS s
+    LEFT JOIN marts.vm_inventory AS i USING (vm_id)
+    LEFT JOIN staging.maintenance_configuration_windows AS w USING (window_id)
+    LEFT JOIN marts.patch_catalog AS c USING (patch_key)
+),
+checked AS (
+    SELECT *, coalesce(action <> 'reboot' AND NOT list_contains(included, classification), false) AS outside_configuration
+    FROM classified
 )
 SELECT
     gap_id,
@@ -56,9 +70,13 @@ SELECT
         WHEN production_step AND policy_backup
             THEN reason || '; policy: on-demand backup in the ' || max_age_hours || ' h before the window'
         ELSE reason
-    END AS reason,
+    END || CASE WHEN outside_configuration
+        THEN '; classification ' || classification || ' is not in the configuration''s classificationsToInclude ('
+             || array_to_string(included, ', ') || '): Azure Update Manager will not install it in this run unless the configuration includes it'
+        ELSE '' END AS reason,
     $as_of::DATE AS as_of,
     rollback_id::VARCHAR AS rollback_id,
+    outside_configuration,
     coalesce(production_step AND (NOT coalesce(point_expected, false) OR policy_backup), false) AS pre_window_backup
-FROM steps
+FROM checked
 ORDER BY status, window_start NULLS LAST, vm_id, sequence, gap_id

@@ -207,7 +207,7 @@ def warehouse(tmp_path):
     build_table(conn, "staging.maintenance_configurations")
     build_table(conn, "staging.maintenance_assignments")
     for table in ("marts.vm_config_history", "marts.auto_update_periods", "marts.auto_update_installs",
-                  "marts.auto_update_findings", "marts.unscheduled_machines"):
+                  "marts.auto_update_findings", "marts.vm_maintenance_windows", "marts.unscheduled_machines"):
         build_table(conn, table, params={"as_of": AS_OF})
     yield conn
     conn.close()

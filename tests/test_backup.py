@@ -207,6 +207,11 @@ def test_schedule_marks_production_steps_without_a_fresh_point(conn):
         columns=["gap_id", "vm_id", "vm_name", "patch_key", "kb", "gap_type", "action", "window_id", "ring",
                  "window_start", "window_end", "sequence", "sla_due", "status", "reason", "rollback_id"])
     replace_table(conn, "staging.remediation_placements", placements)
+    # No maintenance configurations: the classification rule of configuration windows does not apply.
+    conn.execute("CREATE TABLE staging.maintenance_configuration_windows (window_id VARCHAR, "
+                 "windows_classifications VARCHAR[], linux_classifications VARCHAR[])")
+    conn.execute("CREATE TABLE marts.patch_catalog (patch_key VARCHAR, classification VARCHAR)")
+    conn.execute("ALTER TABLE marts.vm_inventory ADD COLUMN os_type VARCHAR DEFAULT 'Windows'")
     build_table(conn, "marts.remediation_schedule", params={"as_of": AS_OF})
     rows = dict((g, (s, b, r)) for g, s, b, r in conn.execute(
         "SELECT gap_id, status, pre_window_backup, reason FROM marts.remediation_schedule").fetchall())

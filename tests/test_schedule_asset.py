@@ -30,6 +30,8 @@ import dagster as dg
 
 from assets import remediation
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
+from pipelines.sources.maintenance.reader import load_maintenance
+from pipelines.warehouse import build_table
 
 AS_OF = date(2026, 3, 20)
 VM = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/"
@@ -57,6 +59,14 @@ def build(path) -> None:
                  "environment VARCHAR, criticality VARCHAR, maintenance_window VARCHAR, asset_category VARCHAR)")
     conn.executemany("INSERT INTO marts.vm_inventory VALUES (?, ?, ?, ?, 'high', ?, 'app')",
                      [[VM + name, name, role, env, window] for name, role, env, window, _, _ in MACHINES])
+    for column, value in (("machine_kind", "'azure_vm'"), ("in_inventory", "true"), ("os_type", "'Windows'"),
+                          ("patch_mode", "'Manual'")):
+        conn.execute(f"ALTER TABLE marts.vm_inventory ADD COLUMN {column} {'BOOLEAN' if value == 'true' else 'VARCHAR'} "
+                     f"DEFAULT {value}")
+    # No maintenance configurations: every machine keeps its tag's register window.
+    load_maintenance(conn, path.parent, "raw.maintenance_resources", "run")
+    build_table(conn, "staging.maintenance_configurations")
+    build_table(conn, "staging.maintenance_assignments")
     conn.execute("CREATE TABLE marts.compliance_gaps (gap_id VARCHAR, vm_id VARCHAR, patch_key VARCHAR, "
                  "kb VARCHAR, gap_type VARCHAR, title VARCHAR, priority DOUBLE, sla_due DATE, as_of DATE)")
     conn.executemany(
@@ -65,6 +75,8 @@ def build(path) -> None:
         [[f"GAP-{name}", VM + name, patch, patch, priority, AS_OF]
          for name, _, _, _, priority, patch in MACHINES if patch],
     )
+    conn.execute("CREATE TABLE marts.patch_catalog AS SELECT DISTINCT patch_key, 'Security' AS classification "
+                 "FROM marts.compliance_gaps")
     conn.execute("CREATE TABLE marts.authorization_status AS SELECT patch_key, 'authorized' AS status, "
                  "NULL::INTEGER AS deploy_order, []::VARCHAR[] AS impact_dependencies "
                  "FROM (SELECT DISTINCT patch_key FROM marts.compliance_gaps)")
@@ -108,7 +120,7 @@ def test_schedule_asset_across_dst(tmp_path):
     database = tmp_path / "w.duckdb"
     build(database)
     result = dg.materialize(
-        [remediation.remediation_schedule],
+        [remediation.maintenance_schedules, remediation.remediation_schedule],
         resources={"warehouse": WarehouseResource(database=str(database)),
                    "run_settings": RunSettings(estate_dir=str(tmp_path), as_of=AS_OF.isoformat())},
     )

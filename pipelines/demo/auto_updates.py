@@ -17,7 +17,13 @@ assignments (azure/maintenance/), and the policy's production scopes and excepti
 
 Every other VM on AutomaticByPlatform has the bypass set and an assignment to the maintenance
 configuration of its maintenance-window tag; VMs on the legacy agent keep AutomaticByOS (Windows)
-or ImageDefault (Linux).
+or ImageDefault (Linux). Planted for the schedule (MAINTENANCE_CASES):
+
+  maintenance_tag_disagrees   tagged mw-prod-sa, assigned to the configuration mw-prod-su
+  maintenance_azure_only      no maintenance-window tag, assigned to aum-prod-patch-thursday
+                              (1Month Second Tuesday Offset2, W. Europe Standard Time; no register
+                              window of that name)
+  maintenance_unscheduled     no tag and no assignment (legacy agent)
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class AutoUpdatePlan:
     wu_manual_from_us: np.ndarray  # per VM: when its Windows Update agent reports Manual
     assigned: np.ndarray  # per VM: on its window's maintenance configuration
     slots: dict[str, int] = field(default_factory=dict)
+    maintenance: dict[str, int] = field(default_factory=dict)  # MAINTENANCE_CASES -> VM
 
 
 def snapshot_days(period: Period) -> list[date]:
@@ -127,6 +134,40 @@ def plan_auto_updates(fleet: Fleet, period: Period) -> AutoUpdatePlan:
                           wu_manual_from_us=wu_manual_from_us, assigned=assigned, slots=slots)
 
 
+# case: (what _pick matches, note). Assigned VMs are those on AutomaticByPlatform (source rg).
+MAINTENANCE_CASES = {
+    "maintenance_tag_disagrees": (
+        {"source": "rg", "environment": "production", "window": "mw-prod-sa"},
+        "tag mw-prod-sa, assigned to configuration mw-prod-su: scheduled in mw-prod-su, finding maintenance_tag_disagrees"),
+    "maintenance_azure_only": (
+        {"source": "rg", "environment": "production"},
+        "no tag, assigned to aum-prod-patch-thursday (two days after Patch Tuesday, 03:00 Berlin): "
+        "scheduled there with the production defaults"),
+    "maintenance_unscheduled": (
+        {"source": "la", "environment": "test"},
+        "no tag and no assignment: marts.unscheduled_machines, finding machine_unscheduled"),
+}
+AZURE_ONLY_CONFIGURATION = ("aum-prod-patch-thursday", "1Month Second Tuesday Offset2", "03:00", "03:00",
+                            "W. Europe Standard Time")
+
+
+def plan_maintenance(fleet: Fleet, plan: AutoUpdatePlan) -> list[dict]:
+    """Pick the MAINTENANCE_CASES machines and set the fleet's `window_tag` (the tag written:
+    its window, none for the untagged cases). Returns the cases for demo_truth.json."""
+    taken = set(fleet.slots.values()) | set(plan.slots.values())
+    for case, (where, _note) in MAINTENANCE_CASES.items():
+        vm = _pick(fleet, taken, **where)
+        if vm is not None:
+            plan.maintenance[case] = vm
+    tag = fleet.col("window").copy()
+    tag[[plan.maintenance[c] for c in ("maintenance_azure_only", "maintenance_unscheduled")
+         if c in plan.maintenance]] = None
+    fleet.vms["window_tag"] = tag
+    key = fleet.col("vm_key")
+    return [{"case": case, "vm_id": str(key[vm]), "patch_key": None, "expected_state": None,
+             "expected_gap_type": None, "note": MAINTENANCE_CASES[case][1]} for case, vm in plan.maintenance.items()]
+
+
 def _recur_every(rrule: str) -> str:
     parts = dict(p.split("=") for p in rrule.split(";"))
     if parts["FREQ"] == "DAILY":
@@ -177,8 +218,18 @@ def write_maintenance(root: Path, fleet: Fleet, plan: AutoUpdatePlan, period: Pe
                 "extensionProperties": {"InGuestPatchMode": "User"},
             },
         })
+    name, recur, start, duration, zone = AZURE_ONLY_CONFIGURATION
+    configurations.append({**configurations[-1], "id": _configuration_id(subscription, name), "name": name,
+                           "tags": {"description": "Production, two days after Patch Tuesday"},
+                           "properties": {**configurations[-1]["properties"], "maintenanceWindow": {
+                               "startDateTime": f"{period.start.isoformat()} {start}", "expirationDateTime": None,
+                               "duration": duration, "timeZone": zone, "recurEvery": recur}}})
     assignments = []
-    arm_id, window, location = fleet.col("arm_id"), fleet.col("window"), fleet.col("location")
+    arm_id, location = fleet.col("arm_id"), fleet.col("location")
+    window = fleet.col("window").copy()
+    for case, configuration in (("maintenance_tag_disagrees", "mw-prod-su"), ("maintenance_azure_only", name)):
+        if case in plan.maintenance:
+            window[plan.maintenance[case]] = configuration
     for vm in np.nonzero(plan.assigned)[0]:
         assignments.append({
             "id": f"{arm_id[vm]}/providers/Microsoft.Maintenance/configurationAssignments/{window[vm]}",

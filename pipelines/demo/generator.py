@@ -18,7 +18,7 @@ import numpy as np
 
 from .advisories import linux_cves, linux_kev, write_osv, write_vulnrichment
 from .authz import build_plan
-from .auto_updates import plan_auto_updates, write_maintenance, write_policy
+from .auto_updates import plan_auto_updates, plan_maintenance, write_maintenance, write_policy
 from .backup import write_backup
 from .bulletins import write_epss, write_kev, write_msrc
 from .cases import daily_truth, plant
@@ -87,9 +87,11 @@ def generate_estate(
     }
     auto_updates = plan_auto_updates(fleet, period)
     fleet.vms["wu_manual_from_us"] = auto_updates.wu_manual_from_us
+    maintenance_cases = plan_maintenance(fleet, auto_updates)
     counts.update(write_telemetry(out, catalog, fleet, sim, obs, period, seed, auto_updates.settings))
     counts["maintenance_assignments"] = write_maintenance(out, fleet, auto_updates, period)
     planted.cases.extend(write_policy(out, fleet, auto_updates, period))
+    planted.cases.extend(maintenance_cases)
     counts["recovery_points"], backup_cases = write_backup(out, fleet, period)
     planted.cases.extend(backup_cases)
     counts["patch_operations"] = write_operations(out, planted.operations)

@@ -269,7 +269,7 @@ def _write_vm_snapshot(con: duckdb.DuckDBPyConnection, path: Path, period: Perio
               {{'k': CASE WHEN capital_keys THEN 'Criticality' ELSE 'criticality' END, 'v': criticality}},
               {{'k': CASE WHEN capital_keys THEN 'Environment' ELSE 'environment' END, 'v': s.environment}},
               {{'k': 'asset-category', 'v': CASE WHEN category_tagged THEN category END}},
-              {{'k': 'maintenance-window', 'v': "window"}},
+              {{'k': 'maintenance-window', 'v': window_tag}},
               {{'k': 'internet-exposed', 'v': internet_exposed::VARCHAR}},
               {{'k': 'pci-scope', 'v': pci_scope::VARCHAR}}
             ], lambda e: e.v IS NOT NULL))) AS tags,

@@ -69,6 +69,7 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         "findings": [], "audit_findings": [], "audit_findings_total": 0, "finding_rules": [], "exceptions": [],
         "criteria_frameworks": [], "bod2604": None, "machine_names": {}, "bod2604_inputs": None,
         "auto_updates": [], "rollback_counts": [], "rollback_not_ready": [],
+        "maintenance_schedules": [], "unscheduled_machines": [],
     }
     has = {t: table_exists(conn, t) for t in (
         "marts.vm_inventory", "marts.compliance_gaps", "marts.patch_catalog", "staging.sla_policy",
@@ -193,6 +194,15 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
             LEFT JOIN marts.remediation_schedule AS s ON s.vm_id = r.vm_id AND s.status = 'needs_restore_point'
             WHERE r.environment = 'production' AND r.readiness <> 'ready'
             GROUP BY ALL ORDER BY r.readiness, r.name""") if table_exists(conn, "marts.remediation_schedule") else []
+    # Which schedule patches the machines (a maintenance configuration, a register window, none).
+    if table_exists(conn, "marts.vm_maintenance_windows"):
+        data["maintenance_schedules"] = _rows(conn, """
+            SELECT coalesce(window_source, 'none') AS window_source, count(*) AS machines,
+                   count(*) FILTER (WHERE tag_disagrees) AS tag_disagrees
+            FROM marts.vm_maintenance_windows WHERE in_inventory GROUP BY ALL ORDER BY ALL""")
+        data["unscheduled_machines"] = _rows(conn, """
+            SELECT vm_id, name, environment, os_type, maintenance_window FROM marts.unscheduled_machines
+            ORDER BY name, vm_id""") if table_exists(conn, "marts.unscheduled_machines") else []
     if has["marts.authorization_findings"]:
         data["findings"] = _rows(conn, """
             SELECT finding_id, rule, severity, subject, condition
@@ -271,7 +281,8 @@ def machines_cited(data: dict[str, Any]) -> list[dict]:
     the ids they stand for."""
     names = data["machine_names"]
     cited: dict[str, str] = {}
-    for row in [*data["overdue"], *data["unauthorized_installs"], *data["stale_machines"], *data["exceptions"]]:
+    for row in [*data["overdue"], *data["unauthorized_installs"], *data["stale_machines"], *data["exceptions"],
+                *data["unscheduled_machines"]]:
         if row.get("vm_id"):
             cited[row["vm_id"]] = names.get(row["vm_id"], row["vm_id"].rsplit("/", 1)[-1])
     for finding in (e for rule in data.get("finding_rules", []) for e in rule["examples"]):
@@ -311,6 +322,7 @@ POPULATIONS = {
     "patch_lifecycle": ("marts.patch_lifecycle", "patch_key"),
     "machines": ("marts.vm_inventory", "vm_id"),
     "rollback_readiness": ("marts.vm_rollback_readiness", "vm_id"),
+    "unscheduled_machines": ("marts.unscheduled_machines", "vm_id"),
 }
 
 

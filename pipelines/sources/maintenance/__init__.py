@@ -12,5 +12,8 @@ capture (live mode writes one per run); the latest capture up to the evaluation 
 
 reader.py   the offline loader (DuckDB reads the files; errors name file, row and field)
 live.py     live mode: the official SDK (azure-mgmt-maintenance) writes one dated capture
+recurrence.py  the schedule of an InGuestPatch configuration (recurEvery, startDateTime,
+            expirationDateTime, duration, timeZone) as an RRULE, a day offset and an IANA zone,
+            read by the remediation schedule's windows (assets/remediation.py)
 assets.py   raw and staging assets, and their checks
 """
