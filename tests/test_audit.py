@@ -29,6 +29,8 @@ def build_audit(path):
         "AS evidence", "AS evidence, 'own cause' AS cause, 'own effect' AS effect, 'own recommendation' AS recommendation"))
     conn.execute(STAGE5.format(table="rollback_findings", rule="production_unprotected", subject="vm/y").replace(
         "AS evidence", "AS evidence, 'no vault' AS cause, 'no way back' AS effect, 'protect it' AS recommendation"))
+    conn.execute(STAGE5.format(table="maintenance_findings", rule="machine_unscheduled", subject="vm/z").replace(
+        "AS evidence", "AS evidence, 'no window' AS cause, 'never patched' AS effect, 'assign it' AS recommendation"))
     build_table(conn, "marts.compliance_gaps", params={"as_of": AS_OF})
     build_table(conn, "marts.audit_findings", params={"as_of": AS_OF})
     return conn
@@ -51,7 +53,10 @@ def test_rules_counts_and_population(tmp_path):
         "installed_unauthorized", "untested_in_production", "kev_overdue", "overdue_internal",
         "overdue_pci_dss", "overdue_fedramp", "overdue_cisa_bod2604", "sod_requester_approver",
         "install_before_approval", "automatic_updates_in_production", "production_unprotected",
+        "machine_unscheduled",
     }
+    assert (found["machine_unscheduled"]["source_table"], found["machine_unscheduled"]["cause"]) == (
+        "marts.maintenance_findings", "no window")
     assert (found["production_unprotected"]["source_table"], found["production_unprotected"]["cause"]) == (
         "marts.rollback_findings", "no vault")
     auto = found["automatic_updates_in_production"]
