@@ -1,15 +1,11 @@
-"""Stage 2, VM baselining: asset categories, baselines per category, drift per VM, and the
-distribution priority of each category."""
+"""Stage 2, VM baselining: drift per VM against its category's baseline, and the distribution
+priority of each category (the asset-category and baseline registers: pipelines/sources/registers/)."""
 
 import dagster as dg
 
-from assets.authorization import register_asset
 from assets.common import STAGE2_BASELINES, key, warehouse_asset
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
-
-asset_categories = register_asset("asset_categories", STAGE2_BASELINES)
-baselines = register_asset("baselines", STAGE2_BASELINES)
 
 
 @warehouse_asset(

@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
-from pipelines.connectors.azure_files import resource_graph_population_files
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.resource_graph.reader import resource_graph_population_files
 from pipelines.warehouse import build_table, table_metadata, transaction
 
 TABLE = "marts.azure_population_counts"

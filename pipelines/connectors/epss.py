@@ -26,9 +26,10 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipelines.connectors.azure_files import SourceFileError, check_text_file
 from pipelines.connectors.http import ChannelClient, archive, base_url, write_atomic
 from pipelines.connectors.msrc import utc_timestamp
+from pipelines.ingest.errors import SourceFileError
+from pipelines.ingest.files import check_text_file
 
 
 class EpssFileError(ValueError):

@@ -24,8 +24,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from pipelines.connectors.azure_files import SourceFileError, check_text_file
 from pipelines.connectors.http import ChannelClient, Validators, archive, base_url, write_atomic
+from pipelines.ingest.errors import SourceFileError
+from pipelines.ingest.files import check_text_file
 
 CSV_COLUMNS = (
     "cveID", "vendorProject", "product", "vulnerabilityName", "dateAdded", "shortDescription",
