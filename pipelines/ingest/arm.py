@@ -25,6 +25,40 @@ ARM_RESOURCE_COLUMNS = {"id": "VARCHAR", "name": "VARCHAR", "type": "VARCHAR", "
                         "properties": "JSON"}
 
 
+def resource_rows(path: Path, lists: tuple[str, ...] = ("value", "data")) -> str:
+    """A SELECT of one JSON value `v` per resource of the file $path: the elements of a bare
+    array, or of the first of `lists` present in the top-level object."""
+    size = max_object_size(path)
+    if json_top_level(path) == "[":
+        return f"SELECT json AS v FROM read_json_objects($path, format='array', maximum_object_size={size})"
+    spec = ", ".join(f"'{name}': 'JSON[]'" for name in lists)
+    return (f"SELECT unnest(coalesce({', '.join(lists)})) AS v FROM read_json($path, "
+            f"columns={{{spec}}}, maximum_object_size={size})")
+
+
+def load_resource_files(
+    conn: duckdb.DuckDBPyConnection,
+    files: list[Path],
+    estate_dir: Path,
+    table: str,
+    columns: dict[str, str],
+    fields: str,
+    checks: list[Check],
+    ingest_run: str,
+    full_reload: bool = False,
+    lists: tuple[str, ...] = ("value", "data"),
+) -> IngestStats:
+    """New or changed `files` of JSON resources into `table` (`columns`), one row per resource
+    (`fields`: the SELECT list over `v`); each file then passes `checks` (bulk.require)."""
+    todo, stats = plan_ingest(conn, table, columns, files, estate_dir, full_reload)
+    for item in todo:
+        check_text_file(item.path, relative_name(item.path, estate_dir))
+        select = f"SELECT {fields} FROM ({resource_rows(item.path, lists)})"
+        stats.rows += insert_file(conn, table, select, item.path, estate_dir, ingest_run, item.sha256)
+        require(conn, table, item.path, estate_dir, checks)
+    return stats
+
+
 def load_arm_folder(
     conn: duckdb.DuckDBPyConnection,
     estate_dir: Path,
@@ -37,26 +71,12 @@ def load_arm_folder(
     full_reload: bool = False,
 ) -> IngestStats:
     """New or changed `*.json` files of an estate folder of ARM resources into `table`, one row
-    per resource (ARM_RESOURCE_COLUMNS); each file then passes `checks` (bulk.require)."""
+    per resource (ARM_RESOURCE_COLUMNS)."""
     files = folder_files(estate_dir, folder)
-    todo, stats = plan_ingest(conn, table, ARM_RESOURCE_COLUMNS, files, estate_dir, full_reload)
+    fields = ", ".join(f"v->>'{c}'" if t == "VARCHAR" else f"v->'{c}'" for c, t in ARM_RESOURCE_COLUMNS.items())
+    stats = load_resource_files(conn, files, estate_dir, table, ARM_RESOURCE_COLUMNS, fields, checks,
+                                ingest_run, full_reload)
     if not files:
         create_table(conn, table, ARM_RESOURCE_COLUMNS)
         warn_missing(log, what, estate_dir.joinpath(*folder))
-        return stats
-    fields = ", ".join(f"v->>'{c}'" if t == "VARCHAR" else f"v->'{c}'" for c, t in ARM_RESOURCE_COLUMNS.items())
-    for item in todo:
-        path = item.path
-        check_text_file(path, relative_name(path, estate_dir))
-        size = max_object_size(path)
-        if json_top_level(path) == "[":
-            rows = f"SELECT json AS v FROM read_json_objects($path, format='array', maximum_object_size={size})"
-        else:
-            rows = (
-                "SELECT unnest(coalesce(value, data)) AS v FROM read_json($path, "
-                f"columns={{'value': 'JSON[]', 'data': 'JSON[]'}}, maximum_object_size={size})"
-            )
-        stats.rows += insert_file(conn, table, f"SELECT {fields} FROM ({rows})", path, estate_dir, ingest_run,
-                                  item.sha256)
-        require(conn, table, path, estate_dir, checks)
     return stats

@@ -13,18 +13,10 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.bulk import insert_file, require, warn_missing
+from pipelines.ingest.arm import load_resource_files
+from pipelines.ingest.bulk import warn_missing
 from pipelines.ingest.errors import SourceFileError
-from pipelines.ingest.files import (
-    IngestStats,
-    check_text_file,
-    create_table,
-    folder_files,
-    json_top_level,
-    max_object_size,
-    plan_ingest,
-    relative_name,
-)
+from pipelines.ingest.files import IngestStats, create_table, folder_files, relative_name
 
 from . import VIRTUAL_MACHINE_COLUMNS, VM_SNAPSHOT_DIR, VM_SNAPSHOT_NAME
 
@@ -68,21 +60,7 @@ def load_virtual_machines(
         create_table(conn, table, VIRTUAL_MACHINE_COLUMNS)
         warn_missing(log, "VM inventory (azure/virtual_machines.json)", estate_dir / "azure")
         return IngestStats(full_reload=True)
-    todo, stats = plan_ingest(conn, table, VIRTUAL_MACHINE_COLUMNS, files, estate_dir, full_reload)
-    for item in todo:
-        path = item.path
-        check_text_file(path, relative_name(path, estate_dir))
-        if json_top_level(path) == "[":
-            select = (
-                "SELECT json->>'id', json->>'name', json "
-                f"FROM read_json_objects($path, format='array', maximum_object_size={max_object_size(path)})"
-            )
-        else:
-            select = (
-                "SELECT v->>'id', v->>'name', v FROM ("
-                "SELECT unnest(value) AS v FROM read_json($path, columns={'value': 'JSON[]'}, "
-                f"maximum_object_size={max_object_size(path)}))"
-            )
-        stats.rows += insert_file(conn, table, select, path, estate_dir, ingest_run, item.sha256)
-        require(conn, table, path, estate_dir, VIRTUAL_MACHINE_CHECKS)
-    return stats
+    # `az vm list` prints an array; an ARM list body holds the machines in `value`.
+    return load_resource_files(conn, files, estate_dir, table, VIRTUAL_MACHINE_COLUMNS,
+                               "v->>'id', v->>'name', v", VIRTUAL_MACHINE_CHECKS, ingest_run, full_reload,
+                               lists=("value",))
