@@ -553,6 +553,23 @@ def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
     assert captured == ["azure"] * 3 + ["log_analytics"] * 3
 
 
+@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, monitoring.raw_patch_assessment_resources],
+                         ids=["compute", "resource_graph"])
+def test_live_mode_without_subscriptions_fails_naming_the_setting(tmp_path, asset):
+    """Live mode with no subscription configured fails before any Azure call, naming the setting;
+    the warehouse is not even opened."""
+    result = dg.materialize(
+        [asset],
+        resources={"warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+                   "run_settings": RunSettings(estate_dir=str(tmp_path), source="azure")},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "live mode needs PATCHLEDGER_SUBSCRIPTIONS" in failure.event_specific_data.error.cause.message
+    assert not (tmp_path / "w.duckdb").exists()
+
+
 # --- replayed real recordings (tests/recordings, see PROVENANCE.md) ------------------------------
 
 RECORDINGS = Path(__file__).parent / "recordings"

@@ -22,14 +22,14 @@ import dagster as dg
 
 from pipelines.ingest import azure
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.sources import compute, log_analytics, resource_graph
-from pipelines.sources.compute.live import fetch_virtual_machines
+from pipelines.sources import log_analytics, resource_graph
 from pipelines.sources.log_analytics.live import fetch_log_analytics
 from pipelines.sources.patch_operations.live import assess_patches
 from pipelines.sources.resource_graph.live import fetch_resource_graph
 from pipelines.warehouse import table_metadata, transaction
 
 ASSESS_ENV = "PATCHLEDGER_ASSESS_PATCHES"
+NO_SUBSCRIPTIONS = "live mode needs PATCHLEDGER_SUBSCRIPTIONS (comma-separated ids)"
 
 
 def fetch_into(
@@ -42,15 +42,12 @@ def fetch_into(
     log: logging.Logger | None = None,
     assess: bool = False,
 ) -> int:
-    """Fetch the source of raw `table` from Azure into the estate folder `estate`."""
-    uses_subscriptions = table in (compute.RAW_TABLE, *resource_graph.RAW_TABLES) or (
-        table == "raw.patch_operations" and assess
-    )
+    """Fetch the source of the raw scan `table` (assets/monitoring.py) from Azure into the
+    estate folder `estate`."""
+    uses_subscriptions = table in resource_graph.RAW_TABLES or (table == "raw.patch_operations" and assess)
     if uses_subscriptions and not subscriptions:
-        raise ValueError("live mode needs PATCHLEDGER_SUBSCRIPTIONS (comma-separated ids)")
-    if table == compute.RAW_TABLE:
-        count = fetch_virtual_machines(access, subscriptions, estate, log)
-    elif table in resource_graph.RAW_TABLES:
+        raise ValueError(NO_SUBSCRIPTIONS)
+    if table in resource_graph.RAW_TABLES:
         count = fetch_resource_graph(access, resource_graph.RAW_TABLES[table], subscriptions, estate)
     elif table in log_analytics.RAW_TABLES:
         if not workspaces and log is not None:
@@ -98,12 +95,14 @@ def materialize_arm_raw(
     load: Callable,
     what: str,
 ) -> dg.MaterializeResult:
-    """The body of an ARM-folder source's raw asset: in live mode `fetch` a dated capture into
+    """The body of a source's raw asset: in live mode `fetch` a dated capture into
     the estate first, then `load` the folder's new or changed files into `raw` in one transaction,
     with the table's metadata and the ingestion statistics."""
     estate = Path(run_settings.estate_dir)
     if run_settings.source == "azure":
         subscriptions = azure.subscription_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
+        if not subscriptions:
+            raise ValueError(NO_SUBSCRIPTIONS)
         with azure.open_access() as access:
             fetched = fetch(access, subscriptions, estate)
         context.log.info(f"fetched {fetched} {what} from Azure")

@@ -1,16 +1,14 @@
 """The raw asset of the VM inventory: raw.virtual_machines as received (live: first a fetch)."""
 
-from pathlib import Path
-
 import dagster as dg
 
 from assets.common import STAGE1_INVENTORY, key, warehouse_asset
 from assets.monitoring import RawIngestConfig
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.sources import estate_for, ingest_metadata
-from pipelines.warehouse import table_metadata, transaction
+from pipelines.sources import materialize_arm_raw
 
 from . import RAW_TABLE
+from .live import fetch_virtual_machines
 from .reader import load_virtual_machines
 
 
@@ -27,11 +25,8 @@ def raw_virtual_machines(
 ) -> dg.MaterializeResult:
     """The VM inventory as received: azure/virtual_machines.json (`az vm list --show-details`
     or an ARM list body), one row per VM with the whole resource as JSON."""
-    with estate_for(run_settings, RAW_TABLE, context.log) as estate:
-        with warehouse.get_connection() as conn, transaction(conn):
-            stats = load_virtual_machines(
-                conn, Path(estate), RAW_TABLE, context.run.run_id, context.log,
-                full_reload=config.full_reload,
-            )
-            metadata = table_metadata(conn, RAW_TABLE, preview_rows=0)
-    return dg.MaterializeResult(metadata={**metadata, **ingest_metadata(stats)})
+    return materialize_arm_raw(
+        context, warehouse, run_settings, config.full_reload, RAW_TABLE,
+        lambda access, subscriptions, estate: fetch_virtual_machines(access, subscriptions, estate, context.log),
+        load_virtual_machines, "virtual machines (Azure Compute)",
+    )

@@ -141,6 +141,11 @@ def register_ledger(
     yield dg.MaterializeResult(asset_key=key("ledger.tamper_findings"), metadata=tamper_metadata)
 
 
+def _first_items(lines: list[str]) -> dg.MetadataValue:
+    """The first 20 lines as a Markdown list, for a check's metadata."""
+    return dg.MetadataValue.md("\n".join(f"- {line}" for line in lines[:20]) or "_none_")
+
+
 def _chain_check(name: str) -> dg.AssetChecksDefinition:
     @warehouse_check(
         asset=key(f"ledger.{name}"),
@@ -157,9 +162,7 @@ def _chain_check(name: str) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={
                 "problems": dg.MetadataValue.int(len(problems)),
-                "first_problems": dg.MetadataValue.md(
-                    "\n".join(f"- {p}" for p in problems[:20]) or "_none_"
-                ),
+                "first_problems": _first_items([str(p) for p in problems]),
             },
         )
 
@@ -184,8 +187,6 @@ def no_register_tampering(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
             "findings": dg.MetadataValue.int(len(rows)),
-            "first_findings": dg.MetadataValue.md(
-                "\n".join(f"- {r}/{i}: {k}" for r, i, k in rows[:20]) or "_none_"
-            ),
+            "first_findings": _first_items([f"{r}/{i}: {k}" for r, i, k in rows]),
         },
     )
