@@ -157,7 +157,8 @@ def reading(what: str) -> Iterator[None]:
     raise AzureSourceError(message) from None
 
 
-def subscription_ids(value: str, what: str) -> list[str]:
+def parse_ids(value: str, what: str) -> list[str]:
+    """The comma-separated subscription or workspace ids of setting `what`, each checked."""
     ids = [v.strip() for v in value.split(",") if v.strip()]
     bad = [v for v in ids if not _ID.fullmatch(v)]
     if bad:

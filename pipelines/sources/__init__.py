@@ -72,8 +72,8 @@ def estate_for(run_settings: Any, table: str, log: logging.Logger | None = None)
                 table,
                 estate,
                 access=access,
-                subscriptions=azure.subscription_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS"),
-                workspaces=azure.subscription_ids(run_settings.workspace_ids, "PATCHLEDGER_WORKSPACES"),
+                subscriptions=azure.parse_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS"),
+                workspaces=azure.parse_ids(run_settings.workspace_ids, "PATCHLEDGER_WORKSPACES"),
                 log=log,
                 assess=os.environ.get(ASSESS_ENV, "").strip().lower() in ("1", "true", "yes"),
             )
@@ -100,7 +100,7 @@ def materialize_arm_raw(
     with the table's metadata and the ingestion statistics."""
     estate = Path(run_settings.estate_dir)
     if run_settings.source == "azure":
-        subscriptions = azure.subscription_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
+        subscriptions = azure.parse_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
         if not subscriptions:
             raise ValueError(NO_SUBSCRIPTIONS)
         with azure.open_access() as access:
