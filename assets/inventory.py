@@ -1,13 +1,11 @@
-"""Stage 1, VM inventory: the machines as received, one identity per machine across every
-source, and the inventory mart (configuration, tags, asset category, assessment coverage).
+"""Stage 1, VM inventory: one identity per machine across every source, and the inventory mart
+(configuration, tags, asset category, assessment coverage).
 
 Identity: an Azure VM or Arc machine is its lower-case ARM id; Log Analytics rows without an ARM
 id resolve through the VM GUID (either byte order), the agent id, the FQDN or, for Azure machines,
 the host name; anything left is a non-Azure machine `nonazure/<lower-case computer>`.
+The machines as received (raw.virtual_machines) come from pipelines/sources/compute/.
 """
-
-
-from pathlib import Path
 
 import dagster as dg
 
@@ -20,39 +18,12 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from assets.monitoring import RAW_SCAN_TABLES, CoverageConfig, RawIngestConfig
-from pipelines.connectors import azure_files, azure_live
+from assets.monitoring import RAW_SCAN_TABLES, CoverageConfig
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
 # Share of stale machines above which the coverage check warns.
 STALE_SHARE_WARN = 0.05
-
-
-@warehouse_asset(
-    key=key("raw.virtual_machines"),
-    group_name=STAGE1_INVENTORY,
-    kinds={"duckdb", "azure"},
-)
-def raw_virtual_machines(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """The VM inventory as received: azure/virtual_machines.json (`az vm list --show-details`
-    or an ARM list body), one row per VM with the whole resource as JSON."""
-    with azure_live.estate_for(run_settings, "raw.virtual_machines", context.log) as estate:
-        with warehouse.get_connection() as conn, transaction(conn):
-            azure_files.load_virtual_machines(
-                conn, Path(estate), "raw.virtual_machines", context.run.run_id, context.log,
-                full_reload=config.full_reload,
-            )
-            metadata = table_metadata(conn, "raw.virtual_machines", preview_rows=0)
-            stats = azure_files.LAST_INGEST.get("raw.virtual_machines")
-            if stats is not None:
-                metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
-    return dg.MaterializeResult(metadata=metadata)
 
 
 _IDENTITY_TABLES = ("staging.vm_aliases", "staging.vm_la_machines", "staging.vm_identity")

@@ -19,9 +19,13 @@ import duckdb
 import pandas as pd
 
 from assets.common import STAGE6_MONITORING, key, raw_scan_asset, warehouse_asset, warehouse_check
-from pipelines.connectors import azure_files, azure_live, log_analytics
+from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources import estate_for, ingest_metadata
+from pipelines.sources.log_analytics.reader import load_log_analytics
+from pipelines.sources.patch_operations.reader import load_patch_operations
+from pipelines.sources.resource_graph.reader import load_resource_graph
 from pipelines.warehouse import (
     build_table,
     create_macros,
@@ -52,42 +56,39 @@ def _load_raw(
     """New or changed estate files (or Azure, in live mode) into raw `table` as received, in one
     transaction; the metadata counts the files read and skipped."""
     lake = current_lake()
-    with azure_live.estate_for(run_settings, table, context.log) as estate:
+    with estate_for(run_settings, table, context.log) as estate:
         if lake is not None:
-            metadata = _load_raw_into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
+            metadata, stats = _load_raw_into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
         else:
             with warehouse.get_connection() as conn, transaction(conn):
-                load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
+                stats = load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
                 metadata = {
                     **table_metadata(conn, table),
-                    "quarantined_rows": dg.MetadataValue.int(log_analytics.quarantine_count(conn, table)),
+                    "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
                 }
-    stats = azure_files.LAST_INGEST.get(table)
-    if stats is not None:
-        metadata.update({f"ingest/{k}": v for k, v in stats.metadata().items()})
-    # Rows set aside in raw.quarantine (Log Analytics; see connectors/log_analytics.py).
+    metadata.update(ingest_metadata(stats))
+    # Rows set aside in raw.quarantine (Log Analytics; see pipelines/ingest/quarantine.py).
     quarantined = metadata["quarantined_rows"].value
     if quarantined:
         context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
     return dg.MaterializeResult(metadata=metadata)
 
 
-def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool) -> dict:
+def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool):
     """Lake mode (pipelines/lake.py): the same loader and checks on an in-memory DuckDB, the new
     rows written as Parquet; the warehouse is held only to point its view at the lake and to
-    record quarantined rows. Returns the table's metadata."""
+    record quarantined rows. Returns the table's metadata and the load's statistics."""
     with duckdb.connect() as scratch:
         scratch.execute("SET TimeZone = 'UTC'")
         lake.prepare_raw(scratch, table, full_reload)
-        load(scratch, estate, table, context.run.run_id, context.log, full_reload=False)
-        stats = azure_files.LAST_INGEST[table]
+        stats = load(scratch, estate, table, context.run.run_id, context.log, full_reload=False)
         written = lake.write_raw(scratch, table, stats)
-        scratch.execute(log_analytics.QUARANTINE_DDL)
+        scratch.execute(QUARANTINE_DDL)
         quarantine = scratch.sql("SELECT * FROM raw.quarantine WHERE source = $source",
                                  params={"source": table}).to_arrow_table()
     with warehouse.get_connection() as conn, transaction(conn):
         lake.attach_raw(conn, table)
-        conn.execute(log_analytics.QUARANTINE_DDL)
+        conn.execute(QUARANTINE_DDL)
         conn.execute(
             "DELETE FROM raw.quarantine WHERE source = $table AND ($all OR source_file IN (SELECT unnest($names)))",
             {"table": table, "all": full_reload or stats.full_reload,
@@ -98,20 +99,20 @@ def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate
         conn.unregister("incoming_quarantine")
         return {
             **table_metadata(conn, table),
-            "quarantined_rows": dg.MetadataValue.int(log_analytics.quarantine_count(conn, table)),
+            "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
             "lake/folder": dg.MetadataValue.path(lake.folder(table)),
             "lake/rows_written": dg.MetadataValue.int(written),
-        }
+        }, stats
 
 
 def _resource_graph(arg_table: str):
-    return lambda conn, estate, table, run, log, full_reload=False: azure_files.load_resource_graph(
+    return lambda conn, estate, table, run, log, full_reload=False: load_resource_graph(
         conn, estate, arg_table, table, run, log, full_reload=full_reload
     )
 
 
 def _log_analytics(la_table: str):
-    return lambda conn, estate, table, run, log, full_reload=False: log_analytics.load_log_analytics(
+    return lambda conn, estate, table, run, log, full_reload=False: load_log_analytics(
         conn, estate, la_table, table, run, log, full_reload=full_reload
     )
 
@@ -157,7 +158,7 @@ def raw_patch_operations(
 ) -> dg.MaterializeResult:
     """assessPatches / installPatches results from azure/patch_operations/*.json, as received."""
     return _load_raw(
-        context, warehouse, run_settings, "raw.patch_operations", azure_files.load_patch_operations,
+        context, warehouse, run_settings, "raw.patch_operations", load_patch_operations,
         config.full_reload,
     )
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import key, warehouse_check
-from pipelines.connectors.azure_files import resource_graph_population_files
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.resource_graph.reader import resource_graph_population_files
 from pipelines.tables import sql_table_asset
 
 TABLE = "marts.azure_population_counts"

@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 import fsspec
 
-from pipelines.connectors.azure_files import MANIFEST_DDL, IngestStats
+from pipelines.ingest.files import MANIFEST_DDL, IngestStats
 from pipelines.warehouse import _checked, comment_table, create_macros, read_sql, sql_literal
 
 LAKE_ENV = "PATCHLEDGER_LAKE"

@@ -472,7 +472,7 @@ def rebuild_first_recorded(conn: duckdb.DuckDBPyConnection, register: str) -> in
     (sql/register_<register>.sql) normalizes the ledger's rows exactly as it does the file's.
     Call after `append_register`, inside the same transaction.
     """
-    from pipelines.connectors.registers import REGISTERS
+    from pipelines.sources.registers import REGISTERS
     from pipelines.warehouse import comment_table, create_macros, read_sql, row_count
 
     columns = REGISTERS[register].column_names

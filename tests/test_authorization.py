@@ -17,15 +17,16 @@ from fixtures_registers import (
 )
 
 from assets import authorization as stage5
+from pipelines.sources.registers import assets as register_assets
 
 ASSETS = [
-    stage5.patch_tests,
-    stage5.authorization_events_register,
-    stage5.exceptions,
-    stage5.support_incidents,
-    stage5.rollbacks,
-    stage5.register_ledger,
-    *stage5.ledger_chain_checks,
+    register_assets.patch_tests,
+    register_assets.authorization_events_register,
+    register_assets.exceptions,
+    register_assets.support_incidents,
+    register_assets.rollbacks,
+    register_assets.register_ledger,
+    *register_assets.ledger_chain_checks,
     stage5.authorization_events,
     stage5.authorization_status,
     stage5.authorization_findings,

@@ -32,8 +32,9 @@ from pipelines.auto_updates import (
     load_auto_update_policy,
     write_policy_tables,
 )
-from pipelines.connectors.azure_files import SourceFileError, load_virtual_machines
+from pipelines.ingest.errors import SourceFileError
 from pipelines.resources import connect_warehouse
+from pipelines.sources.compute.reader import load_virtual_machines
 from pipelines.sources.maintenance.reader import load_maintenance
 from pipelines.warehouse import build_table
 
@@ -405,7 +406,7 @@ def test_live_fetch_writes_one_dated_capture_the_reader_loads(tmp_path):
     assert count == 4
     assert [p.name for p in (estate / "azure" / "maintenance").iterdir()] == ["maintenance-20260331T060000Z.json"]
     conn = connect_warehouse(str(tmp_path / "w.duckdb"))
-    assert load_maintenance(conn, estate, "raw.maintenance_resources", "run") == 4
+    assert load_maintenance(conn, estate, "raw.maintenance_resources", "run").rows == 4
     build_table(conn, "staging.maintenance_configurations")
     build_table(conn, "staging.maintenance_assignments")
     assert conn.execute("SELECT configuration_id, recur_every, captured_at FROM staging.maintenance_configurations"

@@ -6,12 +6,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.connectors.azure_files import (
-    SourceFileError,
-    load_patch_operations,
-    load_resource_graph,
-    load_virtual_machines,
-)
+from pipelines.ingest.errors import SourceFileError
+from pipelines.sources.compute.reader import load_virtual_machines
+from pipelines.sources.patch_operations.reader import load_patch_operations
+from pipelines.sources.resource_graph.reader import load_resource_graph
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "azure-compute"
 
@@ -37,7 +35,7 @@ def test_arm_list_body_and_az_array_give_the_same_rows(tmp_path, conn):
         estate = tmp_path / form
         (estate / "azure").mkdir(parents=True)
         (estate / "azure" / "virtual_machines.json").write_text(json.dumps(document))
-        assert load_virtual_machines(conn, estate, f"raw.vm_{form}", "run") == 1
+        assert load_virtual_machines(conn, estate, f"raw.vm_{form}", "run").rows == 1
     arm, az = (
         conn.execute(f"SELECT id, name, resource->'properties'->>'vmId' FROM raw.vm_{f}").fetchall()
         for f in ("arm", "az")
@@ -54,7 +52,7 @@ def test_patch_operation_envelopes(tmp_path, conn):
     (folder / "install.json").write_text(
         json.dumps({"resourceId": vm, "operation": "installPatches", "result": body})
     )
-    assert load_patch_operations(conn, tmp_path, "raw.ops", "run") == 1
+    assert load_patch_operations(conn, tmp_path, "raw.ops", "run").rows == 1
     states = conn.execute(
         "SELECT list(p->>'installationState' ORDER BY p->>'kbId') FROM "
         "(SELECT unnest(from_json(result->'patches', '[\"JSON\"]')) AS p FROM raw.ops)"
@@ -79,8 +77,8 @@ def test_malformed_resource_graph_file_names_the_file(tmp_path, conn):
 
 
 def test_missing_sources_give_empty_tables(tmp_path, conn):
-    assert load_virtual_machines(conn, tmp_path, "raw.vm", "run") == 0
-    assert load_resource_graph(conn, tmp_path, "patchinstallationresources", "raw.pi", "run") == 0
+    assert load_virtual_machines(conn, tmp_path, "raw.vm", "run").rows == 0
+    assert load_resource_graph(conn, tmp_path, "patchinstallationresources", "raw.pi", "run").rows == 0
     assert conn.execute("SELECT count(*) FROM raw.pi").fetchall() == [(0,)]
     columns = [r[0] for r in conn.execute("DESCRIBE raw.pi").fetchall()]
     assert columns[-3:] == ["source_file", "source_sha256", "ingest_run"]

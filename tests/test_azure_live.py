@@ -2,7 +2,7 @@
 polling, deserialization) talk to a fake azure-core transport that answers with canned REST
 bodies (tests/fixtures_azure_live, the real REST examples in ../shared/samples). Nothing of our
 own is mocked: only the transport and the credential are injected, through
-`azure_live.open_access`."""
+`pipelines.ingest.azure.open_access`."""
 
 import io
 import json
@@ -29,16 +29,18 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
 
 from assets import inventory, monitoring, population
-from pipelines import reporting
-from pipelines.connectors import azure_live
-from pipelines.connectors.azure_files import (
-    load_patch_operations,
-    load_resource_graph,
-    load_virtual_machines,
-)
-from pipelines.connectors.log_analytics import load_log_analytics
+from pipelines import reporting, sources
+from pipelines.ingest import azure
 from pipelines.reporting.document import render_html
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.compute import assets as compute_assets
+from pipelines.sources.compute.live import fetch_virtual_machines
+from pipelines.sources.compute.reader import load_virtual_machines
+from pipelines.sources.log_analytics.live import LogAnalyticsPartialResultError, fetch_log_analytics
+from pipelines.sources.log_analytics.reader import load_log_analytics
+from pipelines.sources.patch_operations.reader import load_patch_operations
+from pipelines.sources.resource_graph.live import fetch_resource_graph
+from pipelines.sources.resource_graph.reader import load_resource_graph
 
 FIXTURES = Path(__file__).parent / "fixtures_azure_live"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -142,9 +144,9 @@ class ExpiredCredential:
         )
 
 
-def access(transport: ReplayTransport, credential=None) -> azure_live.AzureAccess:
+def access(transport: ReplayTransport, credential=None) -> azure.AzureAccess:
     # Quota pacing waits through the transport too, so the test records it instead of sleeping.
-    return azure_live.AzureAccess(credential or StaticCredential(), {"transport": transport, **FAST}, transport.sleep)
+    return azure.AzureAccess(credential or StaticCredential(), {"transport": transport, **FAST}, transport.sleep)
 
 
 # --- canned data ------------------------------------------------------------------------------
@@ -251,13 +253,13 @@ def test_vm_list_follows_next_link_and_adds_instance_views(tmp_path, conn):
                  "https://aka.ms/ARMResourceNotFoundFix")}}))
     )
 
-    count = azure_live.fetch_virtual_machines(access(transport, credential), [SUB], tmp_path)
+    count = fetch_virtual_machines(access(transport, credential), [SUB], tmp_path)
 
     assert count == 2
     assert len(transport.sent("GET", LIST_PATH)) == 2
     assert {r.headers["Authorization"] for r in transport.requests} == {f"Bearer {TOKEN}"}
     assert credential.scopes[0] == ("https://management.azure.com/.default",)
-    assert load_virtual_machines(conn, tmp_path, "raw.vms", "run") == 2
+    assert load_virtual_machines(conn, tmp_path, "raw.vms", "run").rows == 2
     rows = conn.execute(
         "SELECT name, resource->'properties'->>'vmId', resource->'properties'->'instanceView'->>'osName', "
         "resource->'properties'->'instanceView'->'patchStatus'->'availablePatchSummary'->>'rebootPending' "
@@ -276,14 +278,14 @@ def test_server_error_is_retried(tmp_path):
         reply(body={"value": [sample_vm()]}),
     ).add("GET", f"{VM_PATH}/myVM/instanceView", reply(body=sample_instance_view()))
 
-    assert azure_live.fetch_virtual_machines(access(transport), [SUB], tmp_path) == 1
+    assert fetch_virtual_machines(access(transport), [SUB], tmp_path) == 1
     assert len(transport.sent("GET", LIST_PATH)) == 2
 
 
 def test_expired_credentials_give_a_clear_error(tmp_path):
     transport = ReplayTransport()
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_virtual_machines(access(transport, ExpiredCredential()), [SUB], tmp_path)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_virtual_machines(access(transport, ExpiredCredential()), [SUB], tmp_path)
     message = str(error.value)
     assert f"Azure Compute, subscription {SUB}" in message
     assert "rejected the credentials" in message and "az login" in message
@@ -303,8 +305,8 @@ def test_errors_and_logs_never_carry_tokens_or_query_strings(tmp_path, caplog):
             "message": f"upstream {next_link} failed, Authorization: Bearer {TOKEN}",
         }}))
     )
-    with caplog.at_level(logging.DEBUG), pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_virtual_machines(access(transport), [SUB], tmp_path)
+    with caplog.at_level(logging.DEBUG), pytest.raises(azure.AzureSourceError) as error:
+        fetch_virtual_machines(access(transport), [SUB], tmp_path)
     message = str(error.value)
     assert "HTTP 503" in message and "ServiceUnavailable" in message
     assert "virtualMachines?<query redacted>" in message and "Bearer <redacted>" in message
@@ -321,7 +323,7 @@ def test_errors_and_logs_never_carry_tokens_or_query_strings(tmp_path, caplog):
     "Authorization: Bearer SECRET.SECRET",
 ])
 def test_redact_removes_secrets(text):
-    assert "SECRET" not in azure_live.redact(text)
+    assert "SECRET" not in azure.redact(text)
 
 
 # --- Resource Graph ---------------------------------------------------------------------------
@@ -331,7 +333,7 @@ def test_resource_graph_pages_with_skip_token(tmp_path, conn):
     transport = ReplayTransport()
     route_arg(transport, "patchassessmentresources")
 
-    count = azure_live.fetch_resource_graph(
+    count = fetch_resource_graph(
         access(transport), "patchassessmentresources", [SUB], tmp_path, now=datetime(2024, 3, 10, tzinfo=UTC)
     )
 
@@ -345,7 +347,7 @@ def test_resource_graph_pages_with_skip_token(tmp_path, conn):
     assert bodies[0]["query"].startswith("patchassessmentresources | project id, name, type")
     written = tmp_path / "azure" / "resource_graph" / "patchassessmentresources-live-20240310T000000Z.json"
     assert written.is_file()
-    assert load_resource_graph(conn, tmp_path, "patchassessmentresources", "raw.pa", "run") == 3
+    assert load_resource_graph(conn, tmp_path, "patchassessmentresources", "raw.pa", "run").rows == 3
     assert conn.execute("SELECT count(*) FILTER (WHERE type LIKE '%softwarepatches') FROM raw.pa").fetchone() == (2,)
 
 
@@ -356,7 +358,7 @@ def test_throttling_honours_retry_after(tmp_path):
         reply(429, {"error": {"code": "RateLimiting", "message": "slow down"}}, {"Retry-After": "1"}),
         reply(body=page),
     )
-    count = azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB], tmp_path)
+    count = fetch_resource_graph(access(transport), "patchinstallationresources", [SUB], tmp_path)
     assert count == len(page["data"]) == 2
     assert len(transport.sent("POST", ARG_PATH)) == 2
     assert transport.sleeps == [1]
@@ -366,8 +368,8 @@ def test_broken_page_gives_a_clear_error(tmp_path):
     first = arg_pages("patchassessmentresources")[0]
     transport = ReplayTransport().add("POST", ARG_PATH, reply(body=first), match=skip_token_is(None))
     transport.add("POST", ARG_PATH, reply(body='{"totalRecords": 3, "data": [{"id": '))
-    with pytest.raises(azure_live.AzureSourceError, match=r"Resource Graph patchassessmentresources, page 2: .*not valid JSON"):
-        azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB], tmp_path)
+    with pytest.raises(azure.AzureSourceError, match=r"Resource Graph patchassessmentresources, page 2: .*not valid JSON"):
+        fetch_resource_graph(access(transport), "patchassessmentresources", [SUB], tmp_path)
     assert not (tmp_path / "azure" / "resource_graph").exists()
 
 
@@ -382,7 +384,7 @@ def test_log_analytics_sample_body_is_typed(tmp_path, conn):
     transport = ReplayTransport().add("POST", LA_PATH, reply(body=body["responses"]["200"]["body"]))
     now = datetime(2017, 8, 24, 12, 15, tzinfo=UTC)
 
-    assert azure_live.fetch_log_analytics(
+    assert fetch_log_analytics(
         access(transport, credential), "UpdateSummary", [WORKSPACE], tmp_path, now=now
     ) == 2
 
@@ -400,7 +402,7 @@ def test_log_analytics_sample_body_is_typed(tmp_path, conn):
     assert row["TimeGenerated"] == "2017-08-24T06:59:59Z"
     assert row["LinkedResourceUri"] is None
 
-    assert load_log_analytics(conn, tmp_path, "UpdateSummary", "raw.s", "run") == 2
+    assert load_log_analytics(conn, tmp_path, "UpdateSummary", "raw.s", "run").rows == 2
     assert conn.execute(
         "SELECT Computer, TimeGenerated = TIMESTAMPTZ '2017-08-24 06:59:59+00', SourceSystem, Type "
         "FROM raw.s ORDER BY Computer"
@@ -411,7 +413,7 @@ def test_log_analytics_window_is_incremental(tmp_path):
     transport = ReplayTransport().add("POST", LA_PATH, reply(body=fixture("la-Update.json")))
     first, second = datetime(2024, 3, 9, 6, 15, tzinfo=UTC), datetime(2024, 3, 10, 6, 15, tzinfo=UTC)
     for now in (first, second, second):
-        azure_live.fetch_log_analytics(access(transport), "Update", [WORKSPACE], tmp_path, now=now)
+        fetch_log_analytics(access(transport), "Update", [WORKSPACE], tmp_path, now=now)
     spans = [json.loads(r.content)["timespan"] for r in transport.requests]
     # The second window starts where the first ended; the third has nothing new to ask for.
     assert spans == [
@@ -430,8 +432,8 @@ def test_partial_log_analytics_result_fails_clearly(tmp_path):
         "details": [{"code": "EngineError", "message": "Query exceeded the result size limit"}],
     }
     transport = ReplayTransport().add("POST", LA_PATH, reply(body=body))
-    with pytest.raises(azure_live.LogAnalyticsPartialResultError) as error:
-        azure_live.fetch_log_analytics(access(transport), "Update", [WORKSPACE], tmp_path)
+    with pytest.raises(LogAnalyticsPartialResultError) as error:
+        fetch_log_analytics(access(transport), "Update", [WORKSPACE], tmp_path)
     message = str(error.value)
     assert f"workspace {WORKSPACE}, table Update" in message
     # The cause first (the detail), then the generic top level; a limit gets the hint.
@@ -446,8 +448,8 @@ def test_unparseable_log_analytics_value_names_row_and_column(tmp_path):
     columns = [c["name"] for c in body["tables"][0]["columns"]]
     body["tables"][0]["rows"][0][columns.index("TotalUpdatesMissing")] = "two"
     transport = ReplayTransport().add("POST", LA_PATH, reply(body=body))
-    with pytest.raises(azure_live.AzureSourceError, match=r"table UpdateSummary, row 1, column TotalUpdatesMissing: 'two' is not a valid int"):
-        azure_live.fetch_log_analytics(access(transport), "UpdateSummary", [WORKSPACE], tmp_path)
+    with pytest.raises(azure.AzureSourceError, match=r"table UpdateSummary, row 1, column TotalUpdatesMissing: 'two' is not a valid int"):
+        fetch_log_analytics(access(transport), "UpdateSummary", [WORKSPACE], tmp_path)
 
 
 # --- on-demand assessment ---------------------------------------------------------------------
@@ -466,12 +468,12 @@ def test_assess_patches_runs_only_on_request(tmp_path, conn):
     )
     settings = {"access": access(transport), "subscriptions": [SUB], "workspaces": []}
 
-    assert azure_live.fetch_into("raw.patch_operations", tmp_path, **settings) == 0
+    assert sources.fetch_into("raw.patch_operations", tmp_path, **settings) == 0
     assert transport.requests == []
 
-    assert azure_live.fetch_into("raw.patch_operations", tmp_path, assess=True, **settings) == 1
+    assert sources.fetch_into("raw.patch_operations", tmp_path, assess=True, **settings) == 1
     assert len(transport.sent("GET", operation)) == 2
-    assert load_patch_operations(conn, tmp_path, "raw.ops", "run") == 1
+    assert load_patch_operations(conn, tmp_path, "raw.ops", "run").rows == 1
     assert conn.execute(
         "SELECT resourceId, operation, result->>'assessmentActivityId', json_array_length(result->'availablePatches') "
         "FROM raw.ops"
@@ -495,7 +497,7 @@ def materialize(root: Path, settings: RunSettings) -> Path:
         conn.execute("CREATE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
-        [*dg.load_assets_from_modules([inventory, monitoring])],
+        [*dg.load_assets_from_modules([compute_assets, inventory, monitoring])],
         resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings},
     )
     assert result.success
@@ -526,8 +528,8 @@ def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
     def replayed_access():
         yield access(transport)
 
-    monkeypatch.setattr(azure_live, "open_access", replayed_access)
-    monkeypatch.delenv(azure_live.ASSESS_ENV, raising=False)
+    monkeypatch.setattr(azure, "open_access", replayed_access)
+    monkeypatch.delenv(sources.ASSESS_ENV, raising=False)
     (tmp_path / "live" / "estate").mkdir(parents=True)
     (tmp_path / "files").mkdir()
     live = marts_of(materialize(tmp_path / "live", RunSettings(
@@ -549,6 +551,23 @@ def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
     captured = sorted(p.relative_to(tmp_path / "live" / "estate").parts[0] for p in
                       (tmp_path / "live" / "estate").rglob("*.json"))
     assert captured == ["azure"] * 3 + ["log_analytics"] * 3
+
+
+@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, monitoring.raw_patch_assessment_resources],
+                         ids=["compute", "resource_graph"])
+def test_live_mode_without_subscriptions_fails_naming_the_setting(tmp_path, asset):
+    """Live mode with no subscription configured fails before any Azure call, naming the setting;
+    the warehouse is not even opened."""
+    result = dg.materialize(
+        [asset],
+        resources={"warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),
+                   "run_settings": RunSettings(estate_dir=str(tmp_path), source="azure")},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "live mode needs PATCHLEDGER_SUBSCRIPTIONS" in failure.event_specific_data.error.cause.message
+    assert not (tmp_path / "w.duckdb").exists()
 
 
 # --- replayed real recordings (tests/recordings, see PROVENANCE.md) ------------------------------
@@ -611,7 +630,7 @@ def test_recorded_table_form_page_is_read_as_rows(tmp_path):
         "POST", ARG_PATH, *recorded("resourcegraph/test_mgmt_resourcegraph.test_resources_basic_query_table.yaml")
     )
     now = datetime(2021, 3, 16, 7, 12, tzinfo=UTC)
-    assert azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path, now=now) == 2
+    assert fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path, now=now) == 2
 
     capture = json.loads((tmp_path / "azure/resource_graph/patchassessmentresources-live-20210316T071200Z.json").read_text())
     assert [sorted(row) for row in capture["data"]] == [["id", "properties", "tags"]] * 2
@@ -633,8 +652,8 @@ def test_recorded_skip_tokens_are_followed_and_a_repeated_one_stops_the_walk(tmp
         .add("POST", ARG_PATH, second, match=skip_token_is(TOKEN_A))
         .add("POST", ARG_PATH, second, match=skip_token_is(TOKEN_B))
     )
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path)
     assert str(error.value) == (
         "Azure Resource Graph patchinstallationresources, page 3: Azure returned a skip token it had "
         "already sent; nothing was loaded"
@@ -654,8 +673,8 @@ def test_recorded_population_smaller_than_reported_fails_the_fetch(tmp_path):
         .add("POST", ARG_PATH, second, match=skip_token_is(TOKEN_A))
         .add("POST", ARG_PATH, last, match=skip_token_is(TOKEN_B))
     )
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path)
     assert str(error.value) == (
         f"Azure Resource Graph patchinstallationresources: Azure reported 9969 rows for subscriptions "
         f"{SUB0}, 4 were fetched; nothing was loaded"
@@ -679,7 +698,7 @@ def test_recorded_complete_walk_keeps_azure_figures(tmp_path):
         .add("POST", ARG_PATH, with_body(second, lambda b: three(b, last=True)), match=skip_token_is(TOKEN_A))
     )
     now = datetime(2018, 9, 11, 18, 28, tzinfo=UTC)
-    assert azure_live.fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path, now=now) == 3
+    assert fetch_resource_graph(access(transport), "patchinstallationresources", [SUB0], tmp_path, now=now) == 3
     capture = json.loads((tmp_path / "azure/resource_graph/patchinstallationresources-live-20180911T182800Z.json").read_text())
     assert [row["id"] for row in capture["data"]] == PAGED_IDS
     assert (capture["totalRecords"], capture["count"]) == (3, 3)
@@ -697,8 +716,8 @@ def test_recorded_quota_headers_pace_the_next_page(tmp_path):
         .add("POST", ARG_PATH, page, match=skip_token_is(None))
         .add("POST", ARG_PATH, table, match=skip_token_is(token))
     )
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path)
     assert transport.sleeps == [5 / 14]
     assert str(error.value) == (
         "Azure Resource Graph patchassessmentresources, page 2: Azure reported 2876 rows, then 2 while "
@@ -713,8 +732,8 @@ def test_recorded_quota_headers_pace_the_next_page(tmp_path):
     (None, None, 0.0),           # responses without the headers (2018 API version)
 ])
 def test_quota_wait(remaining, resets, wait):
-    headers = {k: v for k, v in {azure_live.QUOTA_REMAINING: remaining, azure_live.QUOTA_RESETS_AFTER: resets}.items() if v}
-    assert azure_live.quota_wait(headers) == wait
+    headers = {k: v for k, v in {azure.QUOTA_REMAINING: remaining, azure.QUOTA_RESETS_AFTER: resets}.items() if v}
+    assert azure.quota_wait(headers) == wait
 
 
 def test_subscriptions_are_queried_in_batches_of_100(tmp_path):
@@ -725,7 +744,7 @@ def test_subscriptions_are_queried_in_batches_of_100(tmp_path):
     transport = ReplayTransport().add("POST", ARG_PATH, table)
     now = datetime(2021, 3, 16, 7, 12, tzinfo=UTC)
 
-    assert azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", subscriptions, tmp_path, now=now) == 6
+    assert fetch_resource_graph(access(transport), "patchassessmentresources", subscriptions, tmp_path, now=now) == 6
 
     bodies = [json.loads(r.content) for r in transport.sent("POST", ARG_PATH)]
     assert [b["subscriptions"] for b in bodies] == [subscriptions[:100], subscriptions[100:200], subscriptions[200:]]
@@ -748,8 +767,8 @@ def test_subscriptions_are_queried_in_batches_of_100(tmp_path):
 ])
 def test_recorded_resource_graph_errors_keep_their_details(tmp_path, name, cause):
     transport = ReplayTransport().add("POST", ARG_PATH, *recorded(f"resourcegraph/{name}"))
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_resource_graph(access(transport), "patchassessmentresources", [SUB0], tmp_path)
     assert str(error.value) == f"Azure Resource Graph patchassessmentresources, page 1: {cause}"
     assert len(transport.requests) == 1  # a 400 is not retried
 
@@ -767,8 +786,8 @@ def test_recorded_partial_result_names_the_inner_cause(tmp_path):
     transport = ReplayTransport().add(
         "POST", LA_PATH0, *recorded("loganalytics/test_logs_client.pyTestLogsClienttest_logs_single_query_with_partial_success.json")
     )
-    with pytest.raises(azure_live.LogAnalyticsPartialResultError) as error:
-        azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
+    with pytest.raises(LogAnalyticsPartialResultError) as error:
+        fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
     # The cause is the innererror under details[]; not a limit, so no hint about shorter windows.
     assert str(error.value) == (
         f"Log Analytics workspace {SUB0}, table Update: partial result (-2133196788: Percentiles "
@@ -785,8 +804,8 @@ def test_recorded_bad_request_names_the_innermost_cause(tmp_path):
     transport = ReplayTransport().add(
         "POST", LA_PATH0, *recorded("loganalytics/test_logs_client.pyTestLogsClienttest_logs_single_query_with_non_200.json")
     )
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
     assert str(error.value) == (
         f"Log Analytics workspace {SUB0}, table Update: HTTP 400 (SEM0100: 'where' operator: Failed to "
         "resolve table or column expression named 'AppInsights'; SemanticError: A semantic error "
@@ -801,8 +820,8 @@ def test_recorded_gateway_timeouts_are_retried_then_named(tmp_path):
     transport = ReplayTransport().add(
         "POST", LA_PATH0, *recorded("loganalytics/test_logs_client.pyTestLogsClienttest_logs_server_timeout.json")
     )
-    with pytest.raises(azure_live.AzureSourceError) as error:
-        azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
+    with pytest.raises(azure.AzureSourceError) as error:
+        fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW)
     assert len(transport.requests) == 4 and transport.sleeps == [0.02, 0.04]
     assert str(error.value) == (
         f"Log Analytics workspace {SUB0}, table Update: HTTP 504 (GatewayTimeout: ADX query timed out; "
@@ -814,7 +833,7 @@ def test_recorded_native_types_are_written_as_received(tmp_path):
     transport = ReplayTransport().add(
         "POST", LA_PATH0, *recorded("loganalytics/test_logs_response.pyTestLogsResponsetest_query_response_types.json")
     )
-    assert azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW) == 1
+    assert fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW) == 1
     table = la_capture(tmp_path)
     assert [(c["name"], c["type"]) for c in table["columns"]] == [
         ("stringcolumn", "string"), ("boolcolumn", "bool"), ("datecolumn", "datetime"),
@@ -828,7 +847,7 @@ def test_recorded_datetimes_keep_seven_fractional_digits(tmp_path):
     transport = ReplayTransport().add(
         "POST", LA_PATH0, *recorded("loganalytics/test_logs_response.pyTestLogsResponsetest_query_response_data.json")
     )
-    assert azure_live.fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW) == 3
+    assert fetch_log_analytics(access(transport), "Update", [SUB0], tmp_path, now=LA_NOW) == 3
     rows = la_capture(tmp_path)["rows"]
     assert [row[0] for row in rows] == ["2022-11-09T07:39:09.5776558Z"] * 3
     assert [json.loads(row[3])["testContextKey"] for row in rows] == [1, 2, 3]
@@ -845,7 +864,7 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
              reply(body={"value": [json.loads(vm["body"])]}))
         .add("GET", f"{vm_path}/virtualmachinexeb772750/instanceView", view)
     )
-    assert azure_live.fetch_virtual_machines(access(transport), [SUB0], tmp_path) == 1
+    assert fetch_virtual_machines(access(transport), [SUB0], tmp_path) == 1
 
     (snapshot,) = (tmp_path / "azure" / "virtual_machines").glob("virtual_machines-*.json")
     (captured,) = json.loads(snapshot.read_text())["value"]
@@ -855,7 +874,7 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
     assert (instance["osName"], instance["osVersion"]) == ("Windows Server 2016 Datacenter", "10.0.14393.5501")
     assert [s["code"] for s in instance["statuses"]] == ["ProvisioningState/succeeded", "PowerState/running"]
     assert instance["statuses"][0]["time"] == "2022-11-16T04:00:22.1352245+00:00"
-    assert load_virtual_machines(conn, tmp_path, "raw.vms", "run") == 1
+    assert load_virtual_machines(conn, tmp_path, "raw.vms", "run").rows == 1
     assert conn.execute("SELECT name, resource->'properties'->>'vmId' FROM raw.vms").fetchall() == [
         ("virtualmachinexeb772750", "0f02c7cf-0606-456c-ad7c-3e0a3142091e")
     ]
@@ -900,8 +919,8 @@ def test_live_capture_population_reaches_the_marts(tmp_path, monkeypatch):
     def replayed_access():
         yield access(transport)
 
-    monkeypatch.setattr(azure_live, "open_access", replayed_access)
-    monkeypatch.setattr(azure_live, "_now", lambda: datetime(2024, 3, 10, 6, 0, tzinfo=UTC))
+    monkeypatch.setattr(azure, "open_access", replayed_access)
+    monkeypatch.setattr(azure, "utc_now", lambda: datetime(2024, 3, 10, 6, 0, tzinfo=UTC))
     (tmp_path / "estate").mkdir()
     result, rows = population_run(tmp_path, RunSettings(
         estate_dir=str(tmp_path / "estate"), source="azure", as_of="2024-03-10", subscriptions=SUB,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.connectors.azure_files import SourceFileError
+from pipelines.ingest.errors import SourceFileError
 from pipelines.resources import connect_warehouse
 from pipelines.sources.backup.policy import load_rollback_policy
 from pipelines.sources.backup.reader import load_backup
@@ -384,7 +384,7 @@ def test_live_fetch_from_resource_graph_writes_one_capture_the_reader_loads(tmp_
     assert count == 6  # 5 protected items + 1 collection
     assert [p.name for p in (estate / "azure" / "backup").iterdir()] == ["backup-live-20260320T060000Z.json"]
     conn = connect_warehouse(str(tmp_path / "w.duckdb"))
-    assert load_backup(conn, estate, "raw.backup_resources", "run") == 6
+    assert load_backup(conn, estate, "raw.backup_resources", "run").rows == 6
     build_table(conn, "staging.backup_protected_items")
     build_table(conn, "staging.backup_recovery_points")
     assert conn.execute("SELECT vm_id, captured_at, last_backup_status FROM staging.backup_protected_items "

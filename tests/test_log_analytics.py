@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.connectors.azure_files import SourceFileError
-from pipelines.connectors.log_analytics import load_log_analytics
+from pipelines.ingest.errors import SourceFileError
+from pipelines.sources.log_analytics.reader import load_log_analytics
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 

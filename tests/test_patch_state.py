@@ -11,6 +11,7 @@ import pytest
 
 from assets import inventory, monitoring
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.compute import assets as compute_assets
 
 FIXTURE = Path(__file__).parent / "fixtures_azure" / "estate"
 SUB = "/subscriptions/11111111-1111-1111-1111-111111111111"
@@ -40,7 +41,7 @@ def materialize(tmp_path: Path, as_of: str) -> Path:
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
         [
-            *dg.load_assets_from_modules([inventory, monitoring]),
+            *dg.load_assets_from_modules([compute_assets, inventory, monitoring]),
             *dg.load_asset_checks_from_modules([inventory, monitoring]),
         ],
         resources={

@@ -14,10 +14,10 @@ from fixtures_registers import (
     write_register,
 )
 
-from assets import authorization as stage5
 from assets import baselines as stage2
-from pipelines.connectors.registers import RegisterValidationError, load_register
 from pipelines.resources import connect_warehouse
+from pipelines.sources.registers import assets as register_assets
+from pipelines.sources.registers.reader import RegisterValidationError, load_register
 
 
 def load(tmp_path, estate, name):
@@ -91,7 +91,7 @@ def test_missing_register_is_an_empty_table_with_a_warning(tmp_path):
     assert rows == [] and not result.found
     assert result.warnings == ["registers/exceptions.csv not found in the estate: "
                                "staging.exceptions is empty"]
-    run = materialize([stage5.exceptions], tmp_path, tmp_path / "nowhere")
+    run = materialize([register_assets.exceptions], tmp_path, tmp_path / "nowhere")
     assert run.success
     assert query(tmp_path, "SELECT count(*) FROM raw.register_exceptions") == [(0,)]
     assert ("exception_id", "VARCHAR") in query(tmp_path, """
@@ -103,10 +103,10 @@ def test_a_bad_register_fails_the_asset_and_keeps_the_last_good_table(tmp_path):
     estate = tmp_path / "estate"
     write_register(estate, "blackout_dates", [
         {"blackout_id": "b1", "starts_on": "2026-12-24", "ends_on": "2026-12-26"}])
-    assert materialize([stage5.blackout_dates], tmp_path, estate).success
+    assert materialize([register_assets.blackout_dates], tmp_path, estate).success
     write_register(estate, "blackout_dates", [
         {"blackout_id": "b1", "starts_on": "24/12/2026", "ends_on": "2026-12-26"}])
-    run = materialize([stage5.blackout_dates], tmp_path, estate, raise_on_error=False)
+    run = materialize([register_assets.blackout_dates], tmp_path, estate, raise_on_error=False)
     assert not run.success
     assert query(tmp_path, "SELECT blackout_id, environment FROM staging.blackout_dates") == [
         ("b1", "*")]
@@ -139,7 +139,7 @@ def test_baseline_drift_and_compliance_by_category(tmp_path):
             (VM_B, "5001", "missing", "2026-11-01T00:00:00Z"),
         ],
     )
-    run = materialize([stage2.asset_categories, stage2.baselines, stage2.baseline_drift,
+    run = materialize([register_assets.asset_categories, register_assets.baselines, stage2.baseline_drift,
                        stage2.baseline_compliance], tmp_path, estate)
     assert run.success
     drift = query(tmp_path, """

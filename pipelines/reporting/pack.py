@@ -7,7 +7,6 @@ and as-of date give byte-identical files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import date
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import duckdb
 
 import pipelines
+from pipelines.ingest.files import sha256_file
 from pipelines.reporting import charts, dashboard, document, queries, workbook
 from pipelines.warehouse import table_exists
 
@@ -29,10 +29,6 @@ def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
             "FROM ledger.chain_heads GROUP BY register ORDER BY register"
         ).fetchall()
     }
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_reports(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipelines.connectors.registers import REGISTERS
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
+from pipelines.sources.registers import REGISTERS
 
 AS_OF = "2026-11-27"
 VM_A = "/subscriptions/s1/resourcegroups/rg/providers/microsoft.compute/virtualmachines/web-a"

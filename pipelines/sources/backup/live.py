@@ -4,8 +4,8 @@
 offline reader loads. Resource Graph lists neither the vault's recovery points nor the backup
 policies' schedules: export those as ARM list bodies (docs/estate.md).
 
-Paging, quota pacing, retries and error wrapping are the Resource Graph connector's
-(pipelines/connectors/azure_live.py).
+Paging, quota pacing, retries and error wrapping are the shared Resource Graph client's
+(pipelines/ingest/azure.py).
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ from pathlib import Path
 
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
-from pipelines.connectors.azure_live import (
-    _STAMP,
+from pipelines.ingest.azure import (
+    STAMP,
     SUBSCRIPTION_BATCH,
     AzureAccess,
     AzureSourceError,
-    _now,
-    _Pacer,
-    _query_batch,
-    _write_json,
+    Pacer,
+    query_batch,
+    utc_now,
+    write_json,
 )
 
 from .reader import FOLDER, PROTECTED_ITEM
@@ -40,17 +40,17 @@ def fetch_backup(access: AzureAccess, subscriptions: list[str], estate: Path, no
     """Every protected VM and restore point collection of the subscriptions; returns the rows
     written. A query whose rows do not add up to Azure's totalRecords writes nothing."""
     rows: list[dict] = []
-    pacer = _Pacer(access.sleep)
+    pacer = Pacer(access.sleep)
     batches = [subscriptions[i:i + SUBSCRIPTION_BATCH] for i in range(0, len(subscriptions), SUBSCRIPTION_BATCH)]
     with ResourceGraphClient(access.credential, **access.client_kwargs) as client:
         for table, query in QUERIES.items():
             for batch in batches:
                 what = f"Azure Resource Graph {table} (backup)"
-                total, found = _query_batch(client, pacer, query, batch, what)
+                total, found = query_batch(client, pacer, query, batch, what)
                 if total is not None and total != len(found):
                     raise AzureSourceError(f"{what}: Azure reported {total} rows, {len(found)} were fetched; "
                                            "nothing was loaded")
                 rows += found
-    stamp = (now or _now()).strftime(_STAMP)
-    _write_json(estate.joinpath(*FOLDER) / f"backup-live-{stamp}.json", {"data": rows})
+    stamp = (now or utc_now()).strftime(STAMP)
+    write_json(estate.joinpath(*FOLDER) / f"backup-live-{stamp}.json", {"data": rows})
     return len(rows)

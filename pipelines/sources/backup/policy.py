@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipelines.connectors.azure_files import SourceFileError
+from pipelines.ingest.errors import SourceFileError
 
 DEFAULT_POLICY = Path(__file__).parents[2] / "config" / "rollback_readiness.yaml"
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.connectors.azure_files import ARM_RESOURCE_COLUMNS, load_arm_folder
+from pipelines.ingest.arm import ARM_RESOURCE_COLUMNS, load_arm_folder
+from pipelines.ingest.files import IngestStats
 
 FOLDER = ("azure", "backup")
 COLUMNS = ARM_RESOURCE_COLUMNS
@@ -22,7 +23,7 @@ TYPES = (
 _TYPE_LIST = ", ".join(f"'{t}'" for t in TYPES)
 _BAD_TIME = "({v} IS NOT NULL AND try_cast({v} AS TIMESTAMPTZ) IS NULL)"
 
-# (field, SQL true for a bad row, SQL giving the offending value, reason): azure_files._require.
+# (field, SQL true for a bad row, SQL giving the offending value, reason): pipelines.ingest.bulk.require.
 CHECKS = [
     ("id", "id IS NULL OR trim(id) = ''", "id", "a backup resource needs an 'id'"),
     ("type", f"type IS NULL OR lower(type) NOT IN ({_TYPE_LIST})", "type",
@@ -50,7 +51,7 @@ def load_backup(
     ingest_run: str,
     log: logging.Logger | None = None,
     full_reload: bool = False,
-) -> int:
+) -> IngestStats:
     """New or changed files of azure/backup/ into `table`, one row per resource."""
     return load_arm_folder(conn, estate_dir, FOLDER, table, CHECKS, "Azure Backup and restore points",
                            ingest_run, log, full_reload)

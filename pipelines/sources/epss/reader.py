@@ -10,7 +10,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pipelines.connectors.azure_files import SourceFileError, check_text_file
+from pipelines.ingest.errors import SourceFileError
+from pipelines.ingest.files import check_text_file
 from pipelines.sources.bulletins import first_problem, utc_timestamp
 from pipelines.sources.epss import _NAME_DATE, COLUMNS, EpssFileError
 

@@ -3,7 +3,7 @@ through the official SDK (azure-mgmt-maintenance), written as one dated ARM list
 azure/maintenance/maintenance-<YYYYMMDDTHHMMSSZ>.json that the offline reader loads.
 
 Credentials, transport and retries come from the same `AzureAccess` as the other live
-connectors (pipelines/connectors/azure_live.py); errors name the service and the subscription.
+sources (pipelines/ingest/azure.py); errors name the service and the subscription.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from azure.mgmt.maintenance import MaintenanceManagementClient
 
-from pipelines.connectors.azure_live import _STAMP, AzureAccess, _now, _reading, _write_json
+from pipelines.ingest.azure import STAMP, AzureAccess, reading, utc_now, write_json
 
 from .reader import FOLDER
 
@@ -27,13 +27,13 @@ def fetch_maintenance(
     resources: list[dict] = []
     for subscription in subscriptions:
         with MaintenanceManagementClient(access.credential, subscription, **access.client_kwargs) as client:
-            with _reading(f"Azure Maintenance configurations, subscription {subscription}"):
+            with reading(f"Azure Maintenance configurations, subscription {subscription}"):
                 resources += [c.serialize(keep_readonly=True) for c in client.maintenance_configurations.list()]
-            with _reading(f"Azure Maintenance configuration assignments, subscription {subscription}"):
+            with reading(f"Azure Maintenance configuration assignments, subscription {subscription}"):
                 resources += [
                     a.serialize(keep_readonly=True)
                     for a in client.configuration_assignments_within_subscription.list()
                 ]
-    stamp = (now or _now()).strftime(_STAMP)
-    _write_json(estate.joinpath(*FOLDER) / f"maintenance-{stamp}.json", {"value": resources})
+    stamp = (now or utc_now()).strftime(STAMP)
+    write_json(estate.joinpath(*FOLDER) / f"maintenance-{stamp}.json", {"value": resources})
     return len(resources)

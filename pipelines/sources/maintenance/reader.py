@@ -7,12 +7,13 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.connectors.azure_files import ARM_RESOURCE_COLUMNS, load_arm_folder
+from pipelines.ingest.arm import ARM_RESOURCE_COLUMNS, load_arm_folder
+from pipelines.ingest.files import IngestStats
 
 FOLDER = ("azure", "maintenance")
 COLUMNS = ARM_RESOURCE_COLUMNS
 
-# (field, SQL true for a bad row, SQL giving the offending value, reason): azure_files._require.
+# (field, SQL true for a bad row, SQL giving the offending value, reason): pipelines.ingest.bulk.require.
 CHECKS = [
     ("id", "id IS NULL OR trim(id) = ''", "id", "a maintenance resource needs an 'id'"),
     ("type", "type IS NULL OR NOT starts_with(lower(type), 'microsoft.maintenance/')", "type",
@@ -42,7 +43,7 @@ def load_maintenance(
     ingest_run: str,
     log: logging.Logger | None = None,
     full_reload: bool = False,
-) -> int:
+) -> IngestStats:
     """New or changed files of azure/maintenance/ into `table`, one row per resource."""
     return load_arm_folder(conn, estate_dir, FOLDER, table, CHECKS, "Maintenance configurations",
                            ingest_run, log, full_reload)

@@ -1,6 +1,6 @@
-"""The organisation's registers (`<estate>/registers/*.csv`, schemas in docs/estate.md).
+"""Offline loader of the registers (`<estate>/registers/*.csv`, schemas in docs/estate.md).
 
-Each CSV is read as text, validated in one set-based DuckDB query against the schema below, and
+Each CSV is read as text, validated in one set-based DuckDB query against its schema (REGISTERS), and
 written as received to `raw.register_<name>` (plus `_row`, `source_file`, `source_sha256`,
 `ingest_run`); `sql/register_<name>.sql` then normalizes it into `staging.<name>`.
 
@@ -14,12 +14,15 @@ first bad byte), an empty file (no header), a missing, unexpected or repeated co
 row, an empty required cell, a duplicate id, a value outside the column's vocabulary, type or
 range. Legal oddities load: timestamps with any offset (stored as the UTC instant), text of any
 length or content (HTML, formulas such as =HYPERLINK(...)) kept verbatim.
+
+Why not the file plan of pipelines/ingest/: a register is validated whole (every problem of the
+file reported at once, duplicate ids across the file) and then replaces its table; its history
+is the hash-chained ledger, not an accumulating raw table.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,192 +30,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipelines.ingest.files import sha256_bytes
 from pipelines.warehouse import build_table, replace_table
 
-STATES = ("proposed", "in_test", "authorized", "deferred", "rejected", "revoked", "expired")
-ENVIRONMENTS = ("production", "staging", "test", "dev")
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    kind: str = "text"  # text, enum, timestamp, date, integer, number, boolean, time, list
-    required: bool = False
-    allowed: tuple[str, ...] = ()  # enum values, compared case-insensitively
-    unique: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-
-
-@dataclass(frozen=True)
-class Register:
-    name: str
-    id_column: str
-    columns: tuple[Column, ...]
-
-    @property
-    def file(self) -> str:
-        return f"registers/{self.name}.csv"
-
-    @property
-    def column_names(self) -> list[str]:
-        return [c.name for c in self.columns]
-
-
-def _id(name: str) -> Column:
-    return Column(name, required=True, unique=True)
-
-
-def _enum(name: str, *allowed: str, required: bool = False) -> Column:
-    return Column(name, "enum", required=required, allowed=allowed)
-
-
-REGISTERS: dict[str, Register] = {
-    r.name: r
-    for r in (
-        Register(
-            "asset_categories",
-            "category_id",
-            (
-                _id("category_id"),
-                Column("name"),
-                Column("description"),
-                _enum("criticality", "critical", "high", "medium", "low", required=True),
-                Column("rule_order", "integer"),
-                Column("tag_key"),
-                Column("tag_value"),
-                _enum("os_type", "windows", "linux"),
-            ),
-        ),
-        Register(
-            "baselines",
-            "baseline_id",
-            (
-                Column("baseline_id", required=True),
-                Column("category_id", required=True),
-                _enum("requirement", "os_build", "patch", "software", required=True),
-                Column("item", required=True),
-                Column("min_version"),
-                Column("effective_from", "date"),
-            ),
-        ),
-        Register(
-            "patch_tests",
-            "test_id",
-            (
-                _id("test_id"),
-                Column("patch_key", required=True),
-                Column("asset_category", required=True),
-                _enum("environment", "test", "staging", required=True),
-                Column("hosts", "list"),
-                Column("started_at", "timestamp"),
-                Column("ended_at", "timestamp"),
-                _enum("result", "passed", "failed", "aborted", required=True),
-                Column("failure_reason"),
-                Column("incident_ids", "list"),
-                Column("tester", required=True),
-            ),
-        ),
-        Register(
-            "authorization_events",
-            "event_id",
-            (
-                _id("event_id"),
-                Column("patch_key", required=True),
-                Column("asset_category", required=True),
-                _enum("environment", *ENVIRONMENTS, "*", required=True),
-                _enum("from_state", *STATES),
-                _enum("to_state", *STATES, required=True),
-                Column("actor", required=True),
-                _enum("actor_role", "requester", "tester", "approver", "cab", required=True),
-                Column("occurred_at", "timestamp", required=True),
-                Column("justification"),
-                Column("impact_downtime_minutes", "integer", minimum=0),
-                _enum("impact_reboot", "yes", "no", "maybe"),
-                Column("impact_dependencies", "list"),
-                Column("deploy_order", "integer"),
-                Column("change_ticket"),
-                Column("emergency", "boolean"),
-                Column("pir_completed_at", "timestamp"),
-                Column("expires_at", "timestamp"),
-            ),
-        ),
-        Register(
-            "exceptions",
-            "exception_id",
-            (
-                _id("exception_id"),
-                Column("vm_id"),
-                Column("asset_category", required=True),
-                Column("patch_key"),
-                Column("cve"),
-                Column("reason", required=True),
-                Column("compensating_control"),
-                Column("risk_owner"),
-                Column("requested_by", required=True),
-                Column("approver"),
-                Column("approved_at", "timestamp"),
-                Column("expires_at", "timestamp"),
-                _enum("status", "active", "revoked", required=True),
-            ),
-        ),
-        Register(
-            "support_incidents",
-            "incident_id",
-            (
-                _id("incident_id"),
-                _enum("source", "vendor", "pss", "internal", required=True),
-                Column("external_case_id"),
-                Column("patch_key"),
-                Column("vm_id"),
-                Column("opened_at", "timestamp", required=True),
-                Column("closed_at", "timestamp"),
-                Column("severity"),
-                Column("summary"),
-            ),
-        ),
-        Register(
-            "rollbacks",
-            "rollback_id",
-            (
-                _id("rollback_id"),
-                Column("vm_id", required=True),
-                Column("patch_key", required=True),
-                Column("rolled_back_at", "timestamp", required=True),
-                Column("reason"),
-                Column("incident_id"),
-                Column("actor"),
-            ),
-        ),
-        Register(
-            "maintenance_windows",
-            "window_id",
-            (
-                _id("window_id"),
-                Column("name"),
-                Column("rrule", required=True),
-                Column("start_time", "time", required=True),
-                Column("duration_minutes", "integer", required=True, minimum=1),
-                Column("time_zone", required=True),
-                Column("ring", "integer", required=True, minimum=0, maximum=3),
-                Column("environment"),
-                Column("capacity_vms", "integer", minimum=0),
-                Column("max_role_share", "number", minimum=0, maximum=1),
-            ),
-        ),
-        Register(
-            "blackout_dates",
-            "blackout_id",
-            (
-                _id("blackout_id"),
-                Column("starts_on", "date", required=True),
-                Column("ends_on", "date", required=True),
-                Column("environment"),
-                Column("reason"),
-            ),
-        ),
-    )
-}
+from . import REGISTERS, Register
 
 # One set-based pass over every cell: the register is unpivoted to (row, field, value) and joined
 # to its schema. Identifiers never come from the file, so the text is constant.
@@ -292,7 +113,7 @@ MAX_FIELD_SIZE = 64 * 2**20
 def read_register(path: Path, register: Register) -> tuple[pd.DataFrame, str]:
     """The file's rows as text (empty cells as ''), with `_row`, and the file's SHA-256."""
     data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256_bytes(data)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

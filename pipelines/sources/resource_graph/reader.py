@@ -1,0 +1,152 @@
+"""Offline loader of the Resource Graph exports into their raw tables.
+
+DuckDB reads every file itself (`read_json` with explicit column types), all new files of one
+JSON shape in one statement; Python only lists the files, hashes them and names the file in any
+error (pipelines/ingest/). These are exact API answers, so any problem fails the whole load
+(the caller's transaction keeps the last good state) with a SourceFileError naming the file,
+the row and the field: required ids, the documented `type` and run `status` / patch
+`installationState`, timestamps inside `properties`. Legal oddities load as received
+(tests/test_bad_inputs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import duckdb
+
+from pipelines.ingest.bulk import (
+    Check,
+    bad_timestamp,
+    bulk_insert,
+    by_shape,
+    columns_literal,
+    count_rows,
+    many_and_one,
+    max_size,
+    require_bulk,
+    sql_in,
+    struct_type,
+    warn_missing,
+)
+from pipelines.ingest.files import (
+    IngestStats,
+    folder_files,
+    json_top_level,
+    max_object_size,
+    plan_ingest,
+    relative_name,
+    sha256_file,
+)
+
+from . import (
+    FOLDER,
+    INSTALLATION_STATES,
+    RESOURCE_GRAPH_COLUMNS,
+    RESOURCE_GRAPH_TABLES,
+    RUN_STATUSES,
+)
+
+
+def resource_graph_checks(arg_table: str) -> list[Check]:
+    kind = "patchassessmentresults" if arg_table == "patchassessmentresources" else "patchinstallationresults"
+    parent = f"regexp_full_match(lower(type), '.*/{kind}')"
+    child = f"regexp_full_match(lower(type), '.*/{kind}/softwarepatches')"
+    checks = [
+        ("id", "id IS NULL OR trim(id) = ''", "id", "a row needs an 'id'"),
+        ("type", "type IS NULL OR NOT regexp_full_match(lower(type), "
+         f"'microsoft\\.(compute/virtualmachines|hybridcompute/machines)/{kind}(/softwarepatches)?')",
+         "type", f"not a {arg_table} type (…/{kind} or …/{kind}/softwarepatches)"),
+        ("properties", "properties IS NOT NULL AND json_type(properties) NOT IN ('OBJECT', 'NULL')",
+         "properties", "must be an object"),
+        ("properties.status", f"{parent} AND properties->>'status' IS NOT NULL AND "
+         f"lower(properties->>'status') NOT IN {sql_in(RUN_STATUSES)}", "properties->>'status'",
+         "must be one of " + "/".join(RUN_STATUSES)),
+    ]
+    for field_name in ("lastModifiedDateTime", "startDateTime"):
+        checks.append((f"properties.{field_name}", bad_timestamp(f"properties->>'{field_name}'"),
+                       f"properties->>'{field_name}'", "not an ISO 8601 timestamp"))
+    if kind == "patchinstallationresults":
+        checks.append((
+            "properties.installationState",
+            f"{child} AND properties->>'installationState' IS NOT NULL AND "
+            f"lower(properties->>'installationState') NOT IN {sql_in(INSTALLATION_STATES)}",
+            "properties->>'installationState'", "must be one of " + "/".join(INSTALLATION_STATES),
+        ))
+    return checks
+
+
+def resource_graph_files(estate_dir: Path, arg_table: str) -> list[Path]:
+    return folder_files(estate_dir, FOLDER, f"{arg_table}*.json")
+
+
+def load_resource_graph(
+    conn: duckdb.DuckDBPyConnection,
+    estate_dir: Path,
+    arg_table: str,
+    table: str,
+    ingest_run: str,
+    log: logging.Logger | None = None,
+    full_reload: bool = False,
+) -> IngestStats:
+    """Rows of one Resource Graph table from `az graph query` output or a bare JSON array."""
+    if arg_table not in RESOURCE_GRAPH_TABLES:
+        raise ValueError(f"unknown Resource Graph table {arg_table!r}")
+    files = resource_graph_files(estate_dir, arg_table)
+    todo, stats = plan_ingest(conn, table, RESOURCE_GRAPH_COLUMNS, files, estate_dir, full_reload)
+    if not files:
+        warn_missing(log, f"Resource Graph {arg_table}", estate_dir.joinpath(*FOLDER))
+        return stats
+    if not todo:
+        return stats
+    columns = columns_literal(RESOURCE_GRAPH_COLUMNS)
+    names = ", ".join(f'"{n}"' for n in RESOURCE_GRAPH_COLUMNS)
+    before = count_rows(conn, table)
+    for shape, group in by_shape(todo).items():
+        size = max_size(group)
+        if shape == "[":
+            select = (f"SELECT {names}@FN@ FROM read_json(@SRC@, format='array', "
+                      f"columns={columns}, maximum_object_size={size}@OPTS@)")
+        else:
+            select = (
+                "SELECT unnest(r)@FN@ FROM (SELECT unnest(data) AS r@FN@ FROM read_json(@SRC@, "
+                f"columns={{'data': '{struct_type(RESOURCE_GRAPH_COLUMNS)}[]'}}, "
+                f"maximum_object_size={size}@OPTS@))"
+            )
+        many, one = many_and_one(select)
+        bulk_insert(conn, table, many, one, group, ingest_run)
+    require_bulk(conn, table, todo, estate_dir, resource_graph_checks(arg_table))
+    stats.rows = count_rows(conn, table) - before
+    return stats
+
+
+POPULATION_FILE_COLUMNS = {
+    "arg_table": "VARCHAR", "source_file": "VARCHAR", "source_sha256": "VARCHAR", "subscriptions": "VARCHAR[]",
+    "reported_rows": "BIGINT", "fetched_rows": "BIGINT",
+}
+
+
+def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path) -> None:
+    """Temporary table `population_files`: what each Resource Graph file says of its population,
+    `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table.
+    Its SHA-256 ties it to the rows loaded: a renamed or copied file is held under its first name."""
+    spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
+    conn.execute(f"CREATE OR REPLACE TEMP TABLE population_files ({spec})")
+    for arg_table in RESOURCE_GRAPH_TABLES:
+        files = resource_graph_files(estate_dir, arg_table)
+        objects = [p for p in files if p.stat().st_size and json_top_level(p) == "{"]
+        for path in files:
+            if path not in objects:
+                conn.execute("INSERT INTO population_files (arg_table, source_file, source_sha256) "
+                             "VALUES ($t, $f, $sha)",
+                             {"t": arg_table, "f": relative_name(path, estate_dir), "sha": sha256_file(path)})
+        for path in objects:
+            conn.execute(
+                "INSERT INTO population_files SELECT $t, $f, $sha, subscriptions, "
+                "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
+                "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
+                f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
+                {"t": arg_table, "f": relative_name(path, estate_dir), "sha": sha256_file(path),
+                 "path": str(path)},
+            )
