@@ -259,7 +259,7 @@ def patch_observations(context: dg.AssetExecutionContext, warehouse: WarehouseRe
                                        *(read_sql(name) for _, name in OBSERVATION_TABLES))
         built = increments.plan(conn, "staging.patch_observations", basis, changed_from=changed_from,
                                 changed=changed, basis_reason="the SQL or the Log Analytics machine mapping changed")
-        if lake is not None and not all(lake.days(conn, table) for table, _ in OBSERVATION_TABLES):
+        if not built.full and lake is not None and not all(lake.days(conn, t) for t, _ in OBSERVATION_TABLES):
             built = dataclasses.replace(built, from_day=None, reason="first build of the day folders")
         before = {} if built.full else _day_contents(conn, built.from_day)
         if built.from_day != date.max:  # date.max: no new or changed file
