@@ -153,6 +153,8 @@ def test_a_new_day_recomputes_only_the_last_days(built):
         assert new_day[asset]["increment/recomputed_from"] == days[-1], asset
         assert new_day[asset]["increment/reason"] == "new days", asset
     assert new_day["marts/vm_patch_state"]["increment/reason"] == "new days"
+    # A patch first seen on the new day no longer makes the trend recount every day.
+    assert new_day["marts/compliance_daily"]["trend/recomputed_from"] in days[-2:]
     with duckdb.connect(str(built["full"]), read_only=True) as conn:
         lineages = conn.execute("SELECT count(DISTINCT (vm_id, lineage_id)) FROM marts.remediation_episodes"
                                 ).fetchall()[0][0]
