@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
 from assets.monitoring import CoverageConfig
+from pipelines import increments
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
@@ -44,7 +45,26 @@ def remediation_episodes(
     the due date and whether it was met under each framework."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "marts.remediation_episodes", params={"as_of": as_of})
+        basis = increments.fingerprint(conn, _EPISODE_BASIS, read_sql("remediation_episodes"))
+        built = increments.plan(conn, "marts.remediation_episodes", basis, as_of, upstream=["marts.vm_patch_history"],
+                                basis_reason="its SQL, the fix lineages, supersedence or the SLA policy changed")
+        machines = increments.changed_keys(conn, built.target, "machines", _EPISODE_MACHINES)
+        patches = increments.changed_keys(conn, built.target, "patches", _EPISODE_PATCHES)
+        if built.full:
+            pairs = None
+            build_table(conn, "marts.remediation_episodes", params={"as_of": as_of, "pairs": None})
+        else:
+            pairs = conn.execute(f"SELECT coalesce(list(pair), []) FROM ({_EPISODE_PAIRS})",
+                                 {"from_day": built.from_day, "machines": machines, "patches": patches}
+                                 ).fetchall()[0][0]
+            create_macros(conn)
+            conn.execute("DELETE FROM marts.remediation_episodes "
+                         "WHERE vm_id || '|' || lineage_id IN (SELECT unnest(CAST($pairs AS VARCHAR[])))",
+                         {"pairs": pairs})
+            conn.execute(f"INSERT INTO marts.remediation_episodes {read_sql('remediation_episodes')}",
+                         {"as_of": as_of, "pairs": pairs})
+            conn.execute("UPDATE marts.remediation_episodes SET as_of = ?", [as_of])
+        increments.record(conn, built, as_of)
         open_count, reopened = conn.execute(
             "SELECT count(*) FILTER (WHERE closed_at IS NULL), count(*) FILTER (WHERE reopened) "
             "FROM marts.remediation_episodes"
@@ -56,8 +76,55 @@ def remediation_episodes(
             "as_of": as_of.isoformat(),
             "open_episodes": dg.MetadataValue.int(open_count),
             "reopened_episodes": dg.MetadataValue.int(reopened),
+            **built.metadata(),
+            "increment/lineages_recomputed": "all" if pairs is None else len(pairs),
         }
     )
+
+
+# What every episode reads besides the history: a change rebuilds all of them.
+_EPISODE_BASIS = (
+    "marts.patch_fix_lineage",
+    "marts.patch_supersedence_closure",
+    "staging.sla_policy",
+)
+
+# What an episode takes from its machine and from its patches: a change recomputes the episodes
+# of that machine, or those the patch is part of.
+_EPISODE_MACHINES = """
+SELECT vm_id AS key, hash(criticality, asset_category, environment, owner, internet_exposed, pci_scope) AS content
+FROM marts.vm_inventory
+"""
+_EPISODE_PATCHES = """
+SELECT s.patch_key AS key, hash(s.severity, c.released_at, v.cves, b.tiers) AS content
+FROM staging.patch_severity AS s
+LEFT JOIN (SELECT patch_key, list(DISTINCT released_at ORDER BY released_at) AS released_at
+           FROM marts.patch_catalog GROUP BY patch_key) AS c USING (patch_key)
+LEFT JOIN (SELECT patch_key, list((cve, in_kev, kev_date_added, kev_due_date) ORDER BY ALL) AS cves
+           FROM marts.patch_cves GROUP BY patch_key) AS v USING (patch_key)
+LEFT JOIN (SELECT patch_key, list((internet_exposed, tier, days, forensic_triage) ORDER BY ALL) AS tiers
+           FROM marts.patch_bod2604 GROUP BY patch_key) AS b USING (patch_key)
+"""
+
+# The machine x lineage pairs an incremental build recomputes (over their whole history): those
+# with an episode still open or closed on the days recomputed; those with a state change, or a
+# patch not installed, on those days (an episode may open); and those of changed machines or
+# patches.
+_EPISODE_PAIRS = """
+SELECT DISTINCT vm_id || '|' || lineage_id AS pair FROM (
+    SELECT vm_id, lineage_id FROM marts.remediation_episodes
+    WHERE closed_at IS NULL OR closed_at >= timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP)
+       OR list_contains(CAST($machines AS VARCHAR[]), vm_id)
+       OR list_has_any(patch_keys, CAST($patches AS VARCHAR[]))
+    UNION ALL
+    SELECT h.vm_id, coalesce(l.lineage_id, h.kb, h.patch_key)
+    FROM marts.vm_patch_history AS h
+    LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = h.kb
+    WHERE h.observed_at >= timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP)
+      AND (h.state_changed OR h.state IN ('missing', 'failed', 'not_selected', 'installed_pending_reboot'))
+)
+ORDER BY ALL
+"""
 
 
 @warehouse_asset(
@@ -100,13 +167,16 @@ _TREND_BASIS = """
 SELECT md5(concat_ws('|',
     $sql,
     CAST($stale_after_days AS VARCHAR),
-    (SELECT string_agg(concat_ws(',', patch_key, severity), ';' ORDER BY patch_key)
-     FROM staging.patch_severity),
     (SELECT string_agg(concat_ws(',', superseded_kb, kb), ';' ORDER BY superseded_kb, kb)
-     FROM marts.patch_supersedence_closure),
-    (SELECT string_agg(concat_ws(',', vm_id, asset_category, criticality, environment, owner), ';' ORDER BY vm_id)
-     FROM marts.vm_inventory)))
+     FROM marts.patch_supersedence_closure)))
 """
+
+# The severities and machine attributes the trend counts by: a change to one a past day counted
+# recomputes every day; a patch or machine seen for the first time only counts from the new
+# days on.
+_TREND_SEVERITIES = "SELECT patch_key AS key, hash(severity) AS content FROM staging.patch_severity"
+_TREND_MACHINES = ("SELECT vm_id AS key, hash(asset_category, criticality, environment, owner) AS content "
+                   "FROM marts.vm_inventory")
 
 # The observations and full listings (coverage) the trend counts, per source file: a file whose
 # rows changed (or a new file) changes the days from its earliest observation or listing on (a
@@ -135,7 +205,7 @@ def _trend_from_day(conn, basis: str, as_of) -> tuple[object, str]:
         return None, "first build"
     previous = conn.execute("SELECT basis, as_of FROM staging.compliance_daily_basis").fetchall()
     if not previous or previous[0][0] != basis:
-        return None, "severities, supersedence, machine attributes or the SQL changed"
+        return None, "supersedence, the staleness threshold or the SQL changed"
     if previous[0][1] > as_of:
         return None, "evaluation date moved back"
     changed = conn.execute(
@@ -180,6 +250,10 @@ def compliance_daily(
             "sql": read_sql("compliance_daily"), "stale_after_days": stale_after_days}).fetchall()[0][0]
         conn.execute(f"CREATE OR REPLACE TEMP TABLE new_trend_sources AS {_TREND_SOURCES}", {"as_of": as_of})
         from_day, reason = _trend_from_day(conn, basis, as_of)
+        changed = [*increments.changed_keys(conn, "marts.compliance_daily", "severities", _TREND_SEVERITIES, False),
+                   *increments.changed_keys(conn, "marts.compliance_daily", "machines", _TREND_MACHINES, False)]
+        if changed and from_day is not None:
+            from_day, reason = None, "severities or machine attributes changed"
         if from_day is None:
             build_table(conn, "marts.compliance_daily",
                         params={"as_of": as_of, "from_day": None, "stale_after_days": stale_after_days})

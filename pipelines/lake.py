@@ -11,8 +11,10 @@ adlfs installed, for Azure Blob / ADLS Gen2) and:
   already in the lake (listed in `<lake>/raw/_ingested/<table>.parquet`, empty files included)
   is skipped, a changed file replaces its own folder, `full_reload` rewrites the table;
 - `staging.patch_observations` and `staging.assessment_runs` are written as
-  `<lake>/staging/<table>/<version>/day=<observation day>/*.parquet`, a new version per build,
-  the previous one removed once the warehouse points at the new one;
+  `<lake>/staging/<table>/<version>/day=<observation day>/*.parquet`: a build writes the days it
+  recomputes (every day, or those from the first one new or changed files touch) as a new
+  version, the view reads each day from one folder (staging.lake_days), and the folders it no
+  longer reads are removed once the warehouse points at the new ones;
 - the warehouse keeps views of those names over the Parquet (so the SQL, the notebooks and the
   analysts' queries are the same in both modes), the small staging tables, the marts and the
   ledger. One writer builds the marts, as in the default mode.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -38,6 +41,9 @@ STAGING_PARTITIONS = {
     "staging.assessment_runs": "assessed_at",
     "staging.patch_observations": "observed_at",
 }
+
+# The folders each staging view reads, one per day (a day's rows are in exactly one folder).
+LAKE_DAYS_DDL = "CREATE TABLE IF NOT EXISTS staging.lake_days (table_name VARCHAR, day VARCHAR, folder VARCHAR)"
 
 # The day a source file covers: the date in its name (daily exports), else 'undated'.
 _FILE_DAY = r"(\d{4}-\d{2}-\d{2})"
@@ -169,9 +175,12 @@ class Lake:
     # Staging tables -------------------------------------------------------------------------
 
     def build_staging(self, conn: duckdb.DuckDBPyConnection, table: str, sql_name: str,
-                      params: dict | None = None) -> str:
-        """Write `sql/<sql_name>.sql`'s result as a new version of the table's folder and point
-        the warehouse view at it; returns the previous versions, to remove after the commit."""
+                      params: dict | None = None, from_day: date | None = None) -> list[str]:
+        """Write `sql/<sql_name>.sql`'s result as a new version folder of the table and point the
+        warehouse view at it: every day, or (with `from_day`, the SQL giving only the rows of the
+        days from it on) those days, the earlier days read from the folders that already hold
+        them. The folders the view reads are recorded in staging.lake_days, in the warehouse's
+        transaction. Returns the folders no longer read, to remove after the commit."""
         self.register(conn)
         create_macros(conn)
         folder = self.folder(table)
@@ -184,18 +193,38 @@ class Lake:
             f"TO {sql_literal(version)} (FORMAT parquet, PARTITION_BY (day), FILENAME_PATTERN 'part_{{i}}')",
             params or None,
         )
-        if not self.files(version):
+        conn.execute(LAKE_DAYS_DDL)
+        old = self.days(conn, table)
+        kept = [] if from_day is None else [(d, f) for d, f in old if d < from_day.isoformat()]
+        written = sorted({self._fs_path(p).rsplit("/", 2)[-2] for p in self.files(version)})
+        read = kept + [(name.removeprefix("day="), f"{version}/{name}") for name in written]
+        if not read:
             conn.execute(f"COPY (SELECT * FROM ({query}) LIMIT 0) TO {sql_literal(version + '/empty.parquet')} "
                          "(FORMAT parquet)", params or None)
+            read = [("", version)]
+        conn.execute("DELETE FROM staging.lake_days WHERE table_name = ?", [table])
+        conn.executemany("INSERT INTO staging.lake_days VALUES (?, ?, ?)", [[table, d, f] for d, f in read])
         _drop_table(conn, table)
-        conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {self.scan(version)}")
+        globs = "[" + ", ".join(sql_literal(f + "/*.parquet") for _, f in read) + "]"
+        conn.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM "
+                     f"read_parquet({globs}, hive_partitioning = false, union_by_name = true)")
         comment_table(conn, table, sql_name, kind="VIEW")
-        return version
+        return [f for d, f in old if (d, f) not in kept]
 
-    def remove_other_versions(self, table: str, keep: str) -> None:
+    def days(self, conn: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+        """The (day, folder) pairs the view of a staging table reads (none before the first
+        build that recorded them)."""
+        conn.execute(LAKE_DAYS_DDL)
+        return [tuple(r) for r in conn.execute(
+            "SELECT day, folder FROM staging.lake_days WHERE table_name = ? ORDER BY day", [table]).fetchall()]
+
+    def remove_unread(self, table: str, folders: list[str]) -> None:
+        """After the commit: the folders the view no longer reads, and version folders left empty."""
+        for folder in folders:
+            self.remove(folder)
         base = self._fs_path(self.folder(table))
         for entry in self.fs.ls(base, detail=False):
-            if re.search(r"/v[0-9a-f]{12}$", entry) and entry != self._fs_path(keep):
+            if re.search(r"/v[0-9a-f]{12}$", entry) and not self.fs.ls(entry, detail=False):
                 self.fs.rm(entry, recursive=True)
 
 

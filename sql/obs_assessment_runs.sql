@@ -11,6 +11,11 @@
 -- @column missing_count: Number of available (missing) patches the run reports (for an installation run: the patches it did not install: failed, pending, not selected, excluded).
 -- @column source_file: The estate file of the first copy of the run.
 WITH
+-- An incremental build reads only the files that can give runs on or after $from_day (NULL:
+-- every file, every day).
+params AS (
+    SELECT timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS from_ts
+),
 -- Properties are parsed once into a struct (every ->> would parse the document again).
 arg_properties AS (
     SELECT
@@ -21,7 +26,7 @@ arg_properties AS (
             "osType": "VARCHAR", "availablePatchCountByClassification": "JSON"}') AS f,
         source_file
     FROM raw.patch_assessment_resources
-    WHERE ends_with(lower(type), '/patchassessmentresults')
+    WHERE ends_with(lower(type), '/patchassessmentresults') AND ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
 ),
 arg AS (
     SELECT
@@ -49,7 +54,7 @@ operations AS (
         coalesce(result->'properties'->'output', result) AS r,
         source_file
     FROM raw.patch_operations
-    WHERE operation = 'assessPatches'
+    WHERE operation = 'assessPatches' AND ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
 ),
 op AS (
     SELECT
@@ -82,7 +87,7 @@ install_properties AS (
             "excludedPatchCount": "BIGINT"}') AS f,
         source_file
     FROM raw.patch_installation_resources
-    WHERE ends_with(lower(type), '/patchinstallationresults')
+    WHERE ends_with(lower(type), '/patchinstallationresults') AND ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
 ),
 install_rg AS (
     SELECT
@@ -120,7 +125,7 @@ install_op AS (
     FROM (
         SELECT resourceId, coalesce(result->'properties'->'output', result) AS r, source_file
         FROM raw.patch_operations
-        WHERE operation = 'installPatches'
+        WHERE operation = 'installPatches' AND ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
     )
     -- An Arc installPatches result carries counts only, not the patch list.
     WHERE json_type(r->'patches') = 'ARRAY'
@@ -148,6 +153,7 @@ summary AS (
       ON m.la_key = lower(coalesce(nullif(s._ResourceId, ''), nullif(s.ResourceId, ''), ''))
             || '|' || lower(coalesce(s.VMUUID, '')) || '|' || lower(coalesce(s.SourceComputerId, ''))
             || '|' || lower(coalesce(s.Computer, ''))
+    WHERE $files IS NULL OR s.source_file IN (SELECT unnest(CAST($files AS VARCHAR[])))
 ),
 -- Each Log Analytics assessment writes a new set of Update records with one TimeGenerated.
 update_sets AS (
@@ -167,6 +173,7 @@ update_sets AS (
       ON m.la_key = lower(coalesce(nullif(u._ResourceId, ''), nullif(u.ResourceId, ''), ''))
             || '|' || lower(coalesce(u.VMUUID, '')) || '|' || lower(coalesce(u.SourceComputerId, ''))
             || '|' || lower(coalesce(u.Computer, ''))
+    WHERE $files IS NULL OR u.source_file IN (SELECT unnest(CAST($files AS VARCHAR[])))
     GROUP BY m.vm_id, u.TimeGenerated
 ),
 runs AS (
@@ -190,6 +197,7 @@ SELECT
     source_file
 FROM runs
 WHERE vm_id IS NOT NULL AND vm_id <> '' AND assessed_at IS NOT NULL
+  AND assessed_at >= coalesce((SELECT from_ts FROM params), '-infinity'::TIMESTAMPTZ)
 -- The same run appears in every daily Resource Graph file until the next one replaces it.
 QUALIFY row_number() OVER (
     PARTITION BY vm_id, source, assessed_at, coalesce(run_id, '') ORDER BY source_file

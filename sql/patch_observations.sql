@@ -12,6 +12,11 @@
 -- @column run_id: Assessment / installation activity id, or the Log Analytics CorrelationId.
 -- @column source_file: The estate file.
 WITH
+-- An incremental build reads only the files that can give rows on or after $from_day (NULL:
+-- every file, every day).
+params AS (
+    SELECT timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS from_ts
+),
 -- Each Resource Graph row's properties are parsed once into a struct (every ->> would parse the
 -- document again).
 arg_assess AS (
@@ -25,6 +30,7 @@ arg_assess AS (
             "assessmentState": "VARCHAR"}') AS f,
         source_file
     FROM raw.patch_assessment_resources
+    WHERE ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
 ),
 assess_parent AS (
     SELECT
@@ -73,6 +79,7 @@ arg_install AS (
             "rebootRequired": "VARCHAR"}') AS f,
         source_file
     FROM raw.patch_installation_resources
+    WHERE ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
 ),
 install_parent AS (
     SELECT
@@ -116,6 +123,7 @@ operations AS (
         coalesce(result->'properties'->'output', result) AS r,
         source_file
     FROM raw.patch_operations
+    WHERE ($files IS NULL OR source_file IN (SELECT unnest(CAST($files AS VARCHAR[]))))
 ),
 op_patches AS (
     SELECT
@@ -205,6 +213,7 @@ la_update AS (
       ON m.la_key = lower(coalesce(nullif(u._ResourceId, ''), nullif(u.ResourceId, ''), ''))
             || '|' || lower(coalesce(u.VMUUID, '')) || '|' || lower(coalesce(u.SourceComputerId, ''))
             || '|' || lower(coalesce(u.Computer, ''))
+    WHERE $files IS NULL OR u.source_file IN (SELECT unnest(CAST($files AS VARCHAR[])))
 ),
 la_run AS (
     SELECT
@@ -240,6 +249,7 @@ la_run AS (
       ON m.la_key = lower(coalesce(nullif(r._ResourceId, ''), nullif(r.ResourceId, ''), ''))
             || '|' || lower(coalesce(r.VMUUID, '')) || '|' || lower(coalesce(r.SourceComputerId, ''))
             || '|' || lower(coalesce(r.Computer, ''))
+    WHERE $files IS NULL OR r.source_file IN (SELECT unnest(CAST($files AS VARCHAR[])))
 ),
 unioned AS (
     SELECT *, NULL AS package FROM installs
@@ -264,8 +274,9 @@ keyed AS (
         source_file
     FROM unioned
     WHERE vm_id IS NOT NULL AND vm_id <> '' AND observed_at IS NOT NULL
+      AND observed_at >= coalesce((SELECT from_ts FROM params), '-infinity'::TIMESTAMPTZ)
 ),
-explicit AS (
+recomputed AS (
     SELECT
         vm_id,
         coalesce(kb, concat_ws('_', coalesce(package, patch_name), nullif(version, ''))) AS patch_key,
@@ -284,6 +295,40 @@ explicit AS (
         PARTITION BY vm_id, patch_key, source, observed_at, coalesce(run_id, ''), state
         ORDER BY source_file
     ) = 1
+),
+-- An incremental build: the rows kept (before $from_day; kept_observations, empty for a full
+-- build) give the pending reboots still open when that day starts: the newest explicit
+-- observations of a machine/patch when one is a pending reboot and no full assessment without
+-- a pending reboot followed before that day. They carry over so their end can be inferred.
+kept_pending_pairs AS (
+    SELECT DISTINCT vm_id, patch_key
+    FROM kept_observations
+    WHERE state = 'installed_pending_reboot'
+      AND source NOT IN ('log_analytics_update', 'log_analytics_run')
+),
+last_kept AS (
+    SELECT k.*
+    FROM kept_observations AS k
+    SEMI JOIN kept_pending_pairs AS p ON p.vm_id = k.vm_id AND p.patch_key = k.patch_key
+    WHERE k.raw_state IS DISTINCT FROM 'reboot_completed'
+    QUALIFY max(k.observed_at) OVER (PARTITION BY k.vm_id, k.patch_key) = k.observed_at
+),
+carried AS (
+    SELECT k.vm_id, k.patch_key, k.kb, k.patch_name, [k.classification] AS classifications, k.msrc_severity,
+           k.raw_state, k.state, k.source, k.observed_at, k.run_id, k.source_file
+    FROM last_kept AS k
+    WHERE EXISTS (SELECT 1 FROM last_kept AS q
+                  WHERE q.vm_id = k.vm_id AND q.patch_key = k.patch_key AND q.state = 'installed_pending_reboot'
+                    AND q.source NOT IN ('log_analytics_update', 'log_analytics_run'))
+      AND NOT EXISTS (SELECT 1 FROM staging.assessment_runs AS a
+                      WHERE a.vm_id = k.vm_id AND a.succeeded AND a.lists_missing_patches
+                        AND a.reboot_pending = false AND a.assessed_at > k.observed_at
+                        AND a.assessed_at < (SELECT from_ts FROM params))
+),
+explicit AS (
+    SELECT * FROM recomputed
+    UNION ALL
+    SELECT * FROM carried
 ),
 -- Machine/patch pairs that ever had a pending reboot from Azure Update Manager: only their
 -- history is needed to infer when the reboot completed (a window over every observation would
@@ -307,6 +352,7 @@ full_assessments AS (
     SELECT vm_id, assessed_at, run_id, source, reboot_pending, source_file
     FROM staging.assessment_runs
     WHERE succeeded AND lists_missing_patches
+      AND assessed_at >= coalesce((SELECT from_ts FROM params), '-infinity'::TIMESTAMPTZ)
 ),
 pending_reboots AS (
     SELECT *
@@ -328,7 +374,7 @@ inferred AS (
     WHERE (o.next_observed_at IS NULL OR o.next_observed_at > a.assessed_at)
 ),
 observations AS (
-    SELECT * FROM explicit
+    SELECT * FROM recomputed
     UNION ALL
     SELECT * FROM inferred
 )

@@ -51,6 +51,10 @@ events AS (
     LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = h.kb
     CROSS JOIN params
     WHERE h.observed_at < params.cutoff
+      -- An incremental build recomputes the machine x lineage pairs in $pairs ('<vm_id>|<lineage_id>';
+      -- NULL: all of them).
+      AND ($pairs IS NULL OR h.vm_id || '|' || coalesce(l.lineage_id, h.kb, h.patch_key)
+                             IN (SELECT unnest(CAST($pairs AS VARCHAR[]))))
     QUALIFY row_number() OVER (
         PARTITION BY h.vm_id, h.patch_key, h.observed_at
         ORDER BY source_rank(h.source), h.state, h.run_id, h.source_file

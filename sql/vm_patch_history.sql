@@ -16,13 +16,24 @@
 -- @column source_file: The estate file.
 WITH
 params AS (
-    SELECT timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
+    SELECT timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
+           timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS from_ts
 ),
 obs AS (
     SELECT o.*, source_rank(o.source) AS rank
     FROM staging.patch_observations AS o
     CROSS JOIN params
     WHERE o.observed_at < params.cutoff
+      AND o.observed_at >= coalesce(params.from_ts, '-infinity'::TIMESTAMPTZ)
+),
+-- An incremental build (the days from $from_day) continues the rows it keeps (kept_history;
+-- empty for a full build): each machine's positions go on from its last one, and the first
+-- event of a patch takes the state of its last kept event as previous state.
+kept_position AS (
+    SELECT vm_id, max(event_seq) AS last_seq FROM kept_history GROUP BY vm_id
+),
+kept_state AS (
+    SELECT vm_id, patch_key, arg_max(state, event_seq) AS state FROM kept_history GROUP BY vm_id, patch_key
 ),
 sequenced AS (
     SELECT
@@ -36,20 +47,22 @@ sequenced AS (
     FROM obs
 )
 SELECT
-    vm_id,
-    event_seq,
-    patch_key,
+    s.vm_id,
+    coalesce(p.last_seq, 0) + s.event_seq AS event_seq,
+    s.patch_key,
     kb,
     patch_name,
     classification,
     msrc_severity,
-    state,
+    s.state,
     raw_state,
-    previous_state,
-    previous_state IS DISTINCT FROM state AS state_changed,
+    coalesce(s.previous_state, k.state) AS previous_state,
+    coalesce(s.previous_state, k.state) IS DISTINCT FROM s.state AS state_changed,
     source,
     observed_at,
     run_id,
     source_file
-FROM sequenced
-ORDER BY vm_id, event_seq
+FROM sequenced AS s
+LEFT JOIN kept_position AS p ON p.vm_id = s.vm_id
+LEFT JOIN kept_state AS k ON k.vm_id = s.vm_id AND k.patch_key = s.patch_key
+ORDER BY s.vm_id, event_seq

@@ -1,4 +1,4 @@
--- @table The state of each patch on each machine at the end of the evaluation date, reconstructed from the full observation history (staging.patch_observations), so the same SQL with an earlier as_of gives the state on that date. The newest observation wins; at the same time, precedence is resource_graph_installation > patch_operation_install > resource_graph_assessment > patch_operation_assess > log_analytics_run > log_analytics_update. A machine whose coverage is stale (no successful full listing of its patches, assessment or installation run (staging.assessment_runs), within stale_after_days) reports unknown_stale; last_known_state keeps what the data last said.
+-- @table The state of each patch on each machine at the end of the evaluation date, derived from the facts of each pair up to that date (staging.vm_patch_facts, kept day by day from staging.patch_observations; computed from every observation for an earlier as_of), so the same SQL with an earlier as_of gives the state on that date. The newest observation wins; at the same time, precedence is resource_graph_installation > patch_operation_install > resource_graph_assessment > patch_operation_assess > log_analytics_run > log_analytics_update. A machine whose coverage is stale (no successful full listing of its patches, assessment or installation run (staging.assessment_runs), within stale_after_days) reports unknown_stale; last_known_state keeps what the data last said.
 -- @column vm_id: Canonical machine id.
 -- @column patch_key: KB digits, or <package>_<version>.
 -- @column kb: KB digits or NULL.
@@ -25,41 +25,10 @@ params AS (
         timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
         CAST($stale_after_days AS INTEGER) AS stale_after_days
 ),
-obs AS (
-    SELECT o.*, source_rank(o.source) AS rank
-    FROM staging.patch_observations AS o
-    CROSS JOIN params
-    WHERE o.observed_at < params.cutoff
-),
-ranked AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY vm_id, patch_key
-            ORDER BY observed_at DESC, rank, state, run_id, source_file
-        ) AS recency
-    FROM obs
-),
+-- The facts of each pair up to the end of $as_of (sql/vm_patch_facts.sql): the table kept day by
+-- day for the mart, computed from every observation for another date.
 facts AS (
-    SELECT
-        vm_id,
-        patch_key,
-        arg_max(kb, observed_at) FILTER (WHERE kb IS NOT NULL) AS kb,
-        arg_max(patch_name, observed_at) FILTER (WHERE patch_name IS NOT NULL) AS patch_name,
-        arg_max(classification, observed_at) FILTER (WHERE classification IS NOT NULL) AS classification,
-        arg_max(msrc_severity, observed_at) FILTER (WHERE msrc_severity IS NOT NULL) AS msrc_severity,
-        min(observed_at) AS first_observed_at,
-        max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS last_resolved_at
-    FROM obs
-    GROUP BY vm_id, patch_key
-),
-episode AS (
-    SELECT o.vm_id, o.patch_key, min(o.observed_at) AS opened_at
-    FROM obs AS o
-    JOIN facts AS f USING (vm_id, patch_key)
-    WHERE o.state IN ('missing', 'failed', 'not_selected', 'installed_pending_reboot')
-      AND (f.last_resolved_at IS NULL OR o.observed_at > f.last_resolved_at)
-    GROUP BY o.vm_id, o.patch_key
+    SELECT * FROM patch_facts
 ),
 coverage AS (
     SELECT
@@ -78,10 +47,10 @@ latest AS (
     SELECT
         l.vm_id,
         l.patch_key,
-        coalesce(l.kb, f.kb) AS kb,
-        coalesce(l.patch_name, f.patch_name) AS patch_name,
-        coalesce(l.classification, f.classification) AS classification,
-        coalesce(l.msrc_severity, f.msrc_severity) AS msrc_severity,
+        coalesce(l.newest_kb, l.kb) AS kb,
+        coalesce(l.newest_patch_name, l.patch_name) AS patch_name,
+        coalesce(l.newest_classification, l.classification) AS classification,
+        coalesce(l.newest_msrc_severity, l.msrc_severity) AS msrc_severity,
         CASE WHEN coalesce(c.coverage_status, 'unknown_stale') = 'unknown_stale' THEN 'unknown_stale' ELSE l.state END AS state,
         l.state AS last_known_state,
         l.raw_state,
@@ -89,17 +58,14 @@ latest AS (
         l.observed_at,
         l.run_id,
         l.source_file,
-        CASE WHEN l.state NOT IN ('installed', 'not_applicable') THEN e.opened_at END AS first_seen_at,
-        CASE WHEN l.state NOT IN ('installed', 'not_applicable') THEN e.opened_at END AS first_seen_missing_at,
-        f.first_observed_at,
+        CASE WHEN l.state NOT IN ('installed', 'not_applicable') THEN l.opened_at END AS first_seen_at,
+        CASE WHEN l.state NOT IN ('installed', 'not_applicable') THEN l.opened_at END AS first_seen_missing_at,
+        l.first_observed_at,
         coalesce(c.coverage_status, 'unknown_stale') AS coverage_status,
         params.as_of
-    FROM ranked AS l
-    JOIN facts AS f USING (vm_id, patch_key)
-    LEFT JOIN episode AS e USING (vm_id, patch_key)
+    FROM facts AS l
     LEFT JOIN coverage AS c USING (vm_id)
     CROSS JOIN params
-    WHERE l.recency = 1
 ),
 -- A missing or failed patch is satisfied when a later patch that supersedes it (transitively)
 -- is installed on the same machine: Windows cumulative updates replace their predecessors.

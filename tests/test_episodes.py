@@ -85,7 +85,7 @@ HISTORY = [
 def episodes(conn):
     build_table(conn, "staging.patch_severity")
     build_table(conn, "marts.patch_bod2604")
-    build_table(conn, "marts.remediation_episodes", params={"as_of": AS_OF})
+    build_table(conn, "marts.remediation_episodes", params={"as_of": AS_OF, "pairs": None})
     result = conn.execute("SELECT * FROM marts.remediation_episodes ORDER BY lineage_id, episode_seq")
     names = [c[0] for c in result.description]
     return [SimpleNamespace(**dict(zip(names, r, strict=True))) for r in result.fetchall()]

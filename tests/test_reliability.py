@@ -221,7 +221,7 @@ def test_replaying_renamed_and_duplicated_files_adds_no_duplicates(estate, basel
     assert_ok(done)
     after = table_digests(warehouse, schemas=("marts", "staging"))
     # Raw tables accumulate; a file whose SHA-256 is already held under another name (a rename,
-    # a copy) adds nothing (pipelines/connectors/azure_files.py, log_analytics.py) ...
+    # a copy) adds nothing (pipelines/ingest/files.py) ...
     assert {t: scalar(warehouse, f"SELECT count(*) FROM {t}") for t in raw_tables} == raw_before
     assert min(raw_before.values()) > 100
     # ... and deduplicated: same observations, same row count in every mart.

@@ -98,7 +98,8 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2):
     build_table(conn, "staging.patch_severity")
     build_table(conn, "marts.patch_bod2604")
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
-        build_table(conn, table, params={"as_of": AS_OF, "from_day": None, "stale_after_days": stale_after_days})
+        build_table(conn, table, params={"as_of": AS_OF, "from_day": None, "stale_after_days": stale_after_days,
+                                         "pairs": None})
     return conn
 
 
