@@ -37,7 +37,7 @@ arg AS (
             try_cast(f.startDateTime AS TIMESTAMPTZ)
         ) AS assessed_at,
         'resource_graph_assessment' AS source,
-        f.status AS status,
+        f.status,
         try_cast(f.rebootPending AS BOOLEAN) AS reboot_pending,
         true AS lists_missing_patches,
         f.osType AS os_type,

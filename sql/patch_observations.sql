@@ -50,7 +50,7 @@ rg_assessment AS (
         c.vm_id,
         c.f.kbId AS kb_raw,
         c.f.patchName AS patch_name,
-        c.f.version AS version,
+        c.f.version AS version,  -- noqa: AL09
         from_json(c.f.classifications, '["VARCHAR"]') AS classifications,
         c.f.msrcSeverity AS msrc_severity,
         coalesce(c.f.assessmentState, 'Available') AS raw_state,
@@ -100,7 +100,7 @@ rg_installation AS (
         c.vm_id,
         c.f.kbId AS kb_raw,
         c.f.patchName AS patch_name,
-        c.f.version AS version,
+        c.f.version AS version,  -- noqa: AL09
         from_json(c.f.classifications, '["VARCHAR"]') AS classifications,
         c.f.msrcSeverity AS msrc_severity,
         c.f.installationState AS raw_state,

@@ -97,4 +97,3 @@ SELECT
 FROM latest AS l
 LEFT JOIN satisfied AS s USING (vm_id, patch_key)
 ORDER BY l.vm_id, l.patch_key
-
