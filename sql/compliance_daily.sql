@@ -69,12 +69,16 @@ pair_days AS (
     JOIN intervals AS i ON d.day BETWEEN i.first_day AND i.last_day
     WHERE i.state <> 'not_applicable'
 ),
--- Stale that day: the newest listing up to the day is older than stale_after_days, or none.
-stale_pairs AS (
-    SELECT p.day, p.vm_id, p.patch_key
-    FROM pair_days AS p
-    ASOF LEFT JOIN listing_days AS l ON l.vm_id = p.vm_id AND l.day <= p.day
-    WHERE l.day IS NULL OR p.day - l.day > (SELECT stale_after_days FROM params)
+-- Stale that day: the machine's newest listing up to the day is older than stale_after_days, or
+-- none (per machine and day, then applied to each of its pairs).
+machine_days AS (
+    SELECT DISTINCT day, vm_id FROM pair_days
+),
+stale_machines AS (
+    SELECT m.day, m.vm_id
+    FROM machine_days AS m
+    ASOF LEFT JOIN listing_days AS l ON l.vm_id = m.vm_id AND l.day <= m.day
+    WHERE l.day IS NULL OR m.day - l.day > (SELECT stale_after_days FROM params)
 ),
 satisfied AS (
     SELECT DISTINCT m.day, m.vm_id, m.patch_key
@@ -93,7 +97,7 @@ classified AS (
         coalesce(i.owner, '(none)') AS owner,
         coalesce(s.severity, '(none)') AS severity,
         CASE
-            WHEN u.patch_key IS NOT NULL THEN 'unknown'
+            WHEN u.vm_id IS NOT NULL THEN 'unknown'
             WHEN p.state = 'installed' THEN 'installed'
             WHEN p.state = 'installed_pending_reboot' THEN 'pending_reboot'
             WHEN x.patch_key IS NOT NULL THEN 'superseded_satisfied'
@@ -102,7 +106,7 @@ classified AS (
         END AS status
     FROM pair_days AS p
     LEFT JOIN satisfied AS x USING (day, vm_id, patch_key)
-    LEFT JOIN stale_pairs AS u USING (day, vm_id, patch_key)
+    LEFT JOIN stale_machines AS u USING (day, vm_id)
     LEFT JOIN staging.patch_severity AS s USING (patch_key)
     LEFT JOIN marts.vm_inventory AS i ON i.vm_id = p.vm_id
 ),
