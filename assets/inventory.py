@@ -18,8 +18,9 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from assets.monitoring import RAW_SCAN_TABLES, CoverageConfig
+from assets.monitoring import CoverageConfig
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.scan_raw import RAW_SCAN_TABLES
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
 # Share of stale machines above which the coverage check warns.

@@ -1,6 +1,6 @@
-"""Stage 6, patch monitoring: scan results as received (Resource Graph, patch operations, Log
-Analytics), every patch observation normalized, assessment runs, and the state and history of
-each patch on each machine.
+"""Stage 6, patch monitoring: every patch observation of the scan sources normalized (their raw
+assets are in their folders, pipelines/sources/{resource_graph,patch_operations,log_analytics}/),
+assessment runs, and the state and history of each patch on each machine.
 
 Semantics (docs in each sql/ header): an assessment lists what is missing at that time. A patch
 installed with a pending reboot becomes installed at the first later full assessment that reports
@@ -13,22 +13,17 @@ Analytics.
 
 import dataclasses
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pandas as pd
 
-from assets.common import STAGE6_MONITORING, key, raw_scan_asset, warehouse_asset, warehouse_check
+from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
 from pipelines import increments
 from pipelines.ingest.files import MANIFEST_DDL
-from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import STAGING_PARTITIONS, Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.sources import estate_for, ingest_metadata
-from pipelines.sources.log_analytics.reader import load_log_analytics
-from pipelines.sources.patch_operations.reader import load_patch_operations
-from pipelines.sources.resource_graph.reader import load_resource_graph
+from pipelines.sources.scan_raw import RAW_SCAN_TABLES
 from pipelines.warehouse import (
     build_table,
     comment_table,
@@ -47,182 +42,6 @@ STALE_AFTER_DAYS = 2
 
 class CoverageConfig(dg.Config):
     stale_after_days: int = STALE_AFTER_DAYS
-
-
-class RawIngestConfig(dg.Config):
-    """Raw tables accumulate: only new or changed files are read. `full_reload` rebuilds the
-    table from the files present (files removed from the estate then drop out)."""
-
-    full_reload: bool = False
-
-
-def _load_raw(
-    context: dg.AssetExecutionContext, warehouse, run_settings, table: str, load, full_reload: bool = False
-):
-    """New or changed estate files (or Azure, in live mode) into raw `table` as received, in one
-    transaction; the metadata counts the files read and skipped."""
-    lake = current_lake()
-    with estate_for(run_settings, table, context.log) as estate:
-        if lake is not None:
-            metadata, stats = _load_raw_into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
-        else:
-            with warehouse.get_connection() as conn, transaction(conn):
-                stats = load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
-                metadata = {
-                    **table_metadata(conn, table),
-                    "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
-                }
-    metadata.update(ingest_metadata(stats))
-    # Rows set aside in raw.quarantine (Log Analytics; see pipelines/ingest/quarantine.py).
-    quarantined = metadata["quarantined_rows"].value
-    if quarantined:
-        context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
-    return dg.MaterializeResult(metadata=metadata)
-
-
-def _load_raw_into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool):
-    """Lake mode (pipelines/lake.py): the same loader and checks on an in-memory DuckDB, the new
-    rows written as Parquet; the warehouse is held only to point its view at the lake and to
-    record quarantined rows. Returns the table's metadata and the load's statistics."""
-    with duckdb.connect() as scratch:
-        scratch.execute("SET TimeZone = 'UTC'")
-        lake.prepare_raw(scratch, table, full_reload)
-        stats = load(scratch, estate, table, context.run.run_id, context.log, full_reload=False)
-        written = lake.write_raw(scratch, table, stats)
-        scratch.execute(QUARANTINE_DDL)
-        quarantine = scratch.sql("SELECT * FROM raw.quarantine WHERE source = $source",
-                                 params={"source": table}).to_arrow_table()
-    with warehouse.get_connection() as conn, transaction(conn):
-        lake.attach_raw(conn, table)
-        conn.execute(QUARANTINE_DDL)
-        conn.execute(
-            "DELETE FROM raw.quarantine WHERE source = $table AND ($all OR source_file IN (SELECT unnest($names)))",
-            {"table": table, "all": full_reload or stats.full_reload,
-             "names": stats.files_read + stats.files_replaced},
-        )
-        conn.register("incoming_quarantine", quarantine)
-        conn.execute("INSERT INTO raw.quarantine SELECT * FROM incoming_quarantine")
-        conn.unregister("incoming_quarantine")
-        return {
-            **table_metadata(conn, table),
-            "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
-            "lake/folder": dg.MetadataValue.path(lake.folder(table)),
-            "lake/rows_written": dg.MetadataValue.int(written),
-        }, stats
-
-
-def _resource_graph(arg_table: str):
-    return lambda conn, estate, table, run, log, full_reload=False: load_resource_graph(
-        conn, estate, arg_table, table, run, log, full_reload=full_reload
-    )
-
-
-def _log_analytics(la_table: str):
-    return lambda conn, estate, table, run, log, full_reload=False: load_log_analytics(
-        conn, estate, la_table, table, run, log, full_reload=full_reload
-    )
-
-
-@raw_scan_asset(
-    key=key("raw.patch_assessment_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
-)
-def raw_patch_assessment_resources(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """Resource Graph patchassessmentresources rows (assessment results and their
-    softwarepatches) from azure/resource_graph/patchassessmentresources*.json, as received."""
-    table = "raw.patch_assessment_resources"
-    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchassessmentresources"),
-                     config.full_reload)
-
-
-@raw_scan_asset(
-    key=key("raw.patch_installation_resources"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
-)
-def raw_patch_installation_resources(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """Resource Graph patchinstallationresources rows (installation runs and their
-    softwarepatches) from azure/resource_graph/patchinstallationresources*.json, as received."""
-    table = "raw.patch_installation_resources"
-    return _load_raw(context, warehouse, run_settings, table, _resource_graph("patchinstallationresources"),
-                     config.full_reload)
-
-
-@raw_scan_asset(key=key("raw.patch_operations"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
-def raw_patch_operations(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """assessPatches / installPatches results from azure/patch_operations/*.json, as received."""
-    return _load_raw(
-        context, warehouse, run_settings, "raw.patch_operations", load_patch_operations,
-        config.full_reload,
-    )
-
-
-@raw_scan_asset(key=key("raw.la_update"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
-def raw_la_update(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """Log Analytics Update records (portal CSV, az JSON or query API body), typed."""
-    return _load_raw(context, warehouse, run_settings, "raw.la_update", _log_analytics("Update"),
-                     config.full_reload)
-
-
-@raw_scan_asset(key=key("raw.la_update_summary"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
-def raw_la_update_summary(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """Log Analytics UpdateSummary records (portal CSV, az JSON or query API body), typed."""
-    return _load_raw(
-        context, warehouse, run_settings, "raw.la_update_summary", _log_analytics("UpdateSummary"),
-        config.full_reload,
-    )
-
-
-@raw_scan_asset(
-    key=key("raw.la_update_run_progress"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
-)
-def raw_la_update_run_progress(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-) -> dg.MaterializeResult:
-    """Log Analytics UpdateRunProgress records (portal CSV, az JSON or query API body), typed."""
-    return _load_raw(
-        context,
-        warehouse,
-        run_settings,
-        "raw.la_update_run_progress",
-        _log_analytics("UpdateRunProgress"),
-        config.full_reload,
-    )
-
-
-RAW_SCAN_TABLES = (
-    "raw.patch_assessment_resources",
-    "raw.patch_installation_resources",
-    "raw.patch_operations",
-    "raw.la_update",
-    "raw.la_update_summary",
-    "raw.la_update_run_progress",
-)
 
 
 @dg.multi_asset(

@@ -36,11 +36,16 @@ from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.compute import assets as compute_assets
 from pipelines.sources.compute.live import fetch_virtual_machines
 from pipelines.sources.compute.reader import load_virtual_machines
+from pipelines.sources.log_analytics import assets as la_assets
 from pipelines.sources.log_analytics.live import LogAnalyticsPartialResultError, fetch_log_analytics
 from pipelines.sources.log_analytics.reader import load_log_analytics
+from pipelines.sources.patch_operations import assets as operations_assets
 from pipelines.sources.patch_operations.reader import load_patch_operations
+from pipelines.sources.resource_graph import assets as resource_graph_assets
 from pipelines.sources.resource_graph.live import fetch_resource_graph
 from pipelines.sources.resource_graph.reader import load_resource_graph
+
+SCAN_ASSETS = [la_assets, operations_assets, resource_graph_assets]
 
 FIXTURES = Path(__file__).parent / "fixtures_azure_live"
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
@@ -497,7 +502,7 @@ def materialize(root: Path, settings: RunSettings) -> Path:
         conn.execute("CREATE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
-        [*dg.load_assets_from_modules([compute_assets, inventory, monitoring])],
+        [*dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS])],
         resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings},
     )
     assert result.success
@@ -553,7 +558,7 @@ def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
     assert captured == ["azure"] * 3 + ["log_analytics"] * 3
 
 
-@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, monitoring.raw_patch_assessment_resources],
+@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, resource_graph_assets.raw_patch_assessment_resources],
                          ids=["compute", "resource_graph"])
 def test_live_mode_without_subscriptions_fails_naming_the_setting(tmp_path, asset):
     """Live mode with no subscription configured fails before any Azure call, naming the setting;
@@ -886,7 +891,7 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
 def population_run(root: Path, settings: RunSettings) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
     database = root / "warehouse.duckdb"
     result = dg.materialize(
-        [*dg.load_assets_from_modules([monitoring, population]),
+        [*dg.load_assets_from_modules([monitoring, population, *SCAN_ASSETS]),
          *dg.load_asset_checks_from_modules([population])],
         selection=dg.AssetSelection.keys(
             "raw/patch_assessment_resources", "raw/patch_installation_resources", "marts/azure_population_counts"

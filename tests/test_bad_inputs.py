@@ -116,7 +116,6 @@ import duckdb
 import pytest
 from fixtures_registers import write_register
 
-from assets import monitoring
 from pipelines.ingest.errors import SourceFileError
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
 from pipelines.sources import kev
@@ -126,6 +125,7 @@ from pipelines.sources.epss import assets as epss_assets
 from pipelines.sources.epss.reader import read_epss
 from pipelines.sources.kev import assets as kev_assets
 from pipelines.sources.kev.reader import read_kev
+from pipelines.sources.log_analytics import assets as la_assets
 from pipelines.sources.log_analytics.reader import load_log_analytics
 from pipelines.sources.msrc import assets as msrc_assets
 from pipelines.sources.msrc.parser import parse_file
@@ -924,7 +924,7 @@ def quarantined_la_update_json_unknown_state_via_asset(tmp_path):
     rows[9][4] = "Wibble"
     estate = tmp_path / "estate"
     write(estate, "log_analytics/Update.json", la_az_json(rows))
-    result = materialize([monitoring.raw_la_update], tmp_path / "w.duckdb", estate)
+    result = materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate)
     assert result.success
     (materialization,) = result.asset_materializations_for_node("raw__la_update")
     assert materialization.metadata["quarantined_rows"].value == 1
@@ -935,7 +935,7 @@ def quarantined_la_update_json_unknown_state_via_asset(tmp_path):
         assert _rows(conn, "SELECT count(*) FROM raw.la_update") == [(149,)]
         # The next load of that source replaces its quarantine rows.
         write(estate, "log_analytics/Update.json", la_az_json(la_rows(150)))
-    assert materialize([monitoring.raw_la_update], tmp_path / "w.duckdb", estate).success
+    assert materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate).success
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         assert _quarantine(conn) == []
         assert _rows(conn, "SELECT count(*) FROM raw.la_update") == [(150,)]

@@ -26,6 +26,11 @@ import pytest
 from assets import inventory, monitoring
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.compute import assets as compute_assets
+from pipelines.sources.log_analytics import assets as la_assets
+from pipelines.sources.patch_operations import assets as operations_assets
+from pipelines.sources.resource_graph import assets as resource_graph_assets
+
+SCAN_ASSETS = [la_assets, operations_assets, resource_graph_assets]
 
 SUB = "11111111-1111-1111-1111-111111111111"
 ARM = f"/subscriptions/{SUB}/resourceGroups/RG-Lnx/providers/Microsoft.Compute/virtualMachines/"
@@ -137,7 +142,7 @@ def warehouse(tmp_path_factory):
         conn.execute("CREATE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
-        [*dg.load_assets_from_modules([compute_assets, inventory, monitoring])],
+        [*dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS])],
         resources={"warehouse": WarehouseResource(database=str(database)),
                    "run_settings": RunSettings(estate_dir=str(estate), as_of="2024-03-10")},
     )

@@ -12,6 +12,11 @@ import pytest
 from assets import inventory, monitoring
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.compute import assets as compute_assets
+from pipelines.sources.log_analytics import assets as la_assets
+from pipelines.sources.patch_operations import assets as operations_assets
+from pipelines.sources.resource_graph import assets as resource_graph_assets
+
+SCAN_ASSETS = [la_assets, operations_assets, resource_graph_assets]
 
 FIXTURE = Path(__file__).parent / "fixtures_azure" / "estate"
 SUB = "/subscriptions/11111111-1111-1111-1111-111111111111"
@@ -41,7 +46,7 @@ def materialize(tmp_path: Path, as_of: str) -> Path:
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
         [
-            *dg.load_assets_from_modules([compute_assets, inventory, monitoring]),
+            *dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS]),
             *dg.load_asset_checks_from_modules([inventory, monitoring]),
         ],
         resources={

@@ -6,9 +6,9 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import DUCKDB_POOL, OWNERS, STAGE6_MONITORING, key, warehouse_asset
-from assets.monitoring import RawIngestConfig
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
+from pipelines.sources.scan_raw import RawIngestConfig
 from pipelines.warehouse import build_table, replace_table, table_metadata, transaction
 
 from .live import fetch_backup

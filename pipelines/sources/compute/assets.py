@@ -3,9 +3,9 @@
 import dagster as dg
 
 from assets.common import STAGE1_INVENTORY, key, warehouse_asset
-from assets.monitoring import RawIngestConfig
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
+from pipelines.sources.scan_raw import RawIngestConfig
 
 from . import RAW_TABLE
 from .live import fetch_virtual_machines

@@ -11,9 +11,9 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from assets.monitoring import RawIngestConfig
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
+from pipelines.sources.scan_raw import RawIngestConfig
 from pipelines.warehouse import build_table, table_metadata, transaction
 
 from .live import fetch_maintenance
