@@ -33,12 +33,14 @@ from pipelines import reporting, sources
 from pipelines.ingest import azure
 from pipelines.reporting.document import render_html
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.backup import assets as backup_assets
 from pipelines.sources.compute import assets as compute_assets
 from pipelines.sources.compute.live import fetch_virtual_machines
 from pipelines.sources.compute.reader import load_virtual_machines
 from pipelines.sources.log_analytics import assets as la_assets
 from pipelines.sources.log_analytics.live import LogAnalyticsPartialResultError, fetch_log_analytics
 from pipelines.sources.log_analytics.reader import load_log_analytics
+from pipelines.sources.maintenance import assets as maintenance_assets
 from pipelines.sources.patch_operations import assets as operations_assets
 from pipelines.sources.patch_operations.reader import load_patch_operations
 from pipelines.sources.resource_graph import assets as resource_graph_assets
@@ -568,22 +570,25 @@ def test_live_assets_equal_offline_assets(tmp_path):
     assert captured == ["azure"] * 3 + ["log_analytics"] * 3
 
 
-@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, resource_graph_assets.raw_patch_assessment_resources],
-                         ids=["compute", "resource_graph"])
+@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, resource_graph_assets.raw_patch_assessment_resources,
+                                   maintenance_assets.raw_maintenance_resources, backup_assets.raw_backup_resources],
+                         ids=["compute", "resource_graph", "maintenance", "backup"])
 def test_live_mode_without_subscriptions_fails_naming_the_setting(tmp_path, asset):
     """Live mode with no subscription configured fails before any Azure call, naming the setting;
     the warehouse is not even opened."""
+    transport = ReplayTransport()
     result = dg.materialize(
         [asset],
         resources={"warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),
                    "run_settings": RunSettings(estate_dir=str(tmp_path), source="azure"),
-                   "azure": replayed_azure(ReplayTransport())},
+                   "azure": replayed_azure(transport)},
         raise_on_error=False,
     )
     assert not result.success
     (failure,) = result.get_step_failure_events()
     assert "live mode needs PATCHLEDGER_SUBSCRIPTIONS" in failure.event_specific_data.error.cause.message
     assert not (tmp_path / "w.duckdb").exists()
+    assert transport.requests == []
 
 
 # --- replayed real recordings (tests/recordings, see PROVENANCE.md) ------------------------------
