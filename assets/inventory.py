@@ -21,6 +21,7 @@ from assets.common import (
 from assets.monitoring import CoverageConfig
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
+from pipelines.tables import unique_checks
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
 # Share of stale machines above which the coverage check warns.
@@ -137,15 +138,7 @@ def vm_config_history(
     return dg.MaterializeResult(metadata={**metadata, "as_of": as_of.isoformat()})
 
 
-@warehouse_check(asset=key("marts.vm_inventory"), blocking=True)
-def vm_inventory_vm_id_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """One row per machine: every join on vm_id downstream relies on it."""
-    with warehouse.get_connection() as conn:
-        duplicates = conn.execute(
-            "SELECT count(*) FROM (SELECT vm_id FROM marts.vm_inventory "
-            "GROUP BY vm_id HAVING count(*) > 1)"
-        ).fetchall()[0][0]
-    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_vm_ids": duplicates})
+(vm_inventory_vm_id_unique,) = unique_checks("marts.vm_inventory")
 
 
 @warehouse_check(asset=key("marts.vm_inventory"))

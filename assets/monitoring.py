@@ -24,6 +24,7 @@ from pipelines.ingest.files import MANIFEST_DDL
 from pipelines.lake import STAGING_PARTITIONS, Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
+from pipelines.tables import unique_checks
 from pipelines.warehouse import (
     build_table,
     comment_table,
@@ -324,15 +325,7 @@ def vm_patch_history(
 _KEPT_HISTORY_COLUMNS = {"vm_id": "VARCHAR", "event_seq": "BIGINT", "patch_key": "VARCHAR", "state": "VARCHAR"}
 
 
-@warehouse_check(asset=key("marts.vm_patch_state"), blocking=True)
-def vm_patch_state_key_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """One state per machine and patch: gaps and reports count on it."""
-    with warehouse.get_connection() as conn:
-        duplicates = conn.execute(
-            "SELECT count(*) FROM (SELECT vm_id, patch_key FROM marts.vm_patch_state "
-            "GROUP BY ALL HAVING count(*) > 1)"
-        ).fetchall()[0][0]
-    return dg.AssetCheckResult(passed=duplicates == 0, metadata={"duplicate_keys": duplicates})
+(vm_patch_state_key_unique,) = unique_checks("marts.vm_patch_state")
 
 
 @warehouse_check(asset=key("staging.patch_observations"))

@@ -30,9 +30,13 @@ class NotificationWebhook(dg.ConfigurableResource):
     timeout_seconds: float = Field(default=WEBHOOK_TIMEOUT_SECONDS, description="Timeout of one POST.")
     retries: int = Field(default=WEBHOOK_RETRIES, description="Retries after a 5xx, 429 or transport error.")
     backoff_seconds: float = Field(default=WEBHOOK_BACKOFF_SECONDS, description="First wait between attempts (doubled each time).")
+    deliver: bool = Field(
+        default=True, description="False: notices are recorded in the warehouse, never POSTed (a past-date rebuild)."
+    )
 
     def target(self) -> str:
-        return self.url.strip()
+        """The URL notices go to; empty when they are only recorded."""
+        return self.url.strip() if self.deliver else ""
 
     def post(self, payload: dict[str, Any]) -> int:
         return post_webhook(self.target(), payload, timeout=self.timeout_seconds, retries=self.retries,

@@ -70,6 +70,7 @@ def rebuild_pack(
 
     from pipelines import resources
     from pipelines.definitions import build_definitions
+    from pipelines.ingest.azure import AzureResource
     from pipelines.lake import LAKE_ENV, lake_root
     from pipelines.sources.bulletins.resource import bulletin_resources
 
@@ -94,11 +95,10 @@ def rebuild_pack(
             "run_settings": resources.RunSettings(
                 estate_dir=str(estate), reports_dir=str(out_root), source="files",
                 as_of=as_of.isoformat(), ledger_dir=str(scratch_ledger)),
-            **bulletin_resources(),
+            "azure": AzureResource(),  # files mode: never opened
+            # A rebuild re-derives notices that were already sent: it records them, never posts them.
+            **bulletin_resources(deliver_notices=False),
         }
-        # A rebuild re-derives notices that were already sent: it records them, never posts them.
-        run_resources["notification_webhook"] = run_resources["notification_webhook"].model_copy(
-            update={"url": ""})
         job = build_definitions(run_resources).resolve_job_def("full_refresh")
         result = job.execute_in_process(
             instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,

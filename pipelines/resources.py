@@ -1,4 +1,5 @@
-"""Dagster resources: the DuckDB warehouse and the run settings (estate, as-of date, source)."""
+"""Dagster resources: the DuckDB warehouse, the run settings (estate, as-of date, source) and, from
+the sources, Azure (pipelines/ingest/azure.py) and the bulletin channels."""
 
 from __future__ import annotations
 
@@ -135,12 +136,6 @@ class RunSettings(dg.ConfigurableResource):
     ledger_dir: str = Field(
         default="", description="Where the ledger's append-only files are kept; empty = 'ledger' beside the estate."
     )
-    subscriptions: str = Field(
-        default="", description="Comma-separated Azure subscription ids for live mode."
-    )
-    workspace_ids: str = Field(
-        default="", description="Comma-separated Log Analytics workspace ids for live mode."
-    )
 
     def ledger_path(self) -> str:
         return self.ledger_dir or str(settings.default_ledger_dir(self.estate_dir))
@@ -161,6 +156,11 @@ def lock_timeout_seconds() -> float:
         return float(value)
     except ValueError as exc:
         raise ValueError(f"PATCHLEDGER_LOCK_TIMEOUT_SECONDS must be a number of seconds, not {value!r}") from exc
+
+
+def env_flag(name: str) -> bool:
+    """A yes/no variable: true for 1, true or yes (any case), false when unset."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
 def env_or(name: str, default: Any, kind: type = str) -> Any:
@@ -188,7 +188,9 @@ def default_resources() -> dict:
     own with `resources=`. Plain values are EnvVars (_from_env). The paths are resolved here,
     against the working directory and each other (the reports beside the warehouse, the ledger
     beside the estate), the source mode is checked here so that a wrong value fails at load, and
-    the lock timeout is a float, which EnvVar (str and int only) cannot carry."""
+    the lock timeout and the assessment flag are a float and a bool, which EnvVar (str and int
+    only) cannot carry."""
+    from pipelines.ingest.azure import AzureResource
     from pipelines.sources.bulletins.resource import bulletin_resources  # it imports this module
 
     return {
@@ -201,8 +203,11 @@ def default_resources() -> dict:
             estate_dir=str(settings.estate_dir()),
             reports_dir=str(settings.reports_dir()),
             source=settings.source_mode(),
-            **_from_env(ledger_dir="PATCHLEDGER_LEDGER", as_of="PATCHLEDGER_AS_OF",
-                        subscriptions="PATCHLEDGER_SUBSCRIPTIONS", workspace_ids="PATCHLEDGER_WORKSPACES"),
+            **_from_env(ledger_dir="PATCHLEDGER_LEDGER", as_of="PATCHLEDGER_AS_OF"),
+        ),
+        "azure": AzureResource(
+            assess_patches=env_flag("PATCHLEDGER_ASSESS_PATCHES"),
+            **_from_env(subscriptions="PATCHLEDGER_SUBSCRIPTIONS", workspace_ids="PATCHLEDGER_WORKSPACES"),
         ),
         **bulletin_resources(),
     }

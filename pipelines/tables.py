@@ -110,7 +110,7 @@ def count_by(table: str, column: str, name: str) -> MetadataFn:
 
 def unique_checks(table: str) -> list[dg.AssetChecksDefinition]:
     """One blocking check per `@unique` line of the table's SQL header: downstream assets do not
-    run on a table whose key names two rows."""
+    run on a table whose key is missing from a row or names two rows."""
     sql_name = _checked(table).split(".", 1)[1]
     return [_unique_check(table, u.columns, u.check_name, u.description)
             for u in sql_header(sql_name).unique]
@@ -119,22 +119,27 @@ def unique_checks(table: str) -> list[dg.AssetChecksDefinition]:
 def _unique_check(table: str, columns: tuple[str, ...], name: str, description: str) -> dg.AssetChecksDefinition:
     # Identifiers only (checked by sql_header and _checked): no value enters this SQL.
     listed = ", ".join(f'"{c}"' for c in columns)
-    query = (f"SELECT {listed}, count(*) AS n FROM {_checked(table)} "
-             f"GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, {listed}")
+    duplicates_sql = (f"SELECT {listed}, count(*) AS n FROM {_checked(table)} "
+                      f"GROUP BY ALL HAVING count(*) > 1 ORDER BY n DESC, {listed}")
+    nulls_sql = (f"SELECT count(*) FROM {_checked(table)} WHERE "
+                 + " OR ".join(f'"{c}" IS NULL' for c in columns))
 
     @warehouse_check(asset=key(table), name=name, blocking=True,
                      description=description or f"({', '.join(columns)}) names one row of {table}.")
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as conn:
-            duplicates = conn.execute(query).fetchall()
+            duplicates = conn.execute(duplicates_sql).fetchall()
+            nulls = conn.execute(nulls_sql).fetchone()[0]
         return dg.AssetCheckResult(
-            passed=not duplicates,
+            passed=not duplicates and nulls == 0,
             metadata={
                 "duplicate_ids": dg.MetadataValue.int(len(duplicates)),
                 "first_duplicates": dg.MetadataValue.md(
                     "\n".join(f"- {', '.join(map(str, row[:-1]))}: {row[-1]} rows" for row in duplicates[:20])
                     or "_none_"
                 ),
+                # A row without its key cannot be referred to by it.
+                "null_keys": dg.MetadataValue.int(nulls),
             },
         )
 

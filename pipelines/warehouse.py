@@ -40,6 +40,9 @@ def _checked(table: str) -> str:
 # the same time (installation results first, Log Analytics Update last). arm_parent: the
 # lower-case ARM id before a child segment such as '/patchassessmentresults' ('' when absent);
 # string search, because a lazy regular expression costs seconds over a million ids.
+# latest_capture: the rows of a table of dated captures (captured_at) that belong to its latest
+# capture taken up to the end of the evaluation date, or its undated rows when no dated capture
+# is that early (an export without a capture time).
 SQL_MACROS = """
 CREATE OR REPLACE TEMP MACRO source_rank(source) AS CASE source
     WHEN 'resource_graph_installation' THEN 1
@@ -53,7 +56,13 @@ CREATE OR REPLACE TEMP MACRO arm_parent(id, segment) AS CASE
     WHEN id IS NULL THEN NULL
     WHEN strpos(lower(id), segment) > 0 THEN left(lower(id), strpos(lower(id), segment) - 1)
     ELSE ''
-END
+END;
+CREATE OR REPLACE TEMP MACRO latest_capture(tbl, as_of) AS TABLE
+SELECT * FROM query_table(tbl)
+WHERE captured_at IS NOT DISTINCT FROM (
+    SELECT max(captured_at) FROM query_table(tbl)
+    WHERE captured_at < timezone('UTC', (CAST(as_of AS DATE) + 1)::TIMESTAMP)
+)
 """
 
 

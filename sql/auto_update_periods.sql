@@ -91,18 +91,13 @@ settings AS (
 ),
 -- Assignments of the latest maintenance capture up to the evaluation date (undated files when
 -- there is no dated one), to an InGuestPatch configuration.
-capture AS (
-    SELECT max(captured_at) AS at FROM staging.maintenance_assignments, params WHERE captured_at < params.cutoff
-),
 assigned AS (
     SELECT a.vm_id, min(a.configuration_id) AS configuration_id
-    FROM staging.maintenance_assignments AS a
+    FROM latest_capture('staging.maintenance_assignments', $as_of) AS a
     JOIN staging.maintenance_configurations AS c
       ON c.configuration_id = a.configuration_id AND c.captured_at IS NOT DISTINCT FROM a.captured_at
      AND lower(c.maintenance_scope) = 'inguestpatch'
-    CROSS JOIN capture
     WHERE a.vm_id IS NOT NULL
-      AND (a.captured_at = capture.at OR (capture.at IS NULL AND a.captured_at IS NULL))
     GROUP BY a.vm_id
 ),
 rules AS (

@@ -22,16 +22,12 @@
 -- @column as_of: Evaluation date.
 WITH
 params AS (
-    SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
-),
-capture AS (
-    SELECT max(captured_at) AS at FROM staging.maintenance_configurations, params WHERE captured_at < params.cutoff
+    SELECT CAST($as_of AS DATE) AS as_of
 ),
 configurations AS (
     SELECT c.*
-    FROM staging.maintenance_configurations AS c CROSS JOIN capture
+    FROM latest_capture('staging.maintenance_configurations', $as_of) AS c
     WHERE lower(c.maintenance_scope) = 'inguestpatch'
-      AND (c.captured_at = capture.at OR (capture.at IS NULL AND c.captured_at IS NULL))
 ),
 served AS (  -- the environment of a configuration's machines, the highest ring's first
     SELECT configuration_id, count(*) AS machines,

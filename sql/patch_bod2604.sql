@@ -1,3 +1,6 @@
+-- @summary CISA BOD 26-04 tier per patch and machine exposure: each CVE decided on KEV, exposure and Vulnrichment's Automatable and Technical Impact (policy defaults where a CVE has none).
+-- @group stage3_notification_channels
+-- @depends marts.patch_cves, staging.sla_policy
 -- @table CISA BOD 26-04 tier of each catalog patch, for a machine that is not and one that is internet-exposed: one row per patch_key and internet_exposed. Each CVE the patch fixes (marts.patch_cves) is decided on its own four inputs: in KEV as of the evaluation date, the machine's internet exposure, and CISA Vulnrichment's SSVC Automatable and Technical Impact for the CVE; where the CVE has no Vulnrichment decision the policy's defaults (staging.sla_policy default_automatable, default_technical_impact) stand in. The patch takes its most urgent CVE's outcome (fewest days; next_upgrade last; forensic triage first among equal days; then the lower CVE id).
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column internet_exposed: The machine's internet-exposed tag this row is for.

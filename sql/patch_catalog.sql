@@ -1,3 +1,8 @@
+-- @summary The patch catalog: one row per patch with severity, CVSS, exploit/KEV status, products, fixed builds, supersedence and fix lineage.
+-- @group stage3_notification_channels
+-- @depends staging.msrc_fixes, staging.osv_fixes, marts.patch_cves, marts.patch_supersedence
+-- @depends marts.patch_fix_lineage, staging.patch_observations
+-- @unique patch_key as patch_catalog_key_unique: Every catalog row has a patch_key and no patch_key appears twice.
 -- @table The patch catalog from the vendor bulletins as of $as_of (patches released on or before it): one row per patch (a KB, or a non-KB fix such as an Azure Linux package version or an Edge build, or a Linux distribution package version fixed by an OSV advisory), with its worst severity and CVSS, exploit and KEV status, products, fixed builds and supersedence.
 -- @column patch_key: The patch: KB digits for a Windows update, <package>_<version> for a Linux package, <product>_<version> for other non-KB fixes. Unique, never NULL.
 -- @column kb: KB digits, NULL for non-KB fixes.

@@ -1,3 +1,7 @@
+-- @summary Patch x CVE x product (MSRC and OSV) with severity and CVSS, exploit status, KEV, EPSS and CISA Vulnrichment SSVC decision points as of the evaluation date.
+-- @group stage3_notification_channels
+-- @depends staging.msrc_fixes, staging.osv_fixes, raw.kev_vulnerabilities, raw.epss_scores
+-- @depends raw.vulnrichment_ssvc, staging.patch_observations
 -- @table The CVEs each patch fixes, per product (patch x CVE x product), from MSRC (Microsoft products, Azure Linux) and OSV advisories (Linux distribution packages, other non-Microsoft software), with MSRC-scale severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date, and the CVE's CISA Vulnrichment SSVC decision points. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB fixes.

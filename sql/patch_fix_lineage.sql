@@ -1,3 +1,6 @@
+-- @summary Fix lineage per KB: the root KB shared by a patch and everything linked to it by supersedence.
+-- @group stage3_notification_channels
+-- @depends marts.patch_supersedence, staging.msrc_fixes
 -- @table Fix lineage of every KB: the patches connected by supersedence (in either direction) form one lineage, so a patch, everything it supersedes and everything that supersedes it share one lineage_id. The lineage_id is the lineage's root: its earliest-released KB (KBs known only as superseded, released before anything ingested, count as earliest; ties by the smaller KB number).
 -- @column kb: KB digits.
 -- @column lineage_id: KB digits of the lineage root (earliest KB of the lineage).

@@ -1,3 +1,6 @@
+-- @summary The fixed-build rule per patch and product: installed OS build >= fixed build means fixed.
+-- @group stage3_notification_channels
+-- @depends staging.msrc_fixes
 -- @table The fixed-build rule: for each patch and product, the build that contains the fix. A machine whose OS build (instanceView osVersion, e.g. 10.0.20348.2322) is at least fixed_build for its product has the fix, whether or not the KB itself is reported installed. Compare build_parts lists, or the four integer columns in order.
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB fixes.

@@ -1,3 +1,6 @@
+-- @summary Direct supersedence edges: the later patch kb replaces superseded_kb.
+-- @group stage3_notification_channels
+-- @depends staging.msrc_fixes
 -- @table Direct supersedence edges between patches: the later patch `kb` replaces the earlier `superseded_kb` (MSRC "Supercedence" of a vendor fix). One row per edge, with the products it was stated for.
 -- @column kb: KB digits of the superseding (later) patch.
 -- @column superseded_kb: KB digits of the superseded (earlier) patch.

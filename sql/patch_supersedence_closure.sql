@@ -1,3 +1,6 @@
+-- @summary Transitive supersedence (recursive, cycle-safe) with the shortest chain depth.
+-- @group stage3_notification_channels
+-- @depends marts.patch_supersedence
 -- @table Transitive supersedence: every patch `kb` and each earlier patch it replaces directly or through a chain of later patches, with the shortest chain length. A machine with `kb` installed is covered for `superseded_kb`. Cycles in the data terminate (each pair is visited once) and are flagged.
 -- @column kb: KB digits of the superseding patch.
 -- @column superseded_kb: KB digits of a patch that kb replaces, directly (depth 1) or transitively.

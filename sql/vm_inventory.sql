@@ -1,3 +1,4 @@
+-- @unique vm_id as vm_inventory_vm_id_unique: One row per machine: every join on vm_id downstream relies on it.
 -- @table One row per machine as of the evaluation date: configuration (OS, image, size, power state, patch settings), the tags PatchLedger reads (keys compared case-insensitively), the asset category (tag, else the first matching rule of registers/asset_categories.csv, else uncategorized), the update server from Log Analytics, and assessment coverage. Configuration and tags come from the machine's latest inventory snapshot captured up to the end of the evaluation date (the first capture when the estate has none that early). A machine with no successful assessment within stale_after_days of the evaluation date is unknown_stale.
 -- @column vm_id: Canonical machine id: lower-case ARM id, or nonazure/<computer>.
 -- @column name: Resource name (computer name for non-Azure machines).

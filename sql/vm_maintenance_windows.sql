@@ -17,19 +17,15 @@
 -- @column as_of: Evaluation date.
 WITH
 params AS (
-    SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
-),
-capture AS (
-    SELECT max(captured_at) AS at FROM staging.maintenance_assignments, params WHERE captured_at < params.cutoff
+    SELECT CAST($as_of AS DATE) AS as_of
 ),
 assigned AS (  -- the machine's InGuestPatch assignments in force, from the same capture as their configuration
     SELECT a.vm_id, c.configuration_id, c.name
-    FROM staging.maintenance_assignments AS a
+    FROM latest_capture('staging.maintenance_assignments', $as_of) AS a
     JOIN staging.maintenance_configurations AS c
       ON c.configuration_id = a.configuration_id AND c.captured_at IS NOT DISTINCT FROM a.captured_at
      AND lower(c.maintenance_scope) = 'inguestpatch'
-    CROSS JOIN capture
-    WHERE a.vm_id IS NOT NULL AND (a.captured_at = capture.at OR (capture.at IS NULL AND a.captured_at IS NULL))
+    WHERE a.vm_id IS NOT NULL
 ),
 machines AS (
     SELECT i.*, i.maintenance_window IN (SELECT window_id FROM staging.maintenance_windows) AS tag_registered

@@ -418,6 +418,39 @@ def test_live_fetch_writes_one_dated_capture_the_reader_loads(tmp_path):
     assert all(r.url.startswith("https://management.azure.com/") for r in transport.requests)
 
 
+def test_live_raw_asset_fetches_through_the_azure_resource(tmp_path):
+    """The raw asset in live mode: the `azure` resource of the run (here on the replayed
+    transport, passed with resources=) names the subscription and opens the access; the capture
+    it writes is loaded in the same step (4 resources: 2 configurations, 2 assignments)."""
+    import dagster as dg
+    from test_azure_live import ReplayTransport, replayed_azure, reply
+
+    from pipelines.resources import RunSettings, WarehouseResource
+    from pipelines.sources.maintenance.assets import raw_maintenance_resources
+
+    write_estate(tmp_path / "canned")
+    canned = tmp_path / "canned" / "azure" / "maintenance"
+    transport = (
+        ReplayTransport()
+        .add("GET", f"/subscriptions/{SUB}/providers/Microsoft.Maintenance/maintenanceConfigurations",
+             reply(body=json.loads((canned / "maintenance_configurations.json").read_text())))
+        .add("GET", f"/subscriptions/{SUB}/providers/Microsoft.Maintenance/configurationAssignments",
+             reply(body=json.loads((canned / "configuration_assignments.json").read_text())))
+    )
+    database = tmp_path / "w.duckdb"
+    result = dg.materialize([raw_maintenance_resources], resources={
+        "warehouse": WarehouseResource(database=str(database)),
+        "run_settings": RunSettings(estate_dir=str(tmp_path / "estate"), source="azure"),
+        "azure": replayed_azure(transport, subscriptions=SUB),
+    })
+    assert result.success
+    assert len(transport.requests) == 2
+    assert len(list((tmp_path / "estate" / "azure" / "maintenance").glob("maintenance-*.json"))) == 1
+    conn = connect_warehouse(str(database), read_only=True)
+    assert conn.execute("SELECT count(*) FROM raw.maintenance_resources").fetchall() == [(4,)]
+    conn.close()
+
+
 @pytest.mark.slow
 def test_demo_cases(demo_run):
     """The planted cases of the generated estate (docs/demo-estate.md) land in the statuses they

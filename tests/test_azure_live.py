@@ -1,8 +1,8 @@
 """Live mode against replayed HTTP: the real SDK clients (pipelines, paging, retries, LRO
 polling, deserialization) talk to a fake azure-core transport that answers with canned REST
 bodies (tests/fixtures_azure_live, the real REST examples in ../shared/samples). Nothing of our
-own is mocked: only the transport and the credential are injected, through
-`pipelines.ingest.azure.open_access`."""
+own is mocked: only the transport and the credential are injected, through the `azure` resource
+(`replayed_azure`, passed with `resources=`)."""
 
 import io
 import json
@@ -33,12 +33,14 @@ from pipelines import reporting, sources
 from pipelines.ingest import azure
 from pipelines.reporting.document import render_html
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.sources.backup import assets as backup_assets
 from pipelines.sources.compute import assets as compute_assets
 from pipelines.sources.compute.live import fetch_virtual_machines
 from pipelines.sources.compute.reader import load_virtual_machines
 from pipelines.sources.log_analytics import assets as la_assets
 from pipelines.sources.log_analytics.live import LogAnalyticsPartialResultError, fetch_log_analytics
 from pipelines.sources.log_analytics.reader import load_log_analytics
+from pipelines.sources.maintenance import assets as maintenance_assets
 from pipelines.sources.patch_operations import assets as operations_assets
 from pipelines.sources.patch_operations.reader import load_patch_operations
 from pipelines.sources.resource_graph import assets as resource_graph_assets
@@ -152,6 +154,24 @@ class ExpiredCredential:
 def access(transport: ReplayTransport, credential=None) -> azure.AzureAccess:
     # Quota pacing waits through the transport too, so the test records it instead of sleeping.
     return azure.AzureAccess(credential or StaticCredential(), {"transport": transport, **FAST}, transport.sleep)
+
+
+def replayed_azure(transport: ReplayTransport, **settings) -> azure.AzureResource:
+    """The `azure` resource of a run on the fakes: its own `open()`, with only the credential,
+    the transport and the quota wait replaced."""
+
+    class Replayed(azure.AzureResource):
+        @contextmanager
+        def open_credential(self):
+            yield StaticCredential()
+
+        def client_options(self):
+            return {"transport": transport, **FAST}
+
+        def sleep(self, seconds):
+            transport.sleep(seconds)
+
+    return Replayed(**settings)
 
 
 # --- canned data ------------------------------------------------------------------------------
@@ -488,7 +508,7 @@ def test_assess_patches_runs_only_on_request(tmp_path, conn):
 # --- end to end: the assets in live mode give the marts of the equivalent exports ----------------
 
 
-def materialize(root: Path, settings: RunSettings) -> Path:
+def materialize(root: Path, settings: RunSettings, live: azure.AzureResource) -> Path:
     database = root / "warehouse.duckdb"
     with duckdb.connect(str(database)) as conn:
         # Inputs owned by other stages (as in test_patch_state.py).
@@ -503,7 +523,7 @@ def materialize(root: Path, settings: RunSettings) -> Path:
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
     result = dg.materialize(
         [*dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS])],
-        resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings},
+        resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings, "azure": live},
     )
     assert result.success
     return database
@@ -526,24 +546,16 @@ def marts_of(database: Path) -> dict:
     return {"vm_inventory": inventory_row, "patch_observations": observations, "vm_patch_state": states}
 
 
-def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
+def test_live_assets_equal_offline_assets(tmp_path):
     transport = azure_estate(ReplayTransport())
-
-    @contextmanager
-    def replayed_access():
-        yield access(transport)
-
-    monkeypatch.setattr(azure, "open_access", replayed_access)
-    monkeypatch.delenv(sources.ASSESS_ENV, raising=False)
     (tmp_path / "live" / "estate").mkdir(parents=True)
     (tmp_path / "files").mkdir()
     live = marts_of(materialize(tmp_path / "live", RunSettings(
         estate_dir=str(tmp_path / "live" / "estate"), source="azure", as_of="2024-03-10",
-        subscriptions=SUB, workspace_ids=WORKSPACE,
-    )))
+    ), replayed_azure(transport, subscriptions=SUB, workspace_ids=WORKSPACE)))
     files = marts_of(materialize(tmp_path / "files", RunSettings(
         estate_dir=str(offline_estate(tmp_path / "files" / "estate")), source="files", as_of="2024-03-10",
-    )))
+    ), azure.AzureResource()))
 
     assert len(live["vm_inventory"]) == 1
     assert live["vm_inventory"] == files["vm_inventory"]
@@ -558,21 +570,25 @@ def test_live_assets_equal_offline_assets(tmp_path, monkeypatch):
     assert captured == ["azure"] * 3 + ["log_analytics"] * 3
 
 
-@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, resource_graph_assets.raw_patch_assessment_resources],
-                         ids=["compute", "resource_graph"])
+@pytest.mark.parametrize("asset", [compute_assets.raw_virtual_machines, resource_graph_assets.raw_patch_assessment_resources,
+                                   maintenance_assets.raw_maintenance_resources, backup_assets.raw_backup_resources],
+                         ids=["compute", "resource_graph", "maintenance", "backup"])
 def test_live_mode_without_subscriptions_fails_naming_the_setting(tmp_path, asset):
     """Live mode with no subscription configured fails before any Azure call, naming the setting;
     the warehouse is not even opened."""
+    transport = ReplayTransport()
     result = dg.materialize(
         [asset],
         resources={"warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),
-                   "run_settings": RunSettings(estate_dir=str(tmp_path), source="azure")},
+                   "run_settings": RunSettings(estate_dir=str(tmp_path), source="azure"),
+                   "azure": replayed_azure(transport)},
         raise_on_error=False,
     )
     assert not result.success
     (failure,) = result.get_step_failure_events()
     assert "live mode needs PATCHLEDGER_SUBSCRIPTIONS" in failure.event_specific_data.error.cause.message
     assert not (tmp_path / "w.duckdb").exists()
+    assert transport.requests == []
 
 
 # --- replayed real recordings (tests/recordings, see PROVENANCE.md) ------------------------------
@@ -888,7 +904,8 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
 # --- population completeness: Azure's totalRecords beside the rows fetched and loaded -------------
 
 
-def population_run(root: Path, settings: RunSettings) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
+def population_run(root: Path, settings: RunSettings, live: azure.AzureResource | None = None,
+                   ) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
     database = root / "warehouse.duckdb"
     result = dg.materialize(
         [*dg.load_assets_from_modules([monitoring, population, *SCAN_ASSETS]),
@@ -896,7 +913,8 @@ def population_run(root: Path, settings: RunSettings) -> tuple[dg.ExecuteInProce
         selection=dg.AssetSelection.keys(
             "raw/patch_assessment_resources", "raw/patch_installation_resources", "marts/azure_population_counts"
         ),
-        resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings},
+        resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings,
+                   "azure": live or azure.AzureResource()},
         raise_on_error=False,
     )
     with duckdb.connect(str(database), read_only=True) as conn:
@@ -919,17 +937,11 @@ def test_live_capture_population_reaches_the_marts(tmp_path, monkeypatch):
     transport = ReplayTransport()
     for arg_table in ("patchassessmentresources", "patchinstallationresources"):
         route_arg(transport, arg_table)
-
-    @contextmanager
-    def replayed_access():
-        yield access(transport)
-
-    monkeypatch.setattr(azure, "open_access", replayed_access)
     monkeypatch.setattr(azure, "utc_now", lambda: datetime(2024, 3, 10, 6, 0, tzinfo=UTC))
     (tmp_path / "estate").mkdir()
     result, rows = population_run(tmp_path, RunSettings(
-        estate_dir=str(tmp_path / "estate"), source="azure", as_of="2024-03-10", subscriptions=SUB,
-    ))
+        estate_dir=str(tmp_path / "estate"), source="azure", as_of="2024-03-10",
+    ), replayed_azure(transport, subscriptions=SUB))
     assert result.success and check_passed(result)
     captured = datetime(2024, 3, 10, 6, 0, tzinfo=UTC)
     assert [(a, f, c, s, r, n, loaded, ok) for a, f, c, s, r, n, loaded, ok in rows] == [

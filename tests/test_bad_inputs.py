@@ -116,6 +116,7 @@ import duckdb
 import pytest
 from fixtures_registers import write_register
 
+from pipelines.ingest.azure import AzureResource
 from pipelines.ingest.errors import SourceFileError
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
 from pipelines.sources import kev
@@ -357,7 +358,7 @@ def materialize(assets: list, database: Path, estate: Path) -> dg.ExecuteInProce
     return dg.materialize(
         assets,
         resources={**bulletin_resources(), "warehouse": WarehouseResource(database=str(database)),
-                   "run_settings": RunSettings(estate_dir=str(estate))},
+                   "run_settings": RunSettings(estate_dir=str(estate)), "azure": AzureResource()},
         raise_on_error=False,
     )
 

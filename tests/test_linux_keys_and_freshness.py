@@ -24,6 +24,7 @@ import duckdb
 import pytest
 
 from assets import inventory, monitoring
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.compute import assets as compute_assets
 from pipelines.sources.log_analytics import assets as la_assets
@@ -144,7 +145,8 @@ def warehouse(tmp_path_factory):
     result = dg.materialize(
         [*dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS])],
         resources={"warehouse": WarehouseResource(database=str(database)),
-                   "run_settings": RunSettings(estate_dir=str(estate), as_of="2024-03-10")},
+                   "run_settings": RunSettings(estate_dir=str(estate), as_of="2024-03-10"),
+                   "azure": AzureResource()},
     )
     assert result.success
     conn = duckdb.connect(str(database), read_only=True)

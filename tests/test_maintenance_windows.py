@@ -42,7 +42,7 @@ from pipelines.sources.maintenance.recurrence import (
     iana_time_zone,
     parse_recur_every,
 )
-from pipelines.warehouse import build_table
+from pipelines.warehouse import build_table, create_macros
 
 AS_OF = date(2026, 11, 27)
 SUB = "22222222-2222-2222-2222-222222222222"
@@ -383,3 +383,29 @@ def test_a_role_is_not_patched_whole_across_windows_starting_together():
     schedule = build_schedule(gaps, machines, windows, NO_BLACKOUTS, AS_OF)
     assert list(zip(schedule["vm_id"], schedule["window_id"], schedule["window_start"], strict=True)) == [
         ("db1", "reg", utc(2026, 11, 29, 2)), ("db2", "cfg", utc(2026, 12, 6, 2))]
+
+
+@pytest.mark.parametrize(
+    ("as_of", "expected"),
+    [
+        # Before any dated capture: the undated export.
+        ("2026-02-28", ["undated"]),
+        # A capture made during the as-of day counts (06:00 and 23:59 on 03-01, the later wins) ...
+        ("2026-03-01", ["late-1", "late-2"]),
+        # ... one made at midnight UTC after it does not; it does the next day.
+        ("2026-03-04", ["late-1", "late-2"]),
+        ("2026-03-05", ["next-day"]),
+    ],
+)
+def test_latest_capture_macro_picks_the_capture_of_the_evaluation_date(as_of, expected):
+    """The macro the maintenance SQL files share (pipelines/warehouse.py), on planted captures."""
+    conn = connect_warehouse(":memory:")
+    conn.execute("CREATE TABLE staging.captures (name VARCHAR, captured_at TIMESTAMPTZ)")
+    conn.execute("""INSERT INTO staging.captures VALUES
+        ('undated', NULL), ('early', '2026-03-01 06:00:00+00'),
+        ('late-1', '2026-03-01 23:59:00+00'), ('late-2', '2026-03-01 23:59:00+00'),
+        ('next-day', '2026-03-05 00:00:00+00')""")
+    create_macros(conn)
+    picked = conn.execute("SELECT name FROM latest_capture('staging.captures', $as_of) ORDER BY name",
+                          {"as_of": as_of}).fetchall()
+    assert [name for (name,) in picked] == expected

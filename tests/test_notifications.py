@@ -266,6 +266,20 @@ def test_webhook_receives_new_notices_with_retry(warehouse, estate, hook_server,
     assert result.success and len(Hook.received) == 2
 
 
+def test_a_webhook_that_must_not_deliver_is_not_called(warehouse, estate, hook_server, monkeypatch):
+    """What a past-date rebuild runs with (bulletin_resources(deliver_notices=False)): the URL is
+    configured, but the four new notices are only recorded, with delivery 'warehouse'. (A copy
+    of the resource with its URL blanked, `model_copy`, would not do: Dagster builds the run's
+    resource from its configuration, URL included.)"""
+    monkeypatch.setenv("PATCHLEDGER_NOTIFY_WEBHOOK", f"{hook_server}/hooks/patches")
+    webhook = bulletin_resources(deliver_notices=False)["notification_webhook"]
+    result, conn = run(warehouse, estate, webhook)
+    assert result.success
+    assert Hook.received == []
+    assert conn.execute("SELECT delivery, count(*) FROM ledger.notifications_sent GROUP BY ALL").fetchall() == [
+        ("warehouse", 4)]
+
+
 def test_webhook_failure_records_nothing_and_hides_the_token(warehouse, estate, hook_server, caplog):
     webhook = NotificationWebhook(url=f"{hook_server}/hooks/patches?token=s3cr3t-token", backoff_seconds=0.01)
     Hook.statuses = [500] * 10

@@ -14,6 +14,7 @@ import pytest
 
 from assets.reports import month_end_pack
 from pipelines.definitions import build_definitions, defs
+from pipelines.ingest.azure import AzureResource
 from pipelines.pastdate import PastDateError, rebuild_pack
 from pipelines.reporting import write_reports
 from pipelines.resources import RunSettings, WarehouseResource
@@ -43,6 +44,7 @@ def past(demo_run, tmp_path_factory):
         "warehouse": WarehouseResource(database=str(reference)),
         "run_settings": RunSettings(estate_dir=str(estate), reports_dir=str(root / "reference"),
                                     as_of=PAST.isoformat(), ledger_dir=str(root / "ref-ledger")),
+        "azure": AzureResource(),
         **bulletin_resources(),
     }
     job = build_definitions(resources).resolve_job_def("full_refresh")

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from assets import inventory, monitoring
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.compute import assets as compute_assets
 from pipelines.sources.log_analytics import assets as la_assets
@@ -52,6 +53,7 @@ def materialize(tmp_path: Path, as_of: str) -> Path:
         resources={
             "warehouse": WarehouseResource(database=str(database)),
             "run_settings": RunSettings(estate_dir=str(estate), as_of=as_of),
+            "azure": AzureResource(),
         },
     )
     assert result.success

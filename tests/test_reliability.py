@@ -290,32 +290,55 @@ def test_last_assessment_source_does_not_depend_on_row_order(baseline, tmp_path)
 # ---------------------------------------------------------------- crash safety
 
 
+def finished_steps(instance, earlier: set[str] = frozenset()) -> int:
+    """Steps the newest run of `instance` not in `earlier` has finished so far (0 before it is
+    recorded). Read while that run writes: a busy storage counts as 0 until the next look."""
+    import dagster as dg
+
+    try:
+        runs = [r for r in instance.get_runs(limit=len(earlier) + 1) if r.run_id not in earlier]
+        if not runs:
+            return 0
+        return len(instance.get_records_for_run(
+            runs[0].run_id, of_type=dg.DagsterEventType.STEP_SUCCESS, limit=100_000).records)
+    except Exception:  # noqa: BLE001 (sqlite busy while the run writes: look again)
+        return 0
+
+
 def test_sigkill_at_random_points_then_rerun_matches_a_fresh_run(estate, baseline, tmp_path):
-    _, expected, typical = baseline
+    import dagster as dg
+
+    source, expected, _ = baseline
     warehouse = tmp_path / "warehouse.duckdb"
     env = cli_env(tmp_path)
-    # `typical` includes the CLI's start-up; the delays count from the first step, so they are
-    # drawn from the first half of a run to land while it still writes.
-    delays = random.Random(SEED).sample(range(10, max(14, int(typical * 10 / 2))), 3)
+    # The kill points are counted in steps, not seconds, so that a machine slower or faster than
+    # when the baseline ran moves them with the run: each kill lands after a random number of
+    # finished steps within the first 80 % of a run, plus a random fraction of a second.
+    with dg.DagsterInstance.from_config(str(source.parent / "dagster_home")) as instance:
+        steps = finished_steps(instance)
+    assert steps > 20, steps
+    draw = random.Random(SEED)
+    points = [(after, draw.randrange(0, 5) / 10) for after in draw.sample(range(1, int(steps * 0.8)), 3)]
     killed_at = []
-    for attempt, tenths in enumerate(delays):
-        log = tmp_path / f"killed-{attempt}.out"
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                [str(CLI), "run", "--estate", str(estate), "--warehouse", str(warehouse)],
-                env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
-            # Count the delay from the start of the materialization, not from the import.
-            deadline = time.monotonic() + 120
-            while "Running full_refresh" not in log.read_text() and process.poll() is None:
-                assert time.monotonic() < deadline, "the run never started"
-                time.sleep(0.1)
-            time.sleep(tenths / 10)
-            finished = process.poll() is not None
-            if not finished:
-                os.kill(process.pid, signal.SIGKILL)
-            assert process.wait(timeout=30) == (0 if finished else -signal.SIGKILL)
-        killed_at.append((tenths / 10, finished))
-    assert sum(1 for _, finished in killed_at if not finished) >= 2, killed_at
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        for attempt, (after, tenths) in enumerate(points):
+            earlier = {r.run_id for r in instance.get_runs()}
+            log = tmp_path / f"killed-{attempt}.out"
+            with log.open("w") as out:
+                process = subprocess.Popen(
+                    [str(CLI), "run", "--estate", str(estate), "--warehouse", str(warehouse)],
+                    env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+                deadline = time.monotonic() + 600
+                while process.poll() is None and finished_steps(instance, earlier) < after:
+                    assert time.monotonic() < deadline, f"the run never reached step {after}"
+                    time.sleep(0.1)
+                time.sleep(tenths)
+                finished = process.poll() is not None
+                if not finished:
+                    os.kill(process.pid, signal.SIGKILL)
+                assert process.wait(timeout=30) == (0 if finished else -signal.SIGKILL)
+            killed_at.append((after, tenths, finished))
+    assert sum(1 for *_, finished in killed_at if not finished) >= 2, killed_at
     done, _ = run_cli(estate, warehouse, env)
     assert_ok(done)
     assert differences(expected, table_digests(warehouse, exclude=COMPARABLE)) == {}, killed_at

@@ -81,6 +81,15 @@ def test_unique_check_passes_on_distinct_ids(tmp_path):
     _, result = _run_check(tmp_path, [("GAP-1", "a"), ("GAP-2", "a")])
     assert result.passed is True
     assert result.metadata["duplicate_ids"].value == 0
+    assert result.metadata["null_keys"].value == 0
+
+
+def test_unique_check_fails_on_rows_without_a_key(tmp_path):
+    # Two distinct ids and one row with no id at all: nothing repeats, one row cannot be named.
+    _, result = _run_check(tmp_path, [("GAP-1", "a"), (None, "b"), ("GAP-2", "c")])
+    assert result.passed is False
+    assert result.metadata["null_keys"].value == 1
+    assert result.metadata["duplicate_ids"].value == 0
 
 
 def test_every_header_declaration_is_in_the_code_location():

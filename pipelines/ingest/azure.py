@@ -8,8 +8,9 @@ the latest assessment of a machine, history builds up from the dated snapshots, 
 `source_sha256` point at a file an auditor can open, and `--source files` replays a live run.
 
 Credentials come from `DefaultAzureCredential` (environment, managed identity, az login); every
-SDK client is built from one `AzureAccess`, so tests inject a credential and an azure-core
-`HttpTransport` there (`open_access`). Retries, including 429 with Retry-After, are azure-core's
+SDK client is built from one `AzureAccess`, opened by the `azure` resource (`AzureResource`:
+subscriptions, workspaces, on-demand assessment), so tests inject a credential and an azure-core
+`HttpTransport` there, with `resources=`. Retries, including 429 with Retry-After, are azure-core's
 RetryPolicy; Resource Graph queries are also paced on its quota headers (`query_batch`). Errors
 name the service and scope, and the innermost cause of an Azure error body first; tokens,
 Authorization headers and query strings never reach a message or the log.
@@ -27,6 +28,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -36,6 +38,7 @@ from azure.core.exceptions import (
 )
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+from pydantic import Field
 
 PAGE_SIZE = 1000
 # Resource Graph: subscriptions per query. Azure's guidance for throttled requests recommends
@@ -68,14 +71,42 @@ class AzureAccess:
     sleep: Callable[[float], None] = time.sleep
 
 
-@contextmanager
-def open_access() -> Iterator[AzureAccess]:
-    """The production access: DefaultAzureCredential with the SDKs' own transport and retries.
-    Tests replace this factory to replay recorded HTTP responses."""
-    from azure.identity import DefaultAzureCredential
+class AzureResource(dg.ConfigurableResource):
+    """Azure in live mode (PATCHLEDGER_SOURCE=azure): what to read and the access every SDK client
+    is built from. Unused in files mode. `open_credential`, `client_options` and `sleep` are where
+    a test puts a fake credential and an azure-core transport (a subclass, passed with `resources=`)."""
 
-    with DefaultAzureCredential() as credential:
-        yield AzureAccess(credential)
+    subscriptions: str = Field(default="", description="Comma-separated Azure subscription ids.")
+    workspace_ids: str = Field(default="", description="Comma-separated Log Analytics workspace ids.")
+    assess_patches: bool = Field(
+        default=False, description="Start an on-demand assessPatches on every VM before reading its results."
+    )
+
+    def subscription_ids(self) -> list[str]:
+        return parse_ids(self.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
+
+    def workspaces(self) -> list[str]:
+        return parse_ids(self.workspace_ids, "PATCHLEDGER_WORKSPACES")
+
+    @contextmanager
+    def open_credential(self) -> Iterator[TokenCredential]:
+        from azure.identity import DefaultAzureCredential
+
+        with DefaultAzureCredential() as credential:
+            yield credential
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments of every SDK client: none, the SDKs' own transport and retries."""
+        return {}
+
+    def sleep(self, seconds: float) -> None:
+        """How Resource Graph's quota pacing waits."""
+        time.sleep(seconds)
+
+    @contextmanager
+    def open(self) -> Iterator[AzureAccess]:
+        with self.open_credential() as credential:
+            yield AzureAccess(credential, self.client_options(), self.sleep)
 
 
 _BEARER = re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+")

@@ -12,7 +12,6 @@ Here: what several sources share, the live refresh of the estate before a raw as
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +27,6 @@ from pipelines.sources.patch_operations.live import assess_patches
 from pipelines.sources.resource_graph.live import fetch_resource_graph
 from pipelines.warehouse import table_metadata, transaction
 
-ASSESS_ENV = "PATCHLEDGER_ASSESS_PATCHES"
 NO_SUBSCRIPTIONS = "live mode needs PATCHLEDGER_SUBSCRIPTIONS (comma-separated ids)"
 
 
@@ -63,20 +61,16 @@ def fetch_into(
 
 
 @contextmanager
-def estate_for(run_settings: Any, table: str, log: logging.Logger | None = None) -> Iterator[Path]:
+def estate_for(
+    run_settings: Any, live: azure.AzureResource, table: str, log: logging.Logger | None = None
+) -> Iterator[Path]:
     """The estate folder a raw loader reads; in live mode first refreshed from Azure."""
     estate = Path(run_settings.estate_dir)
     if run_settings.source == "azure":
-        with azure.open_access() as access:
-            fetch_into(
-                table,
-                estate,
-                access=access,
-                subscriptions=azure.parse_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS"),
-                workspaces=azure.parse_ids(run_settings.workspace_ids, "PATCHLEDGER_WORKSPACES"),
-                log=log,
-                assess=os.environ.get(ASSESS_ENV, "").strip().lower() in ("1", "true", "yes"),
-            )
+        subscriptions, workspaces = live.subscription_ids(), live.workspaces()
+        with live.open() as access:
+            fetch_into(table, estate, access=access, subscriptions=subscriptions, workspaces=workspaces,
+                       log=log, assess=live.assess_patches)
     yield estate
 
 
@@ -89,6 +83,7 @@ def materialize_arm_raw(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    live: azure.AzureResource,
     full_reload: bool,
     raw: str,
     fetch: Callable,
@@ -100,10 +95,10 @@ def materialize_arm_raw(
     with the table's metadata and the ingestion statistics."""
     estate = Path(run_settings.estate_dir)
     if run_settings.source == "azure":
-        subscriptions = azure.parse_ids(run_settings.subscriptions, "PATCHLEDGER_SUBSCRIPTIONS")
+        subscriptions = live.subscription_ids()
         if not subscriptions:
             raise ValueError(NO_SUBSCRIPTIONS)
-        with azure.open_access() as access:
+        with live.open() as access:
             fetched = fetch(access, subscriptions, estate)
         context.log.info(f"fetched {fetched} {what} from Azure")
     with warehouse.get_connection() as conn, transaction(conn):

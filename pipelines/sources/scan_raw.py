@@ -37,12 +37,12 @@ class RawIngestConfig(dg.Config):
 
 
 def load_raw_scan(
-    context: dg.AssetExecutionContext, warehouse, run_settings, table: str, load, full_reload: bool = False
+    context: dg.AssetExecutionContext, warehouse, run_settings, azure, table: str, load, full_reload: bool = False
 ):
     """New or changed estate files (or Azure, in live mode) into raw `table` as received, in one
     transaction; the metadata counts the files read and skipped."""
     lake = current_lake()
-    with estate_for(run_settings, table, context.log) as estate:
+    with estate_for(run_settings, azure, table, context.log) as estate:
         if lake is not None:
             metadata, stats = _into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
         else:

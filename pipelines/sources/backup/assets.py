@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import DUCKDB_POOL, OWNERS, STAGE6_MONITORING, key, warehouse_asset
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
 from pipelines.sources.scan_raw import RawIngestConfig
@@ -26,12 +27,13 @@ def raw_backup_resources(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Azure Backup protected items, recovery points and policies, and VM restore point
     collections as received (azure/backup/*.json: ARM list bodies, `az graph query` output of
     recoveryservicesresources, or arrays); every dated capture kept. In live mode first fetched
     from Resource Graph into one dated capture."""
-    return materialize_arm_raw(context, warehouse, run_settings, config.full_reload, RAW,
+    return materialize_arm_raw(context, warehouse, run_settings, azure, config.full_reload, RAW,
                                fetch_backup, load_backup, "backup resources (Resource Graph)")
 
 

@@ -45,8 +45,9 @@ class BulletinWatch(dg.ConfigurableResource):
         return chosen
 
 
-def bulletin_resources() -> dict[str, dg.ConfigurableResource]:
-    """The bulletin resources as the environment configures them (see the table above)."""
+def bulletin_resources(deliver_notices: bool = True) -> dict[str, dg.ConfigurableResource]:
+    """The bulletin resources as the environment configures them (see the table above);
+    `deliver_notices=False` records notices without POSTing them (a past-date rebuild)."""
     from pipelines.notify import NotificationWebhook
     from pipelines.sources import epss, kev, msrc, osv, vulnrichment
     from pipelines.sources.msrc.resource import MsrcResource
@@ -66,5 +67,6 @@ def bulletin_resources() -> dict[str, dg.ConfigurableResource]:
         "notification_webhook": NotificationWebhook(
             url=env_or("PATCHLEDGER_NOTIFY_WEBHOOK", ""),
             lookback_days=env_or("PATCHLEDGER_NOTIFY_LOOKBACK_DAYS", 35, int),
+            deliver=deliver_notices,
         ),
     }

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.common import STAGE1_INVENTORY, key, warehouse_asset
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
 from pipelines.sources.scan_raw import RawIngestConfig
@@ -22,11 +23,12 @@ def raw_virtual_machines(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """The VM inventory as received: azure/virtual_machines.json (`az vm list --show-details`
     or an ARM list body), one row per VM with the whole resource as JSON."""
     return materialize_arm_raw(
-        context, warehouse, run_settings, config.full_reload, RAW_TABLE,
+        context, warehouse, run_settings, azure, config.full_reload, RAW_TABLE,
         lambda access, subscriptions, estate: fetch_virtual_machines(access, subscriptions, estate, context.log),
         load_virtual_machines, "virtual machines (Azure Compute)",
     )

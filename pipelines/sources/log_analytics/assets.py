@@ -4,6 +4,7 @@ typed as received."""
 import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, raw_scan_asset
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.log_analytics.reader import load_log_analytics
 from pipelines.sources.scan_raw import RawIngestConfig, load_raw_scan
@@ -21,9 +22,10 @@ def raw_la_update(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Log Analytics Update records (portal CSV, az JSON or query API body), typed."""
-    return load_raw_scan(context, warehouse, run_settings, "raw.la_update", _log_analytics("Update"),
+    return load_raw_scan(context, warehouse, run_settings, azure, "raw.la_update", _log_analytics("Update"),
                      config.full_reload)
 
 
@@ -33,10 +35,11 @@ def raw_la_update_summary(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Log Analytics UpdateSummary records (portal CSV, az JSON or query API body), typed."""
     return load_raw_scan(
-        context, warehouse, run_settings, "raw.la_update_summary", _log_analytics("UpdateSummary"),
+        context, warehouse, run_settings, azure, "raw.la_update_summary", _log_analytics("UpdateSummary"),
         config.full_reload,
     )
 
@@ -49,12 +52,14 @@ def raw_la_update_run_progress(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Log Analytics UpdateRunProgress records (portal CSV, az JSON or query API body), typed."""
     return load_raw_scan(
         context,
         warehouse,
         run_settings,
+        azure,
         "raw.la_update_run_progress",
         _log_analytics("UpdateRunProgress"),
         config.full_reload,

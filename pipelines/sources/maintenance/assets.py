@@ -11,6 +11,7 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
 from pipelines.sources.scan_raw import RawIngestConfig
@@ -29,11 +30,12 @@ def raw_maintenance_resources(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Azure maintenance configurations and configuration assignments as received
     (azure/maintenance/*.json: ARM list bodies, `az graph query` output or arrays); in live mode
     first fetched from Azure into one dated capture."""
-    return materialize_arm_raw(context, warehouse, run_settings, config.full_reload, RAW,
+    return materialize_arm_raw(context, warehouse, run_settings, azure, config.full_reload, RAW,
                                fetch_maintenance, load_maintenance, "maintenance resources")
 
 

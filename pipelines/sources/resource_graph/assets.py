@@ -4,6 +4,7 @@ patchinstallationresources), as received."""
 import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, raw_scan_asset
+from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.resource_graph.reader import load_resource_graph
 from pipelines.sources.scan_raw import RawIngestConfig, load_raw_scan
@@ -23,11 +24,12 @@ def raw_patch_assessment_resources(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Resource Graph patchassessmentresources rows (assessment results and their
     softwarepatches) from azure/resource_graph/patchassessmentresources*.json, as received."""
     table = "raw.patch_assessment_resources"
-    return load_raw_scan(context, warehouse, run_settings, table, _resource_graph("patchassessmentresources"),
+    return load_raw_scan(context, warehouse, run_settings, azure, table, _resource_graph("patchassessmentresources"),
                      config.full_reload)
 
 
@@ -39,9 +41,10 @@ def raw_patch_installation_resources(
     config: RawIngestConfig,
     warehouse: WarehouseResource,
     run_settings: RunSettings,
+    azure: AzureResource,
 ) -> dg.MaterializeResult:
     """Resource Graph patchinstallationresources rows (installation runs and their
     softwarepatches) from azure/resource_graph/patchinstallationresources*.json, as received."""
     table = "raw.patch_installation_resources"
-    return load_raw_scan(context, warehouse, run_settings, table, _resource_graph("patchinstallationresources"),
+    return load_raw_scan(context, warehouse, run_settings, azure, table, _resource_graph("patchinstallationresources"),
                      config.full_reload)

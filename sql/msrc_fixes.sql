@@ -1,3 +1,6 @@
+-- @summary MSRC fixes normalized and joined (document, product, CVE exploit status), with patch_key and a comparable fixed build: the input of every patch mart.
+-- @group stage3_notification_channels
+-- @depends raw.msrc_documents, raw.msrc_fixes, raw.msrc_products, raw.msrc_vulnerabilities
 -- @table MSRC fixes, normalized: one row per CVE, affected product and vendor-fix remediation of every ingested month document (an affected product without a vendor fix keeps one row with the fix columns NULL). Joined to the document, product and CVE, with the patch key and a comparable fixed build.
 -- @column document_id: MSRC document id (2024-Jan, 2017-May-B, or a Mariner pseudo-month).
 -- @column document_kind: security_update, or mariner_release_notes for the pseudo-months that carry CBL-Mariner data (their ids are not release months).

@@ -1,3 +1,6 @@
+-- @summary OSV advisory fixes normalized: advisory x CVE x ecosystem x package x fixed version, with the <package>_<version> patch key and an MSRC-scale severity.
+-- @group stage3_notification_channels
+-- @depends raw.osv_advisories, raw.osv_affected
 -- @table OSV advisory fixes for non-Microsoft software, normalized: one row per advisory, CVE, affected package (the source package and, for Ubuntu, each binary package built from it) and fixed version. Withdrawn advisories are left out. An advisory with no CVE keeps one row with its own id as cve; an affected package with no fix keeps one row with fixed_version and patch_key NULL.
 -- @table Severity is on the MSRC scale so that the catalog compares like with like: the distribution's own rating when the advisory gives one (Ubuntu priority or database_specific.severity: critical -> Critical, high -> Important, medium/moderate -> Moderate, low/negligible -> Low), else from the CVSS base score (>= 9 Critical, >= 7 Important, >= 4 Moderate, > 0 Low, 0 None).
 -- @column advisory_id: OSV id (USN-6986-1, DSA-5764-1, UBUNTU-CVE-2024-6119, GHSA-...).
