@@ -1,0 +1,114 @@
+"""The dated `az vm list --show-details` inventory snapshots of the demo (azure/virtual_machines/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from .period import DAY_US, Period
+
+
+def write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period, snapshots) -> dict[str, int]:
+    """One `az vm list --show-details` file per dated snapshot (azure/virtual_machines/), with the
+    patch settings and environment tag of that snapshot (demo/auto_updates.py)."""
+    folder = root / "azure" / "virtual_machines"
+    folder.mkdir(parents=True, exist_ok=True)
+    con.register("snap_input", snapshots)
+    con.execute("CREATE TABLE snap AS SELECT * FROM snap_input")
+    con.unregister("snap_input")
+    for k, captured_us in con.execute("SELECT DISTINCT snapshot, captured_us FROM snap ORDER BY 1").fetchall():
+        stamp = con.execute(f"SELECT strftime(make_timestamp({captured_us}), '%Y%m%dT%H%M%SZ')").fetchone()[0]
+        _write_vm_snapshot(con, folder / f"virtual_machines-{stamp}.json", period, k)
+    return {"virtual_machines": con.execute("SELECT count(*) FROM vms WHERE kind = 'azure_vm'").fetchone()[0],
+            "inventory_snapshots": con.execute("SELECT count(DISTINCT snapshot) FROM snap").fetchone()[0]}
+
+
+def _write_vm_snapshot(con: duckdb.DuckDBPyConnection, path: Path, period: Period, k: int) -> None:
+    sub_base = "'/subscriptions/' || subscription || '/resourceGroups/' || resource_group"
+    con.execute(
+        f"""
+        COPY (
+          SELECT
+            CASE WHEN role = 'web' THEN struct_pack(id := {sub_base}
+                 || '/providers/Microsoft.Compute/availabilitySets/AS-' || upper(role)) END
+              AS availabilitySet,
+            struct_pack(bootDiagnostics := struct_pack(enabled := true, storageUri := NULL::VARCHAR))
+              AS diagnosticsProfile,
+            '' AS fqdns,
+            struct_pack(vmSize := vm_size) AS hardwareProfile,
+            arm_id AS id,
+            CASE WHEN os_type = 'Windows' THEN 'Windows_Server' END AS licenseType,
+            location,
+            name,
+            struct_pack(networkInterfaces := [struct_pack(id := {sub_base}
+                || '/providers/Microsoft.Network/networkInterfaces/' || name || '-nic',
+                resourceGroup := resource_group)]) AS networkProfile,
+            struct_pack(
+              adminUsername := 'azureadmin',
+              computerName := computer,
+              linuxConfiguration := CASE WHEN os_type = 'Linux' THEN struct_pack(
+                disablePasswordAuthentication := true,
+                patchSettings := struct_pack(
+                  assessmentMode := CASE WHEN source = 'la' THEN 'ImageDefault' ELSE 'AutomaticByPlatform' END,
+                  automaticByPlatformSettings := CASE WHEN s.patch_mode = 'AutomaticByPlatform' THEN struct_pack(
+                    bypassPlatformSafetyChecksOnUserSchedule := s.bypass, rebootSetting := 'IfRequired') END,
+                  patchMode := s.patch_mode),
+                provisionVMAgent := true) END,
+              secrets := []::VARCHAR[],
+              windowsConfiguration := CASE WHEN os_type = 'Windows' THEN struct_pack(
+                enableAutomaticUpdates := s.enable_au,
+                patchSettings := struct_pack(
+                  assessmentMode := CASE WHEN source = 'la' THEN 'ImageDefault' ELSE 'AutomaticByPlatform' END,
+                  automaticByPlatformSettings := CASE WHEN s.patch_mode = 'AutomaticByPlatform' THEN struct_pack(
+                    bypassPlatformSafetyChecksOnUserSchedule := s.bypass, rebootSetting := 'IfRequired') END,
+                  enableHotpatching := product_id = '12436',
+                  patchMode := s.patch_mode),
+                provisionVMAgent := true,
+                timeZone := 'UTC') END
+            ) AS osProfile,
+            CASE WHEN deallocated THEN 'VM deallocated' ELSE 'VM running' END AS powerState,
+            '10.' || (vm // 65536 % 256) || '.' || (vm // 256 % 256) || '.' || (vm % 256) AS privateIps,
+            'Succeeded' AS provisioningState,
+            '' AS publicIps,
+            resource_group AS resourceGroup,
+            struct_pack(
+              dataDisks := []::VARCHAR[],
+              imageReference := CASE WHEN os_type = 'Windows' THEN struct_pack(
+                  exactVersion := CASE product_id WHEN '10816' THEN '14393.8066.251110'
+                    WHEN '11571' THEN '17763.8027.251110' WHEN '11923' THEN '20348.4405.251110'
+                    ELSE '26100.7171.251110' END,
+                  offer := 'WindowsServer', publisher := 'MicrosoftWindowsServer',
+                  sku := CASE product_id WHEN '10816' THEN '2016-Datacenter'
+                    WHEN '11571' THEN '2019-Datacenter' WHEN '11923' THEN '2022-datacenter-azure-edition'
+                    ELSE '2025-datacenter-azure-edition' END,
+                  version := 'latest')
+                ELSE struct_pack(exactVersion := '22.04.202511100', offer := '0001-com-ubuntu-server-jammy',
+                  publisher := 'Canonical', sku := '22_04-lts-gen2', version := 'latest') END,
+              osDisk := struct_pack(
+                caching := 'ReadWrite', createOption := 'FromImage',
+                diskSizeGB := CASE WHEN os_type = 'Windows' THEN 127 ELSE 30 END,
+                managedDisk := struct_pack(id := {sub_base} || '/providers/Microsoft.Compute/disks/'
+                  || name || '_OsDisk_1', storageAccountType := 'Premium_LRS'),
+                name := name || '_OsDisk_1',
+                osType := os_type)
+            ) AS storageProfile,
+            to_json(map_from_entries(list_filter([
+              {{'k': CASE WHEN capital_keys THEN 'Role' ELSE 'role' END, 'v': role}},
+              {{'k': 'owner', 'v': owner}},
+              {{'k': CASE WHEN capital_keys THEN 'Criticality' ELSE 'criticality' END, 'v': criticality}},
+              {{'k': CASE WHEN capital_keys THEN 'Environment' ELSE 'environment' END, 'v': s.environment}},
+              {{'k': 'asset-category', 'v': CASE WHEN category_tagged THEN category END}},
+              {{'k': 'maintenance-window', 'v': window_tag}},
+              {{'k': 'internet-exposed', 'v': internet_exposed::VARCHAR}},
+              {{'k': 'pci-scope', 'v': pci_scope::VARCHAR}}
+            ], lambda e: e.v IS NOT NULL))) AS tags,
+            strftime(make_timestamp({period.start_us} - created_days_ago * {DAY_US} + vm * 1000003),
+              '%Y-%m-%dT%H:%M:%S.%f') || '+00:00' AS timeCreated,
+            'Microsoft.Compute/virtualMachines' AS type,
+            vm_guid AS vmId
+          FROM vms JOIN snap AS s USING (vm) WHERE kind = 'azure_vm' AND s.snapshot = {k} ORDER BY vm
+        ) TO '{path}' (FORMAT json, ARRAY true)
+        """
+    )
+
