@@ -87,6 +87,13 @@ def _build(pid: str, month: Month) -> str:
     return f"{prefix}.{max(first + 61 * month.serial, 1)}"
 
 
+def build_before(pid: str, month: Month) -> str:
+    """The build a machine runs when no cumulative update of the catalog is installed: the one of
+    the month before the catalog's first."""
+    serial = month.year * 12 + month.month - 2
+    return _build(pid, Month(serial // 12, serial % 12 + 1))
+
+
 def windows_patches(month: Month, has_net: bool, has_sql: bool, has_ssu: bool) -> list[Patch]:
     release = day_us(month.tuesday, 17)
     out = []

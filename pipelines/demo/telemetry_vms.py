@@ -1,12 +1,62 @@
-"""The dated `az vm list --show-details` inventory snapshots of the demo (azure/virtual_machines/)."""
+"""The dated `az vm list --show-details` inventory snapshots of the demo (azure/virtual_machines/).
+
+`--show-details` reads every VM with its instance view, so each entry carries what the guest agent
+reports: osName and osVersion, on Windows the build of the newest cumulative update the machine
+runs at capture time (instance_view_os).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pandas as pd
 
-from .period import DAY_US, Period
+from .catalog import Catalog
+from .catalog_msrc import WINDOWS_PRODUCTS, build_before
+from .catalog_types import UBUNTU_RELEASE
+from .fleet import Fleet
+from .period import DAY_US, HOUR_US, Period
+from .simulate import Simulation
+
+# osName as the Windows guest agent reports it, per MSRC product id.
+_WINDOWS_OS_NAME = {
+    "10816": "Windows Server 2016 Datacenter",
+    "11571": "Windows Server 2019 Datacenter",
+    "11923": "Windows Server 2022 Datacenter Azure Edition",
+    "12436": "Windows Server 2025 Datacenter Azure Edition",
+}
+
+
+def instance_view_os(snapshots: pd.DataFrame, catalog: Catalog, fleet: Fleet, sim: Simulation) -> pd.DataFrame:
+    """The snapshots with the os_name and os_version of each VM's instance view at capture time.
+
+    A Windows build is the fixed build of the newest cumulative update installed (after any
+    rollback); an update waiting for its reboot is not running yet, so a machine with a reboot
+    pending shows the build from before that run. A machine that stopped reporting shows the
+    build it last ran.
+    """
+    vm = snapshots["vm"].to_numpy()
+    t = np.minimum(snapshots["captured_us"].to_numpy(), sim.report_until[vm])
+    # reboot_from is an hour after the run that left the reboot pending (simulate.py).
+    t = np.where(t >= sim.reboot_from[vm], sim.reboot_from[vm] - HOUR_US - 1, t)
+    pid = fleet.col("product_id")[vm]
+    os_name = np.full(len(vm), "ubuntu", dtype=object)
+    os_version = np.full(len(vm), UBUNTU_RELEASE, dtype=object)
+    pair_of = {(int(v), int(c)): i for i, (v, c) in enumerate(zip(sim.pair_vm, sim.pair_chain, strict=True))}
+    for product in WINDOWS_PRODUCTS:
+        rows = np.flatnonzero(pid == product)
+        if not len(rows):
+            continue
+        chain = catalog.chains.index(f"lcu:{product}")
+        pairs = np.array([pair_of[(int(v), chain)] for v in vm[rows]], dtype=np.int64)
+        level = sim.levels_at(pairs, t[rows])
+        patch = sim.chain_mat[chain, np.maximum(level, 0)]
+        builds = np.array([catalog.patches[i].fixed_build for i in patch], dtype=object)
+        os_name[rows] = _WINDOWS_OS_NAME[product]
+        os_version[rows] = np.where(level >= 0, builds, build_before(product, catalog.months[0]))
+    return snapshots.assign(os_name=os_name, os_version=os_version)
 
 
 def write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period, snapshots) -> dict[str, int]:
@@ -38,6 +88,15 @@ def _write_vm_snapshot(con: duckdb.DuckDBPyConnection, path: Path, period: Perio
             '' AS fqdns,
             struct_pack(vmSize := vm_size) AS hardwareProfile,
             arm_id AS id,
+            struct_pack(
+              computerName := computer, osName := s.os_name, osVersion := s.os_version,
+              statuses := [
+                struct_pack(code := 'ProvisioningState/succeeded', level := 'Info',
+                  displayStatus := 'Provisioning succeeded'),
+                CASE WHEN deallocated
+                  THEN struct_pack(code := 'PowerState/deallocated', level := 'Info', displayStatus := 'VM deallocated')
+                  ELSE struct_pack(code := 'PowerState/running', level := 'Info', displayStatus := 'VM running') END]
+            ) AS instanceView,
             CASE WHEN os_type = 'Windows' THEN 'Windows_Server' END AS licenseType,
             location,
             name,
