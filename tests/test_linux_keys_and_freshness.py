@@ -11,6 +11,13 @@ vm-lnx03: assessed by Resource Graph on 03-01 only (8 days before the as-of date
 then an installation run on 03-09 (rebootStatus Required) installs openssl (reboot required) and
 lists curl as NotSelected. The run is its newest full listing: the machine is assessed, openssl
 waits for a reboot and curl is not selected.
+
+A failed install stays failed (openssl 3.0.2-0ubuntu1.16, an installation run on 03-05 fails it on
+vm-lnx04 .. vm-lnx07; every machine has a full listing on 03-08 or 03-09):
+  vm-lnx04  assessments 03-06 and 03-09 list it missing               -> failed (last known missing)
+  vm-lnx05  a run on 03-07 installs it; the 03-09 assessment lists it -> missing (the retry succeeded)
+  vm-lnx06  Log Analytics says Not needed on 03-06; 03-09 lists it    -> missing (resolved after the failure)
+  vm-lnx07  a run on 03-08 lists it NotSelected                       -> failed
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ SUB = "11111111-1111-1111-1111-111111111111"
 ARM = f"/subscriptions/{SUB}/resourceGroups/RG-Lnx/providers/Microsoft.Compute/virtualMachines/"
 LNX2, LNX3 = (ARM + "vm-lnx02").lower(), (ARM + "vm-lnx03").lower()
 LIBC = ("libc6", "2.35-0ubuntu3.13")
+SSL = ("openssl", "3.0.2-0ubuntu1.16")
+HELD = [f"vm-lnx0{i}" for i in range(4, 8)]
 
 
 def _vm(name: str, guid: str) -> dict:
@@ -89,7 +98,8 @@ def write_estate(root: Path) -> Path:
     for folder in (rg, ops, la):
         folder.mkdir(parents=True)
     (estate / "azure" / "virtual_machines.json").write_text(json.dumps([
-        _vm("vm-lnx02", "22222222-aaaa-bbbb-cccc-000000000002"), _vm("vm-lnx03", "22222222-aaaa-bbbb-cccc-000000000003")]))
+        _vm(f"vm-lnx0{i}", f"22222222-aaaa-bbbb-cccc-00000000000{i}") for i in range(2, 8)]))
+    _write_failed_installs(rg, la)
     (rg / "patchassessmentresources-2024-03-01.json").write_text(json.dumps({"data": [
         *_assessment("vm-lnx02", "a-0301", "2024-03-01T02:00:00Z", [LIBC]),
         *_assessment("vm-lnx03", "b-0301", "2024-03-01T02:00:00Z",
@@ -127,6 +137,30 @@ def write_estate(root: Path) -> Path:
         [["2024-03-06T01:00:00Z", *host, "Linux", "march", "corr-0306", "", f"{LIBC[0]} {LIBC[1]}", LIBC[0],
           "Succeeded"]])))
     return estate
+
+
+def _write_failed_installs(rg: Path, la: Path) -> None:
+    """The four machines of the failed-install rule (module docstring)."""
+    (rg / "patchinstallationresources-2024-03-05.json").write_text(json.dumps({"data": [
+        row for i, vm in enumerate(HELD)
+        for row in _installation(vm, f"f-0305-{i}", "2024-03-05T03:00:00Z", "NotNeeded", "Failed", [(*SSL, "Failed", False)])]}))
+    (rg / "patchinstallationresources-2024-03-07.json").write_text(json.dumps({"data": _installation(
+        "vm-lnx05", "r-0307", "2024-03-07T03:00:00Z", "NotNeeded", "Succeeded", [(*SSL, "Installed", False)])}))
+    (rg / "patchinstallationresources-2024-03-08.json").write_text(json.dumps({"data": _installation(
+        "vm-lnx07", "n-0308", "2024-03-08T03:00:00Z", "NotNeeded", "Succeeded",
+        [("curl", "7.81.0-1ubuntu1.17", "Installed", False), (*SSL, "NotSelected", False)])}))
+    (rg / "patchassessmentresources-2024-03-06.json").write_text(json.dumps({"data": _assessment(
+        "vm-lnx04", "a4-0306", "2024-03-06T02:00:00Z", [SSL])}))
+    (rg / "patchassessmentresources-2024-03-09.json").write_text(json.dumps({"data": [
+        row for i, vm in enumerate(("vm-lnx04", "vm-lnx05", "vm-lnx06"))
+        for row in _assessment(vm, f"a-0309-{i}", "2024-03-09T02:00:00Z", [SSL])]}))
+    host = ["vm-lnx06", "Azure", "src-lnx06", ARM + "vm-lnx06"]
+    (la / "Update-lnx06.json").write_text(json.dumps(_la(
+        {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
+         "SourceComputerId": "string", "_ResourceId": "string", "OSType": "string", "Title": "string",
+         "KBID": "string", "Classification": "string", "UpdateState": "string", "Approved": "bool",
+         "Product": "string", "ProductVersion": "string"},
+        [["2024-03-06T10:00:00Z", *host, "Linux", "openssl", "", "Security Updates", "Not needed", True, *SSL]])))
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +226,20 @@ def test_a_failed_installation_run_that_lists_its_patches_counts(warehouse):
         "WHERE vm_id = ? AND source LIKE '%install%' ORDER BY assessed_at", [LNX2]
     ).fetchall()
     assert runs == [("resource_graph_installation", "Failed", True, 1), ("patch_operation_install", "Failed", True, 1)]
+
+
+def test_a_failed_install_stays_failed_until_a_success_or_a_resolution(warehouse):
+    rows = warehouse.execute(
+        "SELECT s.vm_id, s.state, s.last_known_state, s.last_attempt_state, s.last_attempt_at "
+        "FROM marts.vm_patch_state AS s WHERE s.patch_key = ? AND s.vm_id IN (SELECT unnest(?)) ORDER BY s.vm_id",
+        ["openssl_3.0.2-0ubuntu1.16", [(ARM + vm).lower() for vm in HELD]]).fetchall()
+    failed_at = datetime(2024, 3, 5, 3, tzinfo=UTC)
+    assert [(vm.rsplit("/", 1)[1], *rest) for vm, *rest in rows] == [
+        ("vm-lnx04", "failed", "missing", "failed", failed_at),
+        ("vm-lnx05", "missing", "missing", "installed", datetime(2024, 3, 7, 3, tzinfo=UTC)),
+        ("vm-lnx06", "missing", "missing", "failed", failed_at),
+        ("vm-lnx07", "failed", "not_selected", "failed", failed_at),
+    ]
+    assert warehouse.execute(
+        "SELECT coverage_status, count(*) FROM marts.vm_inventory WHERE vm_id IN (SELECT unnest(?)) GROUP BY ALL",
+        [[(ARM + vm).lower() for vm in HELD]]).fetchall() == [("assessed", 4)]
