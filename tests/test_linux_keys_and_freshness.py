@@ -92,6 +92,16 @@ def _la(columns: dict[str, str], rows: list[list]) -> dict:
                         "rows": rows}]}
 
 
+def _la_update(rows: list[list]) -> dict:
+    """Log Analytics Update rows (a Linux package: Product and ProductVersion)."""
+    return _la(
+        {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
+         "SourceComputerId": "string", "_ResourceId": "string", "OSType": "string", "Title": "string",
+         "KBID": "string", "Classification": "string", "UpdateState": "string", "Approved": "bool",
+         "Product": "string", "ProductVersion": "string"},
+        rows)
+
+
 def write_estate(root: Path) -> Path:
     estate = root / "estate"
     rg, ops, la = estate / "azure" / "resource_graph", estate / "azure" / "patch_operations", estate / "log_analytics"
@@ -123,11 +133,7 @@ def write_estate(root: Path) -> Path:
                    "startDateTime": "2024-03-04T02:00:00Z", "lastModifiedDateTime": "2024-03-04T02:30:00Z",
                    "patches": [{**line, "installationState": "Failed"}]}}))
     host = ["vm-lnx02", "Azure", "src-lnx02", ARM + "vm-lnx02"]
-    (la / "Update-lnx02.json").write_text(json.dumps(_la(
-        {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
-         "SourceComputerId": "string", "_ResourceId": "string", "OSType": "string", "Title": "string",
-         "KBID": "string", "Classification": "string", "UpdateState": "string", "Approved": "bool",
-         "Product": "string", "ProductVersion": "string"},
+    (la / "Update-lnx02.json").write_text(json.dumps(_la_update(
         [["2024-03-05T10:00:00Z", *host, "Linux", "libc6", "", "Security Updates", "Needed", True, *LIBC]])))
     (la / "UpdateRunProgress-lnx02.json").write_text(json.dumps(_la(
         {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
@@ -155,11 +161,7 @@ def _write_failed_installs(rg: Path, la: Path) -> None:
         row for i, vm in enumerate(("vm-lnx04", "vm-lnx05", "vm-lnx06"))
         for row in _assessment(vm, f"a-0309-{i}", "2024-03-09T02:00:00Z", [SSL])]}))
     host = ["vm-lnx06", "Azure", "src-lnx06", ARM + "vm-lnx06"]
-    (la / "Update-lnx06.json").write_text(json.dumps(_la(
-        {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
-         "SourceComputerId": "string", "_ResourceId": "string", "OSType": "string", "Title": "string",
-         "KBID": "string", "Classification": "string", "UpdateState": "string", "Approved": "bool",
-         "Product": "string", "ProductVersion": "string"},
+    (la / "Update-lnx06.json").write_text(json.dumps(_la_update(
         [["2024-03-06T10:00:00Z", *host, "Linux", "openssl", "", "Security Updates", "Not needed", True, *SSL]])))
 
 
