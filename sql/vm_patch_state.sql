@@ -5,9 +5,9 @@
 -- @column patch_name: Title from the newest observation that has one.
 -- @column classification: Normalized classification from the newest observation that has one.
 -- @column msrc_severity: MSRC severity from the newest observation that has one.
--- @column state: Canonical state on the evaluation date: installed, installed_pending_reboot, missing, failed (the newest installation attempt failed, see above), not_applicable, not_selected (left out by an installation run: available and not installed), superseded_satisfied (missing or failed, but a patch that supersedes it is installed on the machine: see satisfied_by_kb), or unknown_stale when the machine's coverage is stale.
+-- @column state: Canonical state on the evaluation date: installed, installed_pending_reboot, missing, failed (the newest installation attempt failed, see above), not_applicable, not_selected (left out by an installation run: available and not installed), superseded_satisfied (missing or failed, but a patch that supersedes it is installed on the machine, or for a Linux package a newer version of it: see satisfied_by_kb), or unknown_stale when the machine's coverage is stale.
 -- @column last_known_state: The state of the newest observation, whatever the coverage or supersedence.
--- @column satisfied_by_kb: For superseded_satisfied: the installed KB that supersedes this patch (marts.patch_supersedence_closure).
+-- @column satisfied_by_kb: For superseded_satisfied: the installed KB that supersedes this patch (marts.patch_supersedence_closure), or the patch_key of the newest installed version of the Linux package.
 -- @column raw_state: The source's own state word of the newest observation.
 -- @column source: Source of the newest observation.
 -- @column observed_at: Time of the newest observation.
@@ -79,13 +79,38 @@ latest AS (
 ),
 -- A missing or failed patch is satisfied when a later patch that supersedes it (transitively)
 -- is installed on the same machine: Windows cumulative updates replace their predecessors.
-satisfied AS (
+satisfied_kb AS (
     SELECT m.vm_id, m.patch_key, min(c.kb) AS satisfied_by_kb
     FROM latest AS m
     JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
     JOIN latest AS i ON i.vm_id = m.vm_id AND i.kb = c.kb AND i.last_known_state = 'installed'
     WHERE m.last_known_state IN ('missing', 'failed', 'not_selected')
     GROUP BY m.vm_id, m.patch_key
+),
+-- A Linux package has one installed version: an older <package>_<version> is satisfied by a
+-- newer version of the same package installed on the machine (versions compared by their
+-- numbers in order: 1.9.9-1ubuntu2.11 is newer than 1.9.9-1ubuntu2.9).
+packages AS (
+    SELECT
+        vm_id, patch_key, last_known_state,
+        split_part(patch_key, '_', 1) AS package,
+        [CAST(x AS BIGINT) FOR x IN regexp_extract_all(substr(patch_key, strpos(patch_key, '_') + 1), '\d+')] AS version_numbers
+    FROM latest
+    WHERE kb IS NULL AND strpos(patch_key, '_') > 1
+),
+satisfied_package AS (
+    SELECT m.vm_id, m.patch_key, arg_max(i.patch_key, i.version_numbers) AS satisfied_by_kb
+    FROM packages AS m
+    JOIN packages AS i
+      ON i.vm_id = m.vm_id AND i.package = m.package AND i.last_known_state = 'installed'
+     AND i.version_numbers > m.version_numbers
+    WHERE m.last_known_state IN ('missing', 'failed', 'not_selected')
+    GROUP BY m.vm_id, m.patch_key
+),
+satisfied AS (
+    SELECT * FROM satisfied_kb
+    UNION ALL
+    SELECT * FROM satisfied_package
 )
 SELECT
     l.* EXCLUDE (state, last_known_state, raw_state, source, observed_at, run_id, source_file,

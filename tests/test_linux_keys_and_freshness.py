@@ -18,6 +18,11 @@ vm-lnx04 .. vm-lnx07; every machine has a full listing on 03-08 or 03-09):
   vm-lnx05  a run on 03-07 installs it; the 03-09 assessment lists it -> missing (the retry succeeded)
   vm-lnx06  Log Analytics says Not needed on 03-06; 03-09 lists it    -> missing (resolved after the failure)
   vm-lnx07  a run on 03-08 lists it NotSelected                       -> failed
+
+A newer installed version satisfies an older one (vm-lnx08): sudo 1.9.9-1ubuntu2.9 missing on 03-06,
+a run on 03-08 installs sudo 1.9.9-1ubuntu2.11 and curl 7.81.0-1ubuntu1.17, the 03-09 assessment
+lists curl 7.81.0-1ubuntu1.18: sudo ...2.9 is superseded_satisfied by ...2.11 (2.11 > 2.9, number by
+number), curl ...1.18 stays missing (the installed curl is older).
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ def write_estate(root: Path) -> Path:
     for folder in (rg, ops, la):
         folder.mkdir(parents=True)
     (estate / "azure" / "virtual_machines.json").write_text(json.dumps([
-        _vm(f"vm-lnx0{i}", f"22222222-aaaa-bbbb-cccc-00000000000{i}") for i in range(2, 8)]))
+        _vm(f"vm-lnx0{i}", f"22222222-aaaa-bbbb-cccc-00000000000{i}") for i in range(2, 9)]))
     _write_failed_installs(rg, la)
     (rg / "patchassessmentresources-2024-03-01.json").write_text(json.dumps({"data": [
         *_assessment("vm-lnx02", "a-0301", "2024-03-01T02:00:00Z", [LIBC]),
@@ -152,14 +157,19 @@ def _write_failed_installs(rg: Path, la: Path) -> None:
         for row in _installation(vm, f"f-0305-{i}", "2024-03-05T03:00:00Z", "NotNeeded", "Failed", [(*SSL, "Failed", False)])]}))
     (rg / "patchinstallationresources-2024-03-07.json").write_text(json.dumps({"data": _installation(
         "vm-lnx05", "r-0307", "2024-03-07T03:00:00Z", "NotNeeded", "Succeeded", [(*SSL, "Installed", False)])}))
-    (rg / "patchinstallationresources-2024-03-08.json").write_text(json.dumps({"data": _installation(
-        "vm-lnx07", "n-0308", "2024-03-08T03:00:00Z", "NotNeeded", "Succeeded",
-        [("curl", "7.81.0-1ubuntu1.17", "Installed", False), (*SSL, "NotSelected", False)])}))
-    (rg / "patchassessmentresources-2024-03-06.json").write_text(json.dumps({"data": _assessment(
-        "vm-lnx04", "a4-0306", "2024-03-06T02:00:00Z", [SSL])}))
+    (rg / "patchinstallationresources-2024-03-08.json").write_text(json.dumps({"data": [
+        *_installation("vm-lnx07", "n-0308", "2024-03-08T03:00:00Z", "NotNeeded", "Succeeded",
+                       [("curl", "7.81.0-1ubuntu1.17", "Installed", False), (*SSL, "NotSelected", False)]),
+        *_installation("vm-lnx08", "u-0308", "2024-03-08T03:00:00Z", "NotNeeded", "Succeeded",
+                       [("sudo", "1.9.9-1ubuntu2.11", "Installed", False),
+                        ("curl", "7.81.0-1ubuntu1.17", "Installed", False)])]}))
+    (rg / "patchassessmentresources-2024-03-06.json").write_text(json.dumps({"data": [
+        *_assessment("vm-lnx04", "a4-0306", "2024-03-06T02:00:00Z", [SSL]),
+        *_assessment("vm-lnx08", "a8-0306", "2024-03-06T02:00:00Z", [("sudo", "1.9.9-1ubuntu2.9")])]}))
     (rg / "patchassessmentresources-2024-03-09.json").write_text(json.dumps({"data": [
-        row for i, vm in enumerate(("vm-lnx04", "vm-lnx05", "vm-lnx06"))
-        for row in _assessment(vm, f"a-0309-{i}", "2024-03-09T02:00:00Z", [SSL])]}))
+        *[row for i, vm in enumerate(("vm-lnx04", "vm-lnx05", "vm-lnx06"))
+          for row in _assessment(vm, f"a-0309-{i}", "2024-03-09T02:00:00Z", [SSL])],
+        *_assessment("vm-lnx08", "a8-0309", "2024-03-09T02:00:00Z", [("curl", "7.81.0-1ubuntu1.18")])]}))
     host = ["vm-lnx06", "Azure", "src-lnx06", ARM + "vm-lnx06"]
     (la / "Update-lnx06.json").write_text(json.dumps(_la_update(
         [["2024-03-06T10:00:00Z", *host, "Linux", "openssl", "", "Security Updates", "Not needed", True, *SSL]])))
@@ -245,3 +255,14 @@ def test_a_failed_install_stays_failed_until_a_success_or_a_resolution(warehouse
     assert warehouse.execute(
         "SELECT coverage_status, count(*) FROM marts.vm_inventory WHERE vm_id IN (SELECT unnest(?)) GROUP BY ALL",
         [[(ARM + vm).lower() for vm in HELD]]).fetchall() == [("assessed", 4)]
+
+
+def test_a_newer_installed_package_version_satisfies_an_older_one(warehouse):
+    assert warehouse.execute(
+        "SELECT patch_key, state, last_known_state, satisfied_by_kb FROM marts.vm_patch_state "
+        "WHERE vm_id = ? ORDER BY patch_key", [(ARM + "vm-lnx08").lower()]).fetchall() == [
+        ("curl_7.81.0-1ubuntu1.17", "installed", "installed", None),
+        ("curl_7.81.0-1ubuntu1.18", "missing", "missing", None),
+        ("sudo_1.9.9-1ubuntu2.11", "installed", "installed", None),
+        ("sudo_1.9.9-1ubuntu2.9", "superseded_satisfied", "missing", "sudo_1.9.9-1ubuntu2.11"),
+    ]
