@@ -23,7 +23,7 @@ from .simulate import STATE_NAMES, Simulation
 from .telemetry_la import write_log_analytics
 from .telemetry_rg import write_resource_graph
 from .telemetry_sql import MACROS
-from .telemetry_vms import instance_view_os, write_vms
+from .telemetry_vms import write_vms
 
 
 @dataclass
@@ -142,7 +142,7 @@ def write_telemetry(
         con.unregister(f"{name}_input")
     con.execute(f"CREATE MACRO seed() AS '{int(seed)}'")
     counts = {}
-    counts.update(write_vms(con, root, period, instance_view_os(snapshots, catalog, fleet, sim)))
+    counts.update(write_vms(con, root, period, snapshots))
     counts.update(write_resource_graph(con, root, period))
     counts.update(write_log_analytics(con, root, period))
     con.close()

@@ -59,6 +59,21 @@ def instance_view_os(snapshots: pd.DataFrame, catalog: Catalog, fleet: Fleet, si
     return snapshots.assign(os_name=os_name, os_version=os_version)
 
 
+def os_build_case(snapshots: pd.DataFrame, fleet: Fleet) -> list[dict]:
+    """The OS build of one Windows machine across the snapshots (instance_view_os): each build a
+    new os_version interval in marts.vm_config_history."""
+    vm = fleet.slots["rg_only_1"]
+    rows = snapshots[snapshots["vm"] == vm].sort_values("snapshot")
+    builds = [(pd.Timestamp(int(us), unit="us", tz="UTC").isoformat(), str(v))
+              for us, v in zip(rows["captured_us"], rows["os_version"], strict=True)]
+    starts = [(at, v) for k, (at, v) in enumerate(builds) if k == 0 or builds[k - 1][1] != v]
+    return [{"case": "os_build_change", "vm_id": str(fleet.col("vm_key")[vm]), "patch_key": None,
+             "expected_state": None, "expected_gap_type": None,
+             "note": "instanceView.osVersion follows the cumulative updates it runs: one os_version interval per build",
+             "snapshots": [{"captured_at": at, "os_version": v} for at, v in builds],
+             "expected_intervals": [{"valid_from": at, "value": v} for at, v in starts]}]
+
+
 def write_vms(con: duckdb.DuckDBPyConnection, root: Path, period: Period, snapshots) -> dict[str, int]:
     """One `az vm list --show-details` file per dated snapshot (azure/virtual_machines/), with the
     patch settings and environment tag of that snapshot (demo/auto_updates.py)."""
