@@ -223,7 +223,8 @@ _FACT_COLUMNS = {
     "newest_patch_name": "VARCHAR", "newest_classification": "VARCHAR", "newest_msrc_severity": "VARCHAR",
     "state": "VARCHAR", "raw_state": "VARCHAR", "source": "VARCHAR", "observed_at": "TIMESTAMPTZ",
     "run_id": "VARCHAR", "source_file": "VARCHAR", "first_observed_at": "TIMESTAMPTZ",
-    "last_resolved_at": "TIMESTAMPTZ", "opened_at": "TIMESTAMPTZ",
+    "last_resolved_at": "TIMESTAMPTZ", "opened_at": "TIMESTAMPTZ", "last_attempt_state": "VARCHAR",
+    "last_attempt_at": "TIMESTAMPTZ",
 }
 
 

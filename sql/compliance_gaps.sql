@@ -9,7 +9,7 @@
 -- @depends marts.patch_catalog, marts.patch_cves, marts.vm_inventory, marts.vm_patch_state
 -- @depends staging.exceptions, staging.patch_tests, staging.sla_policy
 -- @unique gap_id as gap_ids_unique: Each gap id names one gap: the evidence pack samples by id.
--- @table Authorized-versus-installed gaps as of the evaluation date: one row per machine, patch and gap type. Supersedence-aware: a patch whose superseding patch is installed is superseded_satisfied in marts.vm_patch_state, not a gap. Stale machines get one stale_assessment gap each (patch_key NULL).
+-- @table Authorized-versus-installed gaps as of the evaluation date: one row per machine, patch and gap type. Supersedence-aware: a patch whose superseding patch is installed is superseded_satisfied in marts.vm_patch_state, not a gap. Stale machines get one stale_assessment gap each (patch_key NULL). A patch an installation run listed as not selected (NotSelected, Excluded) is available and not installed: it is a gap like a missing one, by its authorization.
 -- @column gap_id: Stable id: GAP- and the first 20 hex digits of sha256(vm_id|patch_key|gap_type); the same gap keeps its id across runs.
 -- @column vm_id: Machine (lower-case ARM id, or nonazure/<computer>).
 -- @column vm_name: Machine name.
@@ -122,8 +122,10 @@ patch_gaps AS (
         i.environment,
         i.asset_category,
         CASE
-            WHEN s.state = 'missing' AND a.status = 'authorized' THEN 'authorized_missing'
-            WHEN s.state = 'missing' AND coalesce(a.status, '') NOT IN ('authorized', 'rejected') THEN 'available_unauthorized'
+            -- A patch an installation run left out (not_selected) is available and not installed: missing.
+            WHEN s.state IN ('missing', 'not_selected') AND a.status = 'authorized' THEN 'authorized_missing'
+            WHEN s.state IN ('missing', 'not_selected') AND coalesce(a.status, '') NOT IN ('authorized', 'rejected')
+                THEN 'available_unauthorized'
             WHEN s.state = 'failed' THEN 'failed_reapply'
             WHEN s.state = 'installed_pending_reboot' THEN 'pending_reboot'
         END AS missing_gap,

@@ -1,4 +1,4 @@
--- @table What the latest state of each patch on each machine derives from, up to the end of $as_of (staging.patch_observations): the newest observation (the same winner as marts.vm_patch_state: newest first; at the same time installation results > assessments > Log Analytics), the newest non-empty KB, title, classification and severity, the first observation, the last one installed or not applicable, and the first not installed after it (the open clock). Maintained day by day: a build adds the days after the previous evaluation date to the facts it kept (kept_facts, the facts at the end of the day before $from_day); a full build ($from_day NULL) reads every day.
+-- @table What the latest state of each patch on each machine derives from, up to the end of $as_of (staging.patch_observations): the newest observation (the same winner as marts.vm_patch_state: newest first; at the same time installation results > assessments > Log Analytics), the newest non-empty KB, title, classification and severity, the first observation, the last one installed or not applicable, the first not installed after it (the open clock), and the newest installation attempt (what keeps a failed install failed in marts.vm_patch_state). Maintained day by day: a build adds the days after the previous evaluation date to the facts it kept (kept_facts, the facts at the end of the day before $from_day); a full build ($from_day NULL) reads every day.
 -- @column vm_id: Canonical machine id.
 -- @column patch_key: KB digits, or <package>_<version>.
 -- @column kb: Newest KB an observation gives.
@@ -18,13 +18,19 @@
 -- @column first_observed_at: First observation, any state.
 -- @column last_resolved_at: Newest observation installed or not applicable.
 -- @column opened_at: First observation missing, failed, not selected or pending a reboot after last_resolved_at.
+-- @column last_attempt_state: Outcome of the newest installation attempt (an installation run's or install operation's row installed, installed_pending_reboot or failed); NULL when never attempted.
+-- @column last_attempt_at: Time of that attempt.
 WITH
 params AS (
     SELECT timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
            timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS from_ts
 ),
 obs AS (
-    SELECT o.*, source_rank(o.source) AS rank
+    SELECT
+        o.*,
+        source_rank(o.source) AS rank,
+        o.source IN ('resource_graph_installation', 'patch_operation_install', 'log_analytics_run')
+            AND o.state IN ('installed', 'installed_pending_reboot', 'failed') AS attempt
     FROM staging.patch_observations AS o
     CROSS JOIN params
     WHERE o.observed_at < params.cutoff
@@ -46,7 +52,10 @@ facts AS (
         arg_max(classification, observed_at) FILTER (WHERE classification IS NOT NULL) AS classification,
         arg_max(msrc_severity, observed_at) FILTER (WHERE msrc_severity IS NOT NULL) AS msrc_severity,
         min(observed_at) AS first_observed_at,
-        max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS last_resolved_at
+        max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS last_resolved_at,
+        -- At the same instant a success wins over a failure.
+        arg_max(state, (observed_at, state <> 'failed', state)) FILTER (WHERE attempt) AS last_attempt_state,
+        max(observed_at) FILTER (WHERE attempt) AS last_attempt_at
     FROM obs
     GROUP BY vm_id, patch_key
 ),
@@ -63,7 +72,8 @@ recomputed AS (
         n.vm_id, n.patch_key, f.kb, f.patch_name, f.classification, f.msrc_severity,
         n.kb AS newest_kb, n.patch_name AS newest_patch_name, n.classification AS newest_classification,
         n.msrc_severity AS newest_msrc_severity, n.state, n.raw_state, n.source, n.observed_at, n.run_id,
-        n.source_file, f.first_observed_at, f.last_resolved_at, e.opened_at
+        n.source_file, f.first_observed_at, f.last_resolved_at, e.opened_at, f.last_attempt_state,
+        f.last_attempt_at
     FROM newest AS n
     JOIN facts AS f USING (vm_id, patch_key)
     LEFT JOIN opened AS e USING (vm_id, patch_key)
@@ -92,7 +102,9 @@ SELECT
     coalesce(greatest(r.last_resolved_at, k.last_resolved_at), r.last_resolved_at, k.last_resolved_at)
         AS last_resolved_at,
     CASE WHEN r.last_resolved_at IS NOT NULL THEN r.opened_at
-         ELSE coalesce(least(k.opened_at, r.opened_at), k.opened_at, r.opened_at) END AS opened_at
+         ELSE coalesce(least(k.opened_at, r.opened_at), k.opened_at, r.opened_at) END AS opened_at,
+    CASE WHEN r.last_attempt_at IS NOT NULL THEN r.last_attempt_state ELSE k.last_attempt_state END AS last_attempt_state,
+    coalesce(r.last_attempt_at, k.last_attempt_at) AS last_attempt_at
 FROM recomputed AS r
 FULL JOIN kept_facts AS k ON k.vm_id = r.vm_id AND k.patch_key = r.patch_key
 ORDER BY vm_id, patch_key

@@ -1,14 +1,14 @@
 -- @unique vm_id, patch_key as vm_patch_state_key_unique: One state per machine and patch: gaps and reports count on it.
--- @table The state of each patch on each machine at the end of the evaluation date, derived from the facts of each pair up to that date (staging.vm_patch_facts, kept day by day from staging.patch_observations; computed from every observation for an earlier as_of), so the same SQL with an earlier as_of gives the state on that date. The newest observation wins; at the same time, precedence is resource_graph_installation > patch_operation_install > resource_graph_assessment > patch_operation_assess > log_analytics_run > log_analytics_update. A machine whose coverage is stale (no successful full listing of its patches, assessment or installation run (staging.assessment_runs), within stale_after_days) reports unknown_stale; last_known_state keeps what the data last said.
+-- @table The state of each patch on each machine at the end of the evaluation date, derived from the facts of each pair up to that date (staging.vm_patch_facts, kept day by day from staging.patch_observations; computed from every observation for an earlier as_of), so the same SQL with an earlier as_of gives the state on that date. The newest observation wins; at the same time, precedence is resource_graph_installation > patch_operation_install > resource_graph_assessment > patch_operation_assess > log_analytics_run > log_analytics_update. A machine whose coverage is stale (no successful full listing of its patches, assessment or installation run (staging.assessment_runs), within stale_after_days) reports unknown_stale; last_known_state keeps what the data last said. A failed install stays failed: when the newest installation attempt of the patch on the machine failed, later assessments that list it as missing (or runs that list it not selected) leave it failed until a later attempt succeeds or an observation shows it installed or not applicable.
 -- @column vm_id: Canonical machine id.
 -- @column patch_key: KB digits, or <package>_<version>.
 -- @column kb: KB digits or NULL.
 -- @column patch_name: Title from the newest observation that has one.
 -- @column classification: Normalized classification from the newest observation that has one.
 -- @column msrc_severity: MSRC severity from the newest observation that has one.
--- @column state: Canonical state on the evaluation date: installed, installed_pending_reboot, missing, failed, not_applicable, not_selected, superseded_satisfied (missing or failed, but a patch that supersedes it is installed on the machine: see satisfied_by_kb), or unknown_stale when the machine's coverage is stale.
+-- @column state: Canonical state on the evaluation date: installed, installed_pending_reboot, missing, failed (the newest installation attempt failed, see above), not_applicable, not_selected (left out by an installation run: available and not installed), superseded_satisfied (missing or failed, but a patch that supersedes it is installed on the machine, or for a Linux package a newer version of it: see satisfied_by_kb), or unknown_stale when the machine's coverage is stale.
 -- @column last_known_state: The state of the newest observation, whatever the coverage or supersedence.
--- @column satisfied_by_kb: For superseded_satisfied: the installed KB that supersedes this patch (marts.patch_supersedence_closure).
+-- @column satisfied_by_kb: For superseded_satisfied: the installed KB that supersedes this patch (marts.patch_supersedence_closure), or the patch_key of the newest installed version of the Linux package.
 -- @column raw_state: The source's own state word of the newest observation.
 -- @column source: Source of the newest observation.
 -- @column observed_at: Time of the newest observation.
@@ -17,6 +17,8 @@
 -- @column first_seen_at: First observation of the patch on the machine that was not installed or not applicable in the current open episode (start of the missing / failed / pending-reboot clock); NULL when the patch is installed or not applicable.
 -- @column first_seen_missing_at: Same as first_seen_at (the name in the brief of stage 6).
 -- @column first_observed_at: First observation of the patch on the machine, any state.
+-- @column last_attempt_state: Outcome of the newest installation attempt of the patch on the machine (installed, installed_pending_reboot, failed); NULL when never attempted.
+-- @column last_attempt_at: Time of that attempt.
 -- @column coverage_status: assessed or unknown_stale (as in marts.vm_inventory).
 -- @column as_of: Evaluation date.
 WITH
@@ -52,7 +54,13 @@ latest AS (
         coalesce(l.newest_patch_name, l.patch_name) AS patch_name,
         coalesce(l.newest_classification, l.classification) AS classification,
         coalesce(l.newest_msrc_severity, l.msrc_severity) AS msrc_severity,
-        CASE WHEN coalesce(c.coverage_status, 'unknown_stale') = 'unknown_stale' THEN 'unknown_stale' ELSE l.state END AS state,
+        CASE
+            WHEN coalesce(c.coverage_status, 'unknown_stale') = 'unknown_stale' THEN 'unknown_stale'
+            -- The newest attempt failed and nothing since showed it installed or not needed.
+            WHEN l.state IN ('missing', 'not_selected') AND l.last_attempt_state = 'failed'
+                 AND (l.last_resolved_at IS NULL OR l.last_resolved_at < l.last_attempt_at) THEN 'failed'
+            ELSE l.state
+        END AS state,
         l.state AS last_known_state,
         l.raw_state,
         l.source,
@@ -62,6 +70,8 @@ latest AS (
         CASE WHEN l.state NOT IN ('installed', 'not_applicable') THEN l.opened_at END AS first_seen_at,
         CASE WHEN l.state NOT IN ('installed', 'not_applicable') THEN l.opened_at END AS first_seen_missing_at,
         l.first_observed_at,
+        l.last_attempt_state,
+        l.last_attempt_at,
         coalesce(c.coverage_status, 'unknown_stale') AS coverage_status,
         params.as_of
     FROM facts AS l
@@ -70,17 +80,43 @@ latest AS (
 ),
 -- A missing or failed patch is satisfied when a later patch that supersedes it (transitively)
 -- is installed on the same machine: Windows cumulative updates replace their predecessors.
-satisfied AS (
+satisfied_kb AS (
     SELECT m.vm_id, m.patch_key, min(c.kb) AS satisfied_by_kb
     FROM latest AS m
     JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
     JOIN latest AS i ON i.vm_id = m.vm_id AND i.kb = c.kb AND i.last_known_state = 'installed'
     WHERE m.last_known_state IN ('missing', 'failed', 'not_selected')
     GROUP BY m.vm_id, m.patch_key
+),
+-- A Linux package has one installed version: an older <package>_<version> is satisfied by a
+-- newer version of the same package installed on the machine (versions compared by their
+-- numbers in order: 1.9.9-1ubuntu2.11 is newer than 1.9.9-1ubuntu2.9).
+packages AS (
+    SELECT
+        vm_id, patch_key, last_known_state,
+        split_part(patch_key, '_', 1) AS package,
+        [CAST(x AS BIGINT) FOR x IN regexp_extract_all(substr(patch_key, strpos(patch_key, '_') + 1), '\d+')] AS version_numbers
+    FROM latest
+    WHERE kb IS NULL AND strpos(patch_key, '_') > 1
+),
+satisfied_package AS (
+    SELECT m.vm_id, m.patch_key, arg_max(i.patch_key, i.version_numbers) AS satisfied_by_kb
+    FROM packages AS m
+    JOIN packages AS i
+      ON i.vm_id = m.vm_id AND i.package = m.package AND i.last_known_state = 'installed'
+     AND i.version_numbers > m.version_numbers
+    WHERE m.last_known_state IN ('missing', 'failed', 'not_selected')
+    GROUP BY m.vm_id, m.patch_key
+),
+satisfied AS (
+    SELECT * FROM satisfied_kb
+    UNION ALL
+    SELECT * FROM satisfied_package
 )
 SELECT
     l.* EXCLUDE (state, last_known_state, raw_state, source, observed_at, run_id, source_file,
-                 first_seen_at, first_seen_missing_at, first_observed_at, coverage_status, as_of),
+                 first_seen_at, first_seen_missing_at, first_observed_at, last_attempt_state, last_attempt_at,
+                 coverage_status, as_of),
     CASE WHEN l.state <> 'unknown_stale' AND s.satisfied_by_kb IS NOT NULL THEN 'superseded_satisfied'
          ELSE l.state END AS state,
     l.last_known_state,
@@ -93,6 +129,8 @@ SELECT
     l.first_seen_at,
     l.first_seen_missing_at,
     l.first_observed_at,
+    l.last_attempt_state,
+    l.last_attempt_at,
     l.coverage_status,
     l.as_of
 FROM latest AS l

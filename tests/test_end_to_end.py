@@ -182,3 +182,27 @@ def test_pdf_has_pages_that_render_to_images(demo_run, tmp_path):
         image = pdf[index].render(scale=30 / 72).to_pil()
         # Each page has ink on it (not a blank render).
         assert image.convert("L").getextrema()[0] < 200
+
+
+def test_os_versions_of_the_snapshots_become_intervals(warehouse, demo_run):
+    """Each machine's inventory os_version intervals start at the first snapshot file whose
+    instance view shows a new osVersion; every machine of the estate has an OS version."""
+    from datetime import UTC, datetime
+
+    expected: dict[str, list[tuple[datetime, str]]] = {}
+    for path in sorted((demo_run[0] / "azure/virtual_machines").glob("virtual_machines-*.json")):
+        captured = datetime.strptime(path.stem.split("-")[1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        for vm in json.loads(path.read_text()):
+            seen = expected.setdefault(vm["id"].lower(), [])
+            if not seen or seen[-1][1] != vm["instanceView"]["osVersion"]:
+                seen.append((captured, vm["instanceView"]["osVersion"]))
+    rows = warehouse.execute(
+        "SELECT vm_id, valid_from, value FROM marts.vm_config_history "
+        "WHERE attribute = 'os_version' AND source = 'inventory' ORDER BY vm_id, valid_from").fetchall()
+    got: dict[str, list[tuple[datetime, str]]] = {}
+    for vm_id, valid_from, value in rows:
+        got.setdefault(vm_id, []).append((valid_from, value))
+    assert got == expected
+    assert sum(len(v) > 1 for v in expected.values()) >= 5  # monthly cumulative updates change the build
+    assert warehouse.execute("SELECT count(*) FILTER (WHERE os_version IS NULL), count(*) "
+                             "FROM marts.vm_inventory").fetchone() == (0, 60 + 3)

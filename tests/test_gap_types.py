@@ -11,6 +11,9 @@ vm-p: production, win-web, assessed. vm-t: test, win-web, assessed. vm-s: produc
   6000007  authorized     no      installed                 -> untested_in_production
   6000008  rejected       yes     missing                   -> none (rejected, not wanted)
   6000009  authorized     yes     superseded_satisfied      -> none
+  6000010  authorized     yes     not_selected              -> authorized_missing (left out of a run: missing)
+  6000011  none           yes     not_selected              -> available_unauthorized
+  6000012  rejected       yes     not_selected              -> none (Excluded: rejected, not wanted)
 vm-t has 6000005 and 6000007 installed (no gap outside production) and 6000004 missing
 (available_unauthorized in any environment). vm-s has one stale_assessment gap and none of its
 patches (unknown_stale) counts.
@@ -37,6 +40,9 @@ STATES = [
     ("vm-p", "6000007", "installed"),
     ("vm-p", "6000008", "missing"),
     ("vm-p", "6000009", "superseded_satisfied"),
+    ("vm-p", "6000010", "not_selected"),
+    ("vm-p", "6000011", "not_selected"),
+    ("vm-p", "6000012", "not_selected"),
     ("vm-t", "6000005", "installed"),
     ("vm-t", "6000007", "installed"),
     ("vm-t", "6000004", "missing"),
@@ -45,8 +51,10 @@ STATES = [
 ]
 AUTHORIZATION = {"6000001": "authorized", "6000002": "authorized", "6000003": "authorized",
                  "6000004": "in_test", "6000006": "rejected", "6000007": "authorized",
-                 "6000008": "rejected", "6000009": "authorized"}
-TESTED = ["6000001", "6000002", "6000003", "6000004", "6000005", "6000006", "6000008", "6000009"]
+                 "6000008": "rejected", "6000009": "authorized", "6000010": "authorized",
+                 "6000012": "rejected"}
+TESTED = ["6000001", "6000002", "6000003", "6000004", "6000005", "6000006", "6000008", "6000009",
+          "6000010", "6000011", "6000012"]
 
 
 def build(path):
@@ -66,7 +74,7 @@ def build(path):
         CREATE TABLE marts.patch_catalog AS
         SELECT 'patch ' || patch_key AS title, patch_key, patch_key AS kb, 'Important' AS max_severity,
                TIMESTAMPTZ '2026-02-10 08:00:00+00' AS released_at
-        FROM (SELECT '600000' || i AS patch_key FROM range(1, 10) AS r(i))
+        FROM (SELECT CAST(6000000 + i AS VARCHAR) AS patch_key FROM range(1, 13) AS r(i))
     """)
     conn.execute("CREATE TABLE marts.patch_cves (patch_key VARCHAR, cve VARCHAR, exploited BOOLEAN, "
                  "in_kev BOOLEAN, kev_date_added DATE, kev_due_date DATE, epss DOUBLE, "
@@ -117,6 +125,8 @@ def test_each_gap_type_once(tmp_path):
         ("vm-p", "6000005", "installed_unauthorized", "installed"),
         ("vm-p", "6000006", "installed_rejected", "installed"),
         ("vm-p", "6000007", "untested_in_production", "installed"),
+        ("vm-p", "6000010", "authorized_missing", "not_selected"),
+        ("vm-p", "6000011", "available_unauthorized", "not_selected"),
         ("vm-t", "6000004", "available_unauthorized", "missing"),
         ("vm-s", None, "stale_assessment", "unknown_stale"),
     ], key=lambda g: (g[0], g[1] or "", g[2], g[3]))

@@ -279,3 +279,50 @@ def test_pending_reboot_case_is_in_the_installation_rows(estate):
 def test_too_small_fleet_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at least"):
         generate_estate(tmp_path, vms=10, days=DAYS)
+
+
+def test_instance_view_build_follows_the_installed_cumulative_update(estate):
+    """Each snapshot's instanceView.osVersion on a Windows VM is the MSRC FixedBuild of the newest
+    cumulative update its Resource Graph installation results show installed before the capture;
+    between two snapshots without such an install the build does not change."""
+    root, _ = estate
+    builds = {}  # KB -> FixedBuild of the OS (10.0.x), from the MSRC documents
+    for path in (root / "bulletins/msrc").glob("*.json"):
+        for vuln in _json(path)["Vulnerability"]:
+            for fix in vuln["Remediations"]:
+                kb, build = fix["Description"].get("Value"), fix.get("FixedBuild", "")
+                if fix.get("SubType") == "Security Update" and build.startswith("10.0."):
+                    builds[kb] = build
+    truth = _json(root / "demo_truth.json")
+    skip = {c["vm_id"] for c in truth["cases"] if c["case"] in {"pending_reboot", "rollback_after_incident"}}
+    installs: dict[str, list[tuple[str, str]]] = {}  # vm -> [(run start, KB)]
+    for path in (root / "azure/resource_graph").glob("patchinstallationresources-*.json"):
+        rows = _json(path)["data"]
+        starts = {r["id"].lower(): r["properties"]["startDateTime"] for r in rows if r["type"].endswith("results")}
+        for r in rows:
+            p = r["properties"]
+            if r["type"].endswith("/softwarepatches") and p["installationState"] == "Installed" and p["kbId"] in builds:
+                run = r["id"].lower().split("/softwarepatches/")[0]
+                installs.setdefault(run.split("/patchinstallationresults/")[0], []).append((starts[run], p["kbId"]))
+    paths = sorted((root / "azure/virtual_machines").glob("*.json"))
+    captured = [f"{p.stem[17:21]}-{p.stem[21:23]}-{p.stem[23:25]}T06:00:00" for p in paths]
+    snapshots = [{v["id"].lower(): v for v in _json(p)} for p in paths]
+    # Machines on the legacy agent report their runs to Log Analytics only.
+    on_rg = {r["id"].lower().split("/patchassessmentresults/")[0]
+             for r in _json(root / "azure/resource_graph/patchassessmentresources-2026-11-08.json")["data"]}
+    windows = [vm for vm, v in snapshots[-1].items()
+               if v["storageProfile"]["osDisk"]["osType"] == "Windows" and vm in on_rg]
+    changed = 0
+    for vm in windows:
+        if vm in skip:
+            continue
+        for k in range(1, len(paths)):
+            before, after = (s[vm]["instanceView"]["osVersion"] for s in (snapshots[k - 1], snapshots[k]))
+            done = sorted(i for i in installs.get(vm, []) if captured[k - 1] < i[0] < captured[k])
+            expected = builds[done[-1][1]] if done else before
+            assert after == expected, (vm, captured[k])
+            changed += before != after
+    linux = {v["instanceView"]["osName"] + " " + v["instanceView"]["osVersion"]
+             for v in snapshots[-1].values() if v["storageProfile"]["osDisk"]["osType"] == "Linux"}
+    assert linux == {"ubuntu 22.04"}
+    assert changed >= 5  # the November cumulative update lands between snapshots on many machines

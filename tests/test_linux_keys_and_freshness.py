@@ -11,6 +11,18 @@ vm-lnx03: assessed by Resource Graph on 03-01 only (8 days before the as-of date
 then an installation run on 03-09 (rebootStatus Required) installs openssl (reboot required) and
 lists curl as NotSelected. The run is its newest full listing: the machine is assessed, openssl
 waits for a reboot and curl is not selected.
+
+A failed install stays failed (openssl 3.0.2-0ubuntu1.16, an installation run on 03-05 fails it on
+vm-lnx04 .. vm-lnx07; every machine has a full listing on 03-08 or 03-09):
+  vm-lnx04  assessments 03-06 and 03-09 list it missing               -> failed (last known missing)
+  vm-lnx05  a run on 03-07 installs it; the 03-09 assessment lists it -> missing (the retry succeeded)
+  vm-lnx06  Log Analytics says Not needed on 03-06; 03-09 lists it    -> missing (resolved after the failure)
+  vm-lnx07  a run on 03-08 lists it NotSelected                       -> failed
+
+A newer installed version satisfies an older one (vm-lnx08): sudo 1.9.9-1ubuntu2.9 missing on 03-06,
+a run on 03-08 installs sudo 1.9.9-1ubuntu2.11 and curl 7.81.0-1ubuntu1.17, the 03-09 assessment
+lists curl 7.81.0-1ubuntu1.18: sudo ...2.9 is superseded_satisfied by ...2.11 (2.11 > 2.9, number by
+number), curl ...1.18 stays missing (the installed curl is older).
 """
 
 from __future__ import annotations
@@ -37,6 +49,8 @@ SUB = "11111111-1111-1111-1111-111111111111"
 ARM = f"/subscriptions/{SUB}/resourceGroups/RG-Lnx/providers/Microsoft.Compute/virtualMachines/"
 LNX2, LNX3 = (ARM + "vm-lnx02").lower(), (ARM + "vm-lnx03").lower()
 LIBC = ("libc6", "2.35-0ubuntu3.13")
+SSL = ("openssl", "3.0.2-0ubuntu1.16")
+HELD = [f"vm-lnx0{i}" for i in range(4, 8)]
 
 
 def _vm(name: str, guid: str) -> dict:
@@ -84,13 +98,24 @@ def _la(columns: dict[str, str], rows: list[list]) -> dict:
                         "rows": rows}]}
 
 
+def _la_update(rows: list[list]) -> dict:
+    """Log Analytics Update rows (a Linux package: Product and ProductVersion)."""
+    return _la(
+        {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
+         "SourceComputerId": "string", "_ResourceId": "string", "OSType": "string", "Title": "string",
+         "KBID": "string", "Classification": "string", "UpdateState": "string", "Approved": "bool",
+         "Product": "string", "ProductVersion": "string"},
+        rows)
+
+
 def write_estate(root: Path) -> Path:
     estate = root / "estate"
     rg, ops, la = estate / "azure" / "resource_graph", estate / "azure" / "patch_operations", estate / "log_analytics"
     for folder in (rg, ops, la):
         folder.mkdir(parents=True)
     (estate / "azure" / "virtual_machines.json").write_text(json.dumps([
-        _vm("vm-lnx02", "22222222-aaaa-bbbb-cccc-000000000002"), _vm("vm-lnx03", "22222222-aaaa-bbbb-cccc-000000000003")]))
+        _vm(f"vm-lnx0{i}", f"22222222-aaaa-bbbb-cccc-00000000000{i}") for i in range(2, 9)]))
+    _write_failed_installs(rg, la)
     (rg / "patchassessmentresources-2024-03-01.json").write_text(json.dumps({"data": [
         *_assessment("vm-lnx02", "a-0301", "2024-03-01T02:00:00Z", [LIBC]),
         *_assessment("vm-lnx03", "b-0301", "2024-03-01T02:00:00Z",
@@ -114,11 +139,7 @@ def write_estate(root: Path) -> Path:
                    "startDateTime": "2024-03-04T02:00:00Z", "lastModifiedDateTime": "2024-03-04T02:30:00Z",
                    "patches": [{**line, "installationState": "Failed"}]}}))
     host = ["vm-lnx02", "Azure", "src-lnx02", ARM + "vm-lnx02"]
-    (la / "Update-lnx02.json").write_text(json.dumps(_la(
-        {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
-         "SourceComputerId": "string", "_ResourceId": "string", "OSType": "string", "Title": "string",
-         "KBID": "string", "Classification": "string", "UpdateState": "string", "Approved": "bool",
-         "Product": "string", "ProductVersion": "string"},
+    (la / "Update-lnx02.json").write_text(json.dumps(_la_update(
         [["2024-03-05T10:00:00Z", *host, "Linux", "libc6", "", "Security Updates", "Needed", True, *LIBC]])))
     (la / "UpdateRunProgress-lnx02.json").write_text(json.dumps(_la(
         {"TimeGenerated": "datetime", "Computer": "string", "ComputerEnvironment": "string",
@@ -128,6 +149,31 @@ def write_estate(root: Path) -> Path:
         [["2024-03-06T01:00:00Z", *host, "Linux", "march", "corr-0306", "", f"{LIBC[0]} {LIBC[1]}", LIBC[0],
           "Succeeded"]])))
     return estate
+
+
+def _write_failed_installs(rg: Path, la: Path) -> None:
+    """The four machines of the failed-install rule (module docstring)."""
+    (rg / "patchinstallationresources-2024-03-05.json").write_text(json.dumps({"data": [
+        row for i, vm in enumerate(HELD)
+        for row in _installation(vm, f"f-0305-{i}", "2024-03-05T03:00:00Z", "NotNeeded", "Failed", [(*SSL, "Failed", False)])]}))
+    (rg / "patchinstallationresources-2024-03-07.json").write_text(json.dumps({"data": _installation(
+        "vm-lnx05", "r-0307", "2024-03-07T03:00:00Z", "NotNeeded", "Succeeded", [(*SSL, "Installed", False)])}))
+    (rg / "patchinstallationresources-2024-03-08.json").write_text(json.dumps({"data": [
+        *_installation("vm-lnx07", "n-0308", "2024-03-08T03:00:00Z", "NotNeeded", "Succeeded",
+                       [("curl", "7.81.0-1ubuntu1.17", "Installed", False), (*SSL, "NotSelected", False)]),
+        *_installation("vm-lnx08", "u-0308", "2024-03-08T03:00:00Z", "NotNeeded", "Succeeded",
+                       [("sudo", "1.9.9-1ubuntu2.11", "Installed", False),
+                        ("curl", "7.81.0-1ubuntu1.17", "Installed", False)])]}))
+    (rg / "patchassessmentresources-2024-03-06.json").write_text(json.dumps({"data": [
+        *_assessment("vm-lnx04", "a4-0306", "2024-03-06T02:00:00Z", [SSL]),
+        *_assessment("vm-lnx08", "a8-0306", "2024-03-06T02:00:00Z", [("sudo", "1.9.9-1ubuntu2.9")])]}))
+    (rg / "patchassessmentresources-2024-03-09.json").write_text(json.dumps({"data": [
+        *[row for i, vm in enumerate(("vm-lnx04", "vm-lnx05", "vm-lnx06"))
+          for row in _assessment(vm, f"a-0309-{i}", "2024-03-09T02:00:00Z", [SSL])],
+        *_assessment("vm-lnx08", "a8-0309", "2024-03-09T02:00:00Z", [("curl", "7.81.0-1ubuntu1.18")])]}))
+    host = ["vm-lnx06", "Azure", "src-lnx06", ARM + "vm-lnx06"]
+    (la / "Update-lnx06.json").write_text(json.dumps(_la_update(
+        [["2024-03-06T10:00:00Z", *host, "Linux", "openssl", "", "Security Updates", "Not needed", True, *SSL]])))
 
 
 @pytest.fixture(scope="module")
@@ -194,3 +240,31 @@ def test_a_failed_installation_run_that_lists_its_patches_counts(warehouse):
         "WHERE vm_id = ? AND source LIKE '%install%' ORDER BY assessed_at", [LNX2]
     ).fetchall()
     assert runs == [("resource_graph_installation", "Failed", True, 1), ("patch_operation_install", "Failed", True, 1)]
+
+
+def test_a_failed_install_stays_failed_until_a_success_or_a_resolution(warehouse):
+    rows = warehouse.execute(
+        "SELECT s.vm_id, s.state, s.last_known_state, s.last_attempt_state, s.last_attempt_at "
+        "FROM marts.vm_patch_state AS s WHERE s.patch_key = ? AND s.vm_id IN (SELECT unnest(?)) ORDER BY s.vm_id",
+        ["openssl_3.0.2-0ubuntu1.16", [(ARM + vm).lower() for vm in HELD]]).fetchall()
+    failed_at = datetime(2024, 3, 5, 3, tzinfo=UTC)
+    assert [(vm.rsplit("/", 1)[1], *rest) for vm, *rest in rows] == [
+        ("vm-lnx04", "failed", "missing", "failed", failed_at),
+        ("vm-lnx05", "missing", "missing", "installed", datetime(2024, 3, 7, 3, tzinfo=UTC)),
+        ("vm-lnx06", "missing", "missing", "failed", failed_at),
+        ("vm-lnx07", "failed", "not_selected", "failed", failed_at),
+    ]
+    assert warehouse.execute(
+        "SELECT coverage_status, count(*) FROM marts.vm_inventory WHERE vm_id IN (SELECT unnest(?)) GROUP BY ALL",
+        [[(ARM + vm).lower() for vm in HELD]]).fetchall() == [("assessed", 4)]
+
+
+def test_a_newer_installed_package_version_satisfies_an_older_one(warehouse):
+    assert warehouse.execute(
+        "SELECT patch_key, state, last_known_state, satisfied_by_kb FROM marts.vm_patch_state "
+        "WHERE vm_id = ? ORDER BY patch_key", [(ARM + "vm-lnx08").lower()]).fetchall() == [
+        ("curl_7.81.0-1ubuntu1.17", "installed", "installed", None),
+        ("curl_7.81.0-1ubuntu1.18", "missing", "missing", None),
+        ("sudo_1.9.9-1ubuntu2.11", "installed", "installed", None),
+        ("sudo_1.9.9-1ubuntu2.9", "superseded_satisfied", "missing", "sudo_1.9.9-1ubuntu2.11"),
+    ]

@@ -25,7 +25,8 @@ import numpy as np
 
 from pipelines.sources.vulnrichment import ADP_TITLE, record_path
 
-from .catalog import UBUNTU_RELEASE, Catalog, Patch
+from .catalog import Catalog
+from .catalog_types import UBUNTU_RELEASE, Patch
 from .period import Period, us_to_datetime
 
 ECOSYSTEM = f"Ubuntu:{UBUNTU_RELEASE}:LTS"

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalog import Catalog, Patch
+from .catalog import Catalog
+from .catalog_types import Patch
 from .fleet import CATEGORIES, Fleet
 from .period import DAY_US, HOUR_US, Period, day_us, iso
 

@@ -17,16 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .advisories import LinuxCve
-from .catalog import (
-    DOTNET_PREFIX,
-    EDGE_PRODUCT,
-    SQL_PRODUCT,
-    WINDOWS_PRODUCTS,
-    Catalog,
-    Cve,
-    Month,
-)
-from .period import DAY_US, Period, day_us, us_to_datetime
+from .catalog import Catalog
+from .catalog_msrc import DOTNET_PREFIX, EDGE_PRODUCT, SQL_PRODUCT, WINDOWS_PRODUCTS
+from .catalog_types import Cve
+from .period import DAY_US, Month, Period, day_us, us_to_datetime
 
 # CVRF JSON enumerations (data-sources.md 1.4).
 THREAT_IMPACT, THREAT_EXPLOIT_STATUS, THREAT_SEVERITY = 0, 1, 3

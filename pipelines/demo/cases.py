@@ -318,9 +318,10 @@ def _assessments(p: _Planter) -> None:
 
 
 def _failed_install(p: _Planter) -> None:
-    """installPatches on the last evening: a missing patch fails and nothing is observed since."""
+    """installPatches three evenings before the end: a missing patch fails, and the daily
+    assessments since still list it missing (a failure that later assessments do not clear)."""
     sim, s = p.sim, p.fleet.slots
-    at = p.period.end_us - 30 * 60_000_000  # after every daily assessment (at most 22:30)
+    at = p.period.end_us - 3 * DAY_US - 30 * 60_000_000  # after that day's assessments (at most 22:30)
     planted = set(s.values())
     ordinary = [vm for vm in range(len(p.fleet)) if vm not in planted]
     # (not authorized, machine, patch): ordinary machines first, then those of the source cases.
@@ -330,7 +331,10 @@ def _failed_install(p: _Planter) -> None:
         pairs = np.flatnonzero(sim.pair_vm == vm)
         times = np.full(len(pairs), at)
         level, top = sim.levels_at(pairs, times), sim.top_at(pairs, times)
-        for q, lv, t in zip(pairs, level, top, strict=True):
+        # Still the same missing patch at the end: no run installs it afterwards.
+        ends = np.full(len(pairs), p.period.end_us)
+        same = (sim.levels_at(pairs, ends) == level) & (sim.top_at(pairs, ends) == top) & (sim.report_until[vm] >= p.period.end_us)
+        for q, lv, t in zip(pairs[same], level[same], top[same], strict=True):
             if t > lv:
                 patch = int(sim.chain_mat[sim.pair_chain[q], t])
                 candidates.append((bool(p.plan.effective[patch, scope] > at), vm, patch))
@@ -347,7 +351,7 @@ def _failed_install(p: _Planter) -> None:
     p.out.operations.append(op)
     p.case("failed_install_still_failed", vm, patch, "failed", "failed_reapply",
            f"installPatches at {iso(at)[:16]} failed on this {'not yet authorized' if unauthorized else 'authorized'} "
-           "patch; nothing observed since")
+           "patch; the daily assessments since list it missing")
 
 
 def daily_truth(catalog: Catalog, fleet: Fleet, sim: Simulation, period: Period) -> list[dict]:

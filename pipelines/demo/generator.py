@@ -28,6 +28,7 @@ from .period import DEFAULT_END, Period
 from .registers import write_registers
 from .simulate import simulate
 from .telemetry import observe, write_operations, write_telemetry
+from .telemetry_vms import instance_view_os, os_build_case
 
 
 @dataclass
@@ -88,7 +89,9 @@ def generate_estate(
     auto_updates = plan_auto_updates(fleet, period)
     fleet.vms["wu_manual_from_us"] = auto_updates.wu_manual_from_us
     maintenance_cases = plan_maintenance(fleet, auto_updates)
-    counts.update(write_telemetry(out, catalog, fleet, sim, obs, period, seed, auto_updates.settings))
+    snapshots = instance_view_os(auto_updates.settings, catalog, fleet, sim)
+    counts.update(write_telemetry(out, catalog, fleet, sim, obs, period, seed, snapshots))
+    planted.cases.extend(os_build_case(snapshots, fleet))
     counts["maintenance_assignments"] = write_maintenance(out, fleet, auto_updates, period)
     planted.cases.extend(write_policy(out, fleet, auto_updates, period))
     planted.cases.extend(maintenance_cases)
