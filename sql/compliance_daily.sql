@@ -19,6 +19,7 @@
 WITH
 params AS (
     SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
+           timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS start,
            CAST($stale_after_days AS INTEGER) AS stale_after_days
 ),
 -- The UTC days on which each machine had a successful full listing of its patches.
@@ -27,15 +28,30 @@ listing_days AS (
     FROM staging.assessment_runs AS r, params
     WHERE r.succeeded AND r.assessed_at < params.cutoff
 ),
+-- The winning observation of each pair at each instant; for a daily run ($from_day) only the
+-- instants from that day on, and each pair's last one before it (the state the day starts with),
+-- so that it does not order the whole history again.
 events AS (
     SELECT h.vm_id, h.patch_key, h.kb, h.state, h.observed_at
     FROM marts.vm_patch_history AS h
     CROSS JOIN params
-    WHERE h.observed_at < params.cutoff
+    WHERE h.observed_at < params.cutoff AND ($from_day IS NULL OR h.observed_at >= params.start)
     QUALIFY row_number() OVER (
         PARTITION BY h.vm_id, h.patch_key, h.observed_at
         ORDER BY source_rank(h.source), h.state, h.run_id, h.source_file
     ) = 1
+    UNION ALL
+    SELECT vm_id, patch_key, last.kb, last.state, last.observed_at
+    FROM (
+        SELECT h.vm_id, h.patch_key,
+               arg_min({'kb': h.kb, 'state': h.state, 'observed_at': h.observed_at},
+                       {'t': -epoch_us(h.observed_at), 'r': source_rank(h.source), 's': h.state,
+                        'run': h.run_id, 'f': h.source_file}) AS last
+        FROM marts.vm_patch_history AS h
+        CROSS JOIN params
+        WHERE $from_day IS NOT NULL AND h.observed_at < params.start
+        GROUP BY h.vm_id, h.patch_key
+    )
 ),
 changes AS (
     SELECT *
