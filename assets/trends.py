@@ -1,7 +1,7 @@
 """Stage 6: remediation episodes, time to patch and the daily compliance trend, over the whole
 observation history (set-based SQL over validity intervals of patch states)."""
 
-from datetime import timedelta
+import dataclasses
 
 import dagster as dg
 
@@ -14,7 +14,6 @@ from pipelines.warehouse import (
     create_macros,
     read_sql,
     resolve_as_of,
-    table_exists,
     table_metadata,
     transaction,
 )
@@ -160,16 +159,11 @@ def patch_severity(warehouse: WarehouseResource) -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata=metadata)
 
 
-# What marts.compliance_daily counts besides the observations: if any of it changed since the
-# last build, every day is recomputed. The SQL text and the staleness threshold are part of it
-# (the severity rule is in the severities themselves).
-_TREND_BASIS = """
-SELECT md5(concat_ws('|',
-    $sql,
-    CAST($stale_after_days AS VARCHAR),
-    (SELECT string_agg(concat_ws(',', superseded_kb, kb), ';' ORDER BY superseded_kb, kb)
-     FROM marts.patch_supersedence_closure)))
-"""
+# What marts.compliance_daily counts besides the observations and listings (which it follows day
+# by day through the history's and the observations' increments): a change rebuilds every day.
+# The SQL text and the staleness threshold are part of it (the severity rule is in the
+# severities themselves).
+_TREND_BASIS = ("marts.patch_supersedence_closure",)
 
 # The severities and machine attributes the trend counts by: a change to one a past day counted
 # recomputes every day; a patch or machine seen for the first time only counts from the new
@@ -177,44 +171,6 @@ SELECT md5(concat_ws('|',
 _TREND_SEVERITIES = "SELECT patch_key AS key, hash(severity) AS content FROM staging.patch_severity"
 _TREND_MACHINES = ("SELECT vm_id AS key, hash(asset_category, criticality, environment, owner) AS content "
                    "FROM marts.vm_inventory")
-
-# The observations and full listings (coverage) the trend counts, per source file: a file whose
-# rows changed (or a new file) changes the days from its earliest observation or listing on (a
-# listing only makes later days fresh); the others' days stand.
-_TREND_SOURCES = """
-SELECT source_file, count(*) AS observations, sum(hash(vm_id, patch_key, kb, state, source,
-       observed_at, run_id)) AS content, min(observed_at)::DATE AS first_day
-FROM marts.vm_patch_history
-WHERE observed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
-GROUP BY source_file
-UNION ALL
--- Listings per file and day: one export can span many days (UpdateSummary), and a later as-of
--- date must not make its earlier days look changed.
-SELECT 'listings:' || source_file || ':' || assessed_at::DATE, count(*), sum(hash(vm_id, assessed_at, source)),
-       assessed_at::DATE
-FROM staging.assessment_runs
-WHERE succeeded AND assessed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)
-GROUP BY source_file, assessed_at::DATE
-"""
-
-
-def _trend_from_day(conn, basis: str, as_of) -> tuple[object, str]:
-    """The first day to recompute (None: all of them), and why."""
-    kept = ("marts.compliance_daily", "staging.compliance_daily_basis", "staging.compliance_daily_sources")
-    if not all(table_exists(conn, table) for table in kept):
-        return None, "first build"
-    previous = conn.execute("SELECT basis, as_of FROM staging.compliance_daily_basis").fetchall()
-    if not previous or previous[0][0] != basis:
-        return None, "supersedence, the staleness threshold or the SQL changed"
-    if previous[0][1] > as_of:
-        return None, "evaluation date moved back"
-    changed = conn.execute(
-        "SELECT min(first_day) FROM ("
-        "(SELECT * FROM new_trend_sources EXCEPT SELECT * FROM staging.compliance_daily_sources) UNION ALL "
-        "(SELECT * FROM staging.compliance_daily_sources EXCEPT SELECT * FROM new_trend_sources))"
-    ).fetchall()[0][0]
-    next_day = previous[0][1] + timedelta(days=1)
-    return (min(changed, next_day) if changed else next_day), "new or changed observations"
 
 
 @warehouse_asset(
@@ -246,27 +202,26 @@ def compliance_daily(
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
         stale_after_days = config.stale_after_days
-        basis = conn.execute(_TREND_BASIS, {
-            "sql": read_sql("compliance_daily"), "stale_after_days": stale_after_days}).fetchall()[0][0]
-        conn.execute(f"CREATE OR REPLACE TEMP TABLE new_trend_sources AS {_TREND_SOURCES}", {"as_of": as_of})
-        from_day, reason = _trend_from_day(conn, basis, as_of)
+        basis = increments.fingerprint(conn, _TREND_BASIS, read_sql("compliance_daily"), stale_after_days)
+        built = increments.plan(conn, "marts.compliance_daily", basis, as_of,
+                                upstream=["marts.vm_patch_history", "staging.patch_observations"],
+                                basis_reason="supersedence, the staleness threshold or the SQL changed")
         changed = [*increments.changed_keys(conn, "marts.compliance_daily", "severities", _TREND_SEVERITIES, False),
                    *increments.changed_keys(conn, "marts.compliance_daily", "machines", _TREND_MACHINES, False)]
-        if changed and from_day is not None:
-            from_day, reason = None, "severities or machine attributes changed"
-        if from_day is None:
-            build_table(conn, "marts.compliance_daily",
-                        params={"as_of": as_of, "from_day": None, "stale_after_days": stale_after_days})
-        else:
+        if changed and not built.full:
+            built = dataclasses.replace(built, from_day=None, reason="severities or machine attributes changed")
+        params = {"as_of": as_of, "from_day": built.from_day, "stale_after_days": stale_after_days}
+        if built.full:
+            build_table(conn, "marts.compliance_daily", params=params)
+        elif built.from_day <= as_of:
             create_macros(conn)
-            conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [from_day])
-            conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}",
-                         {"as_of": as_of, "from_day": from_day, "stale_after_days": stale_after_days})
+            conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [built.from_day])
+            conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}", params)
             conn.execute("UPDATE marts.compliance_daily SET as_of = ?", [as_of])
-        conn.execute("CREATE OR REPLACE TABLE staging.compliance_daily_sources AS "
-                     "SELECT * FROM new_trend_sources ORDER BY source_file")
-        conn.execute("CREATE OR REPLACE TABLE staging.compliance_daily_basis AS "
-                     "SELECT $basis AS basis, CAST($as_of AS DATE) AS as_of", {"basis": basis, "as_of": as_of})
+        increments.record(conn, built, as_of)
+        # The trend's own bookkeeping before it followed the increments.
+        conn.execute("DROP TABLE IF EXISTS staging.compliance_daily_basis")
+        conn.execute("DROP TABLE IF EXISTS staging.compliance_daily_sources")
         days, latest_share = conn.execute(
             "SELECT count(*), arg_max(compliance_share, day) FROM marts.compliance_daily "
             "WHERE grain = 'fleet'"
@@ -276,16 +231,14 @@ def compliance_daily(
             "marts.compliance_daily",
             order_by="day DESC, grain, asset_category, criticality, environment, owner, severity",
         )
-    context.log.info(f"compliance_daily: {'every day' if from_day is None else f'days from {from_day}'} "
-                     f"recomputed ({reason})")
+    context.log.info(built.describe())
     return dg.MaterializeResult(
         metadata={
             **metadata,
             "as_of": as_of.isoformat(),
             "days": dg.MetadataValue.int(days),
             "latest_fleet_compliance_share": dg.MetadataValue.float(float(latest_share or 0.0)),
-            "trend/recomputed_from": from_day.isoformat() if from_day else "all days",
-            "trend/reason": reason,
+            **built.metadata(prefix="trend"),
         }
     )
 

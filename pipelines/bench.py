@@ -12,6 +12,10 @@ the full run against DuckDB's bare read of the same files.
 
     python -m pipelines.bench [--runs 1000x90,1000x360,10000x90] [--out bench/out]
     python -m pipelines.bench [--sizes 100,1000,10000] [--days 90] [--out bench/out]
+
+`--reuse-estate` keeps an estate already generated in `--out` for the same VMs x days (a 10,000-VM
+estate takes minutes to write) and only removes what a previous run built from it;
+`--log-level INFO` shows each step as it runs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import shutil
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -114,6 +119,9 @@ class MemorySampler(threading.Thread):
         return max(inside, default=0.0)
 
 
+LOG_LEVEL = "ERROR"
+
+
 def _run_pipeline(estate: Path, database: Path, reports: Path, job: str = "full_refresh") -> tuple[float, list, object, MemorySampler]:
     import dagster as dg
 
@@ -128,7 +136,7 @@ def _run_pipeline(estate: Path, database: Path, reports: Path, job: str = "full_
     started = time.perf_counter()
     result = definitions.resolve_job_def(job).execute_in_process(
         instance=instance, raise_on_error=True,
-        run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}},
     )
     total = time.perf_counter() - started
     sampler.stop()
@@ -214,21 +222,46 @@ def _hide_last_day(estate: Path, day: str, aside: Path) -> list[tuple[Path, Path
     return moved
 
 
-def bench_size(vms: int, days: int, out: Path, incremental: bool) -> SizeResult:
+def _reusable_estate(root: Path, vms: int, days: int) -> date | None:
+    """The last day of the estate already generated in `root` for vms x days (None: there is
+    none), made whole again: the files a previous run set aside are put back and what it built
+    (warehouse, ledger files, reports) removed."""
+    truth = root / "estate" / "demo_truth.json"
+    if not truth.exists():
+        return None
+    generator = json.loads(truth.read_text(encoding="utf-8"))["generator"]
+    if (generator["vms"], generator["days"]) != (vms, days):
+        return None
+    aside = root / "last-day"
+    for path in sorted(aside.rglob("*")) if aside.exists() else []:
+        if path.is_file():
+            target = root / "estate" / path.relative_to(aside)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(path, target)
+    for built in ("last-day", "ledger", "reports", "warehouse.duckdb.tmp"):
+        shutil.rmtree(root / built, ignore_errors=True)
+    for built in root.glob("warehouse*.duckdb*"):
+        built.unlink()
+    return date.fromisoformat(generator["end"])
+
+
+def bench_size(vms: int, days: int, out: Path, incremental: bool, reuse_estate: bool = False) -> SizeResult:
     from pipelines.demo.generator import generate_estate
 
     root = out / f"estate-{vms}x{days}"
-    shutil.rmtree(root, ignore_errors=True)
     result = SizeResult(vms=vms, days=days)
     started = time.perf_counter()
-    summary = generate_estate(root / "estate", vms=vms, days=days)
+    end = _reusable_estate(root, vms, days) if reuse_estate else None
+    if end is None:
+        shutil.rmtree(root, ignore_errors=True)
+        end = generate_estate(root / "estate", vms=vms, days=days).end
     result.generate_seconds = time.perf_counter() - started
     recorded: list[dict] = []
     warehouse_module.sql_timing_recorder = lambda table, name, params, seconds: recorded.append(
         {"table": table, "sql_name": name, "params": params, "seconds": seconds})
     moved = []
     if incremental:  # the full run sees every day but the last; the incremental run adds it
-        moved = _hide_last_day(root / "estate", summary.end.isoformat(), root / "last-day")
+        moved = _hide_last_day(root / "estate", end.isoformat(), root / "last-day")
     try:
         total, records, definitions, sampler = _run_pipeline(
             root / "estate", root / "warehouse.duckdb", root / "reports")
@@ -341,7 +374,12 @@ def main() -> None:
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES"))
     parser.add_argument("--days", type=int, default=int(os.environ.get("BENCH_DAYS", "90")))
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--reuse-estate", action="store_true",
+                        help="keep an estate of the same size already generated in --out")
+    parser.add_argument("--log-level", default="ERROR", help="Dagster's console log level (INFO: every step)")
     args = parser.parse_args()
+    global LOG_LEVEL
+    LOG_LEVEL = args.log_level.upper()
     if args.sizes:
         runs = [(int(s), args.days) for s in args.sizes.split(",")]
     else:
@@ -350,7 +388,7 @@ def main() -> None:
     results = []
     for vms, days in runs:
         print(f"bench: {vms:,} VMs x {days} days ...", flush=True)
-        results.append(bench_size(vms, days, args.out, incremental=True))
+        results.append(bench_size(vms, days, args.out, incremental=True, reuse_estate=args.reuse_estate))
         print(f"bench: {vms:,} VMs x {days} days done in {results[-1].total_seconds:.1f} s, "
               f"daily run {results[-1].incremental_seconds:.1f} s", flush=True)
     payload = [{**asdict(r), "steps": [{**asdict(s), "rows_per_second": s.rows_per_second} for s in r.steps],

@@ -19,6 +19,7 @@
 WITH
 params AS (
     SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
+           timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS start,
            CAST($stale_after_days AS INTEGER) AS stale_after_days
 ),
 -- The UTC days on which each machine had a successful full listing of its patches.
@@ -27,15 +28,30 @@ listing_days AS (
     FROM staging.assessment_runs AS r, params
     WHERE r.succeeded AND r.assessed_at < params.cutoff
 ),
+-- The winning observation of each pair at each instant; for a daily run ($from_day) only the
+-- instants from that day on, and each pair's last one before it (the state the day starts with),
+-- so that it does not order the whole history again.
 events AS (
     SELECT h.vm_id, h.patch_key, h.kb, h.state, h.observed_at
     FROM marts.vm_patch_history AS h
     CROSS JOIN params
-    WHERE h.observed_at < params.cutoff
+    WHERE h.observed_at < params.cutoff AND ($from_day IS NULL OR h.observed_at >= params.start)
     QUALIFY row_number() OVER (
         PARTITION BY h.vm_id, h.patch_key, h.observed_at
         ORDER BY source_rank(h.source), h.state, h.run_id, h.source_file
     ) = 1
+    UNION ALL
+    SELECT vm_id, patch_key, last.kb, last.state, last.observed_at
+    FROM (
+        SELECT h.vm_id, h.patch_key,
+               arg_min({'kb': h.kb, 'state': h.state, 'observed_at': h.observed_at},
+                       {'t': -epoch_us(h.observed_at), 'r': source_rank(h.source), 's': h.state,
+                        'run': h.run_id, 'f': h.source_file}) AS last
+        FROM marts.vm_patch_history AS h
+        CROSS JOIN params
+        WHERE $from_day IS NOT NULL AND h.observed_at < params.start
+        GROUP BY h.vm_id, h.patch_key
+    )
 ),
 changes AS (
     SELECT *
@@ -57,22 +73,24 @@ intervals AS (
     FROM changes
 ),
 -- $from_day (NULL for all): a daily run recomputes only the days its new data can change.
-days AS (
-    SELECT CAST(d AS DATE) AS day
-    FROM params,
-         generate_series((SELECT min(observed_at)::DATE FROM events), params.as_of, INTERVAL 1 DAY) AS g(d)
-    WHERE $from_day IS NULL OR CAST(d AS DATE) >= CAST($from_day AS DATE)
+-- Each interval is expanded to its days directly (linear in pairs x days, no range join).
+first AS (
+    SELECT coalesce(CAST($from_day AS DATE), (SELECT min(observed_at)::DATE FROM events)) AS day
 ),
 pair_days AS (
-    SELECT d.day, i.vm_id, i.patch_key, i.kb, i.state
-    FROM days AS d
-    JOIN intervals AS i ON d.day BETWEEN i.first_day AND i.last_day
-    WHERE i.state <> 'not_applicable'
+    SELECT CAST(unnest(generate_series(greatest(i.first_day, first.day), i.last_day, INTERVAL 1 DAY)) AS DATE) AS day,
+           i.vm_id, i.patch_key, i.state
+    FROM intervals AS i, first
+    WHERE i.state <> 'not_applicable' AND i.last_day >= first.day
 ),
 -- Stale that day: the machine's newest listing up to the day is older than stale_after_days, or
 -- none (per machine and day, then applied to each of its pairs).
 machine_days AS (
-    SELECT DISTINCT day, vm_id FROM pair_days
+    SELECT CAST(unnest(generate_series(greatest(min(i.first_day), first.day), params.as_of, INTERVAL 1 DAY)) AS DATE)
+        AS day, i.vm_id
+    FROM intervals AS i, first, params
+    WHERE i.state <> 'not_applicable'
+    GROUP BY i.vm_id, first.day, params.as_of
 ),
 stale_machines AS (
     SELECT m.day, m.vm_id
@@ -80,35 +98,84 @@ stale_machines AS (
     ASOF LEFT JOIN listing_days AS l ON l.vm_id = m.vm_id AND l.day <= m.day
     WHERE l.day IS NULL OR m.day - l.day > (SELECT stale_after_days FROM params)
 ),
+-- Superseded-satisfied: the days a missing, failed or not_selected interval overlaps an interval
+-- of the same machine in which a superseding patch is installed (overlaps of intervals, then
+-- days), on days the machine's coverage is current (else the pair is unknown).
 satisfied AS (
-    SELECT DISTINCT m.day, m.vm_id, m.patch_key
-    FROM pair_days AS m
+    SELECT DISTINCT
+        CAST(unnest(generate_series(greatest(m.first_day, q.first_day, first.day), least(m.last_day, q.last_day),
+                                    INTERVAL 1 DAY)) AS DATE) AS day,
+        m.vm_id, m.patch_key, m.state
+    FROM intervals AS m
     JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
-    JOIN pair_days AS q ON q.day = m.day AND q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
+    JOIN intervals AS q ON q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
+    CROSS JOIN first
     WHERE m.state IN ('missing', 'failed', 'not_selected')
 ),
+satisfied_counts AS (
+    SELECT x.day, x.vm_id, coalesce(s.severity, '(none)') AS severity,
+           count(*) FILTER (WHERE x.state = 'failed') AS failed, count(*) FILTER (WHERE x.state <> 'failed') AS missing
+    FROM satisfied AS x
+    ANTI JOIN stale_machines AS u USING (day, vm_id)
+    LEFT JOIN staging.patch_severity AS s USING (patch_key)
+    GROUP BY ALL
+),
+-- Counted per machine, day and severity first (the grains below then sum far fewer rows), as if
+-- nothing were superseded; the satisfied pairs then move from missing or failed.
 classified AS (
     SELECT
         p.day,
         p.vm_id,
-        coalesce(i.asset_category, '(none)') AS asset_category,
-        coalesce(i.criticality, '(none)') AS criticality,
-        coalesce(i.environment, '(none)') AS environment,
-        coalesce(i.owner, '(none)') AS owner,
         coalesce(s.severity, '(none)') AS severity,
         CASE
             WHEN u.vm_id IS NOT NULL THEN 'unknown'
             WHEN p.state = 'installed' THEN 'installed'
             WHEN p.state = 'installed_pending_reboot' THEN 'pending_reboot'
-            WHEN x.patch_key IS NOT NULL THEN 'superseded_satisfied'
             WHEN p.state = 'failed' THEN 'failed'
             ELSE 'missing'
         END AS status
     FROM pair_days AS p
-    LEFT JOIN satisfied AS x USING (day, vm_id, patch_key)
     LEFT JOIN stale_machines AS u USING (day, vm_id)
     LEFT JOIN staging.patch_severity AS s USING (patch_key)
-    LEFT JOIN marts.vm_inventory AS i ON i.vm_id = p.vm_id
+),
+unsuperseded AS (
+    SELECT
+        day,
+        vm_id,
+        severity,
+        count(*) AS applicable_pairs,
+        count(*) FILTER (WHERE status = 'installed') AS installed,
+        count(*) FILTER (WHERE status = 'missing') AS missing,
+        count(*) FILTER (WHERE status = 'failed') AS failed,
+        count(*) FILTER (WHERE status = 'pending_reboot') AS pending_reboot,
+        count(*) FILTER (WHERE status = 'unknown') AS unknown
+    FROM classified
+    GROUP BY day, vm_id, severity
+),
+per_machine AS (
+    SELECT
+        c.day,
+        c.vm_id,
+        c.severity,
+        c.applicable_pairs,
+        c.installed,
+        coalesce(x.failed + x.missing, 0) AS superseded_satisfied,
+        c.missing - coalesce(x.missing, 0) AS missing,
+        c.failed - coalesce(x.failed, 0) AS failed,
+        c.pending_reboot,
+        c.unknown
+    FROM unsuperseded AS c
+    LEFT JOIN satisfied_counts AS x USING (day, vm_id, severity)
+),
+machine_rows AS (
+    SELECT
+        m.*,
+        coalesce(i.asset_category, '(none)') AS asset_category,
+        coalesce(i.criticality, '(none)') AS criticality,
+        coalesce(i.environment, '(none)') AS environment,
+        coalesce(i.owner, '(none)') AS owner
+    FROM per_machine AS m
+    LEFT JOIN marts.vm_inventory AS i ON i.vm_id = m.vm_id
 ),
 counted AS (
     SELECT
@@ -128,14 +195,14 @@ counted AS (
         owner,
         severity,
         count(DISTINCT vm_id)::INTEGER AS machines,
-        count(*)::INTEGER AS applicable_pairs,
-        count(*) FILTER (WHERE status = 'installed')::INTEGER AS installed,
-        count(*) FILTER (WHERE status = 'superseded_satisfied')::INTEGER AS superseded_satisfied,
-        count(*) FILTER (WHERE status = 'missing')::INTEGER AS missing,
-        count(*) FILTER (WHERE status = 'failed')::INTEGER AS failed,
-        count(*) FILTER (WHERE status = 'pending_reboot')::INTEGER AS pending_reboot,
-        count(*) FILTER (WHERE status = 'unknown')::INTEGER AS unknown
-    FROM classified
+        sum(applicable_pairs)::INTEGER AS applicable_pairs,
+        sum(installed)::INTEGER AS installed,
+        sum(superseded_satisfied)::INTEGER AS superseded_satisfied,
+        sum(missing)::INTEGER AS missing,
+        sum(failed)::INTEGER AS failed,
+        sum(pending_reboot)::INTEGER AS pending_reboot,
+        sum(unknown)::INTEGER AS unknown
+    FROM machine_rows
     GROUP BY GROUPING SETS (
         (day),
         (day, asset_category),

@@ -7,6 +7,7 @@ own is mocked: only the transport and the credential are injected, through the `
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import threading
@@ -1005,3 +1006,30 @@ def test_report_population_section_shows_reported_beside_loaded(conn):
     page = render_html({**data, "data_files": []}, [])  # the pack adds its file list and charts
     assert ('<tr><td>patchinstallationresources</td><td class="num">1</td><td class="num">2</td>'
             '<td class="num">2</td><td class="num">1</td><td class="num">1</td></tr>') in page
+
+
+def test_population_figures_follow_each_file_between_runs(tmp_path, monkeypatch):
+    """A later run reads again only the files whose size or modification time changed: a
+    corrected export is judged on its new figures; one rewritten under the same size and time
+    keeps its old figures and SHA-256, so its rows no longer match and the check fails."""
+    monkeypatch.delenv("PATCHLEDGER_LAKE", raising=False)
+    folder = tmp_path / "estate" / "azure" / "resource_graph"
+    folder.mkdir(parents=True)
+    rows = [row for page in arg_pages("patchassessmentresources") for row in page["data"]]
+    export = folder / "patchassessmentresources-export.json"
+    export.write_text(json.dumps({"totalRecords": 5, "count": 3, "data": rows}))
+    settings = RunSettings(estate_dir=str(tmp_path / "estate"), source="files")
+    result, table = population_run(tmp_path, settings)
+    assert not check_passed(result) and table[0][4:] == (5, 3, 3, False)
+
+    export.write_text(json.dumps({"totalRecords": 3, "count": 3, "data": rows}))  # corrected
+    result, table = population_run(tmp_path, settings)
+    assert result.success and check_passed(result) and table[0][4:] == (3, 3, 3, True)
+
+    before = export.stat()
+    export.write_text(json.dumps({"totalRecords": 2, "count": 2, "data": rows[:2]}).ljust(before.st_size))
+    os.utime(export, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert export.stat().st_size == before.st_size
+    result, table = population_run(tmp_path, settings)
+    # The raw table reloaded the 2 rows under the new SHA-256; the figures kept are the old ones.
+    assert not check_passed(result) and table[0][4:] == (3, 3, 0, False)

@@ -131,7 +131,7 @@ def test_only_new_files_are_read(estates):
     assert metadata["raw/patch_assessment_resources"]["ingest/files_unchanged"] == 20
     # The trend recomputes only the new day (and the previous one, whose last states it ends).
     trend = metadata["marts/compliance_daily"]
-    assert trend["trend/reason"] == "new or changed observations"
+    assert trend["trend/reason"] == "new days"
     assert trend["trend/recomputed_from"] >= "2026-11-26"
 
 

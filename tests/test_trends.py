@@ -51,7 +51,7 @@ HISTORY = [
 DAILY_LISTINGS = [(vm, day) for vm in (VM_A, VM_B) for day in (1, 2, 3)]
 
 
-def build(path, listings=DAILY_LISTINGS, stale_after_days=2):
+def build(path, listings=DAILY_LISTINGS, stale_after_days=2, history=HISTORY):
     conn = connect_warehouse(str(path))
     replace_table(conn, "staging.sla_policy", policy_rows(load_policy(None)))
     conn.execute(f"""
@@ -89,7 +89,7 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2):
     conn.executemany(
         "INSERT INTO marts.vm_patch_history VALUES (?, ?, ?, ?, NULL, 'Security', ?, "
         "'resource_graph_assessment', ?, ?, 'f.json')",
-        [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(HISTORY, 1)],
+        [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(history, 1)],
     )
     conn.execute("CREATE TABLE staging.assessment_runs (vm_id VARCHAR, assessed_at TIMESTAMPTZ, "
                  "source VARCHAR, succeeded BOOLEAN, source_file VARCHAR)")
@@ -107,16 +107,31 @@ COUNTS = ("machines, applicable_pairs, installed, superseded_satisfied, missing,
           "pending_reboot, compliance_share")
 
 
-def test_fleet_per_day(tmp_path):
-    conn = build(tmp_path / "w.duckdb")
+def fleet_rows(conn) -> list[tuple]:
     rows = conn.execute(
         f"SELECT day, {COUNTS} FROM marts.compliance_daily WHERE grain = 'fleet' ORDER BY day"
     ).fetchall()
     conn.close()
-    assert rows == [
+    return rows
+
+
+def test_fleet_per_day(tmp_path):
+    assert fleet_rows(build(tmp_path / "w.duckdb")) == [
         (date(2026, 1, 1), 2, 3, 0, 0, 3, 0, 0, 0.0),
         (date(2026, 1, 2), 2, 5, 1, 1, 2, 0, 1, 0.4),
         (date(2026, 1, 3), 2, 5, 3, 1, 0, 1, 0, 0.8),
+    ]
+
+
+def test_supersedence_holds_only_while_the_superseding_patch_is_installed(tmp_path):
+    # vm-b: 8000004 fails on day 2 (after 8000003 is installed, so still satisfied) and 8000003
+    # is rolled back (missing) on day 3, so 8000004 counts as failed again that day.
+    history = [*HISTORY, (VM_B, "8000004", "failed", at(2, 12)), (VM_B, "8000003", "missing", at(3))]
+    # Day 3: installed vm-a 8000001, 8000002; failed vm-b 8000001, 8000004; missing vm-b 8000003.
+    assert fleet_rows(build(tmp_path / "w.duckdb", history=history)) == [
+        (date(2026, 1, 1), 2, 3, 0, 0, 3, 0, 0, 0.0),
+        (date(2026, 1, 2), 2, 5, 1, 1, 2, 0, 1, 0.4),
+        (date(2026, 1, 3), 2, 5, 2, 0, 1, 2, 0, 0.4),
     ]
 
 

@@ -127,26 +127,45 @@ POPULATION_FILE_COLUMNS = {
 }
 
 
+# What each file said, kept between runs under its name, size and modification time: a daily run
+# reads (and hashes) only the files new or changed since, not every day's file again. A file
+# rewritten in place under the same size and time keeps its old SHA-256 here, so its loaded rows
+# (matched by SHA-256) no longer match and the completeness check fails: never a false pass.
+POPULATION_CACHE = "staging.resource_graph_file_figures"
+
+
 def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path) -> None:
     """Temporary table `population_files`: what each Resource Graph file says of its population,
     `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table.
     Its SHA-256 ties it to the rows loaded: a renamed or copied file is held under its first name."""
     spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
     conn.execute(f"CREATE OR REPLACE TEMP TABLE population_files ({spec})")
-    for arg_table in RESOURCE_GRAPH_TABLES:
-        files = resource_graph_files(estate_dir, arg_table)
-        objects = [p for p in files if p.stat().st_size and json_top_level(p) == "{"]
-        for path in files:
-            if path not in objects:
-                conn.execute("INSERT INTO population_files (arg_table, source_file, source_sha256) "
-                             "VALUES ($t, $f, $sha)",
-                             {"t": arg_table, "f": relative_name(path, estate_dir), "sha": sha256_file(path)})
-        for path in objects:
-            conn.execute(
-                "INSERT INTO population_files SELECT $t, $f, $sha, subscriptions, "
-                "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
-                "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
-                f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
-                {"t": arg_table, "f": relative_name(path, estate_dir), "sha": sha256_file(path),
-                 "path": str(path)},
-            )
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {POPULATION_CACHE} ({spec}, size BIGINT, mtime_ns BIGINT)")
+    stats = {(arg_table, relative_name(path, estate_dir)): (path, path.stat())
+             for arg_table in RESOURCE_GRAPH_TABLES for path in resource_graph_files(estate_dir, arg_table)}
+    keys = [(t, name, stat.st_size, stat.st_mtime_ns) for (t, name), (_, stat) in stats.items()]
+    conn.execute("CREATE OR REPLACE TEMP TABLE population_stats "
+                 "(arg_table VARCHAR, source_file VARCHAR, size BIGINT, mtime_ns BIGINT)")
+    if keys:
+        conn.executemany("INSERT INTO population_stats VALUES (?, ?, ?, ?)", keys)
+    columns = ", ".join(POPULATION_FILE_COLUMNS)
+    conn.execute(f"INSERT INTO population_files SELECT {columns} FROM {POPULATION_CACHE} "
+                 "SEMI JOIN population_stats USING (arg_table, source_file, size, mtime_ns)")
+    known = set(conn.execute("SELECT arg_table, source_file FROM population_files").fetchall())
+    for (arg_table, name), (path, stat) in stats.items():
+        if (arg_table, name) in known:
+            continue
+        if not stat.st_size or json_top_level(path) != "{":
+            conn.execute("INSERT INTO population_files (arg_table, source_file, source_sha256) "
+                         "VALUES ($t, $f, $sha)", {"t": arg_table, "f": name, "sha": sha256_file(path)})
+            continue
+        conn.execute(
+            "INSERT INTO population_files SELECT $t, $f, $sha, subscriptions, "
+            "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
+            "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
+            f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
+            {"t": arg_table, "f": name, "sha": sha256_file(path), "path": str(path)},
+        )
+    conn.execute(f"CREATE OR REPLACE TABLE {POPULATION_CACHE} AS SELECT f.*, s.size, s.mtime_ns "
+                 "FROM population_files AS f JOIN population_stats AS s USING (arg_table, source_file) "
+                 "ORDER BY arg_table, source_file")
