@@ -195,7 +195,8 @@ def compliance_daily(
     """The compliance trend for every day of the history: machines, applicable patch pairs,
     installed, superseded-satisfied, missing, failed and pending-reboot counts and the compliance
     share, for the fleet and by asset category, criticality, environment, owner and severity;
-    the pairs of machines whose coverage is stale on a day count as unknown.
+    the pairs of machines whose coverage is stale on a day count as unknown. Each pair-day is
+    classified by the rules of marts.vm_patch_state as of that day.
 
     Incremental: only the days from the earliest one that new or changed observations touch are
     recomputed; a change to anything else the counts read rebuilds every day."""

@@ -1,4 +1,4 @@
--- @table Daily compliance trend over the whole history (first observed day to $as_of), maintained incrementally (a run recomputes the days from the earliest one its new or changed observations touch; anything else that the counts depend on changing means a full rebuild): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. Supersedence-aware: a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day counts as superseded_satisfied. Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory). Coverage as in marts.vm_patch_state, day by day: on a day when a machine's newest full listing of its patches (staging.assessment_runs: an assessment or an installation run) is more than $stale_after_days days old, or it has none yet, every pair of the machine counts as unknown, never as compliant.
+-- @table Daily compliance trend over the whole history (first observed day to $as_of), maintained incrementally (a run recomputes the days from the earliest one its new or changed observations touch; anything else that the counts depend on changing means a full rebuild): the state of every machine x patch pair at the end of each UTC day, reconstructed from the validity intervals of marts.vm_patch_history states (the same winner per instant as marts.vm_patch_state), counted per day at several grains. The rules of marts.vm_patch_state day by day: a failed install stays failed while later listings show the patch missing or not selected, until an attempt succeeds or an observation shows it installed or not applicable; a missing, failed or not_selected patch whose superseding patch (marts.patch_supersedence_closure) is installed that day, or for a Linux <package>_<version> a newer version of the package (versions compared number by number), counts as superseded_satisfied; not_selected counts as missing. On its last day the fleet row equals the counts of marts.vm_patch_state by state (not-applicable pairs left out). Pending reboot is never installed. Machine attributes are today's (marts.vm_inventory). Coverage as in marts.vm_patch_state, day by day: on a day when a machine's newest full listing of its patches (staging.assessment_runs: an assessment or an installation run) is more than $stale_after_days days old, or it has none yet, every pair of the machine counts as unknown, never as compliant.
 -- @column day: The UTC day; states as of its end.
 -- @column grain: Which columns the row is broken down by: fleet (none), asset_category, criticality, environment, owner, severity, or detail (all five).
 -- @column asset_category: Asset category ('(none)' when untagged); NULL when the grain does not break down by it.
@@ -9,9 +9,9 @@
 -- @column machines: Machines with at least one applicable patch in the row.
 -- @column applicable_pairs: Machine x patch pairs known and applicable at the end of the day (any last known state except not_applicable), unknown ones included.
 -- @column installed: Pairs installed (on machines whose coverage is current that day).
--- @column superseded_satisfied: Pairs not installed whose superseding patch is installed.
+-- @column superseded_satisfied: Pairs not installed whose superseding patch is installed (for a Linux package: a newer version of it).
 -- @column missing: Pairs missing or not_selected (and not satisfied by supersedence).
--- @column failed: Pairs whose latest installation failed (and not satisfied by supersedence).
+-- @column failed: Pairs whose latest installation failed, nothing since showing them installed or not applicable (and not satisfied by supersedence).
 -- @column pending_reboot: Pairs installed but waiting for a reboot.
 -- @column unknown: Pairs on machines whose coverage is stale that day (no full listing within stale_after_days): their last known state is not counted.
 -- @column compliance_share: (installed + superseded_satisfied) / applicable_pairs, 0-1 (unknown pairs count against it).
@@ -28,36 +28,65 @@ listing_days AS (
     FROM staging.assessment_runs AS r, params
     WHERE r.succeeded AND r.assessed_at < params.cutoff
 ),
--- The winning observation of each pair at each instant; for a daily run ($from_day) only the
--- instants from that day on, and each pair's last one before it (the state the day starts with),
--- so that it does not order the whole history again.
-events AS (
-    SELECT h.vm_id, h.patch_key, h.kb, h.state, h.observed_at
+-- Each pair at each instant: the winning observation (the same winner as marts.vm_patch_state),
+-- the outcome of an installation attempt then (a success wins over a failure at the same
+-- instant) and whether an observation shows it installed or not applicable. For a daily run
+-- ($from_day) only the instants from that day on, and one row per pair summing up the history
+-- before it (its last winner, newest attempt and newest resolution), so that it does not order
+-- the whole history again.
+observations AS (
+    SELECT h.*,
+           h.source IN ('resource_graph_installation', 'patch_operation_install', 'log_analytics_run')
+               AND h.state IN ('installed', 'installed_pending_reboot', 'failed') AS attempt
     FROM marts.vm_patch_history AS h
     CROSS JOIN params
-    WHERE h.observed_at < params.cutoff AND ($from_day IS NULL OR h.observed_at >= params.start)
-    QUALIFY row_number() OVER (
-        PARTITION BY h.vm_id, h.patch_key, h.observed_at
-        ORDER BY source_rank(h.source), h.state, h.run_id, h.source_file
-    ) = 1
+    WHERE h.observed_at < params.cutoff
+),
+events AS (
+    SELECT vm_id, patch_key, observed_at,
+           arg_min({'kb': kb, 'state': state}, (source_rank(source), state, run_id, source_file)) AS winner,
+           arg_max(state, (state <> 'failed', state)) FILTER (WHERE attempt) AS attempt_state,
+           max(observed_at) FILTER (WHERE attempt) AS attempt_at,
+           max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS resolved_at
+    FROM observations CROSS JOIN params
+    WHERE $from_day IS NULL OR observed_at >= params.start
+    GROUP BY vm_id, patch_key, observed_at
     UNION ALL
-    SELECT vm_id, patch_key, last.kb, last.state, last.observed_at
+    SELECT vm_id, patch_key, last.observed_at, {'kb': last.kb, 'state': last.state}, attempt_state, attempt_at,
+           resolved_at
     FROM (
-        SELECT h.vm_id, h.patch_key,
-               arg_min({'kb': h.kb, 'state': h.state, 'observed_at': h.observed_at},
-                       {'t': -epoch_us(h.observed_at), 'r': source_rank(h.source), 's': h.state,
-                        'run': h.run_id, 'f': h.source_file}) AS last
-        FROM marts.vm_patch_history AS h
-        CROSS JOIN params
-        WHERE $from_day IS NOT NULL AND h.observed_at < params.start
-        GROUP BY h.vm_id, h.patch_key
+        SELECT vm_id, patch_key,
+               arg_min({'kb': kb, 'state': state, 'observed_at': observed_at},
+                       {'t': -epoch_us(observed_at), 'r': source_rank(source), 's': state,
+                        'run': run_id, 'f': source_file}) AS last,
+               arg_max(state, (observed_at, state <> 'failed', state)) FILTER (WHERE attempt) AS attempt_state,
+               max(observed_at) FILTER (WHERE attempt) AS attempt_at,
+               max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS resolved_at
+        FROM observations CROSS JOIN params
+        WHERE $from_day IS NOT NULL AND observed_at < params.start
+        GROUP BY vm_id, patch_key
     )
+),
+-- The state each instant leaves, by marts.vm_patch_state's rule: a missing or not selected patch
+-- whose newest installation attempt failed, with nothing since showing it installed or not
+-- applicable, stays failed.
+states AS (
+    SELECT
+        vm_id, patch_key, winner.kb, observed_at,
+        CASE
+            WHEN winner.state IN ('missing', 'not_selected')
+                 AND arg_max(attempt_state, attempt_at) OVER pair = 'failed'
+                 AND coalesce(max(resolved_at) OVER pair < max(attempt_at) OVER pair, true) THEN 'failed'
+            ELSE winner.state
+        END AS state
+    FROM events
+    WINDOW pair AS (PARTITION BY vm_id, patch_key ORDER BY observed_at ROWS UNBOUNDED PRECEDING)
 ),
 changes AS (
     SELECT *
     FROM (
         SELECT *, lag(state) OVER (PARTITION BY vm_id, patch_key ORDER BY observed_at) AS previous_state
-        FROM events
+        FROM states
     )
     WHERE previous_state IS DISTINCT FROM state
 ),
@@ -75,7 +104,7 @@ intervals AS (
 -- $from_day (NULL for all): a daily run recomputes only the days its new data can change.
 -- Each interval is expanded to its days directly (linear in pairs x days, no range join).
 first AS (
-    SELECT coalesce(CAST($from_day AS DATE), (SELECT min(observed_at)::DATE FROM events)) AS day
+    SELECT coalesce(CAST($from_day AS DATE), (SELECT min(observed_at)::DATE FROM states)) AS day
 ),
 pair_days AS (
     SELECT CAST(unnest(generate_series(greatest(i.first_day, first.day), i.last_day, INTERVAL 1 DAY)) AS DATE) AS day,
@@ -98,19 +127,39 @@ stale_machines AS (
     ASOF LEFT JOIN listing_days AS l ON l.vm_id = m.vm_id AND l.day <= m.day
     WHERE l.day IS NULL OR m.day - l.day > (SELECT stale_after_days FROM params)
 ),
--- Superseded-satisfied: the days a missing, failed or not_selected interval overlaps an interval
--- of the same machine in which a superseding patch is installed (overlaps of intervals, then
+-- Superseded-satisfied (as in marts.vm_patch_state): the days a missing, failed or not_selected
+-- interval overlaps an interval of the same machine in which a superseding patch is installed,
+-- or for a Linux <package>_<version> a newer version of the package (overlaps of intervals, then
 -- days), on days the machine's coverage is current (else the pair is unknown).
-satisfied AS (
-    SELECT DISTINCT
-        CAST(unnest(generate_series(greatest(m.first_day, q.first_day, first.day), least(m.last_day, q.last_day),
-                                    INTERVAL 1 DAY)) AS DATE) AS day,
-        m.vm_id, m.patch_key, m.state
+packages AS (
+    SELECT
+        vm_id, patch_key, state, first_day, last_day,
+        split_part(patch_key, '_', 1) AS package,
+        [CAST(x AS BIGINT) FOR x IN regexp_extract_all(substr(patch_key, strpos(patch_key, '_') + 1), '\d+')] AS version_numbers
+    FROM intervals
+    WHERE kb IS NULL AND strpos(patch_key, '_') > 1 AND state IN ('missing', 'failed', 'not_selected', 'installed')
+),
+satisfying AS (
+    SELECT m.vm_id, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day
     FROM intervals AS m
     JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
     JOIN intervals AS q ON q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
-    CROSS JOIN first
     WHERE m.state IN ('missing', 'failed', 'not_selected')
+    UNION ALL
+    SELECT m.vm_id, m.patch_key, m.state, m.first_day, m.last_day, q.first_day, q.last_day
+    FROM packages AS m
+    JOIN packages AS q
+      ON q.vm_id = m.vm_id AND q.package = m.package AND q.state = 'installed'
+     AND q.version_numbers > m.version_numbers
+    WHERE m.state IN ('missing', 'failed', 'not_selected')
+),
+satisfied AS (
+    SELECT DISTINCT
+        CAST(unnest(generate_series(greatest(s.first_day, s.q_first_day, first.day), least(s.last_day, s.q_last_day),
+                                    INTERVAL 1 DAY)) AS DATE) AS day,
+        s.vm_id, s.patch_key, s.state
+    FROM satisfying AS s
+    CROSS JOIN first
 ),
 satisfied_counts AS (
     SELECT x.day, x.vm_id, coalesce(s.severity, '(none)') AS severity,

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import duckdb
+
 from pipelines.policy import load_policy, policy_rows
 from pipelines.resources import connect_warehouse
-from pipelines.warehouse import build_table, replace_table
+from pipelines.warehouse import build_table, read_sql, replace_table
 
 AS_OF = date(2026, 1, 3)
 VM_A = "/subscriptions/s/resourcegroups/rg/providers/microsoft.compute/virtualmachines/vm-a"
@@ -86,10 +88,13 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2, history=HISTORY):
             kb VARCHAR, msrc_severity VARCHAR, classification VARCHAR, state VARCHAR, source VARCHAR,
             observed_at TIMESTAMPTZ, run_id VARCHAR, source_file VARCHAR)
     """)
+    # A row is (vm, patch_key, state, time[, source]): an assessment unless a source is given; a
+    # KB's digits are its kb, a Linux <package>_<version> has none.
     conn.executemany(
-        "INSERT INTO marts.vm_patch_history VALUES (?, ?, ?, ?, NULL, 'Security', ?, "
-        "'resource_graph_assessment', ?, ?, 'f.json')",
-        [[vm, n, key, key, state, when, f"run-{n}"] for n, (vm, key, state, when) in enumerate(history, 1)],
+        "INSERT INTO marts.vm_patch_history VALUES (?, ?, ?, ?, NULL, 'Security', ?, ?, ?, ?, 'f.json')",
+        [[row[0], n, row[1], row[1] if row[1].isdigit() else None, row[2],
+          row[4] if len(row) > 4 else "resource_graph_assessment", row[3], f"run-{n}"]
+         for n, row in enumerate(history, 1)],
     )
     conn.execute("CREATE TABLE staging.assessment_runs (vm_id VARCHAR, assessed_at TIMESTAMPTZ, "
                  "source VARCHAR, succeeded BOOLEAN, source_file VARCHAR)")
@@ -133,6 +138,63 @@ def test_supersedence_holds_only_while_the_superseding_patch_is_installed(tmp_pa
         (date(2026, 1, 2), 2, 5, 1, 1, 2, 0, 1, 0.4),
         (date(2026, 1, 3), 2, 5, 2, 0, 1, 2, 0, 0.4),
     ]
+
+
+def test_newer_linux_package_version_satisfies_an_older_one(tmp_path):
+    # vm-b: openssl 1.2-1 missing from day 1, 1.3-1 installed on day 3; curl 7.8-1 installed and
+    # 7.9-1 missing on day 1, 7.10-1 installed on day 2 (7.10 is newer than 7.9 number by number,
+    # though not as text; the older 7.8-1 satisfies nothing).
+    history = [
+        (VM_B, "openssl_1.2-1", "missing", at(1)),
+        (VM_B, "curl_7.8-1", "installed", at(1)),
+        (VM_B, "curl_7.9-1", "missing", at(1)),
+        (VM_B, "curl_7.10-1", "installed", at(2)),
+        (VM_B, "openssl_1.3-1", "installed", at(3)),
+    ]
+    # Day 1: installed curl 7.8; missing openssl 1.2, curl 7.9 -> 1/3.
+    # Day 2: installed curl 7.8, 7.10; satisfied curl 7.9; missing openssl 1.2 -> 3/4.
+    # Day 3: installed curl 7.8, 7.10, openssl 1.3; satisfied curl 7.9, openssl 1.2 -> 5/5.
+    assert fleet_rows(build(tmp_path / "w.duckdb", history=history)) == [
+        (date(2026, 1, 1), 1, 3, 1, 0, 2, 0, 0, 0.333333),
+        (date(2026, 1, 2), 1, 4, 2, 1, 1, 0, 0, 0.75),
+        (date(2026, 1, 3), 1, 5, 3, 2, 0, 0, 0, 1.0),
+    ]
+
+
+def test_failed_install_stays_failed_while_listed_missing(tmp_path):
+    install = "resource_graph_installation"
+    history = [
+        # vm-a 8000001: the install fails on day 1, the assessments of days 2 and 3 list it missing.
+        (VM_A, "8000001", "failed", at(1), install),
+        (VM_A, "8000001", "missing", at(2)),
+        (VM_A, "8000001", "missing", at(3)),
+        # vm-b 8000001: fails on day 1, left out (not selected) by the run of day 2, missing on day 3.
+        (VM_B, "8000001", "failed", at(1), install),
+        (VM_B, "8000001", "not_selected", at(2), install),
+        (VM_B, "8000001", "missing", at(3)),
+        # vm-b 8000002: fails on day 1, not applicable on day 2 (that ends it), missing on day 3.
+        (VM_B, "8000002", "failed", at(1), install),
+        (VM_B, "8000002", "not_applicable", at(2)),
+        (VM_B, "8000002", "missing", at(3)),
+    ]
+    # Day 1: three failed. Day 2: two failed (8000002 not applicable). Day 3: vm-a and vm-b
+    # 8000001 failed, vm-b 8000002 missing.
+    expected = [
+        (date(2026, 1, 1), 2, 3, 0, 0, 0, 3, 0, 0.0),
+        (date(2026, 1, 2), 2, 2, 0, 0, 0, 2, 0, 0.0),
+        (date(2026, 1, 3), 2, 3, 0, 0, 1, 2, 0, 0.0),
+    ]
+    conn = build(tmp_path / "w.duckdb", history=history)
+    assert conn.execute(f"SELECT day, {COUNTS} FROM marts.compliance_daily WHERE grain = 'fleet' "
+                        "ORDER BY day").fetchall() == expected
+    # A daily run from day 2 or 3 starts from what the days before left (the failed attempts).
+    for from_day in (date(2026, 1, 2), date(2026, 1, 3)):
+        conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [from_day])
+        conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}",
+                     {"as_of": AS_OF, "from_day": from_day, "stale_after_days": 2})
+        assert conn.execute(f"SELECT day, {COUNTS} FROM marts.compliance_daily WHERE grain = 'fleet' "
+                            "ORDER BY day").fetchall() == expected, from_day
+    conn.close()
 
 
 def test_stale_machine_counts_as_unknown(tmp_path):
@@ -237,3 +299,42 @@ def test_time_to_patch(tmp_path):
         ("Moderate", "low", 1, 1.0),
     ]
     assert month == [(date(2026, 1, 1), 3)]
+
+
+# The trend's columns for the states of marts.vm_patch_state (see their comments).
+TREND_COLUMN = {"installed": "installed", "superseded_satisfied": "superseded_satisfied", "missing": "missing",
+                "not_selected": "missing", "failed": "failed", "installed_pending_reboot": "pending_reboot",
+                "unknown_stale": "unknown"}
+
+
+def test_trend_agrees_with_patch_state_every_day(demo_run):
+    from assets.monitoring import vm_patch_state_at
+
+    _, path, _, result = demo_run
+    assert result.success
+    conn = duckdb.connect(str(path), read_only=True)
+    columns = list(dict.fromkeys(TREND_COLUMN.values()))
+    trend = {row[0]: dict(zip(columns, row[1:], strict=True)) for row in conn.execute(
+        f"SELECT day, {', '.join(columns)} FROM marts.compliance_daily WHERE grain = 'fleet' ORDER BY day"
+    ).fetchall()}
+
+    def by_column(states: list[tuple[str, str]]) -> dict[str, int]:
+        counts = dict.fromkeys(columns, 0)
+        for state, last_known in states:
+            if last_known != "not_applicable":  # not applicable pairs are not in the trend
+                counts[TREND_COLUMN[state]] += 1
+        return counts
+
+    # The last day: the mart itself, which exercises the three rules.
+    last_day = max(trend)
+    state = conn.execute("SELECT state, last_known_state, satisfied_by_kb, as_of FROM marts.vm_patch_state").fetchall()
+    assert {row[3] for row in state} == {last_day}
+    assert trend[last_day] == by_column([row[:2] for row in state])
+    assert any(s == "superseded_satisfied" and "_" in (by or "") for s, _, by, _ in state)  # a Linux version
+    assert ("failed", "missing") in {row[:2] for row in state}  # failed stays failed
+    assert any(s == "not_selected" for s, *_ in state)
+    # Every earlier day: the same state SQL for that date.
+    for day in sorted(trend)[:-1]:
+        past = vm_patch_state_at(conn, day)
+        assert trend[day] == by_column(list(zip(past.state, past.last_known_state, strict=True))), day
+    conn.close()
