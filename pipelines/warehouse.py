@@ -57,6 +57,11 @@ CREATE OR REPLACE TEMP MACRO arm_parent(id, segment) AS CASE
     WHEN strpos(lower(id), segment) > 0 THEN left(lower(id), strpos(lower(id), segment) - 1)
     ELSE ''
 END;
+-- The numbers of a Linux <package>_<version> key's version, in order, so that lists compare
+-- versions number by number (1.9.9-1ubuntu2.11 after 1.9.9-1ubuntu2.9; an approximation of
+-- dpkg's order that ignores '~' and letters).
+CREATE OR REPLACE TEMP MACRO package_version_numbers(patch_key) AS
+    [CAST(x AS BIGINT) FOR x IN regexp_extract_all(substr(patch_key, strpos(patch_key, '_') + 1), '\\d+')];
 CREATE OR REPLACE TEMP MACRO latest_capture(tbl, as_of) AS TABLE
 SELECT * FROM query_table(tbl)
 WHERE captured_at IS NOT DISTINCT FROM (

@@ -135,7 +135,7 @@ packages AS (
     SELECT
         vm_id, patch_key, state, first_day, last_day,
         split_part(patch_key, '_', 1) AS package,
-        [CAST(x AS BIGINT) FOR x IN regexp_extract_all(substr(patch_key, strpos(patch_key, '_') + 1), '\d+')] AS version_numbers
+        package_version_numbers(patch_key) AS version_numbers
     FROM intervals
     WHERE kb IS NULL AND strpos(patch_key, '_') > 1 AND state IN ('missing', 'failed', 'not_selected', 'installed')
 ),

@@ -95,7 +95,7 @@ packages AS (
     SELECT
         vm_id, patch_key, last_known_state,
         split_part(patch_key, '_', 1) AS package,
-        [CAST(x AS BIGINT) FOR x IN regexp_extract_all(substr(patch_key, strpos(patch_key, '_') + 1), '\d+')] AS version_numbers
+        package_version_numbers(patch_key) AS version_numbers
     FROM latest
     WHERE kb IS NULL AND strpos(patch_key, '_') > 1
 ),
