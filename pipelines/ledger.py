@@ -29,6 +29,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -52,7 +53,10 @@ _LEDGER_COLUMNS = {
     "chain_sha256": "VARCHAR",
     "first_seen_run": "VARCHAR",
     "source_sha256": "VARCHAR",
+    "arrived_at": "TIMESTAMPTZ",
 }
+# Columns a ledger file written before them may lack (read as NULL).
+_OPTIONAL_COLUMNS = {"arrived_at"}
 
 _HEADS_DDL = """
 CREATE TABLE IF NOT EXISTS ledger.chain_heads (
@@ -227,6 +231,7 @@ def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
                 {c: pd.Series([], dtype=_pandas_type(t)) for c, t in _LEDGER_COLUMNS.items()}
             )
             conn.from_df(empty).create(f"ledger.{register}")
+        conn.execute(f"ALTER TABLE ledger.{register} ADD COLUMN IF NOT EXISTS arrived_at TIMESTAMPTZ")
     conn.execute(_HEADS_DDL)
     conn.execute(_TAMPER_DDL)
     comment_ledger(conn)
@@ -250,6 +255,7 @@ _LEDGER_COLUMN_COMMENTS = {
     "chain_sha256": "sha256(prev_sha256 || row_sha256): changing any earlier row breaks every later hash.",
     "first_seen_run": "Dagster run that first saw the row.",
     "source_sha256": "sha256 of the register file it came from.",
+    "arrived_at": "When the row arrived: the landing time (modification time, UTC) of the register file it was first recorded from; NULL for rows recorded before arrival times were kept. A pack as known then counts only rows arrived by its date.",
 }
 
 
@@ -316,7 +322,14 @@ def comment_ledger(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def _pandas_type(sql_type: str) -> str:
-    return {"BIGINT": "int64", "INTEGER": "int32"}.get(sql_type, "str")
+    return {"BIGINT": "int64", "INTEGER": "int32", "TIMESTAMPTZ": "datetime64[ns, UTC]"}.get(sql_type, "str")
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ledger's columns with their types (times as UTC timestamps, ISO text from the files)."""
+    frame = frame.copy()
+    frame["arrived_at"] = pd.to_datetime(frame["arrived_at"], utc=True)
+    return frame.astype({c: _pandas_type(t) for c, t in _LEDGER_COLUMNS.items() if t != "TIMESTAMPTZ"})
 
 
 def _view(conn: duckdb.DuckDBPyConnection, table: str, view: str) -> None:
@@ -327,10 +340,12 @@ def _view(conn: duckdb.DuckDBPyConnection, table: str, view: str) -> None:
     conn.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {table}")
 
 
-def append_register(conn: duckdb.DuckDBPyConnection, register: str, run_id: str) -> AppendResult:
+def append_register(conn: duckdb.DuckDBPyConnection, register: str, run_id: str,
+                    arrived_at: datetime | None = None) -> AppendResult:
     """Record tampering, then append the register's new rows to its chain.
 
-    Reads `raw.register_<register>` (rows exactly as received). Call inside `transaction(conn)`.
+    Reads `raw.register_<register>` (rows exactly as received); `arrived_at` is the register
+    file's landing time, recorded on the rows it adds. Call inside `transaction(conn)`.
     """
     id_column = LEDGER_REGISTERS[register]
     ensure_ledger(conn)
@@ -375,11 +390,12 @@ def append_register(conn: duckdb.DuckDBPyConnection, register: str, run_id: str)
                 chain,
                 run_id,
                 source_sha,
+                arrived_at,
             )
         )
         prev = chain
     if rows:
-        frame = pd.DataFrame(rows, columns=list(_LEDGER_COLUMNS))
+        frame = _typed(pd.DataFrame(rows, columns=list(_LEDGER_COLUMNS)))
         conn.from_df(frame).insert_into(f"ledger.{register}")
         conn.execute(
             "INSERT INTO ledger.chain_heads VALUES ($register, $seq, $chain, $run_id)",
@@ -464,20 +480,24 @@ def verify_ledger(conn: duckdb.DuckDBPyConnection) -> list[LedgerProblem]:
     return problems
 
 
-def rebuild_first_recorded(conn: duckdb.DuckDBPyConnection, register: str) -> int:
+def rebuild_first_recorded(conn: duckdb.DuckDBPyConnection, register: str,
+                           known_by: datetime | None = None) -> int:
     """Rebuild `staging.<register>` from the first-recorded version of every row in the ledger.
 
     Controls are judged on what was first recorded: an edited row counts as it was, a removed row
     still counts, a new row counts from when it entered the chain. The register's own SQL
     (sql/register_<register>.sql) normalizes the ledger's rows exactly as it does the file's.
+    With `known_by` (a pack as known then), only the rows that had arrived before it count.
     Call after `append_register`, inside the same transaction.
     """
     from pipelines.sources.registers import REGISTERS
     from pipelines.warehouse import comment_table, create_macros, read_sql, row_count
 
     columns = REGISTERS[register].column_names
-    recorded = conn.execute(
-        f"SELECT register_row, content FROM ledger.{register} ORDER BY seq"  # name from LEDGER_REGISTERS
+    recorded = conn.execute(  # name from LEDGER_REGISTERS; rows of unknown arrival predate the times
+        f"SELECT register_row, content FROM ledger.{register} "
+        "WHERE $known_by IS NULL OR arrived_at IS NULL OR arrived_at < $known_by ORDER BY seq",
+        {"known_by": known_by},
     ).fetchall()
     rows = []
     for register_row, content in recorded:
@@ -518,12 +538,12 @@ def _read_ledger_file(path: Path) -> list[dict]:
         for number, line in enumerate(handle, start=1):
             try:
                 row = json.loads(line)
-                missing = [c for c in _LEDGER_COLUMNS if c not in row]
+                missing = [c for c in _LEDGER_COLUMNS if c not in row and c not in _OPTIONAL_COLUMNS]
             except ValueError as exc:
                 raise LedgerFileError(f"{path}: line {number}: not JSON ({exc})") from None
             if missing:
                 raise LedgerFileError(f"{path}: line {number}: field {missing[0]} missing")
-            rows.append(row)
+            rows.append({c: None for c in _OPTIONAL_COLUMNS} | row)
     return rows
 
 
@@ -572,8 +592,7 @@ def sync_ledger_files(conn: duckdb.DuckDBPyConnection, register: str, directory:
                 )
     restored = in_file[len(in_warehouse):]
     if restored:
-        conn.from_df(pd.DataFrame(restored, columns=columns).astype(
-            {c: _pandas_type(t) for c, t in _LEDGER_COLUMNS.items()})).insert_into(f"ledger.{register}")
+        conn.from_df(_typed(pd.DataFrame(restored, columns=columns))).insert_into(f"ledger.{register}")
         head = restored[-1]
         conn.execute(
             "INSERT INTO ledger.chain_heads VALUES ($register, $seq, $chain, $run_id)",
@@ -594,5 +613,8 @@ def append_ledger_file(conn: duckdb.DuckDBPyConnection, register: str, directory
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="utf-8") as handle:
             for row in rows:
-                handle.write(json.dumps(dict(zip(columns, row, strict=True)), sort_keys=True) + "\n")
+                line = dict(zip(columns, row, strict=True))
+                if line["arrived_at"] is not None:
+                    line["arrived_at"] = line["arrived_at"].astimezone(UTC).isoformat()
+                handle.write(json.dumps(line, sort_keys=True) + "\n")
     return len(rows)
