@@ -323,6 +323,7 @@ POPULATIONS = {
     "machines": ("marts.vm_inventory", "vm_id"),
     "rollback_readiness": ("marts.vm_rollback_readiness", "vm_id"),
     "unscheduled_machines": ("marts.unscheduled_machines", "vm_id"),
+    "late_arrivals": ("marts.late_arrivals", "arrival_id"),
 }
 
 
