@@ -68,7 +68,9 @@ patch_supersedence = _sql_asset(
     "marts.patch_supersedence",
     "patch_supersedence",
     ["staging.msrc_fixes"],
-    "Direct supersedence edges: the later patch kb replaces superseded_kb.",
+    "Direct supersedence edges: the later patch kb replaces superseded_kb (released by the "
+    "evaluation date).",
+    uses_as_of=True,
 )
 patch_supersedence_closure = _sql_asset(
     "marts.patch_supersedence_closure",

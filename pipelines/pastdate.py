@@ -73,13 +73,34 @@ def load_scan_arrivals(conn, run_settings=None) -> None:
     )
 
 
-def _seed_ledger(warehouse: Path, ledger_dir: Path, scratch_ledger: Path) -> None:
-    """The first-recorded rows for the rebuild: the warehouse's ledger (verified), else the files."""
+def first_observation(conn) -> date | None:
+    """The UTC day of the earliest observation held (None: none)."""
+    if not table_exists(conn, "staging.patch_observations"):
+        return None
+    return conn.execute(
+        "SELECT CAST(timezone('UTC', min(observed_at)) AS DATE) FROM staging.patch_observations"
+    ).fetchall()[0][0]
+
+
+def _refuse_before_data(as_of: date, first: date | None, where: str) -> None:
+    if first is None or as_of < first:
+        raise PastDateError(
+            f"No observation on or before {as_of} in {where}"
+            + (f" (the first is of {first})" if first else "")
+            + f": a pack for {as_of} would have no figures. Ask for a date from the first observation on."
+        )
+
+
+def _seed_ledger(as_of: date, warehouse: Path, ledger_dir: Path, scratch_ledger: Path) -> None:
+    """The first-recorded rows for the rebuild: the warehouse's ledger (verified), else the files.
+    A date before the warehouse's first observation is refused here, before any rebuild."""
     if warehouse.exists():
         from pipelines.resources import connect_warehouse
 
         conn = connect_warehouse(str(warehouse), read_only=True)
         try:
+            if first_observation(conn) is not None:
+                _refuse_before_data(as_of, first_observation(conn), f"the warehouse {warehouse}")
             problems = verify_ledger(conn)
             if problems:
                 raise PastDateError(
@@ -190,7 +211,7 @@ def rebuild_pack(
     with tempfile.TemporaryDirectory(prefix=".patchledger-as-of-",
                                      dir=parent if os.access(parent, os.W_OK) else None) as scratch:
         scratch_ledger = Path(scratch) / "ledger"
-        _seed_ledger(warehouse, ledger_dir, scratch_ledger)
+        _seed_ledger(as_of, warehouse, ledger_dir, scratch_ledger)
         scratch_estate = Path(scratch) / "estate"
         _copy_estate(estate, scratch_estate, _recorded_arrivals(warehouse), known_by)
         live = resources.default_resources()["warehouse"]
@@ -199,7 +220,7 @@ def rebuild_pack(
                 database=str(Path(scratch) / "warehouse.duckdb"), memory_limit=live.memory_limit,
                 threads=live.threads, lock_timeout_seconds=live.lock_timeout_seconds),
             "run_settings": resources.RunSettings(
-                estate_dir=str(scratch_estate), reports_dir=str(out_root), source="files",
+                estate_dir=str(scratch_estate), reports_dir=str(Path(scratch) / "reports"), source="files",
                 as_of=as_of.isoformat(), ledger_dir=str(scratch_ledger),
                 known_by=known_by.isoformat() if known_by else ""),
             **bulletin_resources(),
@@ -221,5 +242,16 @@ def rebuild_pack(
                 f"Rebuilding the marts as of {as_of} failed"
                 + (f" in {failure.step_key}: {error.message.strip()}" if failure and error else "")
             )
-    pack = Path(out_root) / pack_folder(as_of, known_by)
+        conn = resources.connect_warehouse(str(Path(scratch) / "warehouse.duckdb"), read_only=True)
+        try:
+            first = first_observation(conn)
+        finally:
+            conn.close()
+        _refuse_before_data(as_of, first, f"the estate {estate}")
+        # Only a complete pack reaches out_root, replacing an earlier one of the same date.
+        pack = Path(out_root) / pack_folder(as_of, known_by)
+        if pack.exists():
+            shutil.rmtree(pack)
+        pack.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(Path(scratch) / "reports" / pack.name), str(pack))
     return sorted(p for p in pack.rglob("*") if p.is_file())
