@@ -1,6 +1,6 @@
 """The registers' assets: each register validated into raw.register_<name> and
 staging.<name>; the append-only, hash-chained ledger of the authorization, test and exception
-registers (pipelines/ledger.py), its chain checks and the tampering check."""
+registers (pipelines/ledger/), its chain checks and the tampering check."""
 
 from datetime import datetime
 from pathlib import Path
@@ -85,7 +85,7 @@ baselines = register_asset("baselines", STAGE2_BASELINES)
                 kinds={"duckdb"},
                 owners=OWNERS,
                 description=f"Append-only, hash-chained copy of registers/{name}.csv "
-                "(pipelines/ledger.py).",
+                "(pipelines/ledger/).",
             )
             for name in LEDGER_REGISTERS
         ),
