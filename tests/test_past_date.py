@@ -159,3 +159,49 @@ def test_report_refuses_a_past_date_it_cannot_rebuild(demo_run, tmp_path, monkey
     assert outcome.exit_code == 1
     assert "No estate at" in outcome.output and "to rebuild 2026-11-05 from" in outcome.output
     assert not (tmp_path / "out" / "2026-11-05").exists()
+
+
+def test_patches_released_after_the_date_leave_the_cve_and_supersedence_marts(past):
+    _, warehouse, _, reference, _ = past
+    end = datetime(2026, 11, 6, tzinfo=UTC)
+    conn = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        # The estate holds November's Patch Tuesday, whose KBs supersede earlier ones.
+        later = {r[0] for r in conn.execute(
+            "SELECT patch_key FROM staging.msrc_fixes GROUP BY patch_key HAVING min(released_at) >= ?",
+            [end]).fetchall()}
+        later_successors = {r[0] for r in conn.execute(
+            "SELECT DISTINCT kb FROM staging.msrc_fixes WHERE len(supersedes) > 0 AND kb IN "
+            "(SELECT unnest($keys))", {"keys": sorted(later)}).fetchall()}
+        live_cves = {r[0] for r in conn.execute("SELECT DISTINCT patch_key FROM marts.patch_cves").fetchall()}
+    finally:
+        conn.close()
+    assert later and later_successors and later <= live_cves
+    conn = duckdb.connect(str(reference), read_only=True)
+    try:
+        cves = {r[0] for r in conn.execute("SELECT DISTINCT patch_key FROM marts.patch_cves").fetchall()}
+        successors = {r[0] for r in conn.execute("SELECT DISTINCT kb FROM marts.patch_supersedence").fetchall()}
+    finally:
+        conn.close()
+    assert cves and successors
+    assert not later & cves and not later_successors & successors
+
+
+def test_a_month_before_the_first_observation_is_refused(demo_run, tmp_path):
+    estate, warehouse, _, _ = demo_run
+    resources = {
+        "warehouse": WarehouseResource(database=str(warehouse)),
+        "run_settings": RunSettings(estate_dir=str(estate), reports_dir=str(tmp_path / "packs"),
+                                    ledger_dir=str(tmp_path / "ledger")),
+    }
+    # The estate starts on 2026-10-29: September has no data.
+    result = dg.materialize([month_end_pack], partition_key="2026-09-01", resources=resources,
+                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    while error.cause is not None and "No observation" not in error.message:
+        error = error.cause
+    assert "No observation on or before 2026-09-30 in the warehouse" in error.message
+    assert "a pack for 2026-09-30 would have no figures" in error.message
+    assert not (tmp_path / "packs" / "2026-09-30").exists()
