@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -123,6 +124,20 @@ def _seed_ledger(as_of: date, warehouse: Path, ledger_dir: Path, scratch_ledger:
 KNOWN_THEN_SUFFIX = "-as-known-then"
 
 
+@contextmanager
+def _file_mode():
+    """The scratch run keeps everything in its own file: in lake mode (PATCHLEDGER_LAKE) it would
+    otherwise write its raw Parquet into the live lake. The estate holds every file the lake
+    was made from, so the rebuild is the same."""
+    from pipelines.lake import LAKE_ENV
+
+    saved = {k: os.environ.pop(k) for k in (LAKE_ENV, "PATCHLEDGER_EXECUTOR") if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 def day_end(day: date) -> datetime:
     """The first instant after the day (UTC): what arrived before it had arrived by the day."""
     return datetime.combine(day + timedelta(days=1), time.min, tzinfo=UTC)
@@ -136,16 +151,21 @@ def _recorded_arrivals(warehouse: Path) -> dict[str, tuple[str, str, datetime | 
     """file name -> (raw table, sha256, landing time) of every file version the live warehouse read."""
     if not warehouse.exists():
         return {}
+    from pipelines.lake import current_lake
     from pipelines.resources import connect_warehouse
 
     conn = connect_warehouse(str(warehouse), read_only=True)
     try:
-        if not table_exists(conn, "raw.ingested_files"):
-            return {}
-        columns = {r[0] for r in conn.execute("DESCRIBE raw.ingested_files").fetchall()}
-        landed = "landed_at" if "landed_at" in columns else "NULL::TIMESTAMPTZ"
-        return {name: (table, sha, at) for table, name, sha, at in conn.execute(
-            f"SELECT raw_table, source_file, source_sha256, {landed} FROM raw.ingested_files").fetchall()}
+        found = []
+        if table_exists(conn, "raw.ingested_files"):
+            columns = {r[0] for r in conn.execute("DESCRIBE raw.ingested_files").fetchall()}
+            landed = "landed_at" if "landed_at" in columns else "NULL::TIMESTAMPTZ"
+            found += conn.execute(
+                f"SELECT raw_table, source_file, source_sha256, {landed} FROM raw.ingested_files").fetchall()
+        if current_lake() is not None:  # the scan files' list is the lake's
+            load_scan_arrivals(conn)
+            found += conn.execute("SELECT raw_table, source_file, source_sha256, landed_at FROM _scan_arrivals").fetchall()
+        return {name: (table, sha, at) for table, name, sha, at in found}
     finally:
         conn.close()
 
@@ -192,14 +212,8 @@ def rebuild_pack(
 
     from pipelines import resources
     from pipelines.definitions import build_definitions
-    from pipelines.lake import LAKE_ENV, lake_root
     from pipelines.sources.bulletins.resource import bulletin_resources
 
-    if lake_root():
-        raise PastDateError(
-            f"A past-date pack is rebuilt in a scratch warehouse, which lake mode ({LAKE_ENV}) "
-            "would share with the live lake; run it without the lake against a copy of the estate."
-        )
     if not (estate / "registers").is_dir() and not (estate / "azure").is_dir():
         raise PastDateError(
             f"No estate at {estate} to rebuild {as_of} from: the observations and registers of "
@@ -214,40 +228,41 @@ def rebuild_pack(
         _seed_ledger(as_of, warehouse, ledger_dir, scratch_ledger)
         scratch_estate = Path(scratch) / "estate"
         _copy_estate(estate, scratch_estate, _recorded_arrivals(warehouse), known_by)
-        live = resources.default_resources()["warehouse"]
-        run_resources = {
-            "warehouse": resources.WarehouseResource(
-                database=str(Path(scratch) / "warehouse.duckdb"), memory_limit=live.memory_limit,
-                threads=live.threads, lock_timeout_seconds=live.lock_timeout_seconds),
-            "run_settings": resources.RunSettings(
-                estate_dir=str(scratch_estate), reports_dir=str(Path(scratch) / "reports"), source="files",
-                as_of=as_of.isoformat(), ledger_dir=str(scratch_ledger),
-                known_by=known_by.isoformat() if known_by else ""),
-            **bulletin_resources(),
-        }
-        # A rebuild re-derives notices that were already sent: it records them, never posts them.
-        run_resources["notification_webhook"] = run_resources["notification_webhook"].model_copy(
-            update={"url": ""})
-        job = build_definitions(run_resources).resolve_job_def("full_refresh")
-        result = job.execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-        )
-        if not result.success:
-            failure = next((e for e in result.all_events if e.is_step_failure), None)
-            error = failure.step_failure_data.error if failure else None
-            while error is not None and error.cls_name.startswith("Dagster") and error.cause:
-                error = error.cause
-            raise PastDateError(
-                f"Rebuilding the marts as of {as_of} failed"
-                + (f" in {failure.step_key}: {error.message.strip()}" if failure and error else "")
+        with _file_mode():
+            live = resources.default_resources()["warehouse"]
+            run_resources = {
+                "warehouse": resources.WarehouseResource(
+                    database=str(Path(scratch) / "warehouse.duckdb"), memory_limit=live.memory_limit,
+                    threads=live.threads, lock_timeout_seconds=live.lock_timeout_seconds),
+                "run_settings": resources.RunSettings(
+                    estate_dir=str(scratch_estate), reports_dir=str(Path(scratch) / "reports"), source="files",
+                    as_of=as_of.isoformat(), ledger_dir=str(scratch_ledger),
+                    known_by=known_by.isoformat() if known_by else ""),
+                **bulletin_resources(),
+            }
+            # A rebuild re-derives notices that were already sent: it records them, never posts them.
+            run_resources["notification_webhook"] = run_resources["notification_webhook"].model_copy(
+                update={"url": ""})
+            job = build_definitions(run_resources).resolve_job_def("full_refresh")
+            result = job.execute_in_process(
+                instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
-        conn = resources.connect_warehouse(str(Path(scratch) / "warehouse.duckdb"), read_only=True)
-        try:
-            first = first_observation(conn)
-        finally:
-            conn.close()
-        _refuse_before_data(as_of, first, f"the estate {estate}")
+            if not result.success:
+                failure = next((e for e in result.all_events if e.is_step_failure), None)
+                error = failure.step_failure_data.error if failure else None
+                while error is not None and error.cls_name.startswith("Dagster") and error.cause:
+                    error = error.cause
+                raise PastDateError(
+                    f"Rebuilding the marts as of {as_of} failed"
+                    + (f" in {failure.step_key}: {error.message.strip()}" if failure and error else "")
+                )
+            conn = resources.connect_warehouse(str(Path(scratch) / "warehouse.duckdb"), read_only=True)
+            try:
+                first = first_observation(conn)
+            finally:
+                conn.close()
+            _refuse_before_data(as_of, first, f"the estate {estate}")
         # Only a complete pack reaches out_root, replacing an earlier one of the same date.
         pack = Path(out_root) / pack_folder(as_of, known_by)
         if pack.exists():
