@@ -9,9 +9,15 @@ import dagster as dg
 
 from assets.common import EVIDENCE, key, warehouse_asset
 from pipelines.ledger import LEDGER_REGISTERS
-from pipelines.pastdate import rebuild_pack
+from pipelines.pastdate import load_scan_arrivals, rebuild_pack
 from pipelines.reporting import POPULATIONS, write_reports
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.tables import sql_table_asset, unique_checks
+
+# Scan files and register rows that arrived after the evaluation date for the days up to it.
+late_arrivals = sql_table_asset("marts.late_arrivals", before=load_scan_arrivals,
+                                order_by="kind, arrived_at, subject")
+late_arrivals_checks = unique_checks("marts.late_arrivals")
 
 
 @warehouse_asset(
@@ -30,7 +36,8 @@ def compliance_report(
     population as CSV, and a manifest of SHA-256 hashes (written to <reports>/<as-of>/).
     Refuses a date other than the marts' own (a pack is never relabelled)."""
     with warehouse.get_connection() as conn:
-        written = write_reports(conn, Path(run_settings.reports_dir), run_settings.as_of_date())
+        written = write_reports(conn, Path(run_settings.reports_dir), run_settings.as_of_date(),
+                                run_settings.known_by_time())
     html = next(p for p in written if p.suffix == ".html")
     return dg.MaterializeResult(
         metadata={

@@ -214,9 +214,13 @@ def report(
         help="Folder for the reports (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
     warehouse: Annotated[Path | None, typer.Option(help="DuckDB file (PATCHLEDGER_WAREHOUSE).")] = None,
     estate: Annotated[Path | None, typer.Option(help="Estate folder to rebuild a past date from (PATCHLEDGER_ESTATE).")] = None,
+    as_known_then: Annotated[bool, typer.Option(
+        "--as-known-then", help="The pack as it would have been written on the date: only the scan files and "
+        "register rows that had arrived by its end (folder <date>-as-known-then).")] = False,
 ) -> None:
     """Write the evidence pack for a date: from the warehouse when its marts are of that date,
-    else rebuilt as of that date from the estate and the first-recorded ledger."""
+    else rebuilt as of that date from the estate and the first-recorded ledger (as corrected
+    since, late arrivals listed; or, with --as-known-then, from what had arrived by then)."""
     from pipelines.pastdate import PastDateError, marts_as_of, rebuild_pack
     from pipelines.reporting import write_reports
     from pipelines.resources import connect_warehouse
@@ -237,14 +241,17 @@ def report(
         err.print(f"[red]No warehouse at {path}.[/red] Run `patchledger run` first, or give --as-of "
                   "to rebuild a date from the estate.")
         raise typer.Exit(1)
+    as_of_date = as_of_date or (built_for if as_known_then else None)
     try:
-        if as_of_date is None or as_of_date == built_for:
+        if not as_known_then and (as_of_date is None or as_of_date == built_for):
             written = write_reports(str(path), out_root, as_of_date)
         else:
             console.print(f"The warehouse is as of {built_for or '(none)'}: rebuilding the marts as of "
-                          f"{as_of_date} from {settings.estate_dir()} ...")
+                          f"{as_of_date}{' as known then' if as_known_then else ''} from "
+                          f"{settings.estate_dir()} ...")
             written = rebuild_pack(as_of_date, estate=settings.estate_dir(), warehouse=path,
-                                   ledger_dir=settings.ledger_dir(), out_root=out_root)
+                                   ledger_dir=settings.ledger_dir(), out_root=out_root,
+                                   known_then=as_known_then)
     except PastDateError as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None

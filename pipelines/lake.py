@@ -116,7 +116,8 @@ class Lake:
         scratch.execute(f"CREATE TABLE {table} AS SELECT * FROM {self.scan(folder)} LIMIT 0")
         if self.fs.exists(self._fs_path(self.ingested_list(table))):
             scratch.execute(
-                f"INSERT INTO raw.ingested_files SELECT * FROM read_parquet({sql_literal(self.ingested_list(table))})"
+                # BY NAME: a listing written before the arrival columns gives NULL times.
+                f"INSERT INTO raw.ingested_files BY NAME SELECT * FROM read_parquet({sql_literal(self.ingested_list(table))})"
             )
 
     def write_raw(self, scratch: duckdb.DuckDBPyConnection, table: str, stats: IngestStats) -> int:

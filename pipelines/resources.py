@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
@@ -136,9 +136,16 @@ class RunSettings(dg.ConfigurableResource):
     ledger_dir: str = Field(
         default="", description="Where the ledger's append-only files are kept; empty = 'ledger' beside the estate."
     )
+    known_by: str = Field(
+        default="", description="A pack as known then: only register rows (and, through the rebuild's "
+        "estate, scan files) that had arrived before this UTC instant (ISO 8601); empty = as corrected since."
+    )
 
     def ledger_path(self) -> str:
         return self.ledger_dir or str(settings.default_ledger_dir(self.estate_dir))
+
+    def known_by_time(self) -> datetime | None:
+        return datetime.fromisoformat(self.known_by) if self.known_by else None
 
     def as_of_date(self) -> date | None:
         if not self.as_of:

@@ -27,8 +27,13 @@ def verify_manifest(directory: Path) -> list[str]:
             problems.append(f"{path}: listed in the manifest but missing")
         elif sha256_file(path) != expected:
             problems.append(f"{path}: SHA-256 differs from the manifest (the file was changed)")
-    if manifest.get("as_of") and directory.name != manifest["as_of"]:
-        problems.append(f"{manifest_path}: as_of {manifest['as_of']} does not match the folder {directory.name}")
+    if manifest.get("as_of"):
+        from pipelines.pastdate import pack_folder
+
+        known_by = datetime.fromisoformat(manifest["known_by"]) if manifest.get("known_by") else None
+        folder = pack_folder(date.fromisoformat(manifest["as_of"]), known_by)
+        if directory.name != folder:
+            problems.append(f"{manifest_path}: as_of {manifest['as_of']} does not match the folder {directory.name}")
     # The counts: each population file holds the rows the manifest says (header excluded).
     for name, expected in sorted((manifest.get("population_rows") or {}).items()):
         path = directory / "populations" / f"{name}.csv"

@@ -6,8 +6,9 @@
 -- @depends marts.authorization_findings, marts.authorization_install_findings
 -- @depends marts.auto_update_findings, marts.compliance_gaps, marts.maintenance_findings, marts.rollback_findings
 -- @depends marts.vm_inventory, marts.vm_patch_state, staging.sla_policy
+-- @depends marts.late_arrivals
 -- @unique finding_id as finding_ids_unique: Each finding id names one finding: the evidence pack and follow-ups refer to it.
--- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) and of the automatic-updates control (marts.auto_update_findings) and the rollback-readiness control (marts.rollback_findings) and the maintenance schedules (marts.maintenance_findings) carried over with their own ids. A rule with nothing found gives no row.
+-- @table Scheduled audit of installed versus authorized as of $as_of (stage 6 of the seed): one row per finding, with the Yellow Book elements (criteria, condition with counts and population size, cause, effect, recommendation). Sources: marts.compliance_gaps aggregated per rule over the fleet (installed_unauthorized, installed_rejected, untested_in_production, kev_overdue, overdue_internal, overdue_pci_dss, overdue_fedramp, overdue_cisa_bod2604, stale_assessment), and the change-control findings of stage 5 (marts.authorization_findings, marts.authorization_install_findings) and of the automatic-updates control (marts.auto_update_findings) and the rollback-readiness control (marts.rollback_findings) and the maintenance schedules (marts.maintenance_findings) carried over with their own ids, and what arrived after the evaluation date for the days up to it (marts.late_arrivals: late_scan_file per file, register_row_recorded_late per register). A rule with nothing found gives no row.
 -- @column finding_id: Stable id: sha256 of rule, '|' and subject (the same scheme as the stage-5 findings, whose ids are kept); the same finding keeps its id across runs.
 -- @column rule: The rule that found it.
 -- @column severity: high, medium or low.
@@ -169,7 +170,39 @@ auto_update_findings AS (
            asset_category, environment, vm_id, 1, NULL::INTEGER, cause, effect, recommendation
     FROM marts.maintenance_findings
 ),
+-- What arrived after the date for the days up to it (a pack as known then did not have it).
+arrival_findings AS (
+    SELECT 'late_scan_file' AS rule, 'medium' AS severity, 'file/' || subject AS subject,
+           'Audit trail completeness (NIST SP 800-53 AU-10, SOX ITGC): evidence for a period is the evidence that existed at its end, later corrections shown as such' AS criteria,
+           format('{} ({}) holds rows of {} to {} and landed on {}, {} day(s) after {}', subject, source,
+                  covers_from, covers_to, strftime(arrived_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M UTC'),
+                  days_late, as_of) AS condition,
+           json_object('file', subject, 'raw_table', source, 'source_sha256', source_sha256,
+                       'covers_from', covers_from, 'covers_to', covers_to, 'arrived_at', arrived_at) AS evidence,
+           'marts.late_arrivals' AS source_table, NULL AS patch_key, NULL AS asset_category, NULL AS environment,
+           NULL AS vm_id, 1 AS affected, NULL::INTEGER AS population,
+           'The export or capture reached the estate after the period closed (a delayed upload, a re-run capture).' AS own_cause,
+           'A pack produced at the period end lacked these rows; the figures as corrected since differ from those known then.' AS own_effect,
+           'Compare the pack as known then with this one (patchledger report --as-known-then); find why the file was late.' AS own_recommendation
+    FROM marts.late_arrivals WHERE kind = 'scan_file'
+    UNION ALL
+    SELECT 'register_row_recorded_late', 'medium', 'register/' || source,
+           'SOX ITGC change management: approvals, tests and exceptions are recorded when they happen, not after the fact',
+           format('{} row(s) of registers/{}.csv for events on or before {} were first recorded after it (first: {}, arrived {})',
+                  count(*), source, any_value(as_of), min(subject ORDER BY subject),
+                  strftime(min(arrived_at) AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M UTC')),
+           json_object('rows', list(subject ORDER BY subject), 'first_arrived_at', min(arrived_at),
+                       'last_arrived_at', max(arrived_at)),
+           'marts.late_arrivals', NULL, NULL, NULL, NULL, count(*)::INTEGER, NULL::INTEGER,
+           'Records entered after the event (backdated), or a register first loaded after the period.',
+           'Evidence for the period did not exist at its end: a backdated approval can make a change look authorized.',
+           'Review each row against its change ticket; record approvals and tests when they happen.'
+    FROM marts.late_arrivals WHERE kind = 'register_row'
+    GROUP BY source
+),
 all_findings AS (
+    SELECT * FROM arrival_findings
+    UNION ALL BY NAME
     SELECT * FROM gap_findings
     UNION ALL BY NAME
     SELECT * FROM stage5_findings

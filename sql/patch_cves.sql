@@ -2,7 +2,7 @@
 -- @group stage3_notification_channels
 -- @depends staging.msrc_fixes, staging.osv_fixes, raw.kev_vulnerabilities, raw.epss_scores
 -- @depends raw.vulnrichment_ssvc, staging.patch_observations
--- @table The CVEs each patch fixes, per product (patch x CVE x product), from MSRC (Microsoft products, Azure Linux) and OSV advisories (Linux distribution packages, other non-Microsoft software), with MSRC-scale severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date, and the CVE's CISA Vulnrichment SSVC decision points. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held).
+-- @table The CVEs each patch fixes, per product (patch x CVE x product), from MSRC (Microsoft products, Azure Linux) and OSV advisories (Linux distribution packages, other non-Microsoft software), with MSRC-scale severity, CVSS and exploit status, CISA KEV and FIRST EPSS as of the evaluation date, and the CVE's CISA Vulnrichment SSVC decision points. KEV: the newest catalog snapshot released on or before $as_of (else the oldest one held), entries added on or before $as_of. EPSS: the newest daily file scored on or before $as_of (else the oldest one held). Patches released after $as_of are left out, as in marts.patch_catalog.
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB fixes.
 -- @column cve: CVE id, upper case.
@@ -64,6 +64,18 @@ all_fixes AS (
     SELECT *, 'msrc' AS source FROM fixes
     UNION ALL BY NAME
     SELECT *, 'osv' AS source FROM osv_fixes
+),
+-- Patches released after the evaluation date (their earliest MSRC release or OSV publication)
+-- were not known then.
+unreleased AS (
+    SELECT patch_key FROM (
+        SELECT patch_key, released_at FROM staging.msrc_fixes
+        UNION ALL
+        SELECT patch_key, coalesce(published_at, modified_at) FROM staging.osv_fixes
+    )
+    WHERE patch_key IS NOT NULL
+    GROUP BY patch_key
+    HAVING CAST(min(released_at) AS DATE) > CAST($as_of AS DATE)
 ),
 kev_snapshot AS (
     SELECT coalesce(
@@ -127,4 +139,5 @@ FROM all_fixes AS f
 LEFT JOIN kev AS k ON k.cve = f.cve
 LEFT JOIN epss AS e ON e.cve = f.cve
 LEFT JOIN ssvc AS v ON v.cve = f.cve
+WHERE f.patch_key NOT IN (SELECT patch_key FROM unreleased)
 ORDER BY f.patch_key, f.cve, f.product_id, f.source

@@ -31,6 +31,19 @@ def build_audit(path):
         "AS evidence", "AS evidence, 'no vault' AS cause, 'no way back' AS effect, 'protect it' AS recommendation"))
     conn.execute(STAGE5.format(table="maintenance_findings", rule="machine_unscheduled", subject="vm/z").replace(
         "AS evidence", "AS evidence, 'no window' AS cause, 'never patched' AS effect, 'assign it' AS recommendation"))
+    # What arrived after the date: one scan file, two authorization events recorded late.
+    conn.execute(f"""
+        CREATE TABLE marts.late_arrivals AS
+        SELECT * FROM (VALUES
+            ('scan_file', 'azure/resource_graph/patchassessmentresources-2026-03-08.json',
+             'raw.patch_assessment_resources', DATE '2026-03-08', DATE '2026-03-08',
+             TIMESTAMPTZ '2026-03-12 06:00:00+00', 2),
+            ('register_row', 'authorization_events/E7', 'authorization_events', DATE '2026-03-01',
+             DATE '2026-03-01', TIMESTAMPTZ '2026-03-20 09:00:00+00', 10),
+            ('register_row', 'authorization_events/E3', 'authorization_events', DATE '2026-02-20',
+             DATE '2026-02-20', TIMESTAMPTZ '2026-03-11 09:00:00+00', 1)
+        ) AS t(kind, subject, source, covers_from, covers_to, arrived_at, days_late),
+        (SELECT 'sha' AS source_sha256, DATE '{AS_OF}' AS as_of)""")
     build_table(conn, "marts.compliance_gaps", params={"as_of": AS_OF})
     build_table(conn, "marts.audit_findings", params={"as_of": AS_OF})
     return conn
@@ -53,8 +66,20 @@ def test_rules_counts_and_population(tmp_path):
         "installed_unauthorized", "untested_in_production", "kev_overdue", "overdue_internal",
         "overdue_pci_dss", "overdue_fedramp", "overdue_cisa_bod2604", "sod_requester_approver",
         "install_before_approval", "automatic_updates_in_production", "production_unprotected",
-        "machine_unscheduled",
+        "machine_unscheduled", "late_scan_file", "register_row_recorded_late",
     }
+    late = found["late_scan_file"]
+    assert (late["subject"], late["severity"], late["source_table"]) == (
+        "file/azure/resource_graph/patchassessmentresources-2026-03-08.json", "medium", "marts.late_arrivals")
+    assert late["condition"] == (
+        "azure/resource_graph/patchassessmentresources-2026-03-08.json (raw.patch_assessment_resources) holds "
+        "rows of 2026-03-08 to 2026-03-08 and landed on 2026-03-12 06:00 UTC, 2 day(s) after 2026-03-10")
+    recorded = found["register_row_recorded_late"]
+    assert (recorded["subject"], recorded["affected"]) == ("register/authorization_events", 2)
+    assert recorded["condition"] == (
+        "2 row(s) of registers/authorization_events.csv for events on or before 2026-03-10 were first "
+        "recorded after it (first: authorization_events/E3, arrived 2026-03-11 09:00 UTC)")
+    assert json.loads(recorded["evidence"])["rows"] == ["authorization_events/E3", "authorization_events/E7"]
     assert (found["machine_unscheduled"]["source_table"], found["machine_unscheduled"]["cause"]) == (
         "marts.maintenance_findings", "no window")
     assert (found["production_unprotected"]["source_table"], found["production_unprotected"]["cause"]) == (

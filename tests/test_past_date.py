@@ -161,3 +161,75 @@ def test_report_refuses_a_past_date_it_cannot_rebuild(demo_run, tmp_path, monkey
     assert outcome.exit_code == 1
     assert "No estate at" in outcome.output and "to rebuild 2026-11-05 from" in outcome.output
     assert not (tmp_path / "out" / "2026-11-05").exists()
+
+
+def test_patches_released_after_the_date_leave_the_cve_and_supersedence_marts(past):
+    _, warehouse, _, reference, _ = past
+    end = datetime(2026, 11, 6, tzinfo=UTC)
+    conn = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        # The estate holds November's Patch Tuesday, whose KBs supersede earlier ones.
+        later = {r[0] for r in conn.execute(
+            "SELECT patch_key FROM staging.msrc_fixes GROUP BY patch_key HAVING min(released_at) >= ?",
+            [end]).fetchall()}
+        later_successors = {r[0] for r in conn.execute(
+            "SELECT DISTINCT kb FROM staging.msrc_fixes WHERE len(supersedes) > 0 AND kb IN "
+            "(SELECT unnest($keys))", {"keys": sorted(later)}).fetchall()}
+        live_cves = {r[0] for r in conn.execute("SELECT DISTINCT patch_key FROM marts.patch_cves").fetchall()}
+    finally:
+        conn.close()
+    assert later and later_successors and later <= live_cves
+    conn = duckdb.connect(str(reference), read_only=True)
+    try:
+        cves = {r[0] for r in conn.execute("SELECT DISTINCT patch_key FROM marts.patch_cves").fetchall()}
+        successors = {r[0] for r in conn.execute("SELECT DISTINCT kb FROM marts.patch_supersedence").fetchall()}
+    finally:
+        conn.close()
+    assert cves and successors
+    assert not later & cves and not later_successors & successors
+
+
+def test_a_month_before_the_first_observation_is_refused(demo_run, tmp_path):
+    estate, warehouse, _, _ = demo_run
+    resources = {
+        "warehouse": WarehouseResource(database=str(warehouse)),
+        "run_settings": RunSettings(estate_dir=str(estate), reports_dir=str(tmp_path / "packs"),
+                                    ledger_dir=str(tmp_path / "ledger")),
+    }
+    # The estate starts on 2026-10-29: September has no data.
+    result = dg.materialize([month_end_pack], partition_key="2026-09-01", resources=resources,
+                            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    error = failure.step_failure_data.error
+    while error.cause is not None and "No observation" not in error.message:
+        error = error.cause
+    assert "No observation on or before 2026-09-30 in the warehouse" in error.message
+    assert "a pack for 2026-09-30 would have no figures" in error.message
+    assert not (tmp_path / "packs" / "2026-09-30").exists()
+
+
+def test_in_lake_mode_a_past_date_pack_is_the_same_pack(past, demo_run, tmp_path, monkeypatch):
+    """The live warehouse keeps raw and the large staging tables in a Parquet lake; the rebuild
+    runs in a scratch file from the same estate and gives the file mode's pack, byte for byte."""
+    estate = demo_run[0]
+    rebuilt = past[2]
+    warehouse = tmp_path / "lake-warehouse.duckdb"
+    monkeypatch.setenv("PATCHLEDGER_LAKE", str(tmp_path / "lake"))
+    monkeypatch.setenv("PATCHLEDGER_ESTATE", str(estate))
+    monkeypatch.setenv("PATCHLEDGER_WAREHOUSE", str(warehouse))
+    monkeypatch.setenv("PATCHLEDGER_REPORTS", str(tmp_path / "live-reports"))
+    monkeypatch.setenv("PATCHLEDGER_LEDGER", str(tmp_path / "lake-ledger"))
+    monkeypatch.delenv("PATCHLEDGER_AS_OF", raising=False)
+    assert defs().resolve_job_def("full_refresh").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral()).success
+    assert (tmp_path / "lake" / "raw" / "patch_assessment_resources").is_dir()
+    rebuild_pack(PAST, estate=estate, warehouse=warehouse, ledger_dir=tmp_path / "lake-ledger",
+                 out_root=tmp_path / "packs")
+    pack = tmp_path / "packs" / PAST.isoformat()
+    names = sorted(str(p.relative_to(rebuilt)) for p in rebuilt.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(pack)) for p in pack.rglob("*") if p.is_file())
+    for name in names:
+        assert (pack / name).read_bytes() == (rebuilt / name).read_bytes(), name
+    # The scratch run left the live lake as it was: no second version of the observations.
+    assert len(list((tmp_path / "lake" / "staging" / "patch_observations").glob("v*"))) == 1

@@ -24,6 +24,7 @@ from .bulletins import write_epss, write_kev, write_msrc
 from .cases import daily_truth, plant
 from .catalog import build_catalog
 from .fleet import build_fleet
+from .landing import set_landing_times
 from .period import DEFAULT_END, Period
 from .registers import write_registers
 from .simulate import simulate
@@ -99,6 +100,7 @@ def generate_estate(
     planted.cases.extend(backup_cases)
     counts["patch_operations"] = write_operations(out, planted.operations)
     counts.update(write_registers(out, catalog, plan, planted, period))
+    planted.cases.append(set_landing_times(out, period))
     truth = {
         "generator": {"vms": vms, "days": days, "seed": seed, "start": start.isoformat(),
                       "end": period.end.isoformat()},

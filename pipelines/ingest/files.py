@@ -5,6 +5,12 @@ SHA-256 (also the files that gave no rows). A file whose (name, SHA-256) is alre
 skipped; a file whose SHA-256 is held under another name (a copy, a rename) adds nothing; a
 changed file with a known name replaces only its own rows. `full_reload=True`, or a table whose
 columns are not the expected ones, rebuilds the table from the files present.
+
+Arrival: each file version (name and SHA-256) keeps when it landed in the estate (`landed_at`,
+its modification time in UTC when first read) and when a run first read it (`first_seen_at`, the
+run's wall clock). A file "arrived" at its `landed_at` as first recorded: a full reload keeps the
+times of the versions it had, so touching a file later does not move its arrival. A pack "as
+known then" (pipelines/pastdate.py) leaves out what arrived after its date.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -24,8 +31,21 @@ PROVENANCE = {"source_file": "VARCHAR", "source_sha256": "VARCHAR", "ingest_run"
 # Every file read into a raw table (also those that gave no rows), so reruns skip them.
 MANIFEST_DDL = (
     "CREATE TABLE IF NOT EXISTS raw.ingested_files "
-    "(raw_table VARCHAR, source_file VARCHAR, source_sha256 VARCHAR)"
+    "(raw_table VARCHAR, source_file VARCHAR, source_sha256 VARCHAR, landed_at TIMESTAMPTZ, "
+    "first_seen_at TIMESTAMPTZ)"
 )
+
+
+def ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
+    """raw.ingested_files with its arrival columns (added to a manifest written before them)."""
+    conn.execute(MANIFEST_DDL)
+    for column in ("landed_at", "first_seen_at"):
+        conn.execute(f"ALTER TABLE raw.ingested_files ADD COLUMN IF NOT EXISTS {column} TIMESTAMPTZ")
+
+
+def landed_at(path: Path) -> datetime:
+    """When the file landed in the estate: its modification time, in UTC."""
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 _BLANK = b"\xef\xbb\xbf \t\r\n"
 
@@ -163,7 +183,14 @@ def plan_ingest(
     stats = IngestStats(files_seen=len(files), full_reload=full_reload)
     expected = [*columns, *PROVENANCE]
     known: dict[str, str] = {}
-    conn.execute(MANIFEST_DDL)
+    ensure_manifest(conn)
+    # The arrival of every version already recorded, kept through a reload or a re-read.
+    arrived = {
+        (name, sha): (landed, seen)
+        for name, sha, landed, seen in conn.execute(
+            "SELECT source_file, source_sha256, landed_at, first_seen_at FROM raw.ingested_files "
+            "WHERE raw_table = ?", [table]).fetchall()
+    }
     if full_reload or table_columns(conn, table) != expected:
         create_table(conn, table, columns)
         conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = ?", [table])
@@ -197,8 +224,12 @@ def plan_ingest(
         conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = $table AND source_file IN "
                      "(SELECT unnest($names))", {"table": table, "names": changed})
     if todo:
-        conn.execute("INSERT INTO raw.ingested_files SELECT $table, unnest($names), unnest($shas)",
-                     {"table": table, "names": [f.name for f in todo], "shas": [f.sha256 for f in todo]})
+        now = datetime.now(UTC)
+        times = [arrived.get((f.name, f.sha256), (landed_at(f.path), now)) for f in todo]
+        conn.execute("INSERT INTO raw.ingested_files SELECT $table, unnest($names), unnest($shas), "
+                     "unnest($landed), unnest($seen)",
+                     {"table": table, "names": [f.name for f in todo], "shas": [f.sha256 for f in todo],
+                      "landed": [t[0] for t in times], "seen": [t[1] for t in times]})
     if stats.files_replaced:
         conn.execute(f"DELETE FROM {table} WHERE source_file IN (SELECT unnest($names))",
                      {"names": stats.files_replaced})

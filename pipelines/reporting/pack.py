@@ -8,7 +8,7 @@ and as-of date give byte-identical files.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -32,19 +32,23 @@ def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 
 def write_reports(
-    conn_or_path: duckdb.DuckDBPyConnection | str, out_root: Path, as_of: date | None
+    conn_or_path: duckdb.DuckDBPyConnection | str, out_root: Path, as_of: date | None,
+    known_by: datetime | None = None,
 ) -> list[Path]:
-    """Write the evidence pack for `as_of` into out_root/<as_of>/ and return its files."""
+    """Write the evidence pack for `as_of` into out_root/<as_of>/ and return its files.
+
+    `known_by` marks a pack as known then (built from only what had arrived before it): its
+    folder is <as_of>-as-known-then and its manifest says so."""
     if isinstance(conn_or_path, str):
         from pipelines.resources import connect_warehouse
 
         conn = connect_warehouse(conn_or_path, read_only=True)
         try:
-            return write_reports(conn, out_root, as_of)
+            return write_reports(conn, out_root, as_of, known_by)
         finally:
             conn.close()
     conn = conn_or_path
-    from pipelines.pastdate import PastDateError, marts_as_of
+    from pipelines.pastdate import PastDateError, marts_as_of, pack_folder
 
     built_for = marts_as_of(conn)
     if as_of is not None and built_for is not None and as_of != built_for:
@@ -55,8 +59,9 @@ def write_reports(
         )
     as_of = queries.report_as_of(conn, as_of)
     data = queries.report_data(conn, as_of)
+    data["known_by"] = known_by.isoformat() if known_by else None
     rendered = charts.render_charts(queries.chart_data(conn, as_of, data))
-    out_dir = Path(out_root) / as_of.isoformat()
+    out_dir = Path(out_root) / pack_folder(as_of, known_by)
     (out_dir / "populations").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     populations = {}
@@ -90,6 +95,9 @@ def write_reports(
     manifest = {
         "report_id": f"PL-{as_of.isoformat()}",
         "as_of": as_of.isoformat(),
+        # As known then: what had arrived before this instant; else as corrected since.
+        "basis": "as_known_then" if known_by else "as_corrected_since",
+        **({"known_by": known_by.isoformat()} if known_by else {}),
         "code_version": pipelines.__version__,
         "policy_version": (data.get("criteria") or [{}])[0].get("policy_version"),
         "files": {str(p.relative_to(out_dir)): digests[p] for p in sorted(written)},

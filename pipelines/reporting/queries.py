@@ -219,10 +219,26 @@ def report_data(conn: duckdb.DuckDBPyConnection, as_of: date) -> dict[str, Any]:
         SELECT schema_name || '.' || table_name AS name, estimated_size AS rows, comment
         FROM duckdb_tables() WHERE schema_name IN ('raw', 'marts', 'ledger')
         ORDER BY schema_name, table_name""")
+    raw_with_files = {f"raw.{r[0]}" for r in conn.execute(
+        "SELECT table_name FROM duckdb_columns() WHERE schema_name = 'raw' AND column_name = 'source_file'").fetchall()}
     for table in data["tables"]:
-        table["rows"] = _scalar(conn, f'SELECT count(*) FROM {table["name"]}')  # names come from the catalog
+        if table["name"] in raw_with_files:
+            # A source file dated after the pack's date is not part of its evidence.
+            table["rows"] = _scalar(conn, f'SELECT count(*) FROM {table["name"]} WHERE {_FILE_DATED_BY}',  # catalog name
+                                    {"as_of": as_of})
+        else:
+            table["rows"] = _scalar(conn, f'SELECT count(*) FROM {table["name"]}')  # names come from the catalog
     data["machines_cited"] = machines_cited(data)
     return data
+
+
+# The day in a source file's name (2026-11-05, or a capture time 20261105T060000Z), if any: rows of
+# files named for a later day are left out of the data proof; undated files count in full.
+_FILE_DATED_BY = (
+    "coalesce(try_strptime(nullif(regexp_extract(source_file, '(\\d{4}-\\d{2}-\\d{2})', 1), ''), '%Y-%m-%d'), "
+    "try_strptime(nullif(regexp_extract(source_file, '(\\d{8})T\\d{6}Z', 1), ''), '%Y%m%d'), "
+    "CAST($as_of AS DATE)) < CAST($as_of AS DATE) + 1"
+)
 
 
 # Conditions printed per rule; the rest are in populations/audit_findings.csv.
@@ -323,6 +339,7 @@ POPULATIONS = {
     "machines": ("marts.vm_inventory", "vm_id"),
     "rollback_readiness": ("marts.vm_rollback_readiness", "vm_id"),
     "unscheduled_machines": ("marts.unscheduled_machines", "vm_id"),
+    "late_arrivals": ("marts.late_arrivals", "arrival_id"),
 }
 
 

@@ -3,7 +3,7 @@
 
 Contracts: `raw.register_<name>` (the file's cells as text, plus `_row`, `source_file`,
 `source_sha256`, `ingest_run`) and `staging.<name>` (sql/register_<name>.sql). The authorization,
-test and exception registers are also ledgered (pipelines/ledger.py, assets.py here).
+test and exception registers are also ledgered (pipelines/ledger/, assets.py here).
 Extension point: a new register is one `Register` entry below, its `sql/register_<name>.sql`,
 its section in docs/estate.md and one `register_asset(...)` line in assets.py.
 """

@@ -1,7 +1,8 @@
 """The registers' assets: each register validated into raw.register_<name> and
 staging.<name>; the append-only, hash-chained ledger of the authorization, test and exception
-registers (pipelines/ledger.py), its chain checks and the tampering check."""
+registers (pipelines/ledger/), its chain checks and the tampering check."""
 
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
+from pipelines.ingest.files import landed_at
 from pipelines.ledger import (
     LEDGER_REGISTERS,
     append_ledger_file,
@@ -83,7 +85,7 @@ baselines = register_asset("baselines", STAGE2_BASELINES)
                 kinds={"duckdb"},
                 owners=OWNERS,
                 description=f"Append-only, hash-chained copy of registers/{name}.csv "
-                "(pipelines/ledger.py).",
+                "(pipelines/ledger/).",
             )
             for name in LEDGER_REGISTERS
         ),
@@ -110,9 +112,10 @@ def register_ledger(
         with transaction(conn):
             restored = {name: sync_ledger_files(conn, name, ledger_dir, context.run.run_id)
                         for name in LEDGER_REGISTERS}
-            results = [append_register(conn, name, context.run.run_id) for name in LEDGER_REGISTERS]
+            results = [append_register(conn, name, context.run.run_id, _arrived(run_settings, name))
+                       for name in LEDGER_REGISTERS]
             for name in LEDGER_REGISTERS:
-                rebuild_first_recorded(conn, name)
+                rebuild_first_recorded(conn, name, run_settings.known_by_time())
         # After the commit: the files never hold a row the warehouse rolled back.
         written = {name: append_ledger_file(conn, name, ledger_dir) for name in LEDGER_REGISTERS}
         for result in results:
@@ -139,6 +142,12 @@ def register_ledger(
             },
         )
     yield dg.MaterializeResult(asset_key=key("ledger.tamper_findings"), metadata=tamper_metadata)
+
+
+def _arrived(run_settings: RunSettings, name: str) -> datetime | None:
+    """The register file's landing time: when the rows it adds to the ledger arrived."""
+    path = Path(run_settings.estate_dir) / REGISTERS[name].file
+    return landed_at(path) if path.exists() else None
 
 
 def _first_items(lines: list[str]) -> dg.MetadataValue:
