@@ -71,6 +71,7 @@ def rebuild_pack(
     from pipelines import resources
     from pipelines.definitions import build_definitions
     from pipelines.lake import LAKE_ENV, lake_root
+    from pipelines.partitions import every_day
     from pipelines.sources.bulletins.resource import bulletin_resources
 
     if lake_root():
@@ -99,9 +100,9 @@ def rebuild_pack(
         # A rebuild re-derives notices that were already sent: it records them, never posts them.
         run_resources["notification_webhook"] = run_resources["notification_webhook"].model_copy(
             update={"url": ""})
-        job = build_definitions(run_resources).resolve_job_def("full_refresh")
+        job = build_definitions(run_resources).resolve_job_def("full_refresh")  # every partition
         result = job.execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, tags=every_day(),
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
         )
         if not result.success:

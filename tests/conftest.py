@@ -41,9 +41,11 @@ def demo_run(tmp_path_factory):
     os.environ.pop("PATCHLEDGER_AS_OF", None)
     try:
         from pipelines.definitions import defs
+        from pipelines.partitions import every_day
 
         job = defs().resolve_job_def("full_refresh")
-        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                        tags=every_day())
     finally:
         for name, value in saved.items():
             if value is None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,10 @@ MANIFEST_DDL = (
 )
 
 _BLANK = b"\xef\xbb\xbf \t\r\n"
+
+# The files a partitioned run reads, by name (pipelines/partitions.py, set around one load by the
+# raw scan assets); None reads every file. A load that replaces an existing table reads them all.
+INGEST_WINDOW: ContextVar[Callable[[str], bool] | None] = ContextVar("ingest_window", default=None)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -164,7 +170,12 @@ def plan_ingest(
     expected = [*columns, *PROVENANCE]
     known: dict[str, str] = {}
     conn.execute(MANIFEST_DDL)
-    if full_reload or table_columns(conn, table) != expected:
+    existing = table_columns(conn, table)
+    window = INGEST_WINDOW.get()
+    if window is not None and not (existing and (full_reload or existing != expected)):
+        files = [path for path in files if window(relative_name(path, base))]
+        stats.files_seen = len(files)
+    if full_reload or existing != expected:
         create_table(conn, table, columns)
         conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = ?", [table])
         stats.full_reload = True
