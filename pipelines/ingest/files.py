@@ -123,7 +123,8 @@ def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 @dataclass
 class IngestStats:
-    """What one load did: files read, skipped as unchanged or as copies, replaced; rows added."""
+    """What one load did: files read, skipped as unchanged, as copies or as dated outside the
+    run's days, replaced; rows added."""
 
     files_seen: int = 0
     files_read: list[str] = field(default_factory=list)
@@ -132,6 +133,7 @@ class IngestStats:
     files_replaced: list[str] = field(default_factory=list)
     full_reload: bool = False
     rows: int = 0
+    files_other_days: int = 0
 
     def metadata(self) -> dict:
         return {
@@ -141,6 +143,7 @@ class IngestStats:
             "files_copies_skipped": len(self.files_copies),
             "files_replaced": len(self.files_replaced),
             "full_reload": self.full_reload,
+            "files_other_days": self.files_other_days,
         }
 
 
@@ -172,9 +175,8 @@ def plan_ingest(
     conn.execute(MANIFEST_DDL)
     existing = table_columns(conn, table)
     window = INGEST_WINDOW.get()
-    if window is not None and not (existing and (full_reload or existing != expected)):
-        files = [path for path in files if window(relative_name(path, base))]
-        stats.files_seen = len(files)
+    if existing and (full_reload or existing != expected):
+        window = None  # an existing table replaced: from every file present
     if full_reload or existing != expected:
         create_table(conn, table, columns)
         conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = ?", [table])
@@ -195,6 +197,9 @@ def plan_ingest(
         sha = sha256_file(path)
         if known.get(name) == sha:
             stats.files_unchanged += 1
+            continue
+        if window is not None and not window(name):
+            stats.files_other_days += 1  # new or changed, left for the run of its day
             continue
         if name in known:
             stats.files_replaced.append(name)
