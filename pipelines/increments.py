@@ -97,6 +97,8 @@ def plan(
     rerun_from, every_partition = requested
     if every_partition:
         return full("every partition was requested")
+    if rerun_from is not None and old_as_of is not None and rerun_from > old_as_of:
+        rerun_from = None  # days after the last build: recomputed anyway when they have data
     if as_of is not None and old_as_of is not None and as_of < old_as_of:
         return full("evaluation date moved back")
     names = list(upstream)
