@@ -7,6 +7,7 @@ import functools
 import dagster as dg
 
 from pipelines.lake import lake_root
+from pipelines.partitions import DAILY, SINGLE_RUN
 
 # One group per stage of the process (product.md, "The six stages"), plus the evidence pack.
 STAGE1_INVENTORY = "stage1_patch_inventory"
@@ -28,7 +29,9 @@ warehouse_asset = functools.partial(dg.asset, pool=DUCKDB_POOL, owners=OWNERS)
 # In lake mode (pipelines/lake.py) the raw scan assets write Parquet and hold the warehouse file
 # only for a moment (lock retried), so they run outside the one-writer pool and can fan out over
 # processes; otherwise they are warehouse writers like the rest.
-raw_scan_asset = functools.partial(dg.asset, pool=None if lake_root() else DUCKDB_POOL, owners=OWNERS)
+# They are partitioned by day (pipelines/partitions.py), a backfill of many days being one run.
+raw_scan_asset = functools.partial(dg.asset, pool=None if lake_root() else DUCKDB_POOL, owners=OWNERS,
+                                   partitions_def=DAILY, backfill_policy=SINGLE_RUN)
 # Checks read the warehouse: same pool, so a check never races a writer for the file.
 warehouse_check = functools.partial(dg.asset_check, pool=DUCKDB_POOL)
 

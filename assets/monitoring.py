@@ -19,7 +19,7 @@ import duckdb
 import pandas as pd
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
-from pipelines import increments
+from pipelines import increments, partitions
 from pipelines.ingest.files import MANIFEST_DDL
 from pipelines.lake import STAGING_PARTITIONS, Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
@@ -65,6 +65,8 @@ class CoverageConfig(dg.Config):
         ),
     ],
     pool="duckdb",
+    partitions_def=partitions.DAILY,
+    backfill_policy=partitions.SINGLE_RUN,
 )
 def patch_observations(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Normalize every scan source into assessment runs and patch observations.
@@ -80,7 +82,8 @@ def patch_observations(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         basis = increments.fingerprint(conn, ["staging.vm_la_machines"],
                                        *(read_sql(name) for _, name in OBSERVATION_TABLES))
         built = increments.plan(conn, "staging.patch_observations", basis, changed_from=changed_from,
-                                changed=changed, basis_reason="the SQL or the Log Analytics machine mapping changed")
+                                changed=changed, basis_reason="the SQL or the Log Analytics machine mapping changed",
+                                requested=partitions.requested(context))
         if not built.full and lake is not None and not all(lake.days(conn, t) for t, _ in OBSERVATION_TABLES):
             built = dataclasses.replace(built, from_day=None, reason="first build of the day folders")
         before = {} if built.full else _day_contents(conn, built.from_day)
@@ -294,6 +297,8 @@ def vm_patch_state(
     group_name=STAGE6_MONITORING,
     kinds={"duckdb", "sql"},
     deps=[key("staging.patch_observations")],
+    partitions_def=partitions.DAILY,
+    backfill_policy=partitions.SINGLE_RUN,
 )
 def vm_patch_history(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
@@ -307,7 +312,7 @@ def vm_patch_history(
         as_of = resolve_as_of(conn, run_settings.as_of_date())
         basis = increments.fingerprint(conn, [], read_sql("vm_patch_history"))
         built = increments.plan(conn, "marts.vm_patch_history", basis, as_of, upstream=["staging.patch_observations"],
-                                basis_reason="its SQL changed")
+                                basis_reason="its SQL changed", requested=partitions.requested(context))
         increments.kept_rows(conn, "kept_history", "marts.vm_patch_history", _KEPT_HISTORY_COLUMNS, "observed_at",
                              built.from_day)
         params = {"as_of": as_of, "from_day": built.from_day}
@@ -329,13 +334,17 @@ _KEPT_HISTORY_COLUMNS = {"vm_id": "VARCHAR", "event_seq": "BIGINT", "patch_key":
 (vm_patch_state_key_unique,) = unique_checks("marts.vm_patch_state")
 
 
-@warehouse_check(asset=key("staging.patch_observations"))
-def observations_have_canonical_state(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Every observation maps to the canonical vocabulary and to a known machine kind."""
+@warehouse_check(asset=key("staging.patch_observations"), partitions_def=partitions.DAILY)
+def observations_have_canonical_state(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    """Every observation of the run's days maps to the canonical vocabulary."""
+    first, last = partitions.day_window(context) or (date.min, date.max)
     with warehouse.get_connection() as conn:
         bad = conn.execute(
-            "SELECT count(*) FROM staging.patch_observations WHERE state NOT IN "
+            "SELECT count(*) FROM staging.patch_observations "
+            "WHERE timezone('UTC', observed_at)::DATE BETWEEN $first AND $last AND (state NOT IN "
             "('installed', 'installed_pending_reboot', 'missing', 'failed', 'not_applicable', "
-            "'not_selected') OR state IS NULL"
+            "'not_selected') OR state IS NULL)", {"first": first, "last": last}
         ).fetchall()[0][0]
     return dg.AssetCheckResult(passed=bad == 0, metadata={"non_canonical_rows": bad})

@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.common import STAGE6_MONITORING, key, warehouse_asset, warehouse_check
 from assets.monitoring import CoverageConfig
-from pipelines import increments
+from pipelines import increments, partitions
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
     build_table,
@@ -34,6 +34,8 @@ from pipelines.warehouse import (
         key("marts.vm_inventory"),
         key("staging.sla_policy"),
     ],
+    partitions_def=partitions.DAILY,
+    backfill_policy=partitions.SINGLE_RUN,
 )
 def remediation_episodes(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings
@@ -46,7 +48,8 @@ def remediation_episodes(
         as_of = resolve_as_of(conn, run_settings.as_of_date())
         basis = increments.fingerprint(conn, _EPISODE_BASIS, read_sql("remediation_episodes"))
         built = increments.plan(conn, "marts.remediation_episodes", basis, as_of, upstream=["marts.vm_patch_history"],
-                                basis_reason="its SQL, the fix lineages, supersedence or the SLA policy changed")
+                                basis_reason="its SQL, the fix lineages, supersedence or the SLA policy changed",
+                                requested=partitions.requested(context))
         machines = increments.changed_keys(conn, built.target, "machines", _EPISODE_MACHINES)
         patches = increments.changed_keys(conn, built.target, "patches", _EPISODE_PATCHES)
         if built.full:
@@ -185,6 +188,8 @@ _TREND_MACHINES = ("SELECT vm_id AS key, hash(asset_category, criticality, envir
         key("marts.vm_inventory"),
         key("staging.assessment_runs"),
     ],
+    partitions_def=partitions.DAILY,
+    backfill_policy=partitions.SINGLE_RUN,
 )
 def compliance_daily(
     context: dg.AssetExecutionContext,
@@ -206,7 +211,8 @@ def compliance_daily(
         basis = increments.fingerprint(conn, _TREND_BASIS, read_sql("compliance_daily"), stale_after_days)
         built = increments.plan(conn, "marts.compliance_daily", basis, as_of,
                                 upstream=["marts.vm_patch_history", "staging.patch_observations"],
-                                basis_reason="supersedence, the staleness threshold or the SQL changed")
+                                basis_reason="supersedence, the staleness threshold or the SQL changed",
+                                requested=partitions.requested(context))
         changed = [*increments.changed_keys(conn, "marts.compliance_daily", "severities", _TREND_SEVERITIES, False),
                    *increments.changed_keys(conn, "marts.compliance_daily", "machines", _TREND_MACHINES, False)]
         if changed and not built.full:
@@ -244,7 +250,8 @@ def compliance_daily(
     )
 
 
-@warehouse_check(asset=key("marts.remediation_episodes"), blocking=True)
+# Evaluated in each run of the episodes' partitions, over every episode (an id is unique across days).
+@warehouse_check(asset=key("marts.remediation_episodes"), blocking=True, partitions_def=partitions.DAILY)
 def episode_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     """Each episode id names one episode, and no two episodes of a machine's lineage overlap."""
     with warehouse.get_connection() as conn:

@@ -128,6 +128,7 @@ def _run_pipeline(estate: Path, database: Path, reports: Path, job: str = "full_
     os.environ.update({"PATCHLEDGER_ESTATE": str(estate), "PATCHLEDGER_WAREHOUSE": str(database),
                        "PATCHLEDGER_REPORTS": str(reports), "PATCHLEDGER_SOURCE": "files"})
     from pipelines.definitions import defs
+    from pipelines.sources.scan_raw import touched_partitions
 
     definitions = defs()
     instance = dg.DagsterInstance.ephemeral()
@@ -135,7 +136,7 @@ def _run_pipeline(estate: Path, database: Path, reports: Path, job: str = "full_
     sampler.start()
     started = time.perf_counter()
     result = definitions.resolve_job_def(job).execute_in_process(
-        instance=instance, raise_on_error=True,
+        instance=instance, raise_on_error=True, tags=touched_partitions(estate, database)[0],
         run_config={"loggers": {"console": {"config": {"log_level": LOG_LEVEL}}}},
     )
     total = time.perf_counter() - started

@@ -80,7 +80,8 @@ def run(
     out: Annotated[Path | None, typer.Option(
         help="Folder for the evidence pack (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
 ) -> None:
-    """Materialize the whole asset graph through Dagster; exits non-zero on the first error."""
+    """Materialize the days that are new or touched (every day of the data on a first run) and every table
+    after them through Dagster; exits non-zero on the first error."""
     _set_env("PATCHLEDGER_REPORTS", out)
     ok = _run_pipeline(estate, warehouse, as_of, source)
     if not ok:
@@ -89,6 +90,10 @@ def run(
 
 
 def _run_pipeline(estate, warehouse, as_of, source) -> bool:
+    import warnings
+
+    # The daily partitions use Dagster's beta backfill policy and preview partitioned checks.
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")
     if as_of:
         _parse_date(as_of, "--as-of")
     _set_env("PATCHLEDGER_ESTATE", estate)
@@ -108,16 +113,21 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
     import dagster as dg
 
     from pipelines.definitions import defs
+    from pipelines.partitions import RANGE_END, RANGE_START
+    from pipelines.sources.scan_raw import touched_partitions
 
     definitions = defs()
     job = definitions.resolve_job_def("full_refresh")
     instance = dg.DagsterInstance.get()
+    # The days that are new or touched (every day of the data on a first run).
+    tags, why = touched_partitions(settings.estate_dir(), settings.warehouse_path())
     console.print(
-        f"Running [bold]full_refresh[/bold]: estate {settings.estate_dir()} -> warehouse "
-        f"{settings.warehouse_path()}"
+        f"Running [bold]full_refresh[/bold] for the days {tags[RANGE_START]} to {tags[RANGE_END]} ({why}): "
+        f"estate {settings.estate_dir()} -> warehouse {settings.warehouse_path()}"
     )
-    result = _execute_with_progress(job, instance)
+    result = _execute_with_progress(job, instance, tags)
     _print_steps(result)
+    _print_recomputed(result)
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -134,7 +144,7 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
     return True
 
 
-def _execute_with_progress(job, instance):
+def _execute_with_progress(job, instance, tags: dict):
     """Run the job in a worker thread and follow its steps in the event log with a progress bar."""
     import threading
     import uuid
@@ -148,7 +158,7 @@ def _execute_with_progress(job, instance):
     def execute() -> None:
         try:
             outcome["result"] = job.execute_in_process(
-                instance=instance, run_id=run_id, raise_on_error=False,
+                instance=instance, run_id=run_id, raise_on_error=False, tags=tags,
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
         except BaseException as exc:  # reported below, in the main thread
@@ -161,13 +171,16 @@ def _execute_with_progress(job, instance):
                   TimeElapsedColumn(), console=console, transient=True) as progress:
         task = progress.add_task("materializing", total=total)
         worker.start()
+        cursor, finished = None, 0
         while worker.is_alive():
             worker.join(timeout=0.5)
-            finished = [r for r in instance.all_logs(run_id)
-                        if r.dagster_event and r.dagster_event.event_type in done_types]
-            if finished:
-                last = finished[-1].dagster_event.step_key or ""
-                progress.update(task, completed=min(len(finished), total), description=last[:40])
+            # Only the step events since the last look (a run of many partitions logs many events).
+            found = instance.get_records_for_run(run_id, cursor=cursor, of_type=done_types)
+            cursor = found.cursor or cursor
+            if found.records:
+                finished += len(found.records)
+                last = found.records[-1].event_log_entry.dagster_event.step_key or ""
+                progress.update(task, completed=min(finished, total), description=last[:40])
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
@@ -191,13 +204,31 @@ def _print_steps(result) -> None:
     table = Table(title=None, show_edge=False, box=None, pad_edge=False)
     table.add_column("asset")
     table.add_column("rows", justify="right")
+    seen = set()
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
-        if materialization.asset_key.path[0] not in ("marts", "reports"):
-            continue  # raw, staging and ledger are in the UI; the marts are what people read
+        name = materialization.asset_key.to_user_string()
+        if materialization.asset_key.path[0] not in ("marts", "reports") or name in seen:
+            continue  # raw, staging and ledger are in the UI; a partitioned table once, not per day
+        seen.add(name)
         rows = materialization.metadata.get("dagster/row_count")
-        table.add_row(materialization.asset_key.to_user_string(), f"{rows.value:,}" if rows else "")
+        table.add_row(name, f"{rows.value:,}" if rows else "")
     console.print(table)
+
+
+def _print_recomputed(result) -> None:
+    """What each table of the time chain recomputed, and why (from its materialization)."""
+    seen = set()
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        name = materialization.asset_key.to_user_string()
+        meta = materialization.metadata
+        start = meta.get("increment/recomputed_from") or meta.get("trend/recomputed_from")
+        if start is None or name in seen:
+            continue
+        seen.add(name)
+        reason = meta.get("increment/reason") or meta.get("trend/reason")
+        console.print(f"  {name}: recomputed from {start.value} ({reason.value if reason else ''})")
 
 
 def _print_summary() -> None:

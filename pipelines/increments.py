@@ -73,9 +73,12 @@ def plan(
     changed_from: date | None = None,
     changed: bool = False,
     basis_reason: str = "its SQL or what it reads besides the observations changed",
+    requested: tuple[date | None, bool] = (None, False),
 ) -> Plan:
     """The days `target` must recompute. `changed_from` (with `changed`) is the earliest day its
-    own inputs changed, for a table whose changes are not in the log (the observations)."""
+    own inputs changed, for a table whose changes are not in the log (the observations).
+    `requested` is what the run's partitions ask for (pipelines/partitions.py): recompute from
+    that day at the latest, or (True) every day."""
     conn.execute(STATE_DDL)
     conn.execute(LOG_DDL)
     seq = conn.execute("SELECT coalesce(max(seq), 0) FROM staging.increment_log").fetchall()[0][0]
@@ -91,6 +94,11 @@ def plan(
     old_basis, old_as_of, consumed = previous[0]
     if old_basis != basis:
         return full(basis_reason)
+    rerun_from, every_partition = requested
+    if every_partition:
+        return full("every partition was requested")
+    if rerun_from is not None and old_as_of is not None and rerun_from > old_as_of:
+        rerun_from = None  # days after the last build: recomputed anyway when they have data
     if as_of is not None and old_as_of is not None and as_of < old_as_of:
         return full("evaluation date moved back")
     names = list(upstream)
@@ -105,15 +113,17 @@ def plan(
         if newer:
             changed = True
             changed_from = earliest if changed_from is None else min(changed_from, earliest)
-    candidates = [d for d in (changed_from,) if d is not None]
+    candidates = [d for d in (changed_from, rerun_from) if d is not None]
     if as_of is not None and old_as_of is not None and as_of > old_as_of:
         candidates.append(old_as_of + timedelta(days=1))
     if not candidates:
         return Plan(target, as_of + timedelta(days=1) if as_of else date.max,
                     "changes give no rows" if changed else "nothing new", basis, seq)
     from_day = min(candidates)
-    late = changed_from is not None and old_as_of is not None and changed_from <= old_as_of
+    late = old_as_of is not None and from_day <= old_as_of
     reason = "new or changed data for earlier days" if late else "new days"
+    if late and from_day == rerun_from and (changed_from is None or rerun_from < changed_from):
+        reason = f"the partitions from {rerun_from} were requested again"
     return Plan(target, from_day, reason, basis, seq, late)
 
 

@@ -10,7 +10,10 @@ from assets import common
 # run in their own job, not in the unpartitioned ones.
 MONTH_END_PACK = dg.AssetSelection.assets(common.key("reports.month_end_pack"))
 
-# Everything, in dependency order: what `patchledger run` launches.
+# Everything, in dependency order: what `patchledger run` launches. The jobs that hold the
+# daily-partitioned assets (pipelines/partitions.py) run for the days a run names: `patchledger
+# run` the days new or changed files are dated, the daily schedule the day just ended, a backfill
+# of every partition a full rebuild.
 full_refresh = dg.define_asset_job(
     name="full_refresh",
     selection=dg.AssetSelection.all() - MONTH_END_PACK,

@@ -213,6 +213,7 @@ def rebuild_pack(
     from pipelines import resources
     from pipelines.definitions import build_definitions
     from pipelines.ingest.azure import AzureResource
+    from pipelines.partitions import every_day
     from pipelines.sources.bulletins.resource import bulletin_resources
 
     if not (estate / "registers").is_dir() and not (estate / "azure").is_dir():
@@ -243,9 +244,9 @@ def rebuild_pack(
                 # A rebuild re-derives notices that were already sent: it records them, never posts them.
                 **bulletin_resources(deliver_notices=False),
             }
-            job = build_definitions(run_resources).resolve_job_def("full_refresh")
+            job = build_definitions(run_resources).resolve_job_def("full_refresh")  # every partition
             result = job.execute_in_process(
-                instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, tags=every_day(),
                 run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
             if not result.success:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 
 from pipelines import jobs
 
-# Daily at 06:00 UTC, after the overnight periodic assessments (24 h cadence in Azure Update Manager).
-daily_refresh = dg.ScheduleDefinition(
+# Daily at 06:00 UTC, after the overnight periodic assessments (24 h cadence in Azure Update
+# Manager): the tick of 2 December runs the partition of 1 December, the day just ended.
+daily_refresh = dg.build_schedule_from_partitioned_job(
+    jobs.daily_refresh,
     name="daily_refresh",
-    job=jobs.daily_refresh,
-    cron_schedule="0 6 * * *",
-    execution_timezone="UTC",
-    description="Bring the warehouse up to date with the day's new data (the pack is monthly).",
+    hour_of_day=6,
+    minute_of_hour=0,
+    description="Bring the warehouse up to date with the day just ended (its partition; the pack is monthly).",
 )
 
 
@@ -35,7 +38,13 @@ def patch_tuesday_bulletins(context: dg.ScheduleEvaluationContext):
     tick = context.scheduled_execution_time
     if not is_patch_tuesday(tick):
         return dg.SkipReason(f"{tick:%Y-%m-%d} is not the second Tuesday of the month")
-    return dg.RunRequest(run_key=f"patch-tuesday-{tick:%Y-%m}")
+    # The job holds the time chain (the episodes read the catalog): the day just ended.
+    return dg.RunRequest(run_key=f"patch-tuesday-{tick:%Y-%m}", partition_key=previous_day(tick))
+
+
+def previous_day(tick) -> str:
+    """The partition of the day before a tick (the newest complete day then)."""
+    return (tick.date() - timedelta(days=1)).isoformat()
 
 
 # The pack for the month just ended on the 1st at 07:00 UTC, after the daily refresh at 06:00:
@@ -49,14 +58,18 @@ monthly_evidence_pack = dg.build_schedule_from_partitioned_job(
 )
 
 
-# The weekly audit on Monday at 07:00 UTC, after the daily refresh: a dated run of its own.
-weekly_patch_audit = dg.ScheduleDefinition(
+# The weekly audit on Monday at 07:00 UTC, after the daily refresh: a dated run of its own, of
+# the partition of the day just ended (its job holds the time chain).
+@dg.schedule(
     name="weekly_patch_audit",
     job=jobs.scheduled_audit,
     cron_schedule="0 7 * * 1",
     execution_timezone="UTC",
     description="Audit installed versus authorized patches every Monday.",
 )
+def weekly_patch_audit(context: dg.ScheduleEvaluationContext):
+    tick = context.scheduled_execution_time
+    return dg.RunRequest(run_key=f"weekly-audit-{tick:%Y-%m-%d}", partition_key=previous_day(tick))
 
 
 def all_schedules() -> list:

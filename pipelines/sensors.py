@@ -4,6 +4,7 @@ DuckDB connection held there would block every scheduled run."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,24 +12,37 @@ from pathlib import Path
 import dagster as dg
 import httpx
 
-from pipelines import jobs
+from pipelines import jobs, partitions
 from pipelines.resources import RunSettings
 from pipelines.sources.bulletins import utc_timestamp
 from pipelines.sources.msrc.index import scoped_index
 from pipelines.sources.msrc.resource import MsrcResource
 
 
-def estate_fingerprint(estate: Path) -> str:
-    """A digest of every file's path, size and modification time under the estate folder."""
+def estate_fingerprint(estate: Path) -> tuple[str, dict[str, int]]:
+    """A digest of every file's path, size and modification time under the estate folder, and
+    each file's modification time (ns) by path."""
     digest = hashlib.sha256()
+    mtimes = {}
     if estate.is_dir():
         for root, dirs, files in os.walk(estate):
             dirs.sort()
             for name in sorted(files):
                 path = Path(root, name)
                 stat = path.stat()
+                relative = path.relative_to(estate).as_posix()
                 digest.update(f"{path.relative_to(estate)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
+                mtimes[relative] = stat.st_mtime_ns
+    return digest.hexdigest(), mtimes
+
+
+def touched_range(mtimes: dict[str, int], since_ns: int | None) -> dict[str, str]:
+    """The partitions a change touches: from the earliest day in the name of a file written
+    after `since_ns` (every day when unknown) to the newest partition."""
+    if since_ns is None:
+        return partitions.every_day()
+    days = [d for name, ns in mtimes.items() if ns > since_ns and (d := partitions.file_day(name))]
+    return partitions.range_tags(min(days, default=partitions.last_day()), partitions.last_day())
 
 
 @dg.sensor(
@@ -38,15 +52,17 @@ def estate_fingerprint(estate: Path) -> str:
     default_status=dg.DefaultSensorStatus.STOPPED,
     description=(
         "Launches daily_refresh when files in the estate folder are added, removed or changed "
-        "(for example a nightly export job dropping new Resource Graph or Log Analytics files)."
+        "(for example a nightly export job dropping new Resource Graph or Log Analytics files), "
+        "for the partitions from the earliest day a new or rewritten file is dated."
     ),
 )
 def estate_changed(context: dg.SensorEvaluationContext, run_settings: RunSettings):
-    fingerprint = estate_fingerprint(Path(run_settings.estate_dir))
-    if fingerprint == context.cursor:
+    fingerprint, mtimes = estate_fingerprint(Path(run_settings.estate_dir))
+    previous = json.loads(context.cursor) if context.cursor and context.cursor.startswith("{") else {}
+    if fingerprint == previous.get("fingerprint"):
         return dg.SkipReason("no change in the estate folder")
-    context.update_cursor(fingerprint)
-    return dg.RunRequest(run_key=f"estate-{fingerprint[:16]}")
+    context.update_cursor(json.dumps({"fingerprint": fingerprint, "mtime_ns": max(mtimes.values(), default=0)}))
+    return dg.RunRequest(run_key=f"estate-{fingerprint[:16]}", tags=touched_range(mtimes, previous.get("mtime_ns")))
 
 
 @dg.sensor(
@@ -86,6 +102,7 @@ def msrc_revisions(context: dg.SensorEvaluationContext, run_settings: RunSetting
     return dg.RunRequest(
         run_key=f"msrc-revision-{newest:%Y%m%dT%H%M%SZ}",
         tags={"patchledger/msrc_revised": ",".join(ids)[:200]},
+        partition_key=partitions.last_day().isoformat(),  # the time chain re-reads the catalog
     )
 
 

@@ -19,6 +19,36 @@ def samples() -> Path:
     return SAMPLES
 
 
+@pytest.fixture(scope="session", autouse=True)
+def every_partition_by_default():
+    """A run of daily-partitioned assets names its days (pipelines/partitions.py); a test run
+    that names none gets every partition, what `patchledger run` runs on a first run."""
+    import dagster as dg
+    from dagster._core.definitions.job_definition import JobDefinition
+
+    from pipelines.partitions import DAILY, RANGE_START, every_day
+
+    def with_days(kwargs: dict, partitioned: bool) -> dict:
+        tags = kwargs.get("tags") or {}
+        if partitioned and kwargs.get("partition_key") is None and not {RANGE_START, "dagster/partition"} & tags.keys():
+            kwargs["tags"] = {**every_day(), **tags}
+        return kwargs
+
+    materialize, execute = dg.materialize, JobDefinition.execute_in_process
+
+    def materialize_days(assets, *args, **kwargs):
+        partitioned = any(getattr(a, "partitions_def", None) == DAILY for a in assets)
+        return materialize(assets, *args, **with_days(kwargs, partitioned))
+
+    def execute_days(job, *args, **kwargs):
+        return execute(job, *args, **with_days(kwargs, job.partitions_def == DAILY))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dg, "materialize", materialize_days)
+        patch.setattr(JobDefinition, "execute_in_process", execute_days)
+        yield
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """A small generated estate, materialized end to end through the code location.

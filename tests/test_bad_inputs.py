@@ -927,7 +927,7 @@ def quarantined_la_update_json_unknown_state_via_asset(tmp_path):
     write(estate, "log_analytics/Update.json", la_az_json(rows))
     result = materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate)
     assert result.success
-    (materialization,) = result.asset_materializations_for_node("raw__la_update")
+    materialization = result.asset_materializations_for_node("raw__la_update")[0]  # one per day, the same metadata
     assert materialization.metadata["quarantined_rows"].value == 1
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         (row,) = _quarantine(conn)

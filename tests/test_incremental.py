@@ -29,7 +29,10 @@ def lake_of(database: Path) -> Path:
 
 
 def _run(estate: Path, database: Path, tmp: Path, run_config: dict | None = None, lake: bool = False,
-         targets: tuple[str, ...] = TARGETS):
+         targets: tuple[str, ...] = TARGETS, tags: dict | None = None):
+    """Materialize `targets` and what they read, for the days `patchledger run` would run (or
+    the partitions `tags` name); returns the run id and, per asset, its increment metadata and
+    the partitions it recorded (`partitions`)."""
     env = {"PATCHLEDGER_ESTATE": str(estate), "PATCHLEDGER_WAREHOUSE": str(database),
            "PATCHLEDGER_REPORTS": str(tmp / "reports"), "PATCHLEDGER_SOURCE": "files"}
     saved = {k: os.environ.get(k) for k in [*env, "PATCHLEDGER_AS_OF", "PATCHLEDGER_LAKE"]}
@@ -41,13 +44,15 @@ def _run(estate: Path, database: Path, tmp: Path, run_config: dict | None = None
         os.environ.pop("PATCHLEDGER_LAKE", None)
     try:
         from pipelines.definitions import defs
+        from pipelines.sources.scan_raw import touched_partitions
 
         definitions = defs()
         keys = [dg.AssetKey(t.split(".")) for t in targets]
         selection = dg.AssetSelection.assets(*keys).upstream().required_multi_asset_neighbors().resolve(definitions.resolve_asset_graph())
         job = definitions.resolve_job_def("full_refresh")
+        tags = tags or touched_partitions(estate, database)[0]
         result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), asset_selection=list(selection),
-                                        run_config=run_config, raise_on_error=True)
+                                        run_config=run_config, raise_on_error=True, tags=tags)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -57,8 +62,9 @@ def _run(estate: Path, database: Path, tmp: Path, run_config: dict | None = None
     metadata = {}
     for event in result.get_asset_materialization_events():
         m = event.step_materialization_data.materialization
-        metadata[m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()
-                                                  if k.startswith(("ingest/", "trend/", "increment/"))}
+        found = metadata.setdefault(m.asset_key.to_user_string(), {"partitions": []})
+        found.update({k: v.value for k, v in m.metadata.items() if k.startswith(("ingest/", "trend/", "increment/"))})
+        found["partitions"].append(m.partition)
     return result.run_id, metadata
 
 

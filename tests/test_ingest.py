@@ -50,7 +50,8 @@ def test_loader_returns_its_statistics(tmp_path, conn):
     assert third.files_replaced == ["azure/patch_operations/b.json"]
     assert third.files_read == ["azure/patch_operations/b.json"] and third.rows == 1
     assert third.metadata() == {"files_seen": 3, "files_read": 1, "files_unchanged": 1,
-                                "files_copies_skipped": 1, "files_replaced": 1, "full_reload": False}
+                                "files_copies_skipped": 1, "files_replaced": 1, "full_reload": False,
+                                "files_other_days": 0}
     assert conn.execute("SELECT source_file, resourceId, ingest_run FROM raw.ops ORDER BY ALL").fetchall() == [
         ("azure/patch_operations/a.json", VM.format(n=1), "run-1"),
         ("azure/patch_operations/b.json", VM.format(n=4), "run-3"),

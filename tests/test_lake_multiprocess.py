@@ -10,6 +10,8 @@ import duckdb
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob
 
+from pipelines.partitions import every_day
+
 # The job's module, loaded by file in every step process.
 JOB_FILE = Path(__file__).with_name("lake_jobs.py")
 TARGETS = ("staging.patch_observations", "staging.vm_identity")
@@ -30,7 +32,7 @@ def _execute(monkeypatch, estate, database, lake, executor: str, tmp_path):
     with dg.instance_for_test(temp_dir=str(home),
                               overrides={"concurrency": {"pools": {"default_limit": 1}}}) as instance:
         with dg.execute_job(ReconstructableJob.for_file(str(JOB_FILE), "ingest_and_observations"),
-                            instance=instance) as result:
+                            instance=instance, tags=every_day()) as result:
             assert result.success
             steps = {}
             for record in instance.all_logs(result.run_id):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +50,10 @@ def landed_at(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, UTC)
 
 _BLANK = b"\xef\xbb\xbf \t\r\n"
+
+# The files a partitioned run reads, by name (pipelines/partitions.py, set around one load by the
+# raw scan assets); None reads every file. A load that replaces an existing table reads them all.
+INGEST_WINDOW: ContextVar[Callable[[str], bool] | None] = ContextVar("ingest_window", default=None)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -137,7 +143,8 @@ def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
 
 @dataclass
 class IngestStats:
-    """What one load did: files read, skipped as unchanged or as copies, replaced; rows added."""
+    """What one load did: files read, skipped as unchanged, as copies or as dated outside the
+    run's days, replaced; rows added."""
 
     files_seen: int = 0
     files_read: list[str] = field(default_factory=list)
@@ -146,6 +153,7 @@ class IngestStats:
     files_replaced: list[str] = field(default_factory=list)
     full_reload: bool = False
     rows: int = 0
+    files_other_days: int = 0
 
     def metadata(self) -> dict:
         return {
@@ -155,6 +163,7 @@ class IngestStats:
             "files_copies_skipped": len(self.files_copies),
             "files_replaced": len(self.files_replaced),
             "full_reload": self.full_reload,
+            "files_other_days": self.files_other_days,
         }
 
 
@@ -191,7 +200,11 @@ def plan_ingest(
             "SELECT source_file, source_sha256, landed_at, first_seen_at FROM raw.ingested_files "
             "WHERE raw_table = ?", [table]).fetchall()
     }
-    if full_reload or table_columns(conn, table) != expected:
+    existing = table_columns(conn, table)
+    window = INGEST_WINDOW.get()
+    if existing and (full_reload or existing != expected):
+        window = None  # an existing table replaced: from every file present
+    if full_reload or existing != expected:
         create_table(conn, table, columns)
         conn.execute("DELETE FROM raw.ingested_files WHERE raw_table = ?", [table])
         stats.full_reload = True
@@ -211,6 +224,9 @@ def plan_ingest(
         sha = sha256_file(path)
         if known.get(name) == sha:
             stats.files_unchanged += 1
+            continue
+        if window is not None and not window(name):
+            stats.files_other_days += 1  # new or changed, left for the run of its day
             continue
         if name in known:
             stats.files_replaced.append(name)

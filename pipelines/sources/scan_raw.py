@@ -8,11 +8,14 @@ assets are in their folders (`resource_graph/assets.py`, `patch_operations/asset
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
+from pipelines import partitions
+from pipelines.ingest.files import INGEST_WINDOW
 from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import Lake, current_lake
 from pipelines.sources import estate_for, ingest_metadata
@@ -39,9 +42,27 @@ class RawIngestConfig(dg.Config):
 def load_raw_scan(
     context: dg.AssetExecutionContext, warehouse, run_settings, azure, table: str, load, full_reload: bool = False
 ):
-    """New or changed estate files (or Azure, in live mode) into raw `table` as received, in one
-    transaction; the metadata counts the files read and skipped."""
+    """New or changed estate files (or Azure, in live mode) of the run's days (pipelines/partitions.py)
+    into raw `table` as received, in one transaction; the metadata counts the files read and skipped."""
     lake = current_lake()
+    window = partitions.day_window(context)
+    token = INGEST_WINDOW.set(None if window is None else lambda name: partitions.in_window(name, window))
+    try:
+        metadata = _load(context, warehouse, run_settings, azure, table, load, full_reload, lake)
+    finally:
+        INGEST_WINDOW.reset(token)
+    # Rows set aside in raw.quarantine (Log Analytics; see pipelines/ingest/quarantine.py).
+    quarantined = metadata["quarantined_rows"].value
+    if quarantined:
+        context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
+    if window is not None:
+        first, last = ("any earlier day" if window[0] == date.min else window[0].isoformat(),
+                       "any later day" if window[1] == date.max else window[1].isoformat())
+        metadata["partition/files_dated"] = f"{first} to {last} (and undated files)"
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _load(context, warehouse, run_settings, azure, table: str, load, full_reload: bool, lake) -> dict:
     with estate_for(run_settings, azure, table, context.log) as estate:
         if lake is not None:
             metadata, stats = _into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
@@ -53,11 +74,7 @@ def load_raw_scan(
                     "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
                 }
     metadata.update(ingest_metadata(stats))
-    # Rows set aside in raw.quarantine (Log Analytics; see pipelines/ingest/quarantine.py).
-    quarantined = metadata["quarantined_rows"].value
-    if quarantined:
-        context.log.warning(f"{table}: {quarantined} row(s) quarantined in raw.quarantine")
-    return dg.MaterializeResult(metadata=metadata)
+    return metadata
 
 
 def _into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, full_reload: bool):
@@ -89,3 +106,55 @@ def _into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, f
             "lake/folder": dg.MetadataValue.path(lake.folder(table)),
             "lake/rows_written": dg.MetadataValue.int(written),
         }, stats
+
+
+def _scan_files(estate: Path) -> list[Path]:
+    """The estate files the raw scan assets read (each reader's own listing)."""
+    from pipelines.sources.log_analytics.reader import la_files
+    from pipelines.sources.patch_operations.reader import patch_operation_files
+    from pipelines.sources.resource_graph.reader import resource_graph_files
+
+    return sorted({*resource_graph_files(estate, "patchassessmentresources"),
+                   *resource_graph_files(estate, "patchinstallationresources"),
+                   *patch_operation_files(estate),
+                   *(p for t in ("Update", "UpdateSummary", "UpdateRunProgress") for p in la_files(estate, t))})
+
+
+def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
+    """(file, sha256) of every scan file ingested: the warehouse's manifest, or the lake's lists."""
+    from pipelines.resources import connect_warehouse
+
+    with duckdb.connect() if lake is not None else connect_warehouse(str(warehouse), read_only=True) as conn:
+        if lake is not None:
+            lake.register(conn)
+            lists = [lake.ingested_list(t) for t in RAW_SCAN_TABLES]
+            lists = [p for p in lists if lake.fs.exists(lake._fs_path(p))]
+            return [] if not lists else conn.execute(
+                "SELECT source_file, source_sha256 FROM read_parquet($lists)", {"lists": lists}).fetchall()
+        if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
+                            "AND table_name = 'ingested_files'").fetchall()[0][0]:
+            return []
+        return conn.execute("SELECT source_file, source_sha256 FROM raw.ingested_files "
+                            "WHERE raw_table IN (SELECT unnest($tables))", {"tables": list(RAW_SCAN_TABLES)}).fetchall()
+
+
+def touched_partitions(estate: Path, warehouse: Path) -> tuple[dict[str, str], str]:
+    """The partitions a run materializes, as run tags, and why: every day of the data when no scan
+    file was ingested yet, else from the earliest day a new or changed scan file is dated (a copy of a
+    file already held adds nothing; an undated file is read by every run) to the newest."""
+    from pipelines.ingest.files import relative_name, sha256_file
+
+    held = _ingested(warehouse, current_lake()) if warehouse.exists() or current_lake() else []
+    newest = partitions.last_day()
+    if not held:  # from the first day of the data (the first partition takes older files)
+        first = min(filter(None, (partitions.file_day(p.name) for p in _scan_files(estate))), default=newest)
+        return partitions.range_tags(first, newest), "first run: every day of the data"
+    known, shas = dict(held), {sha for _, sha in held}
+    days = []
+    for path in _scan_files(estate):
+        day = partitions.file_day(path.name)
+        if day is not None and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas:
+            days.append(day)
+    if not days:
+        return partitions.range_tags(newest, newest), "no new or changed dated scan file: the newest day"
+    return partitions.range_tags(min(days), newest), f"{len(days)} new or changed scan file(s) from {min(days)}"
