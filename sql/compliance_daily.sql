@@ -146,7 +146,7 @@ satisfying AS (
     JOIN intervals AS q ON q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
     WHERE m.state IN ('missing', 'failed', 'not_selected')
     UNION ALL
-    SELECT m.vm_id, m.patch_key, m.state, m.first_day, m.last_day, q.first_day, q.last_day
+    SELECT m.vm_id, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day
     FROM packages AS m
     JOIN packages AS q
       ON q.vm_id = m.vm_id AND q.package = m.package AND q.state = 'installed'
