@@ -1003,7 +1003,7 @@ def test_report_population_section_shows_reported_beside_loaded(conn):
         {"arg_table": "patchinstallationresources", "files": 1, "files_reported": 1, "reported": 2,
          "fetched": 2, "loaded": 1, "incomplete": 1, "loaded_unreported": 0},
     ]
-    page = render_html({**data, "data_files": []}, [])  # the pack adds its file list and charts
+    page = render_html({**data, "data_files": [], "known_by": None}, [])  # the pack adds its file list and charts
     assert ('<tr><td>patchinstallationresources</td><td class="num">1</td><td class="num">2</td>'
             '<td class="num">2</td><td class="num">1</td><td class="num">1</td></tr>') in page
 

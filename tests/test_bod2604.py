@@ -106,13 +106,15 @@ def test_patch_cves_carry_vulnrichment_decided_by_the_as_of_date(tmp_path):
         CREATE TABLE staging.msrc_fixes AS SELECT '5000001' AS patch_key, '5000001' AS kb,
             'CVE-2026-0001' AS cve, '11923' AS product_id, 'Windows Server 2022' AS product,
             '2026-Feb' AS document_id, 'Critical' AS severity, 4 AS severity_rank, 'RCE' AS impact,
-            9.8 AS cvss_base, 'CVSS:3.1/AV:N' AS cvss_vector, false AS exploited, false AS publicly_disclosed
+            9.8 AS cvss_base, 'CVSS:3.1/AV:N' AS cvss_vector, false AS exploited, false AS publicly_disclosed,
+            TIMESTAMPTZ '2026-02-10 08:00:00+00' AS released_at
     """)
     conn.execute("""
         CREATE TABLE staging.osv_fixes AS SELECT 'libssl3_3.0.2-0ubuntu1.19' AS patch_key,
             'CVE-2026-0002' AS cve, 'Ubuntu:22.04:LTS' AS ecosystem, 'libssl3' AS package,
             'USN-7100-1' AS advisory_id, 'Important' AS severity, 3 AS severity_rank, 7.5 AS cvss_base,
-            'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N' AS cvss_vector
+            'CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:N/A:N' AS cvss_vector,
+            TIMESTAMPTZ '2026-02-15 00:00:00+00' AS published_at, TIMESTAMPTZ '2026-02-16 00:00:00+00' AS modified_at
     """)
     conn.execute("""
         CREATE TABLE raw.kev_vulnerabilities AS SELECT 'CVE-2026-0002' AS cve,
