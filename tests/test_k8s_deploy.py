@@ -93,19 +93,28 @@ def test_step_job_for_one_raw_ingestion_step(settings, kubeconfig, tmp_path):
     from dagster._core.system_config.objects import ResolvedRunConfig
     from dagster._grpc.types import ExecuteStepArgs
 
-    server, kubeconfig = kubeconfig
+    server, kubeconfig_file = kubeconfig
     step = "raw__patch_operations"
+    # The instance and the code location's container context as the chart makes them from
+    # values.yaml (its k8sRunLauncher config; its user deployment's labels and volumes).
+    values = yaml.safe_load((DEPLOY / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    pod_spec = values["runLauncher"]["config"]["k8sRunLauncher"]["runK8sConfig"]["podSpecConfig"]
     launcher = {"module": "dagster_k8s", "class": "K8sRunLauncher", "config": {
         "instance_config_map": "patchledger-instance", "dagster_home": "/opt/dagster/dagster_home",
-        "load_incluster_config": False, "kubeconfig_file": kubeconfig, "job_namespace": "dagster",
-        "service_account_name": "dagster"}}
+        "load_incluster_config": False, "kubeconfig_file": kubeconfig_file, "job_namespace": "dagster",
+        "service_account_name": "dagster", "run_k8s_config": {"pod_spec_config": pod_spec}}}
+    context = {"k8s": {"labels": deployment["labels"], "volumes": deployment["volumes"],
+                       "volume_mounts": deployment["volumeMounts"]}}
     recon = ReconstructableJob.for_file(str(JOB_FILE), "raw_scans")
     job = recon.get_definition()
+    origin = recon.get_python_origin()
+    origin = origin._replace(repository_origin=origin.repository_origin._replace(container_context=context))
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home"), overrides={"run_launcher": launcher}) as instance:
         plan = create_execution_plan(recon, step_keys_to_execute=[step])
         run = instance.create_run_for_job(job_def=job, execution_plan=plan,
-                                          job_code_origin=recon.get_python_origin())
+                                          job_code_origin=origin)
         executor = job.executor_def.executor_creation_fn(InitExecutorContext(
             job=recon, executor_def=job.executor_def, instance=instance,
             executor_config=ResolvedRunConfig.build(job, {}).execution.execution_engine_config))
@@ -116,7 +125,7 @@ def test_step_job_for_one_raw_ingestion_step(settings, kubeconfig, tmp_path):
             output_capture=None)
         list(executor._step_handler.launch_step(StepHandlerContext(  # the executor's own handler
             instance=instance, plan_context=plan_context, steps=plan.steps,
-            execute_step_args=ExecuteStepArgs(recon.get_python_origin(), run.run_id, [step]))))
+            execute_step_args=ExecuteStepArgs(origin, run.run_id, [step]))))
 
     assert len(server.posted) == 1
     path, body = server.posted[0]
@@ -136,6 +145,12 @@ def test_step_job_for_one_raw_ingestion_step(settings, kubeconfig, tmp_path):
             if name.startswith("PATCHLEDGER_") or name == "AZURE_STORAGE_ACCOUNT_NAME"}
     assert ours == settings
     assert ours["PATCHLEDGER_LAKE"] == str(tmp_path / "lake")
+    # From the chart: the node pool of the disk, the workload identity label, the data volume.
+    assert pod["spec"]["nodeSelector"] == {"agentpool": "patchledger"}
+    assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    assert pod["spec"]["volumes"] == [{"name": "patchledger-data",
+                                       "persistentVolumeClaim": {"claimName": "patchledger-data"}}]
+    assert container["volumeMounts"] == [{"name": "patchledger-data", "mountPath": "/var/lib/patchledger"}]
 
 
 def test_helm_values_name_the_settings_the_code_reads():
