@@ -26,6 +26,9 @@ STEP_CPU = "PATCHLEDGER_K8S_STEP_CPU"
 STEP_MEMORY = "PATCHLEDGER_K8S_STEP_MEMORY"
 # Read by adlfs for an abfs:// lake besides the PATCHLEDGER_ settings.
 PASSED_AZURE = ("AZURE_STORAGE_ACCOUNT_NAME",)
+# Not copied: a webhook URL often carries its token, and copied values are written into the Job's
+# spec. It reaches the step from a Kubernetes Secret instead (the chart's `envSecrets`).
+SECRET_SETTINGS = ("PATCHLEDGER_NOTIFY_WEBHOOK",)
 
 
 def step_env_vars(environ: Mapping[str, str]) -> list[str]:
@@ -33,7 +36,8 @@ def step_env_vars(environ: Mapping[str, str]) -> list[str]:
     values when it launches the step): a step loads the same code location, so it needs every
     setting the run was loaded with (warehouse, estate, lake, source, as-of date...)."""
     return sorted(name for name in environ
-                  if name.startswith("PATCHLEDGER_") or name in PASSED_AZURE)
+                  if (name.startswith("PATCHLEDGER_") or name in PASSED_AZURE)
+                  and name not in SECRET_SETTINGS)
 
 
 def executor_config(environ: Mapping[str, str]) -> dict:

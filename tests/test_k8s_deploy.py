@@ -46,6 +46,8 @@ def settings(monkeypatch, tmp_path):
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+    # A secret setting: it comes from a Kubernetes Secret, not copied (not in what this returns).
+    monkeypatch.setenv("PATCHLEDGER_NOTIFY_WEBHOOK", "https://hooks.example/token-123")
     return values
 
 
@@ -64,6 +66,31 @@ def test_k8s_needs_the_lake(monkeypatch):
     monkeypatch.setenv("PATCHLEDGER_EXECUTOR", "k8s")
     with pytest.raises(ValueError, match="PATCHLEDGER_EXECUTOR=k8s needs lake mode"):
         executor()
+
+
+def test_without_dagster_k8s_the_code_location_names_the_extra(settings, monkeypatch):
+    import sys
+
+    from pipelines.definitions import executor
+
+    monkeypatch.setitem(sys.modules, "dagster_k8s", None)  # import fails as if not installed
+    with pytest.raises(ValueError, match=r"needs dagster-k8s: pip install '\.\[k8s\]'"):
+        executor()
+
+
+def test_executor_config_sets_only_what_the_environment_gives():
+    from pipelines.k8s import executor_config
+
+    # Nothing set: the step inherits image, namespace, account and resources; no settings to pass.
+    assert executor_config({"HOME": "/root"}) == {"env_vars": []}
+    # A memory size alone is requested and limited; no CPU request, and never a CPU limit.
+    assert executor_config({"PATCHLEDGER_K8S_STEP_MEMORY": "8Gi", "PATCHLEDGER_LAKE": "/lake",
+                            "AZURE_STORAGE_ACCOUNT_NAME": "acct", "AZURE_CLIENT_SECRET": "s"}) == {
+        "env_vars": ["AZURE_STORAGE_ACCOUNT_NAME", "PATCHLEDGER_K8S_STEP_MEMORY", "PATCHLEDGER_LAKE"],
+        "resources": {"requests": {"memory": "8Gi"}, "limits": {"memory": "8Gi"}},
+    }
+    assert executor_config({"PATCHLEDGER_K8S_STEP_CPU": "500m"})["resources"] == {
+        "requests": {"cpu": "500m"}, "limits": {}}
 
 
 @pytest.fixture
@@ -105,7 +132,8 @@ def test_step_job_for_one_raw_ingestion_step(settings, kubeconfig, tmp_path):
         "load_incluster_config": False, "kubeconfig_file": kubeconfig_file, "job_namespace": "dagster",
         "service_account_name": "dagster", "run_k8s_config": {"pod_spec_config": pod_spec}}}
     context = {"k8s": {"labels": deployment["labels"], "volumes": deployment["volumes"],
-                       "volume_mounts": deployment["volumeMounts"]}}
+                       "volume_mounts": deployment["volumeMounts"],
+                       "env_secrets": [secret["name"] for secret in deployment["envSecrets"]]}}
     recon = ReconstructableJob.for_file(str(JOB_FILE), "raw_scans")
     job = recon.get_definition()
     origin = recon.get_python_origin()
@@ -140,7 +168,9 @@ def test_step_job_for_one_raw_ingestion_step(settings, kubeconfig, tmp_path):
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "6Gi"}, "limits": {"memory": "6Gi"}}
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["DAGSTER_RUN_STEP_KEY"] == step
-    # Every setting the run was loaded with, by value, and nothing else of ours.
+    # Every setting the run was loaded with, by value, and nothing else of ours: not the webhook,
+    # which the pod reads from the Secret.
+    assert {"secretRef": {"name": "patchledger-secrets"}} in container["envFrom"]
     ours = {name: value for name, value in env.items()
             if name.startswith("PATCHLEDGER_") or name == "AZURE_STORAGE_ACCOUNT_NAME"}
     assert ours == settings
