@@ -188,7 +188,7 @@ def test_helm_values_name_the_settings_the_code_reads():
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     # One warehouse writer at a time, as pipelines/config/dagster.yaml.
     assert values["concurrency"]["pools"]["defaultLimit"] == 1
-    assert values["concurrency"]["runs"]["maxConcurrentRuns"] == 1
+    assert values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] == 1
 
     (deployment,) = values["dagster-user-deployments"]["deployments"]
     assert deployment["codeServerArgs"] == ["-m", "pipelines.definitions"]
