@@ -3,7 +3,8 @@
 The UI (`make ui`), `patchledger run` and the tests all load this one `Definitions`.
 Runs execute in process: DuckDB admits one writer process per file. In lake mode
 (PATCHLEDGER_LAKE, pipelines/lake.py) PATCHLEDGER_EXECUTOR=multiprocess runs the raw ingestion
-steps in parallel processes; the `duckdb` pool (limit 1, config/dagster.yaml) still admits one
+steps in parallel processes, and PATCHLEDGER_EXECUTOR=k8s in their own Kubernetes pods
+(pipelines/k8s.py, deploy/k8s/); the `duckdb` pool (limit 1, config/dagster.yaml) still admits one
 warehouse writer at a time.
 """
 
@@ -28,11 +29,15 @@ def executor() -> dg.ExecutorDefinition:
     name = os.environ.get("PATCHLEDGER_EXECUTOR", "in_process")
     if name == "in_process":
         return dg.in_process_executor
-    if name != "multiprocess":
-        raise ValueError(f"PATCHLEDGER_EXECUTOR must be 'in_process' or 'multiprocess', not {name!r}")
+    if name not in ("multiprocess", "k8s"):
+        raise ValueError(f"PATCHLEDGER_EXECUTOR must be 'in_process', 'multiprocess' or 'k8s', not {name!r}")
     if not lake_root():
-        raise ValueError(f"PATCHLEDGER_EXECUTOR=multiprocess needs lake mode ({LAKE_ENV}): without it "
+        raise ValueError(f"PATCHLEDGER_EXECUTOR={name} needs lake mode ({LAKE_ENV}): without it "
                          "every step writes the one DuckDB file and nothing can run in parallel")
+    if name == "k8s":
+        from pipelines.k8s import k8s_executor  # dagster-k8s is an optional dependency
+
+        return k8s_executor()
     return dg.multiprocess_executor
 
 

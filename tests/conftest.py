@@ -118,6 +118,7 @@ class JsonServer:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.answer, self.calls = answer, []
+        self.posted = []  # (path, JSON body) of every POST, answered as a GET of the path
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -132,6 +133,12 @@ class JsonServer:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                import json
+
+                outer.posted.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+                self.do_GET()
 
             def log_message(self, *args):
                 pass
