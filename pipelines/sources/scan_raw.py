@@ -1,12 +1,11 @@
 """The body every raw scan asset shares (Resource Graph, patch operations, Log Analytics): in live
 mode refresh the estate from Azure first (`estate_for`), then load the new or changed files into
 the raw table in one transaction, or, in lake mode, write them as Parquet (pipelines/lake.py);
-the metadata counts the files read and skipped and the rows quarantined. The scan sources' raw
-assets are in their folders (`resource_graph/assets.py`, `patch_operations/assets.py`,
-`log_analytics/assets.py`); the time chain that reads them is stage code (assets/monitoring.py).
+the metadata counts the files read and skipped and the rows quarantined. `raw_scan_table` makes
+the asset; each scan source declares its own in its folder (`resource_graph/assets.py`,
+`patch_operations/assets.py`, `log_analytics/assets.py`); the time chain that reads them is stage
+code (assets/monitoring.py).
 """
-
-from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
@@ -14,10 +13,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from assets.common import STAGE6_MONITORING, key, raw_scan_asset
 from pipelines import partitions
+from pipelines.ingest.azure import AzureResource
 from pipelines.ingest.files import INGEST_WINDOW
 from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import Lake, current_lake
+from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import estate_for, ingest_metadata
 from pipelines.warehouse import table_metadata, transaction
 
@@ -37,6 +39,24 @@ class RawIngestConfig(dg.Config):
     table from the files present (files removed from the estate then drop out)."""
 
     full_reload: bool = False
+
+
+def raw_scan_table(table: str, description: str, load) -> dg.AssetsDefinition:
+    """The day-partitioned raw asset of scan table `table` ('raw.name'), filled by
+    `load(conn, estate, table, run_id, log, full_reload=...)` through `load_raw_scan`."""
+
+    @raw_scan_asset(key=key(table), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"},
+                    description=description)
+    def raw_scan(
+        context: dg.AssetExecutionContext,
+        config: RawIngestConfig,
+        warehouse: WarehouseResource,
+        run_settings: RunSettings,
+        azure: AzureResource,
+    ) -> dg.MaterializeResult:
+        return load_raw_scan(context, warehouse, run_settings, azure, table, load, config.full_reload)
+
+    return raw_scan
 
 
 def load_raw_scan(
