@@ -154,17 +154,18 @@ def test_a_rerun_of_an_old_day_recomputes_it_and_the_days_after(estate):
     root, end = estate
     tags, why = touched_partitions(root / "estate", root / "w.duckdb")
     start = end - timedelta(days=13)  # 14 days of data: the first file is dated 13 days before the last
-    assert (tags, why) == (partitions.range_tags(start, partitions.last_day()), "first run: every day of the data")
+    # Up to the last day of the data (the default evaluation date), not to the clock's yesterday.
+    assert (tags, why) == (partitions.range_tags(start, end), f"first run: every day of the data up to {end}")
     first = _materialize(root, tags)
     assert first["marts/vm_patch_history"]["increment/reason"] == "first build"
     # Every partition of the range is recorded, each day of it once.
-    days = [(start + timedelta(days=n)).isoformat() for n in range((partitions.last_day() - start).days + 1)]
+    days = [(start + timedelta(days=n)).isoformat() for n in range(14)]
     assert first["staging/patch_observations"]["partitions"] == days
     built = _tables(root / "w.duckdb")
 
-    # Nothing changed: `patchledger run` would run the newest day only.
+    # Nothing changed: `patchledger run` would run the newest day of the data only.
     tags, why = touched_partitions(root / "estate", root / "w.duckdb")
-    assert tags == partitions.range_tags(partitions.last_day(), partitions.last_day())
+    assert (tags, why) == (partitions.range_tags(end, end), f"no new or changed scan file dated up to {end}: that day")
 
     # A rerun of an old day (end - 3) recomputes it and every later day, and nothing before it.
     old = end - timedelta(days=3)
@@ -183,5 +184,49 @@ def test_a_rerun_of_an_old_day_recomputes_it_and_the_days_after(estate):
     changed = root / "estate" / "log_analytics" / f"Update_{old}.csv"
     changed.write_bytes(changed.read_bytes() + b"\n")
     tags, why = touched_partitions(root / "estate", root / "w.duckdb")
-    assert tags == partitions.range_tags(old, partitions.last_day())
+    assert tags == partitions.range_tags(old, end)
     assert why == f"1 new or changed scan file(s) from {old}"
+
+
+def test_touched_partitions_end_on_the_as_of_date(tmp_path):
+    """Planted file dates: the range never passes the as-of date (given, or the newest dated scan
+    file), and a day without a file inside it is part of the range."""
+    from pipelines.sources.scan_raw import touched_partitions
+
+    estate, warehouse = tmp_path / "estate", tmp_path / "w.duckdb"
+    la, ops = estate / "log_analytics", estate / "azure" / "patch_operations"
+    la.mkdir(parents=True)
+    ops.mkdir(parents=True)
+    for name in ("Update_2026-11-20.csv", "Update_2026-11-21.csv", "Update_2026-11-23.csv", "UpdateSummary.json"):
+        (la / name).write_text(name)
+    (ops / "assess-2026-11-25.json").write_text("{}")
+    tags = partitions.range_tags
+    # First run, no as-of: 11-20 (first dated file) to 11-25 (newest), the empty 11-22 and 11-24 within.
+    assert touched_partitions(estate, warehouse) == (
+        tags(date(2026, 11, 20), date(2026, 11, 25)), "first run: every day of the data up to 2026-11-25")
+    assert tags(date(2026, 11, 20), date(2026, 11, 25)) == {
+        partitions.RANGE_START: "2026-11-20", partitions.RANGE_END: "2026-11-25"}
+    # As of 11-22: nothing after it, although files are dated 11-23 and 11-25.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 22))[0] == {
+        partitions.RANGE_START: "2026-11-20", partitions.RANGE_END: "2026-11-22"}
+    # As of a day before every file: that day alone.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 10))[0] == {
+        partitions.RANGE_START: "2026-11-10", partitions.RANGE_END: "2026-11-10"}
+
+    # Files 11-20 and 11-21 held; 11-23 and 11-25 new (and a copy of 11-20 under a new name).
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.ingested_files (source_file VARCHAR, source_sha256 VARCHAR, raw_table VARCHAR)")
+        for name in ("Update_2026-11-20.csv", "Update_2026-11-21.csv"):
+            conn.execute("INSERT INTO raw.ingested_files VALUES (?, sha256(?), 'raw.la_update')",
+                         [f"log_analytics/{name}", name])
+    (la / "Update_2026-11-24.csv").write_text("Update_2026-11-20.csv")  # same bytes as a held file
+    assert touched_partitions(estate, warehouse) == (
+        tags(date(2026, 11, 23), date(2026, 11, 25)), "2 new or changed scan file(s) from 2026-11-23")
+    # As of 11-22: the new files are all later, so the run is of 11-22 alone.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 22)) == (
+        tags(date(2026, 11, 22), date(2026, 11, 22)), "no new or changed scan file dated up to 2026-11-22: that day")
+    # As of 11-23: 11-23 only; 11-25 waits for a later as-of date.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 23))[0] == {
+        partitions.RANGE_START: "2026-11-23", partitions.RANGE_END: "2026-11-23"}
+

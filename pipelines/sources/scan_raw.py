@@ -158,23 +158,27 @@ def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
                             "WHERE raw_table IN (SELECT unnest($tables))", {"tables": list(RAW_SCAN_TABLES)}).fetchall()
 
 
-def touched_partitions(estate: Path, warehouse: Path) -> tuple[dict[str, str], str]:
-    """The partitions a run materializes, as run tags, and why: every day of the data when no scan
-    file was ingested yet, else from the earliest day a new or changed scan file is dated (a copy of a
-    file already held adds nothing; an undated file is read by every run) to the newest."""
+def touched_partitions(estate: Path, warehouse: Path, as_of: date | None = None) -> tuple[dict[str, str], str]:
+    """The partitions a run materializes, as run tags, and why. They end on the as-of date (by
+    default the newest day a scan file is dated, the day the evaluation date defaults to): nothing
+    after it is produced, and files dated later wait for a run of a later date. They start on the
+    first day of the data when no scan file was ingested yet, else on the earliest day up to then
+    that a new or changed scan file is dated (a copy of a file already held adds nothing; an
+    undated file is read by every run). Days in between without a file are in the range all the
+    same: their state carries forward, and the trend has a row for each."""
     from pipelines.ingest.files import relative_name, sha256_file
 
+    files = {path: partitions.file_day(path.name) for path in _scan_files(estate)}
+    dated = [day for day in files.values() if day is not None]
+    last = as_of or max(dated, default=partitions.last_day())
     held = _ingested(warehouse, current_lake()) if warehouse.exists() or current_lake() else []
-    newest = partitions.last_day()
     if not held:  # from the first day of the data (the first partition takes older files)
-        first = min(filter(None, (partitions.file_day(p.name) for p in _scan_files(estate))), default=newest)
-        return partitions.range_tags(first, newest), "first run: every day of the data"
+        first = min((day for day in dated if day <= last), default=last)
+        return partitions.range_tags(first, last), f"first run: every day of the data up to {last}"
     known, shas = dict(held), {sha for _, sha in held}
-    days = []
-    for path in _scan_files(estate):
-        day = partitions.file_day(path.name)
-        if day is not None and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas:
-            days.append(day)
+    days = [day for path, day in files.items()
+            if day is not None and day <= last
+            and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas]
     if not days:
-        return partitions.range_tags(newest, newest), "no new or changed dated scan file: the newest day"
-    return partitions.range_tags(min(days), newest), f"{len(days)} new or changed scan file(s) from {min(days)}"
+        return partitions.range_tags(last, last), f"no new or changed scan file dated up to {last}: that day"
+    return partitions.range_tags(min(days), last), f"{len(days)} new or changed scan file(s) from {min(days)}"
