@@ -12,6 +12,7 @@ import pytest
 
 from pipelines import partitions, sensors
 from pipelines.definitions import defs
+from pipelines.resources import WarehouseResource
 
 PARTITIONED = {
     "raw/patch_assessment_resources", "raw/patch_installation_resources", "raw/patch_operations",
@@ -78,6 +79,10 @@ def test_a_partition_reads_the_files_of_its_days():
              "log_analytics/Update_2026-11-13.csv": False,
              "log_analytics/UpdateSummary.json": True}  # undated: every run
     assert {n: partitions.in_window(n, window) for n in names} == names
+    # A run of one partition (the daily schedule's) reads that day's files.
+    one = dg.build_asset_context(partition_key="2026-11-10")
+    assert partitions.day_window(one) == (date(2026, 11, 10), date(2026, 11, 10))
+    assert partitions.requested(one) == (date(2026, 11, 10), False)
     # The first partition takes the older files, the newest the later ones.
     every = dg.build_asset_context(partition_key_range=dg.PartitionKeyRange(
         "2026-01-01", partitions.last_day().isoformat()))
@@ -230,3 +235,41 @@ def test_touched_partitions_end_on_the_as_of_date(tmp_path):
     assert touched_partitions(estate, warehouse, date(2026, 11, 23))[0] == {
         partitions.RANGE_START: "2026-11-23", partitions.RANGE_END: "2026-11-23"}
 
+
+def test_a_range_run_records_the_checks_of_each_day(tmp_path):
+    """Dagster 1.13 stores a check result of a range run without a partition and leaves each
+    day's planned evaluation open: `partitions.check_results` records it on each day instead."""
+    from assets.monitoring import observations_have_canonical_state
+
+    warehouse = WarehouseResource(database=str(tmp_path / "w.duckdb"))
+
+    @dg.asset(key=["staging", "patch_observations"], partitions_def=partitions.DAILY,
+              backfill_policy=partitions.SINGLE_RUN)
+    def planted(warehouse: WarehouseResource) -> None:
+        with warehouse.get_connection() as conn:  # one row a day, a non-canonical state on 11-11
+            conn.execute("CREATE OR REPLACE TABLE staging.patch_observations AS SELECT * FROM (VALUES "
+                         "(TIMESTAMPTZ '2026-11-10 08:00:00+00', 'missing'), "
+                         "(TIMESTAMPTZ '2026-11-11 08:00:00+00', 'Wibble'), "
+                         "(TIMESTAMPTZ '2026-11-12 08:00:00+00', 'installed')) AS t(observed_at, state)")
+
+    instance = dg.DagsterInstance.ephemeral()
+    key = dg.AssetCheckKey(dg.AssetKey(["staging", "patch_observations"]), "observations_have_canonical_state")
+
+    def records():
+        return sorted((r.partition, r.status.value) for r in
+                      instance.event_log_storage.get_asset_check_execution_history(key, limit=50))
+
+    run = dg.materialize([planted, observations_have_canonical_state], instance=instance,
+                         resources={"warehouse": warehouse}, raise_on_error=False,
+                         tags=partitions.range_tags(date(2026, 11, 10), date(2026, 11, 12)))
+    # The run's days hold one non-canonical row: the check fails, on each of its three days, and
+    # no day is left planned (nor an evaluation without a day).
+    assert records() == [("2026-11-10", "FAILED"), ("2026-11-11", "FAILED"), ("2026-11-12", "FAILED")]
+    (evaluation, *_) = run.get_asset_check_evaluations()
+    assert evaluation.metadata["non_canonical_rows"].value == 1
+    assert {e.partition for e in run.get_asset_check_evaluations()} == {"2026-11-10", "2026-11-11", "2026-11-12"}
+    # A run of 11-10 alone: that day's rows are canonical; the day's newest evaluation passes.
+    dg.materialize([planted, observations_have_canonical_state], instance=instance,
+                   resources={"warehouse": warehouse}, partition_key="2026-11-10")
+    assert records() == [("2026-11-10", "FAILED"), ("2026-11-10", "SUCCEEDED"), ("2026-11-11", "FAILED"),
+                         ("2026-11-12", "FAILED")]
