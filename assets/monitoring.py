@@ -335,9 +335,7 @@ _KEPT_HISTORY_COLUMNS = {"vm_id": "VARCHAR", "event_seq": "BIGINT", "patch_key":
 
 
 @warehouse_check(asset=key("staging.patch_observations"), partitions_def=partitions.DAILY)
-def observations_have_canonical_state(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
+def observations_have_canonical_state(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
     """Every observation of the run's days maps to the canonical vocabulary."""
     first, last = partitions.day_window(context) or (date.min, date.max)
     with warehouse.get_connection() as conn:
@@ -347,4 +345,5 @@ def observations_have_canonical_state(
             "('installed', 'installed_pending_reboot', 'missing', 'failed', 'not_applicable', "
             "'not_selected') OR state IS NULL)", {"first": first, "last": last}
         ).fetchall()[0][0]
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"non_canonical_rows": bad})
+    # The count over the run's days, recorded on each of them.
+    yield from partitions.check_results(context, dg.AssetCheckResult(passed=bad == 0, metadata={"non_canonical_rows": bad}))

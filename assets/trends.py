@@ -252,7 +252,7 @@ def compliance_daily(
 
 # Evaluated in each run of the episodes' partitions, over every episode (an id is unique across days).
 @warehouse_check(asset=key("marts.remediation_episodes"), blocking=True, partitions_def=partitions.DAILY)
-def episode_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def episode_ids_unique(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource):
     """Each episode id names one episode, and no two episodes of a machine's lineage overlap."""
     with warehouse.get_connection() as conn:
         duplicates, overlaps = conn.execute(
@@ -267,7 +267,7 @@ def episode_ids_unique(warehouse: WarehouseResource) -> dg.AssetCheckResult:
                  WHERE a.closed_at IS NULL OR b.opened_at < a.closed_at)
             """
         ).fetchall()[0]
-    return dg.AssetCheckResult(
+    yield from partitions.check_results(context, dg.AssetCheckResult(
         passed=duplicates == 0 and overlaps == 0,
         metadata={"duplicate_ids": duplicates, "overlapping_episodes": overlaps},
-    )
+    ))

@@ -112,6 +112,7 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
 
     import dagster as dg
 
+    from pipelines import resources
     from pipelines.definitions import defs
     from pipelines.partitions import RANGE_END, RANGE_START
     from pipelines.sources.scan_raw import touched_partitions
@@ -119,8 +120,9 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
     definitions = defs()
     job = definitions.resolve_job_def("full_refresh")
     instance = dg.DagsterInstance.get()
-    # The days that are new or touched (every day of the data on a first run).
-    tags, why = touched_partitions(settings.estate_dir(), settings.warehouse_path())
+    # The days that are new or touched (every day of the data on a first run), up to the as-of date.
+    as_of_date = resources.default_resources()["run_settings"].as_of_date()
+    tags, why = touched_partitions(settings.estate_dir(), settings.warehouse_path(), as_of_date)
     console.print(
         f"Running [bold]full_refresh[/bold] for the days {tags[RANGE_START]} to {tags[RANGE_END]} ({why}): "
         f"estate {settings.estate_dir()} -> warehouse {settings.warehouse_path()}"
@@ -228,7 +230,8 @@ def _print_recomputed(result) -> None:
             continue
         seen.add(name)
         reason = meta.get("increment/reason") or meta.get("trend/reason")
-        console.print(f"  {name}: recomputed from {start.value} ({reason.value if reason else ''})")
+        what = "nothing recomputed" if start.value == "no day" else f"recomputed from {start.value}"
+        console.print(f"  {name}: {what} ({reason.value if reason else ''})")
 
 
 def _print_summary() -> None:

@@ -37,17 +37,21 @@ class Plan:
     basis: str
     consumed_seq: int
     late: bool = False  # it recomputes days before the previous evaluation date
+    idle: bool = False  # nothing to recompute: `from_day` is past the last day it holds
 
     @property
     def full(self) -> bool:
         return self.from_day is None
 
     def metadata(self, prefix: str = "increment") -> dict:
-        return {f"{prefix}/recomputed_from": self.from_day.isoformat() if self.from_day else "all days",
+        # An idle build's from_day (the day after its date, or date.max) is no day it recomputed.
+        recomputed = "all days" if self.full else "no day" if self.idle else self.from_day.isoformat()
+        return {f"{prefix}/recomputed_from": recomputed,
                 f"{prefix}/reason": self.reason}
 
     def describe(self) -> str:
-        return f"{self.target}: {'every day' if self.full else f'days from {self.from_day}'} ({self.reason})"
+        days = "every day" if self.full else "no day" if self.idle else f"days from {self.from_day}"
+        return f"{self.target}: {days} ({self.reason})"
 
 
 def fingerprint(conn: duckdb.DuckDBPyConnection, tables: Iterable[str], *texts: object) -> str:
@@ -110,7 +114,9 @@ def plan(
         ).fetchall()[0]
         if rebuilt:
             return full("an upstream table was rebuilt in full")
-        if newer:
+        # An upstream build that changed no day up to this date logs a later one (the day after
+        # its date, or date.max): nothing to recompute for it.
+        if newer and earliest < (as_of + timedelta(days=1) if as_of else date.max):
             changed = True
             changed_from = earliest if changed_from is None else min(changed_from, earliest)
     candidates = [d for d in (changed_from, rerun_from) if d is not None]
@@ -118,7 +124,7 @@ def plan(
         candidates.append(old_as_of + timedelta(days=1))
     if not candidates:
         return Plan(target, as_of + timedelta(days=1) if as_of else date.max,
-                    "changes give no rows" if changed else "nothing new", basis, seq)
+                    "changes give no rows" if changed else "nothing new", basis, seq, idle=True)
     from_day = min(candidates)
     late = old_as_of is not None and from_day <= old_as_of
     reason = "new or changed data for earlier days" if late else "new days"

@@ -19,42 +19,13 @@ def samples() -> Path:
     return SAMPLES
 
 
-@pytest.fixture(scope="session", autouse=True)
-def every_partition_by_default():
-    """A run of daily-partitioned assets names its days (pipelines/partitions.py); a test run
-    that names none gets every partition, what `patchledger run` runs on a first run."""
-    import dagster as dg
-    from dagster._core.definitions.job_definition import JobDefinition
-
-    from pipelines.partitions import DAILY, RANGE_START, every_day
-
-    def with_days(kwargs: dict, partitioned: bool) -> dict:
-        tags = kwargs.get("tags") or {}
-        if partitioned and kwargs.get("partition_key") is None and not {RANGE_START, "dagster/partition"} & tags.keys():
-            kwargs["tags"] = {**every_day(), **tags}
-        return kwargs
-
-    materialize, execute = dg.materialize, JobDefinition.execute_in_process
-
-    def materialize_days(assets, *args, **kwargs):
-        partitioned = any(getattr(a, "partitions_def", None) == DAILY for a in assets)
-        return materialize(assets, *args, **with_days(kwargs, partitioned))
-
-    def execute_days(job, *args, **kwargs):
-        return execute(job, *args, **with_days(kwargs, job.partitions_def == DAILY))
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dg, "materialize", materialize_days)
-        patch.setattr(JobDefinition, "execute_in_process", execute_days)
-        yield
-
-
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """A small generated estate, materialized end to end through the code location.
 
     Returns (estate, warehouse, reports, result). Environment variables point the code
-    location's resources at the temporary folders, as `patchledger run` does.
+    location's resources at the temporary folders, and the run names the days, as `patchledger
+    run` does on a first run.
     """
     import dagster as dg
 
@@ -71,9 +42,11 @@ def demo_run(tmp_path_factory):
     os.environ.pop("PATCHLEDGER_AS_OF", None)
     try:
         from pipelines.definitions import defs
+        from pipelines.sources.scan_raw import touched_partitions
 
         job = defs().resolve_job_def("full_refresh")
-        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                        tags=touched_partitions(estate, warehouse)[0])
     finally:
         for name, value in saved.items():
             if value is None:

@@ -28,6 +28,7 @@ from azure.core.pipeline.transport import HttpTransport
 
 # The response type RequestsTransport itself returns, so the SDKs see what they see in production.
 from azure.core.rest._requests_basic import RestRequestsTransportResponse
+from partition_runs import materialize_every_day
 
 from assets import inventory, monitoring, population
 from pipelines import reporting, sources
@@ -522,7 +523,7 @@ def materialize(root: Path, settings: RunSettings, live: azure.AzureResource) ->
         conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
         conn.execute("CREATE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
-    result = dg.materialize(
+    result = materialize_every_day(
         [*dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS])],
         resources={"warehouse": WarehouseResource(database=str(database)), "run_settings": settings, "azure": live},
     )
@@ -577,8 +578,8 @@ def test_live_assets_equal_offline_assets(tmp_path):
 def test_live_mode_without_subscriptions_fails_naming_the_setting(tmp_path, asset):
     """Live mode with no subscription configured fails before any Azure call, naming the setting;
     the warehouse is not even opened."""
-    transport = ReplayTransport()
-    result = dg.materialize(
+    transport = ReplayTransport()  # every day: the scan assets are day-partitioned
+    result = materialize_every_day(
         [asset],
         resources={"warehouse": WarehouseResource(database=str(tmp_path / "w.duckdb")),
                    "run_settings": RunSettings(estate_dir=str(tmp_path), source="azure"),
@@ -908,7 +909,7 @@ def test_recorded_vm_of_an_older_api_version_with_its_instance_view(tmp_path, co
 def population_run(root: Path, settings: RunSettings, live: azure.AzureResource | None = None,
                    ) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
     database = root / "warehouse.duckdb"
-    result = dg.materialize(
+    result = materialize_every_day(
         [*dg.load_assets_from_modules([monitoring, population, *SCAN_ASSETS]),
          *dg.load_asset_checks_from_modules([population])],
         selection=dg.AssetSelection.keys(

@@ -118,6 +118,7 @@ from fixtures_registers import write_register
 
 from pipelines.ingest.azure import AzureResource
 from pipelines.ingest.errors import SourceFileError
+from pipelines.partitions import every_day
 from pipelines.resources import RunSettings, WarehouseResource, connect_warehouse
 from pipelines.sources import kev
 from pipelines.sources.bulletins.resource import bulletin_resources
@@ -354,12 +355,13 @@ def failure_text(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(parts)
 
 
-def materialize(assets: list, database: Path, estate: Path) -> dg.ExecuteInProcessResult:
+def materialize(assets: list, database: Path, estate: Path, tags: dict | None = None) -> dg.ExecuteInProcessResult:
+    """`tags`: the partitions of a run of day-partitioned assets (pipelines/partitions.py)."""
     return dg.materialize(
         assets,
         resources={**bulletin_resources(), "warehouse": WarehouseResource(database=str(database)),
                    "run_settings": RunSettings(estate_dir=str(estate)), "azure": AzureResource()},
-        raise_on_error=False,
+        raise_on_error=False, tags=tags,
     )
 
 
@@ -925,7 +927,7 @@ def quarantined_la_update_json_unknown_state_via_asset(tmp_path):
     rows[9][4] = "Wibble"
     estate = tmp_path / "estate"
     write(estate, "log_analytics/Update.json", la_az_json(rows))
-    result = materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate)
+    result = materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate, every_day())
     assert result.success
     materialization = result.asset_materializations_for_node("raw__la_update")[0]  # one per day, the same metadata
     assert materialization.metadata["quarantined_rows"].value == 1
@@ -936,7 +938,7 @@ def quarantined_la_update_json_unknown_state_via_asset(tmp_path):
         assert _rows(conn, "SELECT count(*) FROM raw.la_update") == [(149,)]
         # The next load of that source replaces its quarantine rows.
         write(estate, "log_analytics/Update.json", la_az_json(la_rows(150)))
-    assert materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate).success
+    assert materialize([la_assets.raw_la_update], tmp_path / "w.duckdb", estate, every_day()).success
     with duckdb.connect(str(tmp_path / "w.duckdb")) as conn:
         assert _quarantine(conn) == []
         assert _rows(conn, "SELECT count(*) FROM raw.la_update") == [(150,)]

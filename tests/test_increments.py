@@ -61,6 +61,27 @@ def test_upstream_changes_since_the_last_build_set_the_first_day(conn):
     assert (built.from_day, built.reason, built.late) == (date(2026, 3, 12), "new days", False)
 
 
+def test_an_upstream_build_that_changed_no_day_recomputes_nothing(conn):
+    conn.execute("CREATE TABLE staging.obs (day DATE)")
+    conn.execute("CREATE TABLE marts.state (day DATE)")
+    _build(conn, "staging.obs", "o", None, full=True)
+    _build(conn, "marts.history", "b1", date(2026, 3, 10), upstream=["staging.obs"])
+    _build(conn, "marts.state", "s1", date(2026, 3, 10), upstream=["marts.history"])
+    # The observations ran and changed no day: they log date.max.
+    _build(conn, "staging.obs", "o", None, from_day=date.max)
+    history = _build(conn, "marts.history", "b1", date(2026, 3, 10), upstream=["staging.obs"])
+    assert (history.from_day, history.reason, history.idle) == (date(2026, 3, 11), "nothing new", True)
+    assert history.metadata() == {"increment/recomputed_from": "no day", "increment/reason": "nothing new"}
+    assert history.describe() == "marts.history: no day (nothing new)"
+    # The history logged the day after its date (3-11), which is no change for a table of 3-10.
+    state = increments.plan(conn, "marts.state", "s1", date(2026, 3, 10), upstream=["marts.history"])
+    assert state.metadata() == {"increment/recomputed_from": "no day", "increment/reason": "nothing new"}
+    # A day later, the new day only (not 9999-12-31, nor a day after the date).
+    _build(conn, "staging.obs", "o", None, from_day=date(2026, 3, 11))
+    history = increments.plan(conn, "marts.history", "b1", date(2026, 3, 11), upstream=["staging.obs"])
+    assert (history.metadata()["increment/recomputed_from"], history.reason) == ("2026-03-11", "new days")
+
+
 def test_what_rebuilds_everything(conn):
     conn.execute("CREATE TABLE staging.obs (day DATE)")
     _build(conn, "staging.obs", "o", None, full=True)

@@ -34,6 +34,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from partition_runs import materialize_every_day
 
 from assets import inventory, monitoring
 from pipelines.ingest.azure import AzureResource
@@ -188,7 +189,7 @@ def warehouse(tmp_path_factory):
                      "criticality VARCHAR, rule_order INTEGER, tag_key VARCHAR, tag_value VARCHAR, os_type VARCHAR)")
         conn.execute("CREATE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
-    result = dg.materialize(
+    result = materialize_every_day(
         [*dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS])],
         resources={"warehouse": WarehouseResource(database=str(database)),
                    "run_settings": RunSettings(estate_dir=str(estate), as_of="2024-03-10"),

@@ -12,6 +12,7 @@ import pytest
 
 from pipelines import partitions, sensors
 from pipelines.definitions import defs
+from pipelines.resources import WarehouseResource
 
 PARTITIONED = {
     "raw/patch_assessment_resources", "raw/patch_installation_resources", "raw/patch_operations",
@@ -78,6 +79,10 @@ def test_a_partition_reads_the_files_of_its_days():
              "log_analytics/Update_2026-11-13.csv": False,
              "log_analytics/UpdateSummary.json": True}  # undated: every run
     assert {n: partitions.in_window(n, window) for n in names} == names
+    # A run of one partition (the daily schedule's) reads that day's files.
+    one = dg.build_asset_context(partition_key="2026-11-10")
+    assert partitions.day_window(one) == (date(2026, 11, 10), date(2026, 11, 10))
+    assert partitions.requested(one) == (date(2026, 11, 10), False)
     # The first partition takes the older files, the newest the later ones.
     every = dg.build_asset_context(partition_key_range=dg.PartitionKeyRange(
         "2026-01-01", partitions.last_day().isoformat()))
@@ -154,17 +159,18 @@ def test_a_rerun_of_an_old_day_recomputes_it_and_the_days_after(estate):
     root, end = estate
     tags, why = touched_partitions(root / "estate", root / "w.duckdb")
     start = end - timedelta(days=13)  # 14 days of data: the first file is dated 13 days before the last
-    assert (tags, why) == (partitions.range_tags(start, partitions.last_day()), "first run: every day of the data")
+    # Up to the last day of the data (the default evaluation date), not to the clock's yesterday.
+    assert (tags, why) == (partitions.range_tags(start, end), f"first run: every day of the data up to {end}")
     first = _materialize(root, tags)
     assert first["marts/vm_patch_history"]["increment/reason"] == "first build"
     # Every partition of the range is recorded, each day of it once.
-    days = [(start + timedelta(days=n)).isoformat() for n in range((partitions.last_day() - start).days + 1)]
+    days = [(start + timedelta(days=n)).isoformat() for n in range(14)]
     assert first["staging/patch_observations"]["partitions"] == days
     built = _tables(root / "w.duckdb")
 
-    # Nothing changed: `patchledger run` would run the newest day only.
+    # Nothing changed: `patchledger run` would run the newest day of the data only.
     tags, why = touched_partitions(root / "estate", root / "w.duckdb")
-    assert tags == partitions.range_tags(partitions.last_day(), partitions.last_day())
+    assert (tags, why) == (partitions.range_tags(end, end), f"no new or changed scan file dated up to {end}: that day")
 
     # A rerun of an old day (end - 3) recomputes it and every later day, and nothing before it.
     old = end - timedelta(days=3)
@@ -183,5 +189,87 @@ def test_a_rerun_of_an_old_day_recomputes_it_and_the_days_after(estate):
     changed = root / "estate" / "log_analytics" / f"Update_{old}.csv"
     changed.write_bytes(changed.read_bytes() + b"\n")
     tags, why = touched_partitions(root / "estate", root / "w.duckdb")
-    assert tags == partitions.range_tags(old, partitions.last_day())
+    assert tags == partitions.range_tags(old, end)
     assert why == f"1 new or changed scan file(s) from {old}"
+
+
+def test_touched_partitions_end_on_the_as_of_date(tmp_path):
+    """Planted file dates: the range never passes the as-of date (given, or the newest dated scan
+    file), and a day without a file inside it is part of the range."""
+    from pipelines.sources.scan_raw import touched_partitions
+
+    estate, warehouse = tmp_path / "estate", tmp_path / "w.duckdb"
+    la, ops = estate / "log_analytics", estate / "azure" / "patch_operations"
+    la.mkdir(parents=True)
+    ops.mkdir(parents=True)
+    for name in ("Update_2026-11-20.csv", "Update_2026-11-21.csv", "Update_2026-11-23.csv", "UpdateSummary.json"):
+        (la / name).write_text(name)
+    (ops / "assess-2026-11-25.json").write_text("{}")
+    tags = partitions.range_tags
+    # First run, no as-of: 11-20 (first dated file) to 11-25 (newest), the empty 11-22 and 11-24 within.
+    assert touched_partitions(estate, warehouse) == (
+        tags(date(2026, 11, 20), date(2026, 11, 25)), "first run: every day of the data up to 2026-11-25")
+    assert tags(date(2026, 11, 20), date(2026, 11, 25)) == {
+        partitions.RANGE_START: "2026-11-20", partitions.RANGE_END: "2026-11-25"}
+    # As of 11-22: nothing after it, although files are dated 11-23 and 11-25.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 22))[0] == {
+        partitions.RANGE_START: "2026-11-20", partitions.RANGE_END: "2026-11-22"}
+    # As of a day before every file: that day alone.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 10))[0] == {
+        partitions.RANGE_START: "2026-11-10", partitions.RANGE_END: "2026-11-10"}
+
+    # Files 11-20 and 11-21 held; 11-23 and 11-25 new (and a copy of 11-20 under a new name).
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("CREATE SCHEMA raw")
+        conn.execute("CREATE TABLE raw.ingested_files (source_file VARCHAR, source_sha256 VARCHAR, raw_table VARCHAR)")
+        for name in ("Update_2026-11-20.csv", "Update_2026-11-21.csv"):
+            conn.execute("INSERT INTO raw.ingested_files VALUES (?, sha256(?), 'raw.la_update')",
+                         [f"log_analytics/{name}", name])
+    (la / "Update_2026-11-24.csv").write_text("Update_2026-11-20.csv")  # same bytes as a held file
+    assert touched_partitions(estate, warehouse) == (
+        tags(date(2026, 11, 23), date(2026, 11, 25)), "2 new or changed scan file(s) from 2026-11-23")
+    # As of 11-22: the new files are all later, so the run is of 11-22 alone.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 22)) == (
+        tags(date(2026, 11, 22), date(2026, 11, 22)), "no new or changed scan file dated up to 2026-11-22: that day")
+    # As of 11-23: 11-23 only; 11-25 waits for a later as-of date.
+    assert touched_partitions(estate, warehouse, date(2026, 11, 23))[0] == {
+        partitions.RANGE_START: "2026-11-23", partitions.RANGE_END: "2026-11-23"}
+
+
+def test_a_range_run_records_the_checks_of_each_day(tmp_path):
+    """Dagster 1.13 stores a check result of a range run without a partition and leaves each
+    day's planned evaluation open: `partitions.check_results` records it on each day instead."""
+    from assets.monitoring import observations_have_canonical_state
+
+    warehouse = WarehouseResource(database=str(tmp_path / "w.duckdb"))
+
+    @dg.asset(key=["staging", "patch_observations"], partitions_def=partitions.DAILY,
+              backfill_policy=partitions.SINGLE_RUN)
+    def planted(warehouse: WarehouseResource) -> None:
+        with warehouse.get_connection() as conn:  # one row a day, a non-canonical state on 11-11
+            conn.execute("CREATE OR REPLACE TABLE staging.patch_observations AS SELECT * FROM (VALUES "
+                         "(TIMESTAMPTZ '2026-11-10 08:00:00+00', 'missing'), "
+                         "(TIMESTAMPTZ '2026-11-11 08:00:00+00', 'Wibble'), "
+                         "(TIMESTAMPTZ '2026-11-12 08:00:00+00', 'installed')) AS t(observed_at, state)")
+
+    instance = dg.DagsterInstance.ephemeral()
+    key = dg.AssetCheckKey(dg.AssetKey(["staging", "patch_observations"]), "observations_have_canonical_state")
+
+    def records():
+        return sorted((r.partition, r.status.value) for r in
+                      instance.event_log_storage.get_asset_check_execution_history(key, limit=50))
+
+    run = dg.materialize([planted, observations_have_canonical_state], instance=instance,
+                         resources={"warehouse": warehouse}, raise_on_error=False,
+                         tags=partitions.range_tags(date(2026, 11, 10), date(2026, 11, 12)))
+    # The run's days hold one non-canonical row: the check fails, on each of its three days, and
+    # no day is left planned (nor an evaluation without a day).
+    assert records() == [("2026-11-10", "FAILED"), ("2026-11-11", "FAILED"), ("2026-11-12", "FAILED")]
+    (evaluation, *_) = run.get_asset_check_evaluations()
+    assert evaluation.metadata["non_canonical_rows"].value == 1
+    assert {e.partition for e in run.get_asset_check_evaluations()} == {"2026-11-10", "2026-11-11", "2026-11-12"}
+    # A run of 11-10 alone: that day's rows are canonical; the day's newest evaluation passes.
+    dg.materialize([planted, observations_have_canonical_state], instance=instance,
+                   resources={"warehouse": warehouse}, partition_key="2026-11-10")
+    assert records() == [("2026-11-10", "FAILED"), ("2026-11-10", "SUCCEEDED"), ("2026-11-11", "FAILED"),
+                         ("2026-11-12", "FAILED")]

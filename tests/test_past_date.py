@@ -15,6 +15,7 @@ import pytest
 from assets.reports import month_end_pack
 from pipelines.definitions import build_definitions, defs
 from pipelines.ingest.azure import AzureResource
+from pipelines.partitions import every_day
 from pipelines.pastdate import PastDateError, rebuild_pack
 from pipelines.reporting import write_reports
 from pipelines.resources import RunSettings, WarehouseResource
@@ -48,7 +49,7 @@ def past(demo_run, tmp_path_factory):
         **bulletin_resources(),
     }
     job = build_definitions(resources).resolve_job_def("full_refresh")
-    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral()).success
+    assert job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), tags=every_day()).success
     return root, warehouse, root / "rebuilt" / PAST.isoformat(), reference, root / "reference" / PAST.isoformat()
 
 
@@ -222,7 +223,7 @@ def test_in_lake_mode_a_past_date_pack_is_the_same_pack(past, demo_run, tmp_path
     monkeypatch.setenv("PATCHLEDGER_LEDGER", str(tmp_path / "lake-ledger"))
     monkeypatch.delenv("PATCHLEDGER_AS_OF", raising=False)
     assert defs().resolve_job_def("full_refresh").execute_in_process(
-        instance=dg.DagsterInstance.ephemeral()).success
+        instance=dg.DagsterInstance.ephemeral(), tags=every_day()).success
     assert (tmp_path / "lake" / "raw" / "patch_assessment_resources").is_dir()
     rebuild_pack(PAST, estate=estate, warehouse=warehouse, ledger_dir=tmp_path / "lake-ledger",
                  out_root=tmp_path / "packs")

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from partition_runs import materialize_every_day
 
 from assets import inventory, monitoring
 from pipelines.ingest.azure import AzureResource
@@ -45,7 +46,7 @@ def materialize(tmp_path: Path, as_of: str) -> Path:
         conn.execute("CREATE SCHEMA IF NOT EXISTS marts")
         conn.execute("CREATE OR REPLACE TABLE marts.patch_supersedence_closure "
                      "(kb VARCHAR, superseded_kb VARCHAR, depth INTEGER, in_cycle BOOLEAN)")
-    result = dg.materialize(
+    result = materialize_every_day(
         [
             *dg.load_assets_from_modules([compute_assets, inventory, monitoring, *SCAN_ASSETS]),
             *dg.load_asset_checks_from_modules([inventory, monitoring]),

@@ -364,6 +364,9 @@ _READER = textwrap.dedent("""
         started = time.monotonic()
         queries += conn.execute("SELECT count(*) FROM marts.compliance_gaps").fetchall()[0][0] > 0
         worst = max(worst, time.monotonic() - started)
+        if mode == "held":  # hold the file until told (a line on stdin), however long that takes
+            sys.stdin.readline()
+            break
         if mode == "idle":
             time.sleep(hold)
         else:
@@ -373,9 +376,9 @@ _READER = textwrap.dedent("""
 """)
 
 
-def start_reader(path: Path, hold: float, mode: str = "query") -> subprocess.Popen:
+def start_reader(path: Path, hold: float = 3600, mode: str = "query") -> subprocess.Popen:
     reader = subprocess.Popen([sys.executable, "-c", _READER, str(path), str(hold), mode],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert reader.stdout.readline().strip() == "open", reader.stderr.read()
     return reader
 
@@ -419,6 +422,30 @@ def test_two_runs_at_once_both_succeed_and_a_copy_reader_never_blocks(
     assert statuses == [dg.DagsterRunStatus.SUCCESS] * 2
 
 
+class FakeClock:
+    """Stands in for `time` in pipelines.resources: a sleep moves the clock on at once, so a
+    writer's wait for the lock takes no real time and its length is known exactly, whatever the
+    machine's load. `on_sleep(n)` runs after the n-th sleep."""
+
+    def __init__(self, on_sleep=None):
+        self.now, self.slept, self.on_sleep = 1000.0, [], on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.slept))
+
+
+def _use_clock(monkeypatch, clock: FakeClock) -> None:
+    from pipelines import resources
+
+    monkeypatch.setattr(resources, "time", clock)
+
+
 def _materialize_one(monkeypatch, warehouse: Path, estate: Path, lock_timeout: float):
     import dagster as dg
 
@@ -429,33 +456,35 @@ def _materialize_one(monkeypatch, warehouse: Path, estate: Path, lock_timeout: f
     from pipelines.definitions import defs
 
     job = defs().resolve_implicit_global_asset_job_def()
-    started = time.monotonic()
-    result = job.execute_in_process(
+    return job.execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
         asset_selection=[dg.AssetKey(["staging", "sla_policy"])],
         run_config={"resources": {"warehouse": {"config": {
             "database": str(warehouse), "lock_timeout_seconds": lock_timeout}}}},
     )
-    return result, time.monotonic() - started
+
+
+def _error_chain(event) -> list[str]:
+    """A step failure's error and its causes, as 'class: message'."""
+    messages, error = [], event.step_failure_data.error
+    while error is not None:
+        messages.append(f"{error.cls_name}: {error.message}")
+        error = error.cause
+    return messages
 
 
 def _failure_messages(result) -> list[str]:
-    messages = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            while error is not None:
-                messages.append(f"{error.cls_name}: {error.message}")
-                error = error.cause
-    return messages
+    return [m for event in result.all_events if event.is_step_failure for m in _error_chain(event)]
 
 
 def test_reader_of_the_live_file_makes_a_writer_fail_fast_with_the_locked_message(
         estate, baseline, tmp_path, monkeypatch):
     warehouse = copy_warehouse(baseline[0], tmp_path)
-    reader = start_reader(warehouse, hold=120, mode="idle")
+    clock = FakeClock()
+    _use_clock(monkeypatch, clock)
+    reader = start_reader(warehouse, mode="held")  # holds the file until killed
     try:
-        result, seconds = _materialize_one(monkeypatch, warehouse, estate, lock_timeout=2.0)
+        result = _materialize_one(monkeypatch, warehouse, estate, lock_timeout=2.0)
     finally:
         reader.kill()
         reader.wait()
@@ -463,48 +492,65 @@ def test_reader_of_the_live_file_makes_a_writer_fail_fast_with_the_locked_messag
     messages = _failure_messages(result)
     assert any(f"is locked by process {reader.pid}" in m for m in messages), messages
     assert any("WarehouseLockedError" in m for m in messages), messages
-    assert seconds < 2.0 + 20, "gave up after lock_timeout_seconds, not hanging"
+    # Retried with doubling waits until 2 s had passed (0.25, 0.75, 1.75, then 3.75 >= 2), then
+    # gave up: the timeout, not a hang, and not the first refusal.
+    assert clock.slept == [0.25, 0.5, 1.0, 2.0]
 
 
 def test_reader_of_the_live_file_closing_in_time_lets_the_writer_through(
         estate, baseline, tmp_path, monkeypatch):
     warehouse = copy_warehouse(baseline[0], tmp_path)
-    reader = start_reader(warehouse, hold=3.0, mode="idle")
+    reader = start_reader(warehouse, mode="held")
+
+    def release(sleeps: int) -> None:  # after the writer's second wait, the reader closes
+        if sleeps == 2:
+            reader.stdin.write("close\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline().startswith("closed")  # the file is free from here
+
+    clock = FakeClock(on_sleep=release)
+    _use_clock(monkeypatch, clock)
     try:
-        result, seconds = _materialize_one(monkeypatch, warehouse, estate, lock_timeout=60.0)
+        result = _materialize_one(monkeypatch, warehouse, estate, lock_timeout=60.0)
     finally:
-        assert reader.wait(timeout=30) == 0
+        assert reader.wait(timeout=60) == 0
     assert result.success, _failure_messages(result)
-    assert seconds < 60
+    # Refused twice while the reader held the file, through at the third try, 0.75 s in.
+    assert clock.slept == [0.25, 0.5]
     assert scalar(warehouse, "SELECT count(*) FROM staging.sla_policy") > 0
 
 
-def test_a_whole_run_gives_up_within_the_lock_timeout(estate, baseline, tmp_path):
+def test_a_whole_run_gives_up_within_the_lock_timeout(estate, baseline, tmp_path, monkeypatch):
+    """After one step has waited the whole timeout, the run's other warehouse steps fail at once
+    rather than each waiting again."""
+    import dagster as dg
+
+    from pipelines.definitions import defs
+    from pipelines.partitions import every_day
+
     warehouse = copy_warehouse(baseline[0], tmp_path)
-    script = textwrap.dedent(f"""
-        import os, dagster as dg
-        os.environ.update(PATCHLEDGER_ESTATE={str(estate)!r}, PATCHLEDGER_WAREHOUSE={str(warehouse)!r})
-        from pipelines.definitions import defs
-        result = defs().resolve_job_def("full_refresh").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
-            run_config={{"resources": {{"warehouse": {{"config": {{
-                "database": {str(warehouse)!r}, "lock_timeout_seconds": 1.0}}}}}}}})
-        print("success" if result.success else "failed", flush=True)
-    """)
-    reader = start_reader(warehouse, hold=300, mode="idle")
-    run = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True,
-                           env={**cli_env(tmp_path), "PATCHLEDGER_SOURCE": "files"})
+    for name, value in {"PATCHLEDGER_ESTATE": estate, "PATCHLEDGER_WAREHOUSE": warehouse,
+                        "PATCHLEDGER_SOURCE": "files", "PATCHLEDGER_LEDGER": tmp_path / "ledger",
+                        "PATCHLEDGER_REPORTS": tmp_path / "reports"}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.delenv("PATCHLEDGER_AS_OF", raising=False)
+    clock = FakeClock()
+    _use_clock(monkeypatch, clock)
+    reader = start_reader(warehouse, mode="held")
     try:
-        out, _ = run.communicate(timeout=20)  # start-up + lock_timeout + generous slack
-    except subprocess.TimeoutExpired:
-        run.kill()
-        run.wait()
-        out = "still running"
+        result = defs().resolve_job_def("full_refresh").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(), raise_on_error=False, tags=every_day(),
+            run_config={"resources": {"warehouse": {"config": {
+                "database": str(warehouse), "lock_timeout_seconds": 1.0}}}})
     finally:
         reader.kill()
         reader.wait()
-    assert out.strip() == "failed"
+    assert not result.success
+    locked = [e for e in result.all_events if e.is_step_failure
+              and any(f"is locked by process {reader.pid}" in m for m in _error_chain(e))]
+    assert len(locked) >= 2, _failure_messages(result)
+    # One wait of the whole second in the run (0.25, 0.75, then 1.75 >= 1), none after it.
+    assert clock.slept == [0.25, 0.5, 1.0]
 
 
 def test_cli_prints_the_locked_message(estate, baseline, tmp_path, monkeypatch):
@@ -531,7 +577,7 @@ def test_cli_prints_the_locked_message(estate, baseline, tmp_path, monkeypatch):
     for name, value in cli_env(tmp_path).items():
         if name.startswith(("PATCHLEDGER_", "DAGSTER_")):
             monkeypatch.setenv(name, value)
-    reader = start_reader(warehouse, hold=120, mode="idle")
+    reader = start_reader(warehouse, mode="held")
     try:
         outcome = CliRunner().invoke(
             cli.app, ["run", "--estate", str(estate), "--warehouse", str(warehouse)])

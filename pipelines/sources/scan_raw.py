@@ -1,12 +1,11 @@
 """The body every raw scan asset shares (Resource Graph, patch operations, Log Analytics): in live
 mode refresh the estate from Azure first (`estate_for`), then load the new or changed files into
 the raw table in one transaction, or, in lake mode, write them as Parquet (pipelines/lake.py);
-the metadata counts the files read and skipped and the rows quarantined. The scan sources' raw
-assets are in their folders (`resource_graph/assets.py`, `patch_operations/assets.py`,
-`log_analytics/assets.py`); the time chain that reads them is stage code (assets/monitoring.py).
+the metadata counts the files read and skipped and the rows quarantined. `raw_scan_table` makes
+the asset; each scan source declares its own in its folder (`resource_graph/assets.py`,
+`patch_operations/assets.py`, `log_analytics/assets.py`); the time chain that reads them is stage
+code (assets/monitoring.py).
 """
-
-from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
@@ -14,10 +13,13 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from assets.common import STAGE6_MONITORING, key, raw_scan_asset
 from pipelines import partitions
+from pipelines.ingest.azure import AzureResource
 from pipelines.ingest.files import INGEST_WINDOW
 from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import Lake, current_lake
+from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import estate_for, ingest_metadata
 from pipelines.warehouse import table_metadata, transaction
 
@@ -37,6 +39,24 @@ class RawIngestConfig(dg.Config):
     table from the files present (files removed from the estate then drop out)."""
 
     full_reload: bool = False
+
+
+def raw_scan_table(table: str, description: str, load) -> dg.AssetsDefinition:
+    """The day-partitioned raw asset of scan table `table` ('raw.name'), filled by
+    `load(conn, estate, table, run_id, log, full_reload=...)` through `load_raw_scan`."""
+
+    @raw_scan_asset(key=key(table), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"},
+                    description=description)
+    def raw_scan(
+        context: dg.AssetExecutionContext,
+        config: RawIngestConfig,
+        warehouse: WarehouseResource,
+        run_settings: RunSettings,
+        azure: AzureResource,
+    ) -> dg.MaterializeResult:
+        return load_raw_scan(context, warehouse, run_settings, azure, table, load, config.full_reload)
+
+    return raw_scan
 
 
 def load_raw_scan(
@@ -138,23 +158,27 @@ def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
                             "WHERE raw_table IN (SELECT unnest($tables))", {"tables": list(RAW_SCAN_TABLES)}).fetchall()
 
 
-def touched_partitions(estate: Path, warehouse: Path) -> tuple[dict[str, str], str]:
-    """The partitions a run materializes, as run tags, and why: every day of the data when no scan
-    file was ingested yet, else from the earliest day a new or changed scan file is dated (a copy of a
-    file already held adds nothing; an undated file is read by every run) to the newest."""
+def touched_partitions(estate: Path, warehouse: Path, as_of: date | None = None) -> tuple[dict[str, str], str]:
+    """The partitions a run materializes, as run tags, and why. They end on the as-of date (by
+    default the newest day a scan file is dated, the day the evaluation date defaults to): nothing
+    after it is produced, and files dated later wait for a run of a later date. They start on the
+    first day of the data when no scan file was ingested yet, else on the earliest day up to then
+    that a new or changed scan file is dated (a copy of a file already held adds nothing; an
+    undated file is read by every run). Days in between without a file are in the range all the
+    same: their state carries forward, and the trend has a row for each."""
     from pipelines.ingest.files import relative_name, sha256_file
 
+    files = {path: partitions.file_day(path.name) for path in _scan_files(estate)}
+    dated = [day for day in files.values() if day is not None]
+    last = as_of or max(dated, default=partitions.last_day())
     held = _ingested(warehouse, current_lake()) if warehouse.exists() or current_lake() else []
-    newest = partitions.last_day()
     if not held:  # from the first day of the data (the first partition takes older files)
-        first = min(filter(None, (partitions.file_day(p.name) for p in _scan_files(estate))), default=newest)
-        return partitions.range_tags(first, newest), "first run: every day of the data"
+        first = min((day for day in dated if day <= last), default=last)
+        return partitions.range_tags(first, last), f"first run: every day of the data up to {last}"
     known, shas = dict(held), {sha for _, sha in held}
-    days = []
-    for path in _scan_files(estate):
-        day = partitions.file_day(path.name)
-        if day is not None and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas:
-            days.append(day)
+    days = [day for path, day in files.items()
+            if day is not None and day <= last
+            and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas]
     if not days:
-        return partitions.range_tags(newest, newest), "no new or changed dated scan file: the newest day"
-    return partitions.range_tags(min(days), newest), f"{len(days)} new or changed scan file(s) from {min(days)}"
+        return partitions.range_tags(last, last), f"no new or changed scan file dated up to {last}: that day"
+    return partitions.range_tags(min(days), last), f"{len(days)} new or changed scan file(s) from {min(days)}"

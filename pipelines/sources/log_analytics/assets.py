@@ -1,13 +1,8 @@
 """Raw assets of the Log Analytics update tables (Update, UpdateSummary, UpdateRunProgress),
 typed as received."""
 
-import dagster as dg
-
-from assets.common import STAGE6_MONITORING, key, raw_scan_asset
-from pipelines.ingest.azure import AzureResource
-from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.log_analytics.reader import load_log_analytics
-from pipelines.sources.scan_raw import RawIngestConfig, load_raw_scan
+from pipelines.sources.scan_raw import raw_scan_table
 
 
 def _log_analytics(la_table: str):
@@ -16,51 +11,12 @@ def _log_analytics(la_table: str):
     )
 
 
-@raw_scan_asset(key=key("raw.la_update"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
-def raw_la_update(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-    azure: AzureResource,
-) -> dg.MaterializeResult:
-    """Log Analytics Update records (portal CSV, az JSON or query API body), typed."""
-    return load_raw_scan(context, warehouse, run_settings, azure, "raw.la_update", _log_analytics("Update"),
-                     config.full_reload)
+def _la_asset(table: str, la_table: str):
+    return raw_scan_table(
+        table, f"Log Analytics {la_table} records (portal CSV, az JSON or query API body), typed.",
+        _log_analytics(la_table))
 
 
-@raw_scan_asset(key=key("raw.la_update_summary"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"})
-def raw_la_update_summary(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-    azure: AzureResource,
-) -> dg.MaterializeResult:
-    """Log Analytics UpdateSummary records (portal CSV, az JSON or query API body), typed."""
-    return load_raw_scan(
-        context, warehouse, run_settings, azure, "raw.la_update_summary", _log_analytics("UpdateSummary"),
-        config.full_reload,
-    )
-
-
-@raw_scan_asset(
-    key=key("raw.la_update_run_progress"), group_name=STAGE6_MONITORING, kinds={"duckdb", "azure"}
-)
-def raw_la_update_run_progress(
-    context: dg.AssetExecutionContext,
-    config: RawIngestConfig,
-    warehouse: WarehouseResource,
-    run_settings: RunSettings,
-    azure: AzureResource,
-) -> dg.MaterializeResult:
-    """Log Analytics UpdateRunProgress records (portal CSV, az JSON or query API body), typed."""
-    return load_raw_scan(
-        context,
-        warehouse,
-        run_settings,
-        azure,
-        "raw.la_update_run_progress",
-        _log_analytics("UpdateRunProgress"),
-        config.full_reload,
-    )
+raw_la_update = _la_asset("raw.la_update", "Update")
+raw_la_update_summary = _la_asset("raw.la_update_summary", "UpdateSummary")
+raw_la_update_run_progress = _la_asset("raw.la_update_run_progress", "UpdateRunProgress")
