@@ -15,11 +15,11 @@ import dagster as dg
 import duckdb
 
 from pipelines import partitions
-from pipelines.ingest.files import INGEST_WINDOW
+from pipelines.ingest.files import INGEST_WINDOW, VERIFY_FILES
 from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import Lake, current_lake
 from pipelines.sources import estate_for, ingest_metadata
-from pipelines.warehouse import table_metadata, transaction
+from pipelines.warehouse import sql_literal, table_metadata, transaction
 
 # The raw tables of the scan sources: what staging.patch_observations is built from.
 RAW_SCAN_TABLES = (
@@ -47,9 +47,11 @@ def load_raw_scan(
     lake = current_lake()
     window = partitions.day_window(context)
     token = INGEST_WINDOW.set(None if window is None else lambda name: partitions.in_window(name, window))
+    verify = VERIFY_FILES.set(run_settings.verify_files)
     try:
         metadata = _load(context, warehouse, run_settings, azure, table, load, full_reload, lake)
     finally:
+        VERIFY_FILES.reset(verify)
         INGEST_WINDOW.reset(token)
     # Rows set aside in raw.quarantine (Log Analytics; see pipelines/ingest/quarantine.py).
     quarantined = metadata["quarantined_rows"].value
@@ -120,8 +122,9 @@ def _scan_files(estate: Path) -> list[Path]:
                    *(p for t in ("Update", "UpdateSummary", "UpdateRunProgress") for p in la_files(estate, t))})
 
 
-def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
-    """(file, sha256) of every scan file ingested: the warehouse's manifest, or the lake's lists."""
+def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple]:
+    """(file, sha256, size, mtime_ns) of every scan file ingested: the warehouse's manifest, or
+    the lake's lists (a list written before the stamp columns gives NULL stamps)."""
     from pipelines.resources import connect_warehouse
 
     with duckdb.connect() if lake is not None else connect_warehouse(str(warehouse), read_only=True) as conn:
@@ -129,32 +132,56 @@ def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
             lake.register(conn)
             lists = [lake.ingested_list(t) for t in RAW_SCAN_TABLES]
             lists = [p for p in lists if lake.fs.exists(lake._fs_path(p))]
-            return [] if not lists else conn.execute(
-                "SELECT source_file, source_sha256 FROM read_parquet($lists)", {"lists": lists}).fetchall()
+            if not lists:
+                return []
+            conn.execute("CREATE TEMP TABLE held (source_file VARCHAR, source_sha256 VARCHAR, size BIGINT, "
+                         "mtime_ns BIGINT)")
+            for listing in lists:
+                source = f"read_parquet({sql_literal(listing)})"
+                present = {r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                columns = ", ".join(c for c in ("source_file", "source_sha256", "size", "mtime_ns") if c in present)
+                conn.execute(f"INSERT INTO held BY NAME SELECT {columns} FROM {source}")
+            return conn.execute("SELECT * FROM held").fetchall()
         if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
                             "AND table_name = 'ingested_files'").fetchall()[0][0]:
             return []
-        return conn.execute("SELECT source_file, source_sha256 FROM raw.ingested_files "
+        stamp = ("size, mtime_ns" if conn.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = 'ingested_files' "
+            "AND column_name = 'mtime_ns'").fetchall()[0][0] else "NULL, NULL")
+        return conn.execute(f"SELECT source_file, source_sha256, {stamp} FROM raw.ingested_files "
                             "WHERE raw_table IN (SELECT unnest($tables))", {"tables": list(RAW_SCAN_TABLES)}).fetchall()
 
 
-def touched_partitions(estate: Path, warehouse: Path) -> tuple[dict[str, str], str]:
+def touched_partitions(estate: Path, warehouse: Path, verify: bool = False) -> tuple[dict[str, str], str]:
     """The partitions a run materializes, as run tags, and why: every day of the data when no scan
     file was ingested yet, else from the earliest day a new or changed scan file is dated (a copy of a
-    file already held adds nothing; an undated file is read by every run) to the newest."""
-    from pipelines.ingest.files import relative_name, sha256_file
+    file already held adds nothing; an undated file is read by every run) to the newest. A file
+    whose size and mtime equal the manifest's is not read (the loaders' quick check,
+    pipelines/ingest/files.py), unless `verify`."""
+    from pipelines.ingest.files import file_stamp, relative_name, sha256_file, unchanged_by_stamp
 
     held = _ingested(warehouse, current_lake()) if warehouse.exists() or current_lake() else []
     newest = partitions.last_day()
     if not held:  # from the first day of the data (the first partition takes older files)
         first = min(filter(None, (partitions.file_day(p.name) for p in _scan_files(estate))), default=newest)
         return partitions.range_tags(first, newest), "first run: every day of the data"
-    known, shas = dict(held), {sha for _, sha in held}
+    known = {name: (sha, size, mtime) for name, sha, size, mtime in held}
+    shas = {sha for _, sha, _, _ in held}
     days = []
-    for path in _scan_files(estate):
-        day = partitions.file_day(path.name)
-        if day is not None and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas:
-            days.append(day)
+    token = VERIFY_FILES.set(verify)
+    try:
+        for path in _scan_files(estate):
+            day = partitions.file_day(path.name)
+            if day is None:
+                continue
+            mine = known.get(relative_name(path, estate))
+            if unchanged_by_stamp(mine, file_stamp(path)):
+                continue
+            sha = sha256_file(path)
+            if (mine is None or mine[0] != sha) and sha not in shas:
+                days.append(day)
+    finally:
+        VERIFY_FILES.reset(token)
     if not days:
         return partitions.range_tags(newest, newest), "no new or changed dated scan file: the newest day"
     return partitions.range_tags(min(days), newest), f"{len(days)} new or changed scan file(s) from {min(days)}"
