@@ -4,7 +4,8 @@ changed file is re-ingested; verifying every file hashes them all.
 
 "Not read" is proven through the file system: the file's bytes are replaced by others of the
 same length and its mtime is set back to the recorded nanoseconds. A loader that read the file
-would see the new bytes; one that trusts the stamp keeps the old rows."""
+would see the new bytes; one that trusts the stamp keeps the old rows. Last, the ARM reader's
+several files in one statement still check each file on its own."""
 
 import json
 import os
@@ -123,3 +124,33 @@ def test_touched_partitions_trust_the_stamp_unless_verifying(estate, tmp_path):
     rewrite_keeping_stamp(estate.joinpath(*FOLDER, "assess-2026-11-20.json"), operation(4))
     assert touched_partitions(estate, warehouse)[0][RANGE_START] == "2026-11-25"
     assert touched_partitions(estate, warehouse, verify=True)[0][RANGE_START] == "2026-11-20"
+
+
+def test_snapshots_read_together_are_checked_file_by_file(tmp_path):
+    """VM snapshots are read in one statement per JSON shape (an `az vm list` array, an ARM list
+    body): the same machine with other content in another snapshot is history, not a conflict;
+    a conflict inside one snapshot names that file, its row and the field."""
+    from pipelines.ingest.errors import SourceFileError
+    from pipelines.sources.compute.reader import load_virtual_machines
+
+    vm = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+    folder = tmp_path / "azure" / "virtual_machines"
+    folder.mkdir(parents=True)
+    (folder / "virtual_machines-20261101T060000Z.json").write_text(json.dumps([{"id": vm, "location": "a"}]))
+    (folder / "virtual_machines-20261108T060000Z.json").write_text(
+        json.dumps({"value": [{"id": vm, "location": "b"}, {"id": vm + "2", "name": "vm2"}]}))
+    with duckdb.connect() as conn:
+        conn.execute("CREATE SCHEMA raw")
+        stats = load_virtual_machines(conn, tmp_path, "raw.virtual_machines", "run-1")
+        assert stats.rows == 3
+        assert conn.execute("SELECT source_file, id, name, resource->>'location' FROM raw.virtual_machines "
+                            "ORDER BY ALL").fetchall() == [
+            ("azure/virtual_machines/virtual_machines-20261101T060000Z.json", vm, None, "a"),
+            ("azure/virtual_machines/virtual_machines-20261108T060000Z.json", vm, None, "b"),
+            ("azure/virtual_machines/virtual_machines-20261108T060000Z.json", vm + "2", "vm2", None),
+        ]
+        (folder / "virtual_machines-20261115T060000Z.json").write_text(
+            json.dumps([{"id": vm + "3"}, {"id": vm, "location": "c"}, {"id": vm.upper(), "location": "d"}]))
+        with pytest.raises(SourceFileError, match=r"virtual_machines-20261115T060000Z\.json: row 2, field id: "
+                                                  r".*listed more than once with different content"):
+            load_virtual_machines(conn, tmp_path, "raw.virtual_machines", "run-2")
