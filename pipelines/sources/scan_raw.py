@@ -64,6 +64,7 @@ def load_raw_scan(
     return dg.MaterializeResult(metadata=metadata)
 
 
+# No preview rows in the metadata: sorting the whole table for them costs more each day of history.
 def _load(context, warehouse, run_settings, azure, table: str, load, full_reload: bool, lake) -> dict:
     with estate_for(run_settings, azure, table, context.log) as estate:
         if lake is not None:
@@ -72,7 +73,7 @@ def _load(context, warehouse, run_settings, azure, table: str, load, full_reload
             with warehouse.get_connection() as conn, transaction(conn):
                 stats = load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
                 metadata = {
-                    **table_metadata(conn, table),
+                    **table_metadata(conn, table, preview_rows=0),
                     "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
                 }
     metadata.update(ingest_metadata(stats))
@@ -103,7 +104,7 @@ def _into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, f
         conn.execute("INSERT INTO raw.quarantine SELECT * FROM incoming_quarantine")
         conn.unregister("incoming_quarantine")
         return {
-            **table_metadata(conn, table),
+            **table_metadata(conn, table, preview_rows=0),
             "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
             "lake/folder": dg.MetadataValue.path(lake.folder(table)),
             "lake/rows_written": dg.MetadataValue.int(written),
