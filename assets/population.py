@@ -14,7 +14,7 @@ TABLE = "marts.azure_population_counts"
 
 
 def _population_files(conn, run_settings: RunSettings) -> None:
-    resource_graph_population_files(conn, Path(run_settings.estate_dir))
+    resource_graph_population_files(conn, Path(run_settings.estate_dir), verify=run_settings.verify_files)
 
 
 def _incomplete(conn, as_of) -> dict:

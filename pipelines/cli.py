@@ -79,10 +79,15 @@ def run(
     source: Annotated[str | None, typer.Option(help="'files' (estate folder) or 'azure' (live).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Folder for the evidence pack (PATCHLEDGER_REPORTS; default: reports/ beside the warehouse).")] = None,
+    verify_files: Annotated[bool, typer.Option(
+        "--verify-files", help="Hash every estate file, not only those whose size or mtime changed "
+        "(PATCHLEDGER_VERIFY_FILES).")] = False,
 ) -> None:
     """Materialize the days that are new or touched (every day of the data on a first run) and every table
     after them through Dagster; exits non-zero on the first error."""
     _set_env("PATCHLEDGER_REPORTS", out)
+    if verify_files:
+        _set_env("PATCHLEDGER_VERIFY_FILES", "true")
     ok = _run_pipeline(estate, warehouse, as_of, source)
     if not ok:
         raise typer.Exit(1)
@@ -115,6 +120,7 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
     from pipelines import resources
     from pipelines.definitions import defs
     from pipelines.partitions import RANGE_END, RANGE_START
+    from pipelines.resources import env_flag
     from pipelines.sources.scan_raw import touched_partitions
 
     definitions = defs()
@@ -122,7 +128,8 @@ def _run_pipeline(estate, warehouse, as_of, source) -> bool:
     instance = dg.DagsterInstance.get()
     # The days that are new or touched (every day of the data on a first run), up to the as-of date.
     as_of_date = resources.default_resources()["run_settings"].as_of_date()
-    tags, why = touched_partitions(settings.estate_dir(), settings.warehouse_path(), as_of_date)
+    tags, why = touched_partitions(settings.estate_dir(), settings.warehouse_path(), as_of_date,
+                                   verify=env_flag("PATCHLEDGER_VERIFY_FILES"))
     console.print(
         f"Running [bold]full_refresh[/bold] for the days {tags[RANGE_START]} to {tags[RANGE_END]} ({why}): "
         f"estate {settings.estate_dir()} -> warehouse {settings.warehouse_path()}"

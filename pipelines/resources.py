@@ -140,6 +140,10 @@ class RunSettings(dg.ConfigurableResource):
         default="", description="A pack as known then: only register rows (and, through the rebuild's "
         "estate, scan files) that had arrived before this UTC instant (ISO 8601); empty = as corrected since."
     )
+    verify_files: bool = Field(
+        default=False, description="Hash every estate file, rather than take a file whose size and mtime "
+        "equal the manifest's as unchanged (PATCHLEDGER_VERIFY_FILES, `patchledger run --verify-files`)."
+    )
 
     def ledger_path(self) -> str:
         return self.ledger_dir or str(settings.default_ledger_dir(self.estate_dir))
@@ -210,6 +214,7 @@ def default_resources() -> dict:
             estate_dir=str(settings.estate_dir()),
             reports_dir=str(settings.reports_dir()),
             source=settings.source_mode(),
+            verify_files=env_flag("PATCHLEDGER_VERIFY_FILES"),
             **_from_env(ledger_dir="PATCHLEDGER_LEDGER", as_of="PATCHLEDGER_AS_OF"),
         ),
         "azure": AzureResource(

@@ -1011,8 +1011,9 @@ def test_report_population_section_shows_reported_beside_loaded(conn):
 
 def test_population_figures_follow_each_file_between_runs(tmp_path, monkeypatch):
     """A later run reads again only the files whose size or modification time changed: a
-    corrected export is judged on its new figures; one rewritten under the same size and time
-    keeps its old figures and SHA-256, so its rows no longer match and the check fails."""
+    corrected export is judged on its new figures; one rewritten under the same size and time is
+    not read (rows and figures stay the old, consistent ones) unless every file is verified, which
+    reads both again."""
     monkeypatch.delenv("PATCHLEDGER_LAKE", raising=False)
     folder = tmp_path / "estate" / "azure" / "resource_graph"
     folder.mkdir(parents=True)
@@ -1032,5 +1033,9 @@ def test_population_figures_follow_each_file_between_runs(tmp_path, monkeypatch)
     os.utime(export, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert export.stat().st_size == before.st_size
     result, table = population_run(tmp_path, settings)
-    # The raw table reloaded the 2 rows under the new SHA-256; the figures kept are the old ones.
-    assert not check_passed(result) and table[0][4:] == (3, 3, 0, False)
+    # The quick check trusts the stamp: the 3 rows and the figures of the version read stay.
+    assert check_passed(result) and table[0][4:] == (3, 3, 3, True)
+    # Verifying every file reads the new bytes: 2 rows reported, fetched and loaded.
+    verifying = RunSettings(estate_dir=str(tmp_path / "estate"), source="files", verify_files=True)
+    result, table = population_run(tmp_path, verifying)
+    assert result.success and check_passed(result) and table[0][4:] == (2, 2, 2, True)

@@ -9,31 +9,25 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.ingest.bulk import Check, insert_file, require, warn_missing
+from pipelines.ingest.bulk import (
+    Check,
+    bulk_insert,
+    by_shape,
+    count_rows,
+    many_and_one,
+    max_size,
+    require_bulk,
+    warn_missing,
+)
 from pipelines.ingest.files import (
     IngestStats,
-    check_text_file,
     create_table,
     folder_files,
-    json_top_level,
-    max_object_size,
     plan_ingest,
-    relative_name,
 )
 
 ARM_RESOURCE_COLUMNS = {"id": "VARCHAR", "name": "VARCHAR", "type": "VARCHAR", "location": "VARCHAR",
                         "properties": "JSON"}
-
-
-def resource_rows(path: Path, lists: tuple[str, ...] = ("value", "data")) -> str:
-    """A SELECT of one JSON value `v` per resource of the file $path: the elements of a bare
-    array, or of the first of `lists` present in the top-level object."""
-    size = max_object_size(path)
-    if json_top_level(path) == "[":
-        return f"SELECT json AS v FROM read_json_objects($path, format='array', maximum_object_size={size})"
-    spec = ", ".join(f"'{name}': 'JSON[]'" for name in lists)
-    return (f"SELECT unnest(coalesce({', '.join(lists)})) AS v FROM read_json($path, "
-            f"columns={{{spec}}}, maximum_object_size={size})")
 
 
 def load_resource_files(
@@ -49,13 +43,24 @@ def load_resource_files(
     lists: tuple[str, ...] = ("value", "data"),
 ) -> IngestStats:
     """New or changed `files` of JSON resources into `table` (`columns`), one row per resource
-    (`fields`: the SELECT list over `v`); each file then passes `checks` (bulk.require)."""
+    (`fields`: the SELECT list over `v`), every file of one JSON shape in one statement; the new
+    rows then pass `checks` (bulk.require_bulk: file, row and field of the first failure)."""
     todo, stats = plan_ingest(conn, table, columns, files, estate_dir, full_reload)
-    for item in todo:
-        check_text_file(item.path, relative_name(item.path, estate_dir))
-        select = f"SELECT {fields} FROM ({resource_rows(item.path, lists)})"
-        stats.rows += insert_file(conn, table, select, item.path, estate_dir, ingest_run, item.sha256)
-        require(conn, table, item.path, estate_dir, checks)
+    if not todo:
+        return stats
+    before = count_rows(conn, table)
+    for shape, group in by_shape(todo).items():
+        size = max_size(group)
+        if shape == "[":
+            rows = f"SELECT json AS v@FN@ FROM read_json_objects(@SRC@, format='array', maximum_object_size={size}@OPTS@)"
+        else:
+            spec = ", ".join(f"'{name}': 'JSON[]'" for name in lists)
+            rows = (f"SELECT unnest(coalesce({', '.join(lists)})) AS v@FN@ FROM read_json(@SRC@, "
+                    f"columns={{{spec}}}, maximum_object_size={size}@OPTS@)")
+        many, one = many_and_one(f"SELECT {fields}@FN@ FROM ({rows})")
+        bulk_insert(conn, table, many, one, group, ingest_run)
+    require_bulk(conn, table, todo, estate_dir, checks)
+    stats.rows = count_rows(conn, table) - before
     return stats
 
 

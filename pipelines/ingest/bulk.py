@@ -25,7 +25,6 @@ from pipelines.ingest.files import (
     json_top_level,
     max_object_size,
     relative_name,
-    sha256_file,
 )
 
 Check = tuple[str, str, str, str]
@@ -138,33 +137,6 @@ def bulk_insert(
         raise diagnose(conn, files, select_one, exc) from exc
 
 
-def insert_file(
-    conn: duckdb.DuckDBPyConnection,
-    table: str,
-    select_sql: str,
-    path: Path,
-    base: Path,
-    ingest_run: str,
-    sha: str | None = None,
-) -> int:
-    """Insert the rows of one file (`select_sql` reads it as parameter $path) with provenance."""
-    check_text_file(path, relative_name(path, base))
-    before = count_rows(conn, table)
-    try:
-        conn.execute(
-            f"INSERT INTO {table} SELECT *, $source_file, $sha, $run FROM ({select_sql})",
-            {
-                "path": str(path),
-                "source_file": relative_name(path, base),
-                "sha": sha or sha256_file(path),
-                "run": ingest_run,
-            },
-        )
-    except duckdb.Error as exc:
-        raise SourceFileError(f"{relative_name(path, base)}: cannot be read: {exc}") from exc
-    return count_rows(conn, table) - before
-
-
 def require_bulk(
     conn: duckdb.DuckDBPyConnection,
     table: str,
@@ -177,11 +149,13 @@ def require_bulk(
     if not files:
         return
     condition = " OR ".join(f"({c})" for _, c, _, _ in checks)
+    # A check over a window (partitioned by source_file, so it holds file by file) is a QUALIFY.
+    where = (f"WHERE source_file IN (SELECT unnest($names)) QUALIFY ({condition})" if " OVER " in condition
+             else f"WHERE source_file IN (SELECT unnest($names)) AND ({condition})")
     bad = {
         r[0]
         for r in conn.execute(
-            f"SELECT DISTINCT source_file FROM {table} "
-            f"WHERE source_file IN (SELECT unnest($names)) AND ({condition})",
+            f"SELECT DISTINCT source_file FROM (SELECT source_file FROM {table} {where})",
             {"names": [f.name for f in files]},
         ).fetchall()
     }

@@ -6,6 +6,14 @@ skipped; a file whose SHA-256 is held under another name (a copy, a rename) adds
 changed file with a known name replaces only its own rows. `full_reload=True`, or a table whose
 columns are not the expected ones, rebuilds the table from the files present.
 
+The quick check (as rsync and make do): the manifest keeps each file's size and modification
+time (nanoseconds) when it was read; a file whose name, size and mtime equal the manifest's is
+taken as unchanged without being read, so a daily run reads only the new files, not the whole
+history. Any other file is hashed: identical bytes (a touched file) are not re-ingested, its new
+stamp is recorded; changed bytes are re-ingested. `VERIFY_FILES` (`patchledger run
+--verify-files`, PATCHLEDGER_VERIFY_FILES) hashes every file instead, for a rewrite that kept
+both the size and the mtime.
+
 Arrival: each file version (name and SHA-256) keeps when it landed in the estate (`landed_at`,
 its modification time in UTC when first read) and when a run first read it (`first_seen_at`, the
 run's wall clock). A file "arrived" at its `landed_at` as first recorded: a full reload keeps the
@@ -17,7 +25,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,15 +44,17 @@ PROVENANCE = {"source_file": "VARCHAR", "source_sha256": "VARCHAR", "ingest_run"
 MANIFEST_DDL = (
     "CREATE TABLE IF NOT EXISTS raw.ingested_files "
     "(raw_table VARCHAR, source_file VARCHAR, source_sha256 VARCHAR, landed_at TIMESTAMPTZ, "
-    "first_seen_at TIMESTAMPTZ)"
+    "first_seen_at TIMESTAMPTZ, size BIGINT, mtime_ns BIGINT)"
 )
 
 
 def ensure_manifest(conn: duckdb.DuckDBPyConnection) -> None:
-    """raw.ingested_files with its arrival columns (added to a manifest written before them)."""
+    """raw.ingested_files with its arrival and stamp columns (added to a manifest written before
+    them; a file without a stamp is hashed once more, then stamped)."""
     conn.execute(MANIFEST_DDL)
-    for column in ("landed_at", "first_seen_at"):
-        conn.execute(f"ALTER TABLE raw.ingested_files ADD COLUMN IF NOT EXISTS {column} TIMESTAMPTZ")
+    for column, kind in (("landed_at", "TIMESTAMPTZ"), ("first_seen_at", "TIMESTAMPTZ"),
+                         ("size", "BIGINT"), ("mtime_ns", "BIGINT")):
+        conn.execute(f"ALTER TABLE raw.ingested_files ADD COLUMN IF NOT EXISTS {column} {kind}")
 
 
 def landed_at(path: Path) -> datetime:
@@ -55,6 +67,22 @@ _BLANK = b"\xef\xbb\xbf \t\r\n"
 # raw scan assets); None reads every file. A load that replaces an existing table reads them all.
 INGEST_WINDOW: ContextVar[Callable[[str], bool] | None] = ContextVar("ingest_window", default=None)
 
+# Hash every file rather than trust an unchanged size and mtime (set around one load from
+# RunSettings.verify_files).
+VERIFY_FILES: ContextVar[bool] = ContextVar("verify_files", default=False)
+
+
+def file_stamp(path: Path) -> tuple[int, int]:
+    """(size, mtime in nanoseconds): what the quick check compares with the manifest."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
+
+
+def unchanged_by_stamp(held: tuple | None, stamp: tuple[int, int]) -> bool:
+    """The quick check: the manifest's (sha256, size, mtime_ns) of a file shows the same stamp
+    (never when verifying every file)."""
+    return not VERIFY_FILES.get() and held is not None and held[0] is not None and tuple(held[1:]) == stamp
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -66,6 +94,14 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_files(paths: list[Path]) -> dict[Path, str]:
+    """The SHA-256 of each file; hashlib releases the GIL, so threads hash files side by side."""
+    if len(paths) < 2:
+        return {path: sha256_file(path) for path in paths}
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return dict(zip(paths, pool.map(sha256_file, paths), strict=True))
 
 
 def relative_name(path: Path, base: Path) -> str:
@@ -172,6 +208,8 @@ class SourceFile:
     path: Path
     name: str
     sha256: str
+    size: int | None = None
+    mtime_ns: int | None = None
 
 
 def plan_ingest(
@@ -194,12 +232,12 @@ def plan_ingest(
     known: dict[str, str] = {}
     ensure_manifest(conn)
     # The arrival of every version already recorded, kept through a reload or a re-read.
-    arrived = {
-        (name, sha): (landed, seen)
-        for name, sha, landed, seen in conn.execute(
-            "SELECT source_file, source_sha256, landed_at, first_seen_at FROM raw.ingested_files "
-            "WHERE raw_table = ?", [table]).fetchall()
-    }
+    arrived, stamps = {}, {}
+    for name, sha, landed, seen, size, mtime in conn.execute(
+            "SELECT source_file, source_sha256, landed_at, first_seen_at, size, mtime_ns "
+            "FROM raw.ingested_files WHERE raw_table = ?", [table]).fetchall():
+        arrived[(name, sha)] = (landed, seen)
+        stamps[name] = (sha, size, mtime)
     existing = table_columns(conn, table)
     window = INGEST_WINDOW.get()
     if existing and (full_reload or existing != expected):
@@ -219,11 +257,23 @@ def plan_ingest(
         )
     known_shas = set(known.values())
     todo: list[SourceFile] = []
-    for path in files:
-        name = relative_name(path, base)
-        sha = sha256_file(path)
+    restamp: list[tuple[str, int, int]] = []
+    listed = [(path, relative_name(path, base), file_stamp(path)) for path in files]
+    # The quick check first; the files it cannot clear are hashed, several at a time.
+    trusted = {name for _, name, stamp in listed
+               if known.get(name) is not None and unchanged_by_stamp(stamps.get(name), stamp)
+               and stamps[name][0] == known[name]}
+    hashed = sha256_files([path for path, name, _ in listed if name not in trusted])
+    for path, name, stamp in listed:
+        held = stamps.get(name)
+        if name in trusted:
+            stats.files_unchanged += 1  # not read
+            continue
+        sha = hashed[path]
         if known.get(name) == sha:
             stats.files_unchanged += 1
+            if held is not None and tuple(held[1:]) != stamp:
+                restamp.append((name, *stamp))  # touched, same bytes: quick-checked from now on
             continue
         if window is not None and not window(name):
             stats.files_other_days += 1  # new or changed, left for the run of its day
@@ -233,7 +283,7 @@ def plan_ingest(
         if sha in known_shas:
             stats.files_copies.append(name)
             continue
-        todo.append(SourceFile(path, name, sha))
+        todo.append(SourceFile(path, name, sha, *stamp))
     stats.files_read = [f.name for f in todo]
     changed = [f.name for f in todo] + stats.files_replaced
     if changed:
@@ -243,9 +293,16 @@ def plan_ingest(
         now = datetime.now(UTC)
         times = [arrived.get((f.name, f.sha256), (landed_at(f.path), now)) for f in todo]
         conn.execute("INSERT INTO raw.ingested_files SELECT $table, unnest($names), unnest($shas), "
-                     "unnest($landed), unnest($seen)",
+                     "unnest($landed), unnest($seen), unnest($sizes), unnest($mtimes)",
                      {"table": table, "names": [f.name for f in todo], "shas": [f.sha256 for f in todo],
-                      "landed": [t[0] for t in times], "seen": [t[1] for t in times]})
+                      "landed": [t[0] for t in times], "seen": [t[1] for t in times],
+                      "sizes": [f.size for f in todo], "mtimes": [f.mtime_ns for f in todo]})
+    if restamp:
+        conn.execute("UPDATE raw.ingested_files AS m SET size = s.size, mtime_ns = s.mtime_ns FROM "
+                     "(SELECT unnest($names) AS name, unnest($sizes) AS size, unnest($mtimes) AS mtime_ns) AS s "
+                     "WHERE m.raw_table = $table AND m.source_file = s.name",
+                     {"table": table, "names": [r[0] for r in restamp], "sizes": [r[1] for r in restamp],
+                      "mtimes": [r[2] for r in restamp]})
     if stats.files_replaced:
         conn.execute(f"DELETE FROM {table} WHERE source_file IN (SELECT unnest($names))",
                      {"names": stats.files_replaced})

@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 
 from pipelines.ingest import azure
+from pipelines.ingest.files import VERIFY_FILES
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import log_analytics, resource_graph
 from pipelines.sources.log_analytics.live import fetch_log_analytics
@@ -101,7 +102,11 @@ def materialize_arm_raw(
         with live.open() as access:
             fetched = fetch(access, subscriptions, estate)
         context.log.info(f"fetched {fetched} {what} from Azure")
-    with warehouse.get_connection() as conn, transaction(conn):
-        stats = load(conn, estate, raw, context.run.run_id, context.log, full_reload=full_reload)
-        metadata = table_metadata(conn, raw, preview_rows=0)
+    verify = VERIFY_FILES.set(run_settings.verify_files)
+    try:
+        with warehouse.get_connection() as conn, transaction(conn):
+            stats = load(conn, estate, raw, context.run.run_id, context.log, full_reload=full_reload)
+            metadata = table_metadata(conn, raw, preview_rows=0)
+    finally:
+        VERIFY_FILES.reset(verify)
     return dg.MaterializeResult(metadata={**metadata, **ingest_metadata(stats)})

@@ -16,12 +16,12 @@ import duckdb
 from assets.common import STAGE6_MONITORING, key, raw_scan_asset
 from pipelines import partitions
 from pipelines.ingest.azure import AzureResource
-from pipelines.ingest.files import INGEST_WINDOW
+from pipelines.ingest.files import INGEST_WINDOW, VERIFY_FILES
 from pipelines.ingest.quarantine import QUARANTINE_DDL, quarantine_count
 from pipelines.lake import Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import estate_for, ingest_metadata
-from pipelines.warehouse import table_metadata, transaction
+from pipelines.warehouse import sql_literal, table_metadata, transaction
 
 # The raw tables of the scan sources: what staging.patch_observations is built from.
 RAW_SCAN_TABLES = (
@@ -67,9 +67,11 @@ def load_raw_scan(
     lake = current_lake()
     window = partitions.day_window(context)
     token = INGEST_WINDOW.set(None if window is None else lambda name: partitions.in_window(name, window))
+    verify = VERIFY_FILES.set(run_settings.verify_files)
     try:
         metadata = _load(context, warehouse, run_settings, azure, table, load, full_reload, lake)
     finally:
+        VERIFY_FILES.reset(verify)
         INGEST_WINDOW.reset(token)
     # Rows set aside in raw.quarantine (Log Analytics; see pipelines/ingest/quarantine.py).
     quarantined = metadata["quarantined_rows"].value
@@ -82,6 +84,7 @@ def load_raw_scan(
     return dg.MaterializeResult(metadata=metadata)
 
 
+# No preview rows in the metadata: sorting the whole table for them costs more each day of history.
 def _load(context, warehouse, run_settings, azure, table: str, load, full_reload: bool, lake) -> dict:
     with estate_for(run_settings, azure, table, context.log) as estate:
         if lake is not None:
@@ -90,7 +93,7 @@ def _load(context, warehouse, run_settings, azure, table: str, load, full_reload
             with warehouse.get_connection() as conn, transaction(conn):
                 stats = load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
                 metadata = {
-                    **table_metadata(conn, table),
+                    **table_metadata(conn, table, preview_rows=0),
                     "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
                 }
     metadata.update(ingest_metadata(stats))
@@ -121,7 +124,7 @@ def _into_lake(context, warehouse, lake: Lake, table: str, load, estate: Path, f
         conn.execute("INSERT INTO raw.quarantine SELECT * FROM incoming_quarantine")
         conn.unregister("incoming_quarantine")
         return {
-            **table_metadata(conn, table),
+            **table_metadata(conn, table, preview_rows=0),
             "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
             "lake/folder": dg.MetadataValue.path(lake.folder(table)),
             "lake/rows_written": dg.MetadataValue.int(written),
@@ -140,8 +143,9 @@ def _scan_files(estate: Path) -> list[Path]:
                    *(p for t in ("Update", "UpdateSummary", "UpdateRunProgress") for p in la_files(estate, t))})
 
 
-def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
-    """(file, sha256) of every scan file ingested: the warehouse's manifest, or the lake's lists."""
+def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple]:
+    """(file, sha256, size, mtime_ns) of every scan file ingested: the warehouse's manifest, or
+    the lake's lists (a list written before the stamp columns gives NULL stamps)."""
     from pipelines.resources import connect_warehouse
 
     with duckdb.connect() if lake is not None else connect_warehouse(str(warehouse), read_only=True) as conn:
@@ -149,24 +153,38 @@ def _ingested(warehouse: Path, lake: Lake | None) -> list[tuple[str, str]]:
             lake.register(conn)
             lists = [lake.ingested_list(t) for t in RAW_SCAN_TABLES]
             lists = [p for p in lists if lake.fs.exists(lake._fs_path(p))]
-            return [] if not lists else conn.execute(
-                "SELECT source_file, source_sha256 FROM read_parquet($lists)", {"lists": lists}).fetchall()
+            if not lists:
+                return []
+            conn.execute("CREATE TEMP TABLE held (source_file VARCHAR, source_sha256 VARCHAR, size BIGINT, "
+                         "mtime_ns BIGINT)")
+            for listing in lists:
+                source = f"read_parquet({sql_literal(listing)})"
+                present = {r[0] for r in conn.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+                columns = ", ".join(c for c in ("source_file", "source_sha256", "size", "mtime_ns") if c in present)
+                conn.execute(f"INSERT INTO held BY NAME SELECT {columns} FROM {source}")
+            return conn.execute("SELECT * FROM held").fetchall()
         if not conn.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' "
                             "AND table_name = 'ingested_files'").fetchall()[0][0]:
             return []
-        return conn.execute("SELECT source_file, source_sha256 FROM raw.ingested_files "
+        stamp = ("size, mtime_ns" if conn.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE schema_name = 'raw' AND table_name = 'ingested_files' "
+            "AND column_name = 'mtime_ns'").fetchall()[0][0] else "NULL, NULL")
+        return conn.execute(f"SELECT source_file, source_sha256, {stamp} FROM raw.ingested_files "
                             "WHERE raw_table IN (SELECT unnest($tables))", {"tables": list(RAW_SCAN_TABLES)}).fetchall()
 
 
-def touched_partitions(estate: Path, warehouse: Path, as_of: date | None = None) -> tuple[dict[str, str], str]:
+def touched_partitions(estate: Path, warehouse: Path, as_of: date | None = None,
+                       verify: bool = False) -> tuple[dict[str, str], str]:
     """The partitions a run materializes, as run tags, and why. They end on the as-of date (by
     default the newest day a scan file is dated, the day the evaluation date defaults to): nothing
     after it is produced, and files dated later wait for a run of a later date. They start on the
     first day of the data when no scan file was ingested yet, else on the earliest day up to then
     that a new or changed scan file is dated (a copy of a file already held adds nothing; an
     undated file is read by every run). Days in between without a file are in the range all the
-    same: their state carries forward, and the trend has a row for each."""
-    from pipelines.ingest.files import relative_name, sha256_file
+    same: their state carries forward, and the trend has a row for each. A file whose size and
+    mtime equal the manifest's is not read (the loaders' quick check, pipelines/ingest/files.py),
+    unless `verify`."""
+    from pipelines.ingest.files import file_stamp, relative_name, sha256_file, unchanged_by_stamp
 
     files = {path: partitions.file_day(path.name) for path in _scan_files(estate)}
     dated = [day for day in files.values() if day is not None]
@@ -175,10 +193,22 @@ def touched_partitions(estate: Path, warehouse: Path, as_of: date | None = None)
     if not held:  # from the first day of the data (the first partition takes older files)
         first = min((day for day in dated if day <= last), default=last)
         return partitions.range_tags(first, last), f"first run: every day of the data up to {last}"
-    known, shas = dict(held), {sha for _, sha in held}
-    days = [day for path, day in files.items()
-            if day is not None and day <= last
-            and known.get(relative_name(path, estate)) != (sha := sha256_file(path)) and sha not in shas]
+    known = {name: (sha, size, mtime) for name, sha, size, mtime in held}
+    shas = {sha for _, sha, _, _ in held}
+    days = []
+    token = VERIFY_FILES.set(verify)
+    try:
+        for path, day in files.items():
+            if day is None or day > last:
+                continue
+            mine = known.get(relative_name(path, estate))
+            if unchanged_by_stamp(mine, file_stamp(path)):
+                continue
+            sha = sha256_file(path)
+            if (mine is None or mine[0] != sha) and sha not in shas:
+                days.append(day)
+    finally:
+        VERIFY_FILES.reset(token)
     if not days:
         return partitions.range_tags(last, last), f"no new or changed scan file dated up to {last}: that day"
     return partitions.range_tags(min(days), last), f"{len(days)} new or changed scan file(s) from {min(days)}"

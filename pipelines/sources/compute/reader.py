@@ -25,8 +25,8 @@ VIRTUAL_MACHINE_CHECKS = [
     ("id", "json_type(resource->'id') <> 'VARCHAR'", "resource->'id'", "must be a string"),
     ("name", "json_type(resource->'name') NOT IN ('VARCHAR', 'NULL')", "resource->'name'",
      "must be a string"),
-    # The same machine twice with different content: which copy is true is unknown.
-    ("id", "count(DISTINCT resource::VARCHAR) OVER (PARTITION BY lower(id)) > 1", "id",
+    # The same machine twice in one snapshot with different content: which copy is true is unknown.
+    ("id", "count(DISTINCT resource::VARCHAR) OVER (PARTITION BY source_file, lower(id)) > 1", "id",
      "listed more than once with different content"),
 ]
 

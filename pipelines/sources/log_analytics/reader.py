@@ -101,13 +101,16 @@ def _text_source(conn: duckdb.DuckDBPyConnection, path: Path, columns: dict[str,
         present = [n for n in columns if n in {k[0] for k in keys}]
         select = ", ".join(quote(n) for n in present)
         return f"SELECT {select or 'NULL AS _none'} FROM {reader}", present
-    body = (
-        "read_json($path, columns = {'tables': 'STRUCT(name VARCHAR, columns STRUCT(name VARCHAR, "
-        f"type VARCHAR)[], rows JSON[][])[]'}}, maximum_object_size = {max_object_size(path)})"
-    )
-    fetched = conn.execute(
-        f"SELECT list_transform(tables, lambda t: list_transform(t.columns, lambda c: c.name)) FROM {body}",
+    # The body is parsed once (one JSON document: the column names and the rows come from it).
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _la_body AS SELECT tables FROM read_json($path, columns = {'tables': "
+        "'STRUCT(name VARCHAR, columns STRUCT(name VARCHAR, type VARCHAR)[], rows JSON[][])[]'}, "
+        f"maximum_object_size = {max_object_size(path)})",
         {"path": str(path)},
+    )
+    body = "_la_body"
+    fetched = conn.execute(
+        f"SELECT list_transform(tables, lambda t: list_transform(t.columns, lambda c: c.name)) FROM {body}"
     ).fetchall()
     tables = fetched[0] if fetched else None
     if not tables or not tables[0]:
@@ -160,15 +163,16 @@ def load_log_analytics(
     vocabularies = VOCABULARIES.get(la_table, {})
     total = 0
     csv_groups: dict[tuple[str, ...], list[SourceFile]] = {}
+    headers: dict[str, list[str] | None] = {}
     for f in todo:
         check_not_empty(f.path, f.name)
-        header = _csv_header(f.path) if f.path.suffix.lower() == ".csv" else None
+        header = headers[f.name] = _csv_header(f.path) if f.path.suffix.lower() == ".csv" else None
         if header is not None:
             csv_groups.setdefault(tuple(header), []).append(f)
     for header, group in csv_groups.items():
         total += _load_csv_group(conn, list(header), group, columns, required, table, ingest_run, vocabularies)
     for f in todo:
-        if f.path.suffix.lower() != ".csv" or _csv_header(f.path) is None:
+        if headers[f.name] is None:
             total += _load_file(
                 conn, f.path, estate_dir, columns, required, table, ingest_run, vocabularies, f.sha256
             )
@@ -274,10 +278,9 @@ def _quarantine_file(
     """The detailed problems of one file with bad rows: fail above the share, else quarantine."""
     try:
         source, _ = _text_source(conn, f.path, columns)
-        conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
-            {"path": str(f.path)},
-        )
+        execute(conn, f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
+                {"path": str(f.path)})
+        conn.execute("DROP TABLE IF EXISTS _la_body")  # a query API body, parsed once
     except duckdb.Error as exc:
         raise SourceFileError(f"{f.name}: cannot be read: {exc}") from exc
     try:
@@ -308,10 +311,9 @@ def _load_file(
         if missing:
             raise SourceFileError(f"{name}: missing column(s) {', '.join(missing)}")
         # Row numbers in file order (1 = first data row) for error messages.
-        conn.execute(
-            f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
-            {"path": str(path)},
-        )
+        execute(conn, f"CREATE OR REPLACE TEMP TABLE _la_text AS SELECT row_number() OVER () AS _row, * FROM ({source})",
+                {"path": str(path)})
+        conn.execute("DROP TABLE IF EXISTS _la_body")  # a query API body, parsed once
     except (duckdb.Error, SourceFileError) as exc:
         data = check_text_file(path, name)
         if is_csv:

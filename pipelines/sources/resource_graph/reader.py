@@ -38,11 +38,13 @@ from pipelines.ingest.files import (
     plan_ingest,
     relative_name,
     sha256_file,
+    table_columns,
 )
 
 from . import (
     FOLDER,
     INSTALLATION_STATES,
+    RAW_TABLES,
     RESOURCE_GRAPH_COLUMNS,
     RESOURCE_GRAPH_TABLES,
     RUN_STATUSES,
@@ -128,16 +130,16 @@ POPULATION_FILE_COLUMNS = {
 
 
 # What each file said, kept between runs under its name, size and modification time: a daily run
-# reads (and hashes) only the files new or changed since, not every day's file again. A file
-# rewritten in place under the same size and time keeps its old SHA-256 here, so its loaded rows
-# (matched by SHA-256) no longer match and the completeness check fails: never a false pass.
+# reads (and hashes) only the files new or changed since, not every day's file again, as the raw
+# load's quick check does (pipelines/ingest/files.py); verifying every file reads them all again.
 POPULATION_CACHE = "staging.resource_graph_file_figures"
 
 
-def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path) -> None:
+def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path, verify: bool = False) -> None:
     """Temporary table `population_files`: what each Resource Graph file says of its population,
     `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table.
-    Its SHA-256 ties it to the rows loaded: a renamed or copied file is held under its first name."""
+    Its SHA-256 ties it to the rows loaded: a renamed or copied file is held under its first name.
+    `verify` (RunSettings.verify_files) reads and hashes every file again."""
     spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
     conn.execute(f"CREATE OR REPLACE TEMP TABLE population_files ({spec})")
     conn.execute(f"CREATE TABLE IF NOT EXISTS {POPULATION_CACHE} ({spec}, size BIGINT, mtime_ns BIGINT)")
@@ -149,22 +151,35 @@ def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir:
     if keys:
         conn.executemany("INSERT INTO population_stats VALUES (?, ?, ?, ?)", keys)
     columns = ", ".join(POPULATION_FILE_COLUMNS)
-    conn.execute(f"INSERT INTO population_files SELECT {columns} FROM {POPULATION_CACHE} "
-                 "SEMI JOIN population_stats USING (arg_table, source_file, size, mtime_ns)")
+    if not verify:
+        conn.execute(f"INSERT INTO population_files SELECT {columns} FROM {POPULATION_CACHE} "
+                     "SEMI JOIN population_stats USING (arg_table, source_file, size, mtime_ns)")
     known = set(conn.execute("SELECT arg_table, source_file FROM population_files").fetchall())
+    # A file the raw load has just read under the same stamp is not hashed a second time.
+    stamped = {}
+    if not verify and table_columns(conn, "raw.ingested_files")[-1:] == ["mtime_ns"]:
+        stamped = {(RAW_TABLES[raw], name): (sha, size, mtime) for raw, name, sha, size, mtime in
+                   conn.execute("SELECT raw_table, source_file, source_sha256, size, mtime_ns FROM raw.ingested_files "
+                                "WHERE raw_table IN (SELECT unnest($tables))",
+                                {"tables": list(RAW_TABLES)}).fetchall()}
+
+    def sha256_of(arg_table: str, name: str, path: Path, stat) -> str:
+        held = stamped.get((arg_table, name))
+        return held[0] if held and held[1:] == (stat.st_size, stat.st_mtime_ns) else sha256_file(path)
+
     for (arg_table, name), (path, stat) in stats.items():
         if (arg_table, name) in known:
             continue
         if not stat.st_size or json_top_level(path) != "{":
             conn.execute("INSERT INTO population_files (arg_table, source_file, source_sha256) "
-                         "VALUES ($t, $f, $sha)", {"t": arg_table, "f": name, "sha": sha256_file(path)})
+                         "VALUES ($t, $f, $sha)", {"t": arg_table, "f": name, "sha": sha256_of(arg_table, name, path, stat)})
             continue
         conn.execute(
             "INSERT INTO population_files SELECT $t, $f, $sha, subscriptions, "
             "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
             "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
             f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
-            {"t": arg_table, "f": name, "sha": sha256_file(path), "path": str(path)},
+            {"t": arg_table, "f": name, "sha": sha256_of(arg_table, name, path, stat), "path": str(path)},
         )
     conn.execute(f"CREATE OR REPLACE TABLE {POPULATION_CACHE} AS SELECT f.*, s.size, s.mtime_ns "
                  "FROM population_files AS f JOIN population_stats AS s USING (arg_table, source_file) "
