@@ -22,10 +22,23 @@ params AS (
            timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) AS start,
            CAST($stale_after_days AS INTEGER) AS stale_after_days
 ),
+-- Machines and machine x patch pairs numbered once (in id order): the sorts, groups and joins
+-- below then key on integers, not on ARM ids a hundred characters long.
+machines AS MATERIALIZED (
+    SELECT vm_id, row_number() OVER (ORDER BY vm_id) AS machine
+    FROM (SELECT DISTINCT vm_id FROM marts.vm_patch_history)
+),
+pairs AS MATERIALIZED (
+    SELECT p.vm_id, p.patch_key, m.machine, row_number() OVER (ORDER BY p.vm_id, p.patch_key) AS pair
+    FROM (SELECT DISTINCT vm_id, patch_key FROM marts.vm_patch_history) AS p
+    JOIN machines AS m ON m.vm_id IS NOT DISTINCT FROM p.vm_id
+),
 -- The UTC days on which each machine had a successful full listing of its patches.
 listing_days AS (
-    SELECT DISTINCT r.vm_id, r.assessed_at::DATE AS day
-    FROM staging.assessment_runs AS r, params
+    SELECT DISTINCT m.machine, r.assessed_at::DATE AS day
+    FROM staging.assessment_runs AS r
+    JOIN machines AS m USING (vm_id)
+    CROSS JOIN params
     WHERE r.succeeded AND r.assessed_at < params.cutoff
 ),
 -- Each pair at each instant: the winning observation (the same winner as marts.vm_patch_state),
@@ -35,27 +48,28 @@ listing_days AS (
 -- before it (its last winner, newest attempt and newest resolution), so that it does not order
 -- the whole history again.
 observations AS (
-    SELECT h.*,
+    SELECT p.pair, h.observed_at, h.kb, h.state, h.source, h.run_id, h.source_file,
            h.source IN ('resource_graph_installation', 'patch_operation_install', 'log_analytics_run')
                AND h.state IN ('installed', 'installed_pending_reboot', 'failed') AS attempt
     FROM marts.vm_patch_history AS h
+    JOIN pairs AS p ON p.vm_id IS NOT DISTINCT FROM h.vm_id AND p.patch_key IS NOT DISTINCT FROM h.patch_key
     CROSS JOIN params
     WHERE h.observed_at < params.cutoff
 ),
 events AS (
-    SELECT vm_id, patch_key, observed_at,
+    SELECT pair, observed_at,
            arg_min({'kb': kb, 'state': state}, (source_rank(source), state, run_id, source_file)) AS winner,
            arg_max(state, (state <> 'failed', state)) FILTER (WHERE attempt) AS attempt_state,
            max(observed_at) FILTER (WHERE attempt) AS attempt_at,
            max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS resolved_at
     FROM observations CROSS JOIN params
     WHERE $from_day IS NULL OR observed_at >= params.start
-    GROUP BY vm_id, patch_key, observed_at
+    GROUP BY pair, observed_at
     UNION ALL
-    SELECT vm_id, patch_key, last.observed_at, {'kb': last.kb, 'state': last.state}, attempt_state, attempt_at,
+    SELECT pair, last.observed_at, {'kb': last.kb, 'state': last.state}, attempt_state, attempt_at,
            resolved_at
     FROM (
-        SELECT vm_id, patch_key,
+        SELECT pair,
                arg_min({'kb': kb, 'state': state, 'observed_at': observed_at},
                        {'t': -epoch_us(observed_at), 'r': source_rank(source), 's': state,
                         'run': run_id, 'f': source_file}) AS last,
@@ -64,7 +78,7 @@ events AS (
                max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS resolved_at
         FROM observations CROSS JOIN params
         WHERE $from_day IS NOT NULL AND observed_at < params.start
-        GROUP BY vm_id, patch_key
+        GROUP BY pair
     )
 ),
 -- The state each instant leaves, by marts.vm_patch_state's rule: a missing or not selected patch
@@ -72,7 +86,7 @@ events AS (
 -- applicable, stays failed.
 states AS (
     SELECT
-        vm_id, patch_key, winner.kb, observed_at,
+        pair, winner.kb, observed_at,
         CASE
             WHEN winner.state IN ('missing', 'not_selected')
                  AND arg_max(attempt_state, attempt_at) OVER pair = 'failed'
@@ -80,12 +94,12 @@ states AS (
             ELSE winner.state
         END AS state
     FROM events
-    WINDOW pair AS (PARTITION BY vm_id, patch_key ORDER BY observed_at ROWS UNBOUNDED PRECEDING)
+    WINDOW pair AS (PARTITION BY pair ORDER BY observed_at ROWS UNBOUNDED PRECEDING)
 ),
 changes AS (
     SELECT *
     FROM (
-        SELECT *, lag(state) OVER (PARTITION BY vm_id, patch_key ORDER BY observed_at) AS previous_state
+        SELECT *, lag(state) OVER (PARTITION BY pair ORDER BY observed_at) AS previous_state
         FROM states
     )
     WHERE previous_state IS DISTINCT FROM state
@@ -93,13 +107,14 @@ changes AS (
 -- [first_day, last_day]: the days at whose end the state holds.
 intervals AS (
     SELECT
-        vm_id, patch_key, kb, state,
-        observed_at::DATE AS first_day,
+        p.machine, p.patch_key, c.kb, c.state,
+        c.observed_at::DATE AS first_day,
         coalesce(
-            (lead(observed_at) OVER (PARTITION BY vm_id, patch_key ORDER BY observed_at))::DATE - 1,
+            (lead(c.observed_at) OVER (PARTITION BY c.pair ORDER BY c.observed_at))::DATE - 1,
             (SELECT as_of FROM params)
         ) AS last_day
-    FROM changes
+    FROM changes AS c
+    JOIN pairs AS p USING (pair)
 ),
 -- $from_day (NULL for all): a daily run recomputes only the days its new data can change.
 -- Each interval is expanded to its days directly (linear in pairs x days, no range join).
@@ -108,7 +123,7 @@ first AS (
 ),
 pair_days AS (
     SELECT CAST(unnest(generate_series(greatest(i.first_day, first.day), i.last_day, INTERVAL 1 DAY)) AS DATE) AS day,
-           i.vm_id, i.patch_key, i.state
+           i.machine, i.patch_key, i.state
     FROM intervals AS i, first
     WHERE i.state <> 'not_applicable' AND i.last_day >= first.day
 ),
@@ -116,15 +131,15 @@ pair_days AS (
 -- none (per machine and day, then applied to each of its pairs).
 machine_days AS (
     SELECT CAST(unnest(generate_series(greatest(min(i.first_day), first.day), params.as_of, INTERVAL 1 DAY)) AS DATE)
-        AS day, i.vm_id
+        AS day, i.machine
     FROM intervals AS i, first, params
     WHERE i.state <> 'not_applicable'
-    GROUP BY i.vm_id, first.day, params.as_of
+    GROUP BY i.machine, first.day, params.as_of
 ),
 stale_machines AS (
-    SELECT m.day, m.vm_id
+    SELECT m.day, m.machine
     FROM machine_days AS m
-    ASOF LEFT JOIN listing_days AS l ON l.vm_id = m.vm_id AND l.day <= m.day
+    ASOF LEFT JOIN listing_days AS l ON l.machine = m.machine AND l.day <= m.day
     WHERE l.day IS NULL OR m.day - l.day > (SELECT stale_after_days FROM params)
 ),
 -- Superseded-satisfied (as in marts.vm_patch_state): the days a missing, failed or not_selected
@@ -133,23 +148,23 @@ stale_machines AS (
 -- days), on days the machine's coverage is current (else the pair is unknown).
 packages AS (
     SELECT
-        vm_id, patch_key, state, first_day, last_day,
+        machine, patch_key, state, first_day, last_day,
         split_part(patch_key, '_', 1) AS package,
         package_version_numbers(patch_key) AS version_numbers
     FROM intervals
     WHERE kb IS NULL AND strpos(patch_key, '_') > 1 AND state IN ('missing', 'failed', 'not_selected', 'installed')
 ),
 satisfying AS (
-    SELECT m.vm_id, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day
+    SELECT m.machine, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day
     FROM intervals AS m
     JOIN marts.patch_supersedence_closure AS c ON c.superseded_kb = m.kb
-    JOIN intervals AS q ON q.vm_id = m.vm_id AND q.kb = c.kb AND q.state = 'installed'
+    JOIN intervals AS q ON q.machine = m.machine AND q.kb = c.kb AND q.state = 'installed'
     WHERE m.state IN ('missing', 'failed', 'not_selected')
     UNION ALL
-    SELECT m.vm_id, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day
+    SELECT m.machine, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day
     FROM packages AS m
     JOIN packages AS q
-      ON q.vm_id = m.vm_id AND q.package = m.package AND q.state = 'installed'
+      ON q.machine = m.machine AND q.package = m.package AND q.state = 'installed'
      AND q.version_numbers > m.version_numbers
     WHERE m.state IN ('missing', 'failed', 'not_selected')
 ),
@@ -157,15 +172,15 @@ satisfied AS (
     SELECT DISTINCT
         CAST(unnest(generate_series(greatest(s.first_day, s.q_first_day, first.day), least(s.last_day, s.q_last_day),
                                     INTERVAL 1 DAY)) AS DATE) AS day,
-        s.vm_id, s.patch_key, s.state
+        s.machine, s.patch_key, s.state
     FROM satisfying AS s
     CROSS JOIN first
 ),
 satisfied_counts AS (
-    SELECT x.day, x.vm_id, coalesce(s.severity, '(none)') AS severity,
+    SELECT x.day, x.machine, coalesce(s.severity, '(none)') AS severity,
            count(*) FILTER (WHERE x.state = 'failed') AS failed, count(*) FILTER (WHERE x.state <> 'failed') AS missing
     FROM satisfied AS x
-    ANTI JOIN stale_machines AS u USING (day, vm_id)
+    ANTI JOIN stale_machines AS u USING (day, machine)
     LEFT JOIN staging.patch_severity AS s USING (patch_key)
     GROUP BY ALL
 ),
@@ -174,23 +189,23 @@ satisfied_counts AS (
 classified AS (
     SELECT
         p.day,
-        p.vm_id,
+        p.machine,
         coalesce(s.severity, '(none)') AS severity,
         CASE
-            WHEN u.vm_id IS NOT NULL THEN 'unknown'
+            WHEN u.machine IS NOT NULL THEN 'unknown'
             WHEN p.state = 'installed' THEN 'installed'
             WHEN p.state = 'installed_pending_reboot' THEN 'pending_reboot'
             WHEN p.state = 'failed' THEN 'failed'
             ELSE 'missing'
         END AS status
     FROM pair_days AS p
-    LEFT JOIN stale_machines AS u USING (day, vm_id)
+    LEFT JOIN stale_machines AS u USING (day, machine)
     LEFT JOIN staging.patch_severity AS s USING (patch_key)
 ),
 unsuperseded AS (
     SELECT
         day,
-        vm_id,
+        machine,
         severity,
         count(*) AS applicable_pairs,
         count(*) FILTER (WHERE status = 'installed') AS installed,
@@ -199,12 +214,12 @@ unsuperseded AS (
         count(*) FILTER (WHERE status = 'pending_reboot') AS pending_reboot,
         count(*) FILTER (WHERE status = 'unknown') AS unknown
     FROM classified
-    GROUP BY day, vm_id, severity
+    GROUP BY day, machine, severity
 ),
 per_machine AS (
     SELECT
         c.day,
-        c.vm_id,
+        c.machine,
         c.severity,
         c.applicable_pairs,
         c.installed,
@@ -214,7 +229,7 @@ per_machine AS (
         c.pending_reboot,
         c.unknown
     FROM unsuperseded AS c
-    LEFT JOIN satisfied_counts AS x USING (day, vm_id, severity)
+    LEFT JOIN satisfied_counts AS x USING (day, machine, severity)
 ),
 machine_rows AS (
     SELECT
@@ -224,26 +239,55 @@ machine_rows AS (
         coalesce(i.environment, '(none)') AS environment,
         coalesce(i.owner, '(none)') AS owner
     FROM per_machine AS m
-    LEFT JOIN marts.vm_inventory AS i ON i.vm_id = m.vm_id
+    JOIN machines AS n USING (machine)
+    LEFT JOIN marts.vm_inventory AS i ON i.vm_id = n.vm_id
+),
+-- A machine has one row per day and severity, and its attributes are the same in all of them:
+-- so a grain by severity counts its machines as rows, and the grains by machine attribute count
+-- the machine's day totals (one row per machine and day) as rows; no distinct count needed.
+machine_day_rows AS (
+    SELECT day, machine, asset_category, criticality, environment, owner,
+           sum(applicable_pairs) AS applicable_pairs, sum(installed) AS installed,
+           sum(superseded_satisfied) AS superseded_satisfied, sum(missing) AS missing, sum(failed) AS failed,
+           sum(pending_reboot) AS pending_reboot, sum(unknown) AS unknown
+    FROM machine_rows
+    GROUP BY day, machine, asset_category, criticality, environment, owner
 ),
 counted AS (
     SELECT
         day,
         CASE
-            WHEN GROUPING(asset_category, criticality, environment, owner, severity) = 0 THEN 'detail'
             WHEN GROUPING(asset_category) = 0 THEN 'asset_category'
             WHEN GROUPING(criticality) = 0 THEN 'criticality'
             WHEN GROUPING(environment) = 0 THEN 'environment'
             WHEN GROUPING(owner) = 0 THEN 'owner'
-            WHEN GROUPING(severity) = 0 THEN 'severity'
             ELSE 'fleet'
         END AS grain,
         asset_category,
         criticality,
         environment,
         owner,
+        NULL::VARCHAR AS severity,
+        count(*)::INTEGER AS machines,
+        sum(applicable_pairs)::INTEGER AS applicable_pairs,
+        sum(installed)::INTEGER AS installed,
+        sum(superseded_satisfied)::INTEGER AS superseded_satisfied,
+        sum(missing)::INTEGER AS missing,
+        sum(failed)::INTEGER AS failed,
+        sum(pending_reboot)::INTEGER AS pending_reboot,
+        sum(unknown)::INTEGER AS unknown
+    FROM machine_day_rows
+    GROUP BY GROUPING SETS ((day), (day, asset_category), (day, criticality), (day, environment), (day, owner))
+    UNION ALL
+    SELECT
+        day,
+        CASE WHEN GROUPING(asset_category) = 0 THEN 'detail' ELSE 'severity' END AS grain,
+        asset_category,
+        criticality,
+        environment,
+        owner,
         severity,
-        count(DISTINCT vm_id)::INTEGER AS machines,
+        count(*)::INTEGER AS machines,
         sum(applicable_pairs)::INTEGER AS applicable_pairs,
         sum(installed)::INTEGER AS installed,
         sum(superseded_satisfied)::INTEGER AS superseded_satisfied,
@@ -252,15 +296,7 @@ counted AS (
         sum(pending_reboot)::INTEGER AS pending_reboot,
         sum(unknown)::INTEGER AS unknown
     FROM machine_rows
-    GROUP BY GROUPING SETS (
-        (day),
-        (day, asset_category),
-        (day, criticality),
-        (day, environment),
-        (day, owner),
-        (day, severity),
-        (day, asset_category, criticality, environment, owner, severity)
-    )
+    GROUP BY GROUPING SETS ((day, severity), (day, asset_category, criticality, environment, owner, severity))
 )
 SELECT
     day,

@@ -183,22 +183,31 @@ runs AS (
     UNION ALL SELECT *, false FROM update_sets
     UNION ALL SELECT * FROM installs
 )
+-- The same run appears in every daily Resource Graph file until the next one replaces it: kept
+-- once, from its first file (a grouping, not a window: no sort of every row).
 SELECT
     vm_id,
-    run_id,
+    first.run_id,
     assessed_at,
     source,
-    status,
-    lower(coalesce(status, '')) IN ('succeeded', 'completedwithwarnings') OR failed_with_listing AS succeeded,
-    reboot_pending,
-    lists_missing_patches,
-    os_type,
-    missing_count::BIGINT AS missing_count,
-    source_file
-FROM runs
-WHERE vm_id IS NOT NULL AND vm_id <> '' AND assessed_at IS NOT NULL
-  AND assessed_at >= coalesce((SELECT from_ts FROM params), '-infinity'::TIMESTAMPTZ)
--- The same run appears in every daily Resource Graph file until the next one replaces it.
-QUALIFY row_number() OVER (
-    PARTITION BY vm_id, source, assessed_at, coalesce(run_id, '') ORDER BY source_file
-) = 1
+    first.status,
+    first.succeeded,
+    first.reboot_pending,
+    first.lists_missing_patches,
+    first.os_type,
+    first.missing_count,
+    first.source_file
+FROM (
+    SELECT
+        vm_id, source, assessed_at, coalesce(run_id, '') AS run_key,
+        arg_min_nulls_last({
+            'run_id': run_id, 'status': status,
+            'succeeded': lower(coalesce(status, '')) IN ('succeeded', 'completedwithwarnings') OR failed_with_listing,
+            'reboot_pending': reboot_pending, 'lists_missing_patches': lists_missing_patches, 'os_type': os_type,
+            'missing_count': missing_count::BIGINT, 'source_file': source_file
+        }, source_file) AS first
+    FROM runs
+    WHERE vm_id IS NOT NULL AND vm_id <> '' AND assessed_at IS NOT NULL
+      AND assessed_at >= coalesce((SELECT from_ts FROM params), '-infinity'::TIMESTAMPTZ)
+    GROUP BY vm_id, source, assessed_at, run_key
+)

@@ -276,25 +276,34 @@ keyed AS (
     WHERE vm_id IS NOT NULL AND vm_id <> '' AND observed_at IS NOT NULL
       AND observed_at >= coalesce((SELECT from_ts FROM params), '-infinity'::TIMESTAMPTZ)
 ),
+-- Identical copies kept once: of the rows of one observation, the one of the first file (a
+-- grouping, not a window: no sort of every row).
 recomputed AS (
     SELECT
         vm_id,
-        coalesce(kb, concat_ws('_', coalesce(package, patch_name), nullif(version, ''))) AS patch_key,
-        kb,
-        patch_name,
-        classifications,
-        msrc_severity,
-        raw_state,
+        patch_key,
+        first.kb,
+        first.patch_name,
+        first.classifications,
+        first.msrc_severity,
+        first.raw_state,
         state,
         source,
         observed_at,
-        run_id,
-        source_file
-    FROM keyed
-    QUALIFY row_number() OVER (
-        PARTITION BY vm_id, patch_key, source, observed_at, coalesce(run_id, ''), state
-        ORDER BY source_file
-    ) = 1
+        first.run_id,
+        first.source_file
+    FROM (
+        SELECT
+            vm_id, patch_key, source, observed_at, coalesce(run_id, '') AS run_key, state,
+            arg_min_nulls_last({'kb': kb, 'patch_name': patch_name, 'classifications': classifications,
+                                'msrc_severity': msrc_severity, 'raw_state': raw_state, 'run_id': run_id,
+                                'source_file': source_file}, source_file) AS first
+        FROM (
+            SELECT *, coalesce(kb, concat_ws('_', coalesce(package, patch_name), nullif(version, ''))) AS patch_key
+            FROM keyed
+        )
+        GROUP BY vm_id, patch_key, source, observed_at, run_key, state
+    )
 ),
 -- An incremental build: the rows kept (before $from_day; kept_observations, empty for a full
 -- build) give the pending reboots still open when that day starts: the newest explicit
@@ -361,8 +370,11 @@ pending_reboots AS (
       AND source NOT IN ('log_analytics_update', 'log_analytics_run')
 ),
 -- A pending reboot ends at the first full assessment that reports no pending reboot.
+-- (Only those of the machines with a pending reboot: the as-of join sorts what it is given.)
 reboot_done AS (
-    SELECT * FROM full_assessments WHERE reboot_pending = false
+    SELECT * FROM full_assessments
+    SEMI JOIN (SELECT DISTINCT vm_id FROM pending_pairs) AS p USING (vm_id)
+    WHERE reboot_pending = false
 ),
 inferred AS (
     SELECT

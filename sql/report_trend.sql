@@ -3,22 +3,33 @@ WITH
 days AS (
     SELECT DISTINCT day FROM marts.compliance_daily WHERE day <= $as_of
 ),
-grid AS (
-    SELECT v.vm_id, d.day, (d.day + 1)::TIMESTAMPTZ AS day_end
-    FROM marts.vm_inventory AS v CROSS JOIN days AS d
+-- The machines of the inventory, numbered (so that the counts below group integers, not ids).
+machines AS (
+    SELECT vm_id, row_number() OVER () AS machine FROM marts.vm_inventory
 ),
-assessed AS (
-    SELECT vm_id, assessed_at FROM staging.assessment_runs WHERE succeeded
+-- The UTC days each of them had a successful assessment.
+listed AS (
+    SELECT DISTINCT m.machine, a.assessed_at::DATE AS listed_day
+    FROM staging.assessment_runs AS a
+    JOIN machines AS m ON m.vm_id = a.vm_id
+    WHERE a.succeeded
 ),
-last_assessed AS (
-    SELECT g.day, a.assessed_at
-    FROM grid AS g ASOF LEFT JOIN assessed AS a ON g.vm_id = a.vm_id AND g.day_end > a.assessed_at
+-- A machine is current at the end of a day when one of those days is at most $stale_after_days
+-- before it (its newest assessment up to then is that recent); the others are stale.
+current_machines AS (
+    SELECT day, count(DISTINCT machine) AS machines
+    FROM (
+        SELECT l.machine,
+               CAST(unnest(generate_series(l.listed_day, l.listed_day + CAST($stale_after_days AS INTEGER),
+                                           INTERVAL 1 DAY)) AS DATE) AS day
+        FROM listed AS l
+    )
+    GROUP BY day
 ),
 stale AS (
-    SELECT day, count(*) FILTER (
-        WHERE assessed_at IS NULL OR date_diff('day', assessed_at::DATE, day) > CAST($stale_after_days AS INTEGER)
-    ) AS stale_machines
-    FROM last_assessed GROUP BY day
+    SELECT d.day, (SELECT count(*) FROM machines) - coalesce(c.machines, 0) AS stale_machines
+    FROM days AS d
+    LEFT JOIN current_machines AS c ON c.day = d.day
 )
 SELECT d.day, c.severity, c.compliance_share, c.applicable_pairs, s.stale_machines
 FROM days AS d

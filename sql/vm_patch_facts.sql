@@ -36,17 +36,11 @@ obs AS (
     WHERE o.observed_at < params.cutoff
       AND o.observed_at >= coalesce(params.from_ts, '-infinity'::TIMESTAMPTZ)
 ),
-newest AS (
-    SELECT *
-    FROM obs
-    QUALIFY row_number() OVER (
-        PARTITION BY vm_id, patch_key ORDER BY observed_at DESC, rank, state, run_id, source_file
-    ) = 1
-),
 facts AS (
     SELECT
         vm_id,
         patch_key,
+        max(observed_at) AS last_observed_at,
         arg_max(kb, observed_at) FILTER (WHERE kb IS NOT NULL) AS kb,
         arg_max(patch_name, observed_at) FILTER (WHERE patch_name IS NOT NULL) AS patch_name,
         arg_max(classification, observed_at) FILTER (WHERE classification IS NOT NULL) AS classification,
@@ -58,6 +52,16 @@ facts AS (
         max(observed_at) FILTER (WHERE attempt) AS last_attempt_at
     FROM obs
     GROUP BY vm_id, patch_key
+),
+-- The newest observation of each pair: the first by precedence among those of its newest instant
+-- (ordered there only, not over every row).
+newest AS (
+    SELECT o.*
+    FROM obs AS o
+    JOIN facts AS f ON f.vm_id = o.vm_id AND f.patch_key = o.patch_key AND f.last_observed_at = o.observed_at
+    QUALIFY row_number() OVER (
+        PARTITION BY o.vm_id, o.patch_key ORDER BY o.rank, o.state, o.run_id, o.source_file
+    ) = 1
 ),
 opened AS (
     SELECT o.vm_id, o.patch_key, min(o.observed_at) AS opened_at

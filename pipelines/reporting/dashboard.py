@@ -76,9 +76,19 @@ def _value(value: Any) -> Any:
     return value
 
 
+# Columns of these types come out of DuckDB as JSON-ready values (str, int, bool or None, which
+# _value keeps as they are): only the other columns go through _value, cell by cell.
+_JSON_READY = frozenset({"VARCHAR", "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT"})
+
+
 def _table(conn: duckdb.DuckDBPyConnection, sql: str, columns: list[str], params: dict | None = None) -> dict:
-    rows = conn.execute(sql, params or {}).fetchall()
-    return {"columns": columns, "rows": [[_value(v) for v in row] for row in rows]}
+    cursor = conn.execute(sql, params or {})
+    converted = [i for i, d in enumerate(cursor.description) if str(d[1]) not in _JSON_READY]
+    rows = [list(row) for row in cursor.fetchall()]
+    for row in rows:
+        for i in converted:
+            row[i] = _value(row[i])
+    return {"columns": columns, "rows": rows}
 
 
 def dashboard_data(conn: duckdb.DuckDBPyConnection, data: dict[str, Any]) -> dict[str, Any]:
