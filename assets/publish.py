@@ -27,9 +27,10 @@ def published_warehouse(tables: list[dg.AssetKey]) -> dg.AssetsDefinition:
         with warehouse.get_connection() as conn:
             with transaction(conn):
                 comment_all_raw(conn)  # loaders that rewrite raw tables drop their comments
-            publish_warehouse(conn, Path(warehouse.database), target)
+            how = publish_warehouse(conn, Path(warehouse.database), target)
         return dg.MaterializeResult(metadata={
             "path": dg.MetadataValue.path(str(target)), "bytes": target.stat().st_size,
+            "bytes_written": dg.MetadataValue.int(how["bytes_written"]), "mode": how["mode"],
         })
 
     return published
