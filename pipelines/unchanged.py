@@ -1,11 +1,12 @@
 """Skip a whole-fleet build whose inputs did not change since its last build.
 
 A build's fingerprint is the md5 of everything its result depends on: the text of the SQL it
-runs, the values it binds (the evaluation date among them), the settings and policy it reads, and
-the version of every table it reads. `staging.build_fingerprints` keeps, per table, the
-fingerprint of its last build and the run that built it; when a new run computes the same
-fingerprint and the tables are still there, the asset does not rebuild: it materializes with the
-same `dg.DataVersion` and metadata saying since which run the table is unchanged.
+runs (and of the shared macros, `warehouse.SQL_MACROS`), the values it binds (the evaluation
+date among them), the settings and policy it reads, and the version of every table it reads.
+`staging.build_fingerprints` keeps, per table, the fingerprint of its last build and the run that
+built it; when a new run computes the same fingerprint and the tables are still there, the asset
+does not rebuild: it materializes with the same `dg.DataVersion` and metadata saying since which
+run the table is unchanged.
 
 A table's version is cheap to read:
 - a table built under this mechanism: the fingerprint of its last build (kept as long as it is
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 import dagster as dg
 import duckdb
 
-from pipelines.warehouse import _checked, read_sql, sql_literal, table_exists
+from pipelines.warehouse import SQL_MACROS, _checked, read_sql, sql_literal, table_exists
 
 FINGERPRINTS = "staging.build_fingerprints"
 FINGERPRINTS_DDL = (
@@ -102,8 +103,9 @@ def sql_inputs(sql_names: Iterable[str], exclude: Iterable[str] = ()) -> list[st
 
 def fingerprint(conn: duckdb.DuckDBPyConnection, tables: Iterable[str], sql_names: Iterable[str] = (),
                 *values: object) -> str:
-    """md5 of the SQL files' text, the values (bound parameters, settings) and the tables' versions."""
-    parts = [f"sql/{name}.sql:{read_sql(name)}" for name in sql_names]
+    """md5 of the SQL files' text (and of the macros they may call), the values (bound
+    parameters, settings) and the tables' versions."""
+    parts = [SQL_MACROS, *(f"sql/{name}.sql:{read_sql(name)}" for name in sql_names)]
     parts += [repr(v) for v in values]
     parts += [f"{t}:{table_version(conn, t)}" for t in sorted(set(tables))]
     return hashlib.md5("\n".join(parts).encode()).hexdigest()
