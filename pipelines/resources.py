@@ -3,12 +3,14 @@ the sources, Azure (pipelines/ingest/azure.py) and the bulletin channels."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -68,13 +70,18 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        if self._holding and _file_key(self.database) not in _held:
+        # Another run waiting for the file (its marker beside it) gets it between two steps, as
+        # when every step opened and closed the file.
+        hold = self._holding and not _others_wait(self.database)
+        if hold and _file_key(self.database) not in _held:
             _held[_file_key(self.database)] = self._connect()
         conn = self._connect()
         try:
             yield conn
         finally:
             conn.close()
+            if self._holding and _others_wait(self.database):
+                release_warehouse(self.database)
 
     def _connect(self) -> duckdb.DuckDBPyConnection:
         return connect_warehouse(
@@ -97,6 +104,30 @@ def _file_key(database: str) -> str:
     return os.path.realpath(database) if database != ":memory:" else database
 
 
+def _waiting_marker(database: str) -> Path:
+    """The file that says this process waits for `database` while another holds it."""
+    return Path(f"{database}.waiting.{os.getpid()}")
+
+
+def _others_wait(database: str) -> bool:
+    """Whether another live process waits for `database` (a marker of a dead one is ignored)."""
+    if database == ":memory:":
+        return False
+    path = Path(database)
+    for marker in path.parent.glob(f"{path.name}.waiting.*"):
+        pid = marker.name.rsplit(".", 1)[1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        return True
+    return False
+
+
 def connect_warehouse(
     database: str,
     *,
@@ -108,36 +139,21 @@ def connect_warehouse(
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse with the project's session settings (UTC, limits, schemas)."""
     if database != ":memory:":
-        from pathlib import Path
-
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # After one wait has timed out in this process, the next steps try once and fail at once,
     # rather than each waiting the full timeout for the same holder.
     last_timeout = _lock_timeouts.get(database)
     waited_recently = last_timeout is not None and time.monotonic() - last_timeout < lock_timeout_seconds
     deadline = time.monotonic() + (0 if waited_recently else lock_timeout_seconds)
-    delay = 0.25
     # A reader in the process of a run that holds the file shares the run's open database
     # (DuckDB opens one file once per process, with one configuration).
     read_only = read_only and _file_key(database) not in _held
-    while True:
-        try:
-            conn = duckdb.connect(database, read_only=read_only, config=dict(config or {}))
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            if time.monotonic() >= deadline:
-                _lock_timeouts[database] = time.monotonic()
-                holder = re.search(r"PID (\d+)", str(exc))
-                who = f"process {holder.group(1)}" if holder else "another process"
-                raise WarehouseLockedError(
-                    f"The warehouse {database} is locked by {who}. Another PatchLedger run or an "
-                    "open DuckDB session holds it; wait for the run to end or close that session "
-                    "(analysts should open the published copy, <warehouse>-read.duckdb: see README, 'The warehouse')."
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    marker = _waiting_marker(database) if database != ":memory:" else None
+    try:
+        conn = _connect_waiting(database, read_only, config, deadline, marker)
+    finally:
+        if marker is not None:
+            marker.unlink(missing_ok=True)
     _lock_timeouts.pop(database, None)
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute(f"SET memory_limit = {sql_literal(_checked_memory_limit(memory_limit))}")  # SET takes no parameters
@@ -150,6 +166,32 @@ def connect_warehouse(
     if lake is not None:
         lake.register(conn)  # the raw and staging views read a remote lake
     return conn
+
+
+def _connect_waiting(database: str, read_only: bool, config: dict | None, deadline: float,
+                     marker: Path | None) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, retried while another process holds the file (a marker says so meanwhile)."""
+    delay = 0.25
+    while True:
+        try:
+            return duckdb.connect(database, read_only=read_only, config=dict(config or {}))
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                _lock_timeouts[database] = time.monotonic()
+                holder = re.search(r"PID (\d+)", str(exc))
+                who = f"process {holder.group(1)}" if holder else "another process"
+                raise WarehouseLockedError(
+                    f"The warehouse {database} is locked by {who}. Another PatchLedger run or an "
+                    "open DuckDB session holds it; wait for the run to end or close that session "
+                    "(analysts should open the published copy, <warehouse>-read.duckdb: see README, 'The warehouse')."
+                ) from exc
+            if marker is not None:
+                with contextlib.suppress(OSError):  # a folder this process cannot write
+                    marker.touch()
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _checked_memory_limit(value: str) -> str:
