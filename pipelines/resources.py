@@ -41,7 +41,8 @@ class WarehouseLockedError(RuntimeError):
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse, one file, one writer at a time.
 
-    Connections are opened only inside asset bodies and closed at once. Every connection runs
+    Connections are opened only inside asset bodies and closed at once (the database itself stays
+    open for the run, see setup_for_execution). Every connection runs
     in UTC, and the memory and thread limits are configuration so that a large estate fits the
     machine. A file locked by another process is retried for `lock_timeout_seconds`, then the
     step fails with a message that says who to stop, rather than hanging.
