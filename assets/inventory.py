@@ -113,10 +113,8 @@ def _snapshot_captures(conn) -> list[str]:
     """Bring staging.vm_snapshots up to date capture by capture; the captures recomputed (every
     one on a first build)."""
     sql = read_sql("vm_snapshots")
-    # Without the saved captures of a previous build, rows of files since removed could remain.
-    first = not table_exists(conn, SNAPSHOTS) or not (table_exists(conn, "staging.increment_snapshots") and conn.execute(
-        "SELECT count(*) FROM staging.increment_snapshots WHERE target = ? AND name = 'captures'", [SNAPSHOTS]
-    ).fetchall()[0][0])
+    # Without the captures saved by a previous build, rows of files since removed could remain.
+    first = not table_exists(conn, SNAPSHOTS) or not _captures_saved(conn)
     sql_md5 = sql_literal(hashlib.md5(sql.encode()).hexdigest())
     changed = changed_keys(conn, SNAPSHOTS, "captures", _CAPTURE_CONTENT.replace("$sql", sql_md5))
     if first:
@@ -126,6 +124,13 @@ def _snapshot_captures(conn) -> list[str]:
         conn.execute(f"DELETE FROM {SNAPSHOTS} WHERE list_contains($c, source_file)", {"c": changed})
         conn.execute(f"INSERT INTO {SNAPSHOTS} {sql}", {"captures": changed})
     return changed
+
+
+def _captures_saved(conn) -> bool:
+    if not table_exists(conn, "staging.increment_snapshots"):
+        return False
+    return conn.execute("SELECT count(*) > 0 FROM staging.increment_snapshots WHERE target = ? AND name = 'captures'",
+                        [SNAPSHOTS]).fetchall()[0][0]
 
 
 @warehouse_asset(
