@@ -36,7 +36,7 @@ from pipelines.warehouse import SQL_MACROS, _checked, read_sql, sql_literal, tab
 FINGERPRINTS = "staging.build_fingerprints"
 FINGERPRINTS_DDL = (
     f"CREATE TABLE IF NOT EXISTS {FINGERPRINTS} "
-    "(target VARCHAR, fingerprint VARCHAR, run_id VARCHAR, built_at TIMESTAMPTZ)"
+    "(target VARCHAR, fingerprint VARCHAR, dagster_run_id VARCHAR, built_at TIMESTAMPTZ)"
 )
 FINGERPRINTS_COMMENT = (
     "Bookkeeping of the builds that skip when their inputs did not change (pipelines/unchanged.py): "
@@ -116,7 +116,7 @@ def check(conn: duckdb.DuckDBPyConnection, targets: Iterable[str], fingerprint_:
     targets = tuple(targets)
     conn.execute(FINGERPRINTS_DDL)
     rows = conn.execute(
-        f"SELECT target, fingerprint, run_id FROM {FINGERPRINTS} WHERE target IN (SELECT unnest($t))",
+        f"SELECT target, fingerprint, dagster_run_id FROM {FINGERPRINTS} WHERE target IN (SELECT unnest($t))",
         {"t": list(targets)},
     ).fetchall()
     recorded = {target: (fp, run) for target, fp, run in rows}
