@@ -7,6 +7,8 @@ the host name; anything left is a non-Azure machine `nonazure/<lower-case comput
 The machines as received (raw.virtual_machines) come from pipelines/sources/compute/.
 """
 
+import hashlib
+
 import dagster as dg
 
 from assets.common import (
@@ -19,10 +21,20 @@ from assets.common import (
     warehouse_check,
 )
 from assets.monitoring import CoverageConfig
+from pipelines import unchanged
+from pipelines.increments import changed_keys
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
 from pipelines.tables import unique_checks
-from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
+from pipelines.warehouse import (
+    build_table,
+    read_sql,
+    resolve_as_of,
+    sql_literal,
+    table_exists,
+    table_metadata,
+    transaction,
+)
 
 # Share of stale machines above which the coverage check warns.
 STALE_SHARE_WARN = 0.05
@@ -48,9 +60,12 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     """Identifier aliases, the resolution of each Log Analytics agent identity, and one row per
     machine with its canonical vm_id and machine_kind (azure_vm, arc, non_azure)."""
     results = []
+    sql_names = [t.split(".")[1] for t in _IDENTITY_TABLES]
     with warehouse.get_connection() as conn, transaction(conn):
+        build = unchanged.prepare(conn, context, _IDENTITY_TABLES, sql_names)
         for table in _IDENTITY_TABLES:
-            build_table(conn, table)
+            if not build.unchanged:
+                build_table(conn, table)
             results.append((table, table_metadata(conn, table)))
         unmatched = conn.execute(
             "SELECT count(*) FROM staging.vm_la_machines WHERE matched_by = 'unmatched'"
@@ -58,7 +73,8 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     if unmatched:
         context.log.info(f"{unmatched} Log Analytics identities kept as non-Azure machines")
     for table, metadata in results:
-        yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
+        yield dg.MaterializeResult(asset_key=key(table), metadata={**metadata, **build.metadata()},
+                                   data_version=build.data_version)
 
 
 @warehouse_asset(
@@ -69,14 +85,52 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
 )
 def vm_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Every machine in every inventory snapshot (the undated azure/virtual_machines.json and the
-    dated captures under azure/virtual_machines/), with the configuration each one shows."""
+    dated captures under azure/virtual_machines/), with the configuration each one shows.
+    Computed by capture: a run reads only the snapshot files that are new or changed since the
+    last build and removes the rows of the files that are gone."""
     with warehouse.get_connection() as conn, transaction(conn):
-        build_table(conn, "staging.vm_snapshots")
-        snapshots = conn.execute(
-            "SELECT count(DISTINCT source_file) FROM staging.vm_snapshots"
-        ).fetchall()[0][0]
-        metadata = table_metadata(conn, "staging.vm_snapshots", preview_rows=0)
-    return dg.MaterializeResult(metadata={**metadata, "snapshots": dg.MetadataValue.int(snapshots)})
+        build = unchanged.prepare(conn, context, [SNAPSHOTS], ["vm_snapshots"])
+        recomputed = [] if build.unchanged else _snapshot_captures(conn)
+        snapshots = conn.execute(f"SELECT count(DISTINCT source_file) FROM {SNAPSHOTS}").fetchall()[0][0]
+        metadata = table_metadata(conn, SNAPSHOTS, preview_rows=0)
+    return dg.MaterializeResult(
+        metadata={**metadata, **build.metadata(), "snapshots": dg.MetadataValue.int(snapshots),
+                  "captures_recomputed": dg.MetadataValue.json(recomputed)},
+        data_version=build.data_version,
+    )
+
+
+SNAPSHOTS = "staging.vm_snapshots"
+# Each capture's content: its rows and sha256, and the SQL that reads it (a change of the SQL
+# recomputes every capture).
+_CAPTURE_CONTENT = (
+    "SELECT source_file AS key, hash(count(*), min(source_sha256), max(source_sha256), $sql) AS content "
+    "FROM raw.virtual_machines GROUP BY source_file"
+)
+
+
+def _snapshot_captures(conn) -> list[str]:
+    """Bring staging.vm_snapshots up to date capture by capture; the captures recomputed (every
+    one on a first build)."""
+    sql = read_sql("vm_snapshots")
+    # Without the captures saved by a previous build, rows of files since removed could remain.
+    first = not table_exists(conn, SNAPSHOTS) or not _captures_saved(conn)
+    sql_md5 = sql_literal(hashlib.md5(sql.encode()).hexdigest())
+    changed = changed_keys(conn, SNAPSHOTS, "captures", _CAPTURE_CONTENT.replace("$sql", sql_md5))
+    if first:
+        build_table(conn, SNAPSHOTS, params={"captures": None})
+        return [f for (f,) in conn.execute(f"SELECT DISTINCT source_file FROM {SNAPSHOTS} ORDER BY 1").fetchall()]
+    if changed:
+        conn.execute(f"DELETE FROM {SNAPSHOTS} WHERE list_contains($c, source_file)", {"c": changed})
+        conn.execute(f"INSERT INTO {SNAPSHOTS} {sql}", {"captures": changed})
+    return changed
+
+
+def _captures_saved(conn) -> bool:
+    if not table_exists(conn, "staging.increment_snapshots"):
+        return False
+    return conn.execute("SELECT count(*) > 0 FROM staging.increment_snapshots WHERE target = ? AND name = 'captures'",
+                        [SNAPSHOTS]).fetchall()[0][0]
 
 
 @warehouse_asset(
@@ -100,11 +154,10 @@ def vm_inventory(
     coverage (unknown_stale without a successful assessment within stale_after_days)."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(
-            conn,
-            "marts.vm_inventory",
-            params={"as_of": as_of, "stale_after_days": config.stale_after_days},
-        )
+        params = {"as_of": as_of, "stale_after_days": config.stale_after_days}
+        build = unchanged.prepare(conn, context, ["marts.vm_inventory"], ["vm_inventory"], params)
+        if not build.unchanged:
+            build_table(conn, "marts.vm_inventory", params=params)
         stale = conn.execute(
             "SELECT count(*) FILTER (WHERE coverage_status = 'unknown_stale'), count(*) "
             "FROM marts.vm_inventory"
@@ -113,9 +166,11 @@ def vm_inventory(
     return dg.MaterializeResult(
         metadata={
             **metadata,
+            **build.metadata(),
             "as_of": as_of.isoformat(),
             "stale_vms": dg.MetadataValue.int(stale[0]),
-        }
+        },
+        data_version=build.data_version,
     )
 
 
@@ -133,9 +188,12 @@ def vm_config_history(
     Update setting and OS version from Log Analytics UpdateSummary."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build_table(conn, "marts.vm_config_history", params={"as_of": as_of})
+        build = unchanged.prepare(conn, context, ["marts.vm_config_history"], ["vm_config_history"], as_of)
+        if not build.unchanged:
+            build_table(conn, "marts.vm_config_history", params={"as_of": as_of})
         metadata = table_metadata(conn, "marts.vm_config_history")
-    return dg.MaterializeResult(metadata={**metadata, "as_of": as_of.isoformat()})
+    return dg.MaterializeResult(metadata={**metadata, **build.metadata(), "as_of": as_of.isoformat()},
+                                data_version=build.data_version)
 
 
 (vm_inventory_vm_id_unique,) = unique_checks("marts.vm_inventory")

@@ -37,6 +37,8 @@ snapshots AS (
         resource AS r,
         CASE WHEN json_type(resource->'properties') = 'OBJECT' THEN resource->'properties' ELSE resource END AS p
     FROM raw.virtual_machines
+    -- $captures: the snapshot files to compute (NULL: all); each file's rows depend on it alone.
+    WHERE $captures::VARCHAR[] IS NULL OR list_contains($captures::VARCHAR[], source_file)
     -- The same machine twice in one file (identical rows): one copy.
     QUALIFY row_number() OVER (PARTITION BY lower(id), source_file ORDER BY source_file) = 1
 ),

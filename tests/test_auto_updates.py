@@ -204,7 +204,7 @@ def warehouse(tmp_path):
                               ('{vm_id("w1")}', '5000001', 'install_before_approval')) AS t(vm_id, patch_key, rule)
     """)
     write_policy_tables(conn, POLICY, "policy")
-    build_table(conn, "staging.vm_snapshots")
+    build_table(conn, "staging.vm_snapshots", params={"captures": None})
     build_table(conn, "staging.maintenance_configurations")
     build_table(conn, "staging.maintenance_assignments")
     for table in ("marts.vm_config_history", "marts.auto_update_periods", "marts.auto_update_installs",
@@ -328,7 +328,7 @@ def test_inventory_takes_the_latest_snapshot_up_to_the_evaluation_date(tmp_path)
     write_estate(estate)
     conn = connect_warehouse(str(tmp_path / "w.duckdb"))
     load_virtual_machines(conn, estate, "raw.virtual_machines", "run")
-    build_table(conn, "staging.vm_snapshots")
+    build_table(conn, "staging.vm_snapshots", params={"captures": None})
     conn.execute(f"""CREATE TABLE staging.vm_identity AS SELECT vm_id, name, '{SUB}' AS subscription_id,
         'rg-prd' AS resource_group, 'azure_vm' AS machine_kind, true AS in_inventory, []::VARCHAR[] AS computer_names
         FROM (VALUES ('{vm_id("d1")}', 'd1'), ('{vm_id("w1")}', 'w1')) AS t(vm_id, name)""")
@@ -348,7 +348,7 @@ def test_inventory_takes_the_latest_snapshot_up_to_the_evaluation_date(tmp_path)
     (estate / "azure" / "virtual_machines" / f"virtual_machines-{SNAPSHOTS[2]}.json").write_text(
         json.dumps({"value": [v for v in snapshot(2) if v["name"] != "d1"]}))
     load_virtual_machines(conn, estate, "raw.virtual_machines", "run")
-    build_table(conn, "staging.vm_snapshots")
+    build_table(conn, "staging.vm_snapshots", params={"captures": None})
     build_table(conn, "marts.vm_inventory", params={"as_of": date(2026, 3, 25), "stale_after_days": 7})
     dropped = conn.execute("SELECT environment FROM marts.vm_inventory WHERE vm_id = ?", [vm_id("d1")]).fetchall()
     conn.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.common import DUCKDB_POOL, OWNERS, STAGE6_MONITORING, key, warehouse_asset
+from pipelines import unchanged
 from pipelines.ingest.azure import AzureResource
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources import materialize_arm_raw
@@ -45,16 +46,21 @@ def raw_backup_resources(
     ],
     pool=DUCKDB_POOL,
 )
-def backup_staging(warehouse: WarehouseResource, run_settings: RunSettings):
+def backup_staging(context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings):
     """Protected items of virtual machines per capture, backup policies with their frequency,
-    every recovery point known, and the rollback-readiness policy (limit per criticality)."""
+    every recovery point known, and the rollback-readiness policy (limit per criticality).
+    Not rebuilt when the raw rows, the SQL and the policy are those of its last build."""
     policy = load_rollback_policy(Path(run_settings.estate_dir))
+    targets = (*STAGING, POLICY)
+    sql_names = [t.split(".")[1] for t in STAGING]
     results = []
     with warehouse.get_connection() as conn, transaction(conn):
-        for table in STAGING:
-            build_table(conn, table)
-            results.append((table, table_metadata(conn, table)))
-        replace_table(conn, POLICY, policy)
-        results.append((POLICY, table_metadata(conn, POLICY)))
+        build = unchanged.prepare(conn, context, targets, sql_names, policy.to_csv(index=False))
+        if not build.unchanged:
+            for table in STAGING:
+                build_table(conn, table)
+            replace_table(conn, POLICY, policy)
+        results = [(table, table_metadata(conn, table)) for table in targets]
     for table, metadata in results:
-        yield dg.MaterializeResult(asset_key=key(table), metadata=metadata)
+        yield dg.MaterializeResult(asset_key=key(table), metadata={**metadata, **build.metadata()},
+                                   data_version=build.data_version)
