@@ -152,12 +152,14 @@ class RunSettings(dg.ConfigurableResource):
         return datetime.fromisoformat(self.known_by) if self.known_by else None
 
     def as_of_date(self) -> date | None:
-        if not self.as_of:
+        # Outside a run (the CLI's planner) the field is still the unresolved EnvVar.
+        value = self.as_of.get_value() if isinstance(self.as_of, dg.EnvVar) else self.as_of
+        if not value:
             return None
         try:
-            return date.fromisoformat(self.as_of)
+            return date.fromisoformat(value)
         except ValueError as exc:
-            raise ValueError(f"as_of must be a date YYYY-MM-DD, not {self.as_of!r}") from exc
+            raise ValueError(f"as_of must be a date YYYY-MM-DD, not {value!r}") from exc
 
 
 def lock_timeout_seconds() -> float:
