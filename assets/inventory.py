@@ -23,7 +23,7 @@ from assets.common import (
 )
 from assets.monitoring import CoverageConfig
 from pipelines import unchanged
-from pipelines.increments import SNAPSHOT_DDL, changed_keys
+from pipelines.increments import SNAPSHOT_DDL, changed_keys, kept_rows
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
 from pipelines.tables import unique_checks
@@ -212,9 +212,18 @@ SELECT hash($sql,
     (SELECT sum(hash(s)) FROM staging.vm_snapshots AS s WHERE captured_at IS NULL OR captured_at < $cutoff),
     (SELECT count(*) FROM marts.vm_config_history))
 """
-_OPEN_INTERVALS = ("CREATE OR REPLACE TEMP VIEW config_open_intervals AS "
-                   "SELECT vm_id, attribute, value, valid_from, observations, source FROM marts.vm_config_history "
-                   "WHERE valid_to IS NULL")
+_OPEN_COLUMNS = {"vm_id": "VARCHAR", "attribute": "VARCHAR", "value": "VARCHAR", "valid_from": "TIMESTAMPTZ",
+                 "observations": "BIGINT", "source": "VARCHAR"}
+
+
+def open_intervals(conn, merge: bool) -> None:
+    """The temporary view config_open_intervals the SQL continues from: the current intervals
+    for a merge, none for a full build."""
+    if merge:
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW config_open_intervals AS SELECT {', '.join(_OPEN_COLUMNS)} "
+                     f"FROM {CONFIG_HISTORY} WHERE valid_to IS NULL")
+    else:
+        kept_rows(conn, "config_open_intervals", CONFIG_HISTORY, _OPEN_COLUMNS, "valid_from", None)
 
 
 def _day_end(day: date) -> datetime:
@@ -243,10 +252,10 @@ def _config_history(conn, as_of: date) -> date | None:
             {"cutoff": cutoff}).fetchall()[0][0]
         since = previous + timedelta(days=1) if same and not undated else None
     if since is None:
-        conn.execute(_OPEN_INTERVALS + " AND false")
+        open_intervals(conn, merge=False)
         build_table(conn, CONFIG_HISTORY, params={"as_of": as_of, "since": None})
     else:
-        conn.execute(_OPEN_INTERVALS)
+        open_intervals(conn, merge=True)
         conn.execute(f"CREATE OR REPLACE TEMP TABLE config_merged AS {read_sql('vm_config_history')}",
                      {"as_of": as_of, "since": _day_end(previous)})
         # The merged series' current intervals are replaced by what follows from them.
