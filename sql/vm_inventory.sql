@@ -97,19 +97,32 @@ tag_values AS (
     GROUP BY vm_id
 ),
 -- Latest OS facts Log Analytics reports, for machines outside the inventory.
+-- Each fact's latest value per identity as received first (the join key is then built once per
+-- identity, not per row), then per machine; arg_max skips NULL values, so each keeps its own time.
+la_os_identities AS (
+    SELECT
+        _ResourceId, ResourceId, VMUUID, SourceComputerId, Computer,
+        arg_max(OSType, TimeGenerated) AS os_type,
+        max(TimeGenerated) FILTER (WHERE OSType IS NOT NULL) AS os_type_at,
+        arg_max(coalesce(nullif(OSFullName, ''), OSName), TimeGenerated) AS os_name,
+        max(TimeGenerated) FILTER (WHERE coalesce(nullif(OSFullName, ''), OSName) IS NOT NULL) AS os_name_at,
+        arg_max(OSVersion, TimeGenerated) AS os_version,
+        max(TimeGenerated) FILTER (WHERE OSVersion IS NOT NULL) AS os_version_at
+    FROM raw.la_update, params
+    WHERE TimeGenerated < params.cutoff
+    GROUP BY ALL
+),
 la_os AS (
     SELECT
         m.vm_id,
-        arg_max(u.OSType, u.TimeGenerated) AS os_type,
-        arg_max(coalesce(nullif(u.OSFullName, ''), u.OSName), u.TimeGenerated) AS os_name,
-        arg_max(u.OSVersion, u.TimeGenerated) AS os_version
-    FROM raw.la_update AS u
+        arg_max(u.os_type, u.os_type_at) AS os_type,
+        arg_max(u.os_name, u.os_name_at) AS os_name,
+        arg_max(u.os_version, u.os_version_at) AS os_version
+    FROM la_os_identities AS u
     JOIN staging.vm_la_machines AS m
       ON m.la_key = lower(coalesce(nullif(u._ResourceId, ''), nullif(u.ResourceId, ''), ''))
             || '|' || lower(coalesce(u.VMUUID, '')) || '|' || lower(coalesce(u.SourceComputerId, ''))
             || '|' || lower(coalesce(u.Computer, ''))
-    , params
-    WHERE u.TimeGenerated < params.cutoff
     GROUP BY m.vm_id
 ),
 la_summary AS (
