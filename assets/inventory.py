@@ -8,6 +8,7 @@ The machines as received (raw.virtual_machines) come from pipelines/sources/comp
 """
 
 import hashlib
+from datetime import UTC, date, datetime, time, timedelta
 
 import dagster as dg
 
@@ -22,7 +23,7 @@ from assets.common import (
 )
 from assets.monitoring import CoverageConfig
 from pipelines import unchanged
-from pipelines.increments import changed_keys
+from pipelines.increments import SNAPSHOT_DDL, changed_keys, kept_rows
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
 from pipelines.tables import unique_checks
@@ -188,12 +189,88 @@ def vm_config_history(
     Update setting and OS version from Log Analytics UpdateSummary."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        build = unchanged.prepare(conn, context, ["marts.vm_config_history"], ["vm_config_history"], as_of)
-        if not build.unchanged:
-            build_table(conn, "marts.vm_config_history", params={"as_of": as_of})
-        metadata = table_metadata(conn, "marts.vm_config_history")
-    return dg.MaterializeResult(metadata={**metadata, **build.metadata(), "as_of": as_of.isoformat()},
+        build = unchanged.prepare(conn, context, [CONFIG_HISTORY], ["vm_config_history"], as_of)
+        since = None if build.unchanged else _config_history(conn, as_of)
+        metadata = table_metadata(conn, CONFIG_HISTORY)
+    if since:
+        context.log.info(f"{CONFIG_HISTORY}: the observations from {since} merged into the intervals")
+    recomputed = "unchanged" if build.unchanged else f"from {since}" if since else "full rebuild"
+    return dg.MaterializeResult(metadata={**metadata, **build.metadata(), "as_of": as_of.isoformat(),
+                                          "recomputed": recomputed},
                                 data_version=build.data_version)
+
+
+CONFIG_HISTORY = "marts.vm_config_history"
+# What the intervals up to the end of $cutoff's eve were built from: the SQL, the identity
+# mapping, the UpdateSummary records and inventory snapshots before $cutoff, and the table itself.
+_CONFIG_BASIS = """
+SELECT hash($sql,
+    (SELECT sum(hash(la_key, vm_id)) FROM staging.vm_la_machines),
+    (SELECT sum(hash(TimeGenerated, _ResourceId, ResourceId, VMUUID, SourceComputerId, Computer, WSUSServer,
+                     WindowsUpdateSetting, OsVersion))
+     FROM raw.la_update_summary WHERE TimeGenerated < $cutoff),
+    (SELECT sum(hash(s)) FROM staging.vm_snapshots AS s WHERE captured_at IS NULL OR captured_at < $cutoff),
+    (SELECT count(*) FROM marts.vm_config_history))
+"""
+_OPEN_COLUMNS = {"vm_id": "VARCHAR", "attribute": "VARCHAR", "value": "VARCHAR", "valid_from": "TIMESTAMPTZ",
+                 "observations": "BIGINT", "source": "VARCHAR"}
+
+
+def open_intervals(conn, merge: bool) -> None:
+    """The temporary view config_open_intervals the SQL continues from: the current intervals
+    for a merge, none for a full build."""
+    if merge:
+        conn.execute(f"CREATE OR REPLACE TEMP VIEW config_open_intervals AS SELECT {', '.join(_OPEN_COLUMNS)} "
+                     f"FROM {CONFIG_HISTORY} WHERE valid_to IS NULL")
+    else:
+        kept_rows(conn, "config_open_intervals", CONFIG_HISTORY, _OPEN_COLUMNS, "valid_from", None)
+
+
+def _day_end(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+def _config_history(conn, as_of: date) -> date | None:
+    """Bring marts.vm_config_history to `as_of`: when it was built for an earlier date from inputs
+    that still hold the same rows up to that date, only the later observations are read and merged
+    into the current intervals; else a full build. The first day merged, None for a full build."""
+    sql = sql_literal(hashlib.md5(read_sql("vm_config_history").encode()).hexdigest())
+    basis = _CONFIG_BASIS.replace("$sql", sql)
+    conn.execute(SNAPSHOT_DDL)
+    saved = conn.execute("SELECT key, content FROM staging.increment_snapshots WHERE target = ? AND name = 'basis'",
+                         [CONFIG_HISTORY]).fetchall()
+    since = None
+    if saved and table_exists(conn, CONFIG_HISTORY) and saved[0][0] < as_of.isoformat():
+        previous = date.fromisoformat(saved[0][0])
+        cutoff = _day_end(previous)
+        same = conn.execute(basis, {"cutoff": cutoff}).fetchall()[0][0] == saved[0][1]
+        # A machine known only from the undated snapshot that now has a dated one loses its
+        # undated interval: only a full build drops it.
+        undated = conn.execute(
+            "SELECT count(*) FROM marts.vm_config_history WHERE valid_from IS NULL AND source = 'inventory' "
+            "AND vm_id IN (SELECT vm_id FROM staging.vm_snapshots WHERE captured_at >= $cutoff)",
+            {"cutoff": cutoff}).fetchall()[0][0]
+        since = previous + timedelta(days=1) if same and not undated else None
+    if since is None:
+        open_intervals(conn, merge=False)
+        build_table(conn, CONFIG_HISTORY, params={"as_of": as_of, "since": None})
+    else:
+        open_intervals(conn, merge=True)
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE config_merged AS {read_sql('vm_config_history')}",
+                     {"as_of": as_of, "since": _day_end(previous)})
+        # The merged series' current intervals are replaced by what follows from them.
+        conn.execute("DELETE FROM marts.vm_config_history AS h USING (SELECT DISTINCT vm_id, attribute, source "
+                     "FROM config_merged) AS m WHERE h.valid_to IS NULL AND h.vm_id = m.vm_id "
+                     "AND h.attribute = m.attribute AND h.source = m.source")
+        conn.execute("UPDATE marts.vm_config_history SET as_of = ?", [as_of])
+        conn.execute("INSERT INTO marts.vm_config_history SELECT * FROM config_merged")
+        conn.execute("DROP TABLE config_merged")
+    conn.execute("DROP VIEW config_open_intervals")
+    content = conn.execute(basis, {"cutoff": _day_end(as_of)}).fetchall()[0][0]
+    conn.execute("DELETE FROM staging.increment_snapshots WHERE target = ? AND name = 'basis'", [CONFIG_HISTORY])
+    conn.execute("INSERT INTO staging.increment_snapshots VALUES (?, 'basis', ?, ?)",
+                 [CONFIG_HISTORY, as_of.isoformat(), content])
+    return since
 
 
 (vm_inventory_vm_id_unique,) = unique_checks("marts.vm_inventory")

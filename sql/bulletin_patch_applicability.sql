@@ -55,6 +55,16 @@ osv_patches AS (
     FROM staging.osv_fixes
     WHERE patch_key IS NOT NULL
 ),
+-- As for MSRC names: the OS is matched once per distinct (distribution, release, OS) triple, not
+-- once per patch and machine.
+release_matches AS (
+    SELECT r.distribution, r.distribution_release, o.os_full
+    FROM (SELECT DISTINCT distribution, distribution_release FROM osv_patches) AS r
+    JOIN (SELECT DISTINCT os_full FROM vms) AS o
+      ON contains(o.os_full, r.distribution)
+     AND (r.distribution_release IS NULL
+          OR regexp_matches(o.os_full, '(^|[^0-9.])' || replace(r.distribution_release, '.', '\.') || '([^0-9]|$)'))
+),
 osv_matches AS (
     SELECT
         o.patch_key, NULL::VARCHAR AS kb, v.vm_id, 'osv' AS source, 'package' AS matched_on,
@@ -62,9 +72,9 @@ osv_matches AS (
     FROM osv_patches AS o
     JOIN observed_packages AS k ON k.package = o.package
     JOIN vms AS v ON v.vm_id = k.vm_id
-    WHERE contains(v.os_full, o.distribution)
-      AND (o.distribution_release IS NULL
-           OR regexp_matches(v.os_full, '(^|[^0-9.])' || replace(o.distribution_release, '.', '\.') || '([^0-9]|$)'))
+    JOIN release_matches AS m
+      ON m.os_full = v.os_full AND m.distribution = o.distribution
+     AND m.distribution_release IS NOT DISTINCT FROM o.distribution_release
 ),
 matches AS (
     SELECT * FROM msrc_matches

@@ -16,15 +16,18 @@ vms AS (
         lower(name) AS name
     FROM raw.virtual_machines
 ),
+-- Distinct identities as received first: lower-cased once per identity, not per row.
 la_rows AS (
-    SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, '')) AS resource_id
-    FROM raw.la_update
-    UNION ALL
-    SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''))
-    FROM raw.la_update_summary
-    UNION ALL
-    SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''))
-    FROM raw.la_update_run_progress
+    SELECT DISTINCT * FROM (
+        SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, '')) AS resource_id
+        FROM raw.la_update
+        UNION ALL
+        SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''))
+        FROM raw.la_update_summary
+        UNION ALL
+        SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''))
+        FROM raw.la_update_run_progress
+    )
 ),
 -- Log Analytics rows that carry the ARM id teach us that machine's other identifiers.
 la_known AS (

@@ -11,7 +11,9 @@ WITH
 params AS (
     SELECT
         CAST($as_of AS DATE) AS as_of,
-        timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
+        timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff,
+        -- $since: an incremental build reads only the observations from here on (NULL: all).
+        CAST($since AS TIMESTAMPTZ) AS since
 ),
 summary AS (
     SELECT m.vm_id, s.TimeGenerated AS seen_at, s.WSUSServer AS wsus_server,
@@ -22,20 +24,20 @@ summary AS (
             || '|' || lower(coalesce(s.VMUUID, '')) || '|' || lower(coalesce(s.SourceComputerId, ''))
             || '|' || lower(coalesce(s.Computer, ''))
     CROSS JOIN params
-    WHERE s.TimeGenerated < params.cutoff
+    WHERE s.TimeGenerated < params.cutoff AND (params.since IS NULL OR s.TimeGenerated >= params.since)
 ),
 -- Dated snapshots up to the evaluation date; the undated file only for machines without one.
 dated AS (
     SELECT s.* FROM staging.vm_snapshots AS s, params
-    WHERE s.captured_at < params.cutoff
+    WHERE s.captured_at < params.cutoff AND (params.since IS NULL OR s.captured_at >= params.since)
 ),
 snapshots AS (
     SELECT * FROM dated
     UNION ALL
     SELECT * FROM staging.vm_snapshots
-    WHERE captured_at IS NULL AND vm_id NOT IN (SELECT vm_id FROM dated)
+    WHERE captured_at IS NULL AND vm_id NOT IN (SELECT vm_id FROM dated) AND CAST($since AS TIMESTAMPTZ) IS NULL
 ),
-series AS (
+observed AS (
     SELECT vm_id, seen_at, 'wsus_server' AS attribute, nullif(wsus_server, '') AS value, 'log_analytics_summary' AS source FROM summary
     UNION ALL
     SELECT vm_id, seen_at, 'windows_update_setting', nullif(windows_update_setting, ''), 'log_analytics_summary' FROM summary
@@ -62,6 +64,15 @@ series AS (
     -- The instance view's facts are absent from a plain list: no row rather than a NULL interval.
     WHERE u.attribute NOT IN ('os_name', 'os_version', 'patch_mode_state') OR u.value IS NOT NULL
 ),
+-- An incremental build continues the current interval (temp view config_open_intervals, empty on a
+-- full build) of each series with new observations: one row weighing the observations it holds.
+series AS (
+    SELECT *, 1::BIGINT AS weight FROM observed
+    UNION ALL
+    SELECT o.vm_id, o.valid_from, o.attribute, o.value, o.source, o.observations
+    FROM config_open_intervals AS o
+    JOIN (SELECT DISTINCT vm_id, attribute, source FROM observed) USING (vm_id, attribute, source)
+),
 changes AS (
     SELECT
         *,
@@ -74,7 +85,7 @@ islands AS (
     FROM changes
 ),
 intervals AS (
-    SELECT vm_id, attribute, source, any_value(value) AS value, min(seen_at) AS valid_from, count(*) AS observations
+    SELECT vm_id, attribute, source, any_value(value) AS value, min(seen_at) AS valid_from, sum(weight)::BIGINT AS observations
     FROM islands
     GROUP BY vm_id, attribute, source, island
 )

@@ -18,19 +18,29 @@ la_rows AS (
     UNION ALL
     SELECT TimeGenerated, Computer, ComputerEnvironment, SourceComputerId, VMUUID, _ResourceId, ResourceId FROM raw.la_update_run_progress
 ),
+-- Grouped first on the identity as received: the key is built once per identity, not per row.
+received AS (
+    SELECT
+        Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, '')) AS resource_id,
+        max(ComputerEnvironment) AS computer_environment,
+        min(TimeGenerated) AS first_seen_at,
+        max(TimeGenerated) AS last_seen_at
+    FROM la_rows
+    GROUP BY ALL
+),
 identities AS (
     SELECT
-        lower(coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''), ''))
+        lower(coalesce(resource_id, ''))
             || '|' || lower(coalesce(VMUUID, '')) || '|' || lower(coalesce(SourceComputerId, ''))
             || '|' || lower(coalesce(Computer, '')) AS la_key,
         any_value(Computer) AS computer,
         lower(any_value(SourceComputerId)) AS source_computer_id,
         lower(any_value(VMUUID)) AS vm_uuid,
-        lower(any_value(coalesce(nullif(_ResourceId, ''), nullif(ResourceId, '')))) AS resource_id,
-        max(ComputerEnvironment) AS computer_environment,
-        min(TimeGenerated) AS first_seen_at,
-        max(TimeGenerated) AS last_seen_at
-    FROM la_rows
+        lower(any_value(resource_id)) AS resource_id,
+        max(computer_environment) AS computer_environment,
+        min(first_seen_at) AS first_seen_at,
+        max(last_seen_at) AS last_seen_at
+    FROM received
     GROUP BY la_key
 ),
 resolved AS (

@@ -186,17 +186,25 @@ _OTHER_COLUMN_COMMENTS = {
 
 def comment_ledger(conn: duckdb.DuckDBPyConnection) -> None:
     """Comment every ledger table that exists (the comments feed docs/warehouse.md and the UI)."""
-    from pipelines.warehouse import sql_literal, table_exists
+    from pipelines.warehouse import sql_literal
 
+    # Only the comments that differ are written (each step that appends calls this; most runs
+    # find them all in place).
+    tables = dict(conn.execute(
+        "SELECT table_name, coalesce(comment, '') FROM duckdb_tables() WHERE schema_name = 'ledger'").fetchall())
+    current = {(t, c): text for t, c, text in conn.execute(
+        "SELECT table_name, column_name, coalesce(comment, '') FROM duckdb_columns() "
+        "WHERE schema_name = 'ledger'").fetchall()}
     for table, text in _LEDGER_TABLE_COMMENTS.items():
-        if table_exists(conn, f"ledger.{table}"):
+        if table in tables and tables[table] != text:
             conn.execute(f"COMMENT ON TABLE ledger.{table} IS {sql_literal(text)}")
     columns = {**{r: _LEDGER_COLUMN_COMMENTS for r in LEDGER_REGISTERS}, **_OTHER_COLUMN_COMMENTS}
     for table, comments in columns.items():
-        if not table_exists(conn, f"ledger.{table}"):
+        if table not in tables:
             continue
         for column, text in comments.items():
-            conn.execute(f"COMMENT ON COLUMN ledger.{table}.{column} IS {sql_literal(text)}")
+            if current.get((table, column), text) != text:
+                conn.execute(f"COMMENT ON COLUMN ledger.{table}.{column} IS {sql_literal(text)}")
 
 
 def _pandas_type(sql_type: str) -> str:
