@@ -234,8 +234,7 @@ def _config_history(conn, as_of: date) -> date | None:
     """Bring marts.vm_config_history to `as_of`: when it was built for an earlier date from inputs
     that still hold the same rows up to that date, only the later observations are read and merged
     into the current intervals; else a full build. The first day merged, None for a full build."""
-    sql = sql_literal(hashlib.md5(read_sql("vm_config_history").encode()).hexdigest())
-    basis = _CONFIG_BASIS.replace("$sql", sql)
+    sql = hashlib.md5(read_sql("vm_config_history").encode()).hexdigest()
     conn.execute(SNAPSHOT_DDL)
     saved = conn.execute("SELECT key, content FROM staging.increment_snapshots WHERE target = ? AND name = 'basis'",
                          [CONFIG_HISTORY]).fetchall()
@@ -243,7 +242,7 @@ def _config_history(conn, as_of: date) -> date | None:
     if saved and table_exists(conn, CONFIG_HISTORY) and saved[0][0] < as_of.isoformat():
         previous = date.fromisoformat(saved[0][0])
         cutoff = _day_end(previous)
-        same = conn.execute(basis, {"cutoff": cutoff}).fetchall()[0][0] == saved[0][1]
+        same = conn.execute(_CONFIG_BASIS, {"cutoff": cutoff, "sql": sql}).fetchall()[0][0] == saved[0][1]
         # A machine known only from the undated snapshot that now has a dated one loses its
         # undated interval: only a full build drops it.
         undated = conn.execute(
@@ -266,7 +265,7 @@ def _config_history(conn, as_of: date) -> date | None:
         conn.execute("INSERT INTO marts.vm_config_history SELECT * FROM config_merged")
         conn.execute("DROP TABLE config_merged")
     conn.execute("DROP VIEW config_open_intervals")
-    content = conn.execute(basis, {"cutoff": _day_end(as_of)}).fetchall()[0][0]
+    content = conn.execute(_CONFIG_BASIS, {"cutoff": _day_end(as_of), "sql": sql}).fetchall()[0][0]
     conn.execute("DELETE FROM staging.increment_snapshots WHERE target = ? AND name = 'basis'", [CONFIG_HISTORY])
     conn.execute("INSERT INTO staging.increment_snapshots VALUES (?, 'basis', ?, ?)",
                  [CONFIG_HISTORY, as_of.isoformat(), content])
