@@ -221,13 +221,14 @@ def compliance_daily(
         if changed and not built.full:
             built = dataclasses.replace(built, from_day=None, reason="severities or machine attributes changed")
         params = {"as_of": as_of, "from_day": built.from_day, "stale_after_days": stale_after_days}
+        carried = "nothing"  # what the days recomputed continued from (the run's metadata)
         if built.full:
             carry_before(conn, None)
             build_table(conn, "marts.compliance_daily", params=params)
             build_table(conn, CARRY, params=params)
         elif built.from_day <= as_of:
             create_macros(conn)
-            carry_before(conn, built.from_day)
+            carried = carry_before(conn, built.from_day)
             conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [built.from_day])
             conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}", params)
             conn.execute("UPDATE marts.compliance_daily SET as_of = ?", [as_of])
@@ -253,6 +254,7 @@ def compliance_daily(
             "days": dg.MetadataValue.int(days),
             "latest_fleet_compliance_share": dg.MetadataValue.float(float(latest_share or 0.0)),
             **built.metadata(prefix="trend"),
+            "trend/continued_from": carried,
         }
     )
 
@@ -266,14 +268,14 @@ _CARRY_COLUMNS = {
 }
 
 
-def carry_before(conn, from_day: date | None) -> None:
+def carry_before(conn, from_day: date | None) -> str:
     """The temporary view `trend_carry` sql/compliance_daily.sql continues from: the summary of
     the history before `from_day`, the one kept when it was built for the day before (a daily
     run), else computed from the history (late or changed data, a rerun of earlier partitions);
-    empty for a full build (`from_day` None)."""
+    empty for a full build (`from_day` None). Returns which one."""
     if from_day is None:
         increments.kept_rows(conn, "trend_carry", CARRY, _CARRY_COLUMNS, "observed_at", None)
-        return
+        return "nothing"
     day_before = from_day - timedelta(days=1)
     kept = table_exists(conn, CARRY) and conn.execute(
         f"SELECT count(*) > 0 AND min(as_of) = $day AND max(as_of) = $day FROM {CARRY}", {"day": day_before}
@@ -285,6 +287,7 @@ def carry_before(conn, from_day: date | None) -> None:
         conn.execute(f"CREATE OR REPLACE TEMP TABLE carry_before AS {read_sql('compliance_daily_carry')}",
                      {"as_of": day_before, "from_day": None})
     conn.execute("CREATE OR REPLACE TEMP VIEW trend_carry AS SELECT * FROM carry_before")
+    return f"the summary kept for {day_before}" if kept else f"the history up to {day_before}"
 
 
 # Evaluated in each run of the episodes' partitions, over every episode (an id is unique across days).
