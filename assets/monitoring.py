@@ -245,11 +245,19 @@ def _build_patch_facts(conn, as_of: date) -> increments.Plan:
         increments.kept_rows(conn, "kept_facts", "staging.vm_patch_facts", _FACT_COLUMNS, "observed_at", None)
         build_table(conn, "staging.vm_patch_facts", params=params)
     elif built.from_day <= as_of:
-        conn.execute("CREATE OR REPLACE TEMP VIEW kept_facts AS SELECT * FROM staging.vm_patch_facts")
+        # Only the pairs observed on the new days change: their kept facts are merged with those
+        # days and replaced; the rest of the fleet's facts stay as they are.
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE new_day_pairs AS SELECT DISTINCT vm_id, patch_key "
+            "FROM staging.patch_observations WHERE observed_at >= timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP) "
+            "AND observed_at < timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP)", params)
+        conn.execute("CREATE OR REPLACE TEMP VIEW kept_facts AS SELECT * FROM staging.vm_patch_facts "
+                     "SEMI JOIN new_day_pairs USING (vm_id, patch_key)")
         create_macros(conn)
         conn.execute(f"CREATE OR REPLACE TEMP TABLE new_facts AS {read_sql('vm_patch_facts')}", params)
-        conn.execute("CREATE OR REPLACE TABLE staging.vm_patch_facts AS SELECT * FROM new_facts")
-        comment_table(conn, "staging.vm_patch_facts", "vm_patch_facts")
+        conn.execute("DELETE FROM staging.vm_patch_facts AS f USING new_facts AS n "
+                     "WHERE f.vm_id = n.vm_id AND f.patch_key = n.patch_key")
+        conn.execute("INSERT INTO staging.vm_patch_facts SELECT * FROM new_facts")
     increments.record(conn, built, as_of)
     return built
 

@@ -2,6 +2,7 @@
 observation history (set-based SQL over validity intervals of patch states)."""
 
 import dataclasses
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -14,6 +15,7 @@ from pipelines.warehouse import (
     create_macros,
     read_sql,
     resolve_as_of,
+    table_exists,
     table_metadata,
     transaction,
 )
@@ -208,7 +210,8 @@ def compliance_daily(
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
         stale_after_days = config.stale_after_days
-        basis = increments.fingerprint(conn, _TREND_BASIS, read_sql("compliance_daily"), stale_after_days)
+        basis = increments.fingerprint(conn, _TREND_BASIS, read_sql("compliance_daily"), read_sql("compliance_daily_carry"),
+                                       stale_after_days)
         built = increments.plan(conn, "marts.compliance_daily", basis, as_of,
                                 upstream=["marts.vm_patch_history", "staging.patch_observations"],
                                 basis_reason="supersedence, the staleness threshold or the SQL changed",
@@ -218,13 +221,18 @@ def compliance_daily(
         if changed and not built.full:
             built = dataclasses.replace(built, from_day=None, reason="severities or machine attributes changed")
         params = {"as_of": as_of, "from_day": built.from_day, "stale_after_days": stale_after_days}
+        carried = "nothing"  # what the days recomputed continued from (the run's metadata)
         if built.full:
+            carry_before(conn, None)
             build_table(conn, "marts.compliance_daily", params=params)
+            build_table(conn, CARRY, params=params)
         elif built.from_day <= as_of:
             create_macros(conn)
+            carried = carry_before(conn, built.from_day)
             conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [built.from_day])
             conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}", params)
             conn.execute("UPDATE marts.compliance_daily SET as_of = ?", [as_of])
+            build_table(conn, CARRY, params=params)
         increments.record(conn, built, as_of)
         # The trend's own bookkeeping before it followed the increments.
         conn.execute("DROP TABLE IF EXISTS staging.compliance_daily_basis")
@@ -246,8 +254,40 @@ def compliance_daily(
             "days": dg.MetadataValue.int(days),
             "latest_fleet_compliance_share": dg.MetadataValue.float(float(latest_share or 0.0)),
             **built.metadata(prefix="trend"),
+            "trend/continued_from": carried,
         }
     )
+
+
+# What the trend's next day continues from (sql/compliance_daily_carry.sql): per pair, the summary
+# of the history up to the end of the last day built.
+CARRY = "staging.compliance_daily_carry"
+_CARRY_COLUMNS = {
+    "vm_id": "VARCHAR", "patch_key": "VARCHAR", "kb": "VARCHAR", "state": "VARCHAR", "observed_at": "TIMESTAMPTZ",
+    "attempt_state": "VARCHAR", "attempt_at": "TIMESTAMPTZ", "resolved_at": "TIMESTAMPTZ", "as_of": "DATE",
+}
+
+
+def carry_before(conn, from_day: date | None) -> str:
+    """The temporary view `trend_carry` sql/compliance_daily.sql continues from: the summary of
+    the history before `from_day`, the one kept when it was built for the day before (a daily
+    run), else computed from the history (late or changed data, a rerun of earlier partitions);
+    empty for a full build (`from_day` None). Returns which one."""
+    if from_day is None:
+        increments.kept_rows(conn, "trend_carry", CARRY, _CARRY_COLUMNS, "observed_at", None)
+        return "nothing"
+    day_before = from_day - timedelta(days=1)
+    kept = table_exists(conn, CARRY) and conn.execute(
+        f"SELECT count(*) > 0 AND min(as_of) = $day AND max(as_of) = $day FROM {CARRY}", {"day": day_before}
+    ).fetchall()[0][0]
+    if kept:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE carry_before AS SELECT * FROM {CARRY}")
+    else:
+        carry_before(conn, None)
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE carry_before AS {read_sql('compliance_daily_carry')}",
+                     {"as_of": day_before, "from_day": None})
+    conn.execute("CREATE OR REPLACE TEMP VIEW trend_carry AS SELECT * FROM carry_before")
+    return f"the summary kept for {day_before}" if kept else f"the history up to {day_before}"
 
 
 # Evaluated in each run of the episodes' partitions, over every episode (an id is unique across days).

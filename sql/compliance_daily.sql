@@ -24,13 +24,24 @@ params AS (
 ),
 -- Machines and machine x patch pairs numbered once (in id order): the sorts, groups and joins
 -- below then key on integers, not on ARM ids a hundred characters long.
+-- For a daily run ($from_day) the pairs are those of the summary of the days before it
+-- (trend_carry, sql/compliance_daily_carry.sql; empty for a full build) and of the new days.
+known_pairs AS MATERIALIZED (
+    SELECT DISTINCT vm_id, patch_key FROM (
+        SELECT vm_id, patch_key FROM trend_carry
+        UNION ALL
+        SELECT h.vm_id, h.patch_key
+        FROM marts.vm_patch_history AS h CROSS JOIN params
+        WHERE $from_day IS NULL OR h.observed_at >= params.start
+    )
+),
 machines AS MATERIALIZED (
     SELECT vm_id, row_number() OVER (ORDER BY vm_id) AS machine
-    FROM (SELECT DISTINCT vm_id FROM marts.vm_patch_history)
+    FROM (SELECT DISTINCT vm_id FROM known_pairs)
 ),
 pairs AS MATERIALIZED (
     SELECT p.vm_id, p.patch_key, m.machine, row_number() OVER (ORDER BY p.vm_id, p.patch_key) AS pair
-    FROM (SELECT DISTINCT vm_id, patch_key FROM marts.vm_patch_history) AS p
+    FROM known_pairs AS p
     JOIN machines AS m ON m.vm_id IS NOT DISTINCT FROM p.vm_id
 ),
 -- The UTC days on which each machine had a successful full listing of its patches.
@@ -40,13 +51,16 @@ listing_days AS (
     JOIN machines AS m USING (vm_id)
     CROSS JOIN params
     WHERE r.succeeded AND r.assessed_at < params.cutoff
+      -- a daily run's days are stale either way when the newest listing is older than this
+      AND ($from_day IS NULL
+           OR r.assessed_at >= timezone('UTC', (CAST($from_day AS DATE) - params.stale_after_days - 1)::TIMESTAMP))
 ),
 -- Each pair at each instant: the winning observation (the same winner as marts.vm_patch_state),
 -- the outcome of an installation attempt then (a success wins over a failure at the same
 -- instant) and whether an observation shows it installed or not applicable. For a daily run
 -- ($from_day) only the instants from that day on, and one row per pair summing up the history
--- before it (its last winner, newest attempt and newest resolution), so that it does not order
--- the whole history again.
+-- before it (its last winner, newest attempt and newest resolution: trend_carry, kept from the
+-- previous day), so that it neither reads nor orders the whole history again.
 observations AS (
     SELECT p.pair, h.observed_at, h.kb, h.state, h.source, h.run_id, h.source_file,
            h.source IN ('resource_graph_installation', 'patch_operation_install', 'log_analytics_run')
@@ -54,7 +68,7 @@ observations AS (
     FROM marts.vm_patch_history AS h
     JOIN pairs AS p ON p.vm_id IS NOT DISTINCT FROM h.vm_id AND p.patch_key IS NOT DISTINCT FROM h.patch_key
     CROSS JOIN params
-    WHERE h.observed_at < params.cutoff
+    WHERE h.observed_at < params.cutoff AND ($from_day IS NULL OR h.observed_at >= params.start)
 ),
 events AS (
     SELECT pair, observed_at,
@@ -62,24 +76,12 @@ events AS (
            arg_max(state, (state <> 'failed', state)) FILTER (WHERE attempt) AS attempt_state,
            max(observed_at) FILTER (WHERE attempt) AS attempt_at,
            max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS resolved_at
-    FROM observations CROSS JOIN params
-    WHERE $from_day IS NULL OR observed_at >= params.start
+    FROM observations
     GROUP BY pair, observed_at
     UNION ALL
-    SELECT pair, last.observed_at, {'kb': last.kb, 'state': last.state}, attempt_state, attempt_at,
-           resolved_at
-    FROM (
-        SELECT pair,
-               arg_min({'kb': kb, 'state': state, 'observed_at': observed_at},
-                       {'t': -epoch_us(observed_at), 'r': source_rank(source), 's': state,
-                        'run': run_id, 'f': source_file}) AS last,
-               arg_max(state, (observed_at, state <> 'failed', state)) FILTER (WHERE attempt) AS attempt_state,
-               max(observed_at) FILTER (WHERE attempt) AS attempt_at,
-               max(observed_at) FILTER (WHERE state IN ('installed', 'not_applicable')) AS resolved_at
-        FROM observations CROSS JOIN params
-        WHERE $from_day IS NOT NULL AND observed_at < params.start
-        GROUP BY pair
-    )
+    SELECT p.pair, k.observed_at, {'kb': k.kb, 'state': k.state}, k.attempt_state, k.attempt_at, k.resolved_at
+    FROM trend_carry AS k
+    JOIN pairs AS p ON p.vm_id IS NOT DISTINCT FROM k.vm_id AND p.patch_key IS NOT DISTINCT FROM k.patch_key
 ),
 -- The state each instant leaves, by marts.vm_patch_state's rule: a missing or not selected patch
 -- whose newest installation attempt failed, with nothing since showing it installed or not

@@ -44,6 +44,8 @@ coverage AS (
     FROM staging.assessment_runs AS r
     CROSS JOIN params
     WHERE r.succeeded AND r.assessed_at < params.cutoff
+      -- older runs leave the machine stale either way (no coverage row): not read
+      AND r.assessed_at >= timezone('UTC', (params.as_of - params.stale_after_days)::TIMESTAMP)
     GROUP BY r.vm_id
 ),
 latest AS (

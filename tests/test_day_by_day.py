@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import shutil
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -155,6 +155,12 @@ def test_a_new_day_recomputes_only_the_last_days(built):
     assert new_day["marts/vm_patch_state"]["increment/reason"] == "new days"
     # A patch first seen on the new day no longer makes the trend recount every day.
     assert new_day["marts/compliance_daily"]["trend/recomputed_from"] in days[-2:]
+    # From the day after the previous run's date, it continues from the per-pair summary that run
+    # kept; from an earlier day, from one summed up from the history.
+    trend = new_day["marts/compliance_daily"]
+    day_before = (date.fromisoformat(trend["trend/recomputed_from"]) - timedelta(days=1)).isoformat()
+    kept = f"the summary kept for {day_before}"
+    assert trend["trend/continued_from"] == (kept if day_before == days[-2] else f"the history up to {day_before}")
     with duckdb.connect(str(built["full"]), read_only=True) as conn:
         lineages = conn.execute("SELECT count(DISTINCT (vm_id, lineage_id)) FROM marts.remediation_episodes"
                                 ).fetchall()[0][0]
@@ -169,6 +175,8 @@ def test_late_and_changed_files_recompute_from_the_earliest_day_they_touch(built
     for asset in ("staging/patch_observations", "marts/vm_patch_history"):
         assert runs[asset]["increment/recomputed_from"] == expected, asset
         assert runs[asset]["increment/reason"] == "new or changed data for earlier days", asset
+    # The trend's summary was kept for the previous date, not for the day before the late one.
+    assert runs["marts/compliance_daily"]["trend/continued_from"].startswith("the history up to ")
     # The latest state keeps no facts of earlier days: it is recounted over every day.
     assert runs["marts/vm_patch_state"]["increment/recomputed_from"] == "all days"
 

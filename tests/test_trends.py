@@ -18,10 +18,11 @@ stops vm-b's listings after day 1.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
+from assets.trends import CARRY, carry_before
 from pipelines.policy import load_policy, policy_rows
 from pipelines.resources import connect_warehouse
 from pipelines.warehouse import build_table, read_sql, replace_table
@@ -102,6 +103,7 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2, history=HISTORY):
                      [[vm, at(day, 2)] for vm, day in listings])
     build_table(conn, "staging.patch_severity")
     build_table(conn, "marts.patch_bod2604")
+    carry_before(conn, None)  # a full build: nothing carried over
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
         build_table(conn, table, params={"as_of": AS_OF, "from_day": None, "stale_after_days": stale_after_days,
                                          "pairs": None})
@@ -187,13 +189,32 @@ def test_failed_install_stays_failed_while_listed_missing(tmp_path):
     conn = build(tmp_path / "w.duckdb", history=history)
     assert conn.execute(f"SELECT day, {COUNTS} FROM marts.compliance_daily WHERE grain = 'fleet' "
                         "ORDER BY day").fetchall() == expected
-    # A daily run from day 2 or 3 starts from what the days before left (the failed attempts).
-    for from_day in (date(2026, 1, 2), date(2026, 1, 3)):
+    # A daily run from day 2 or 3 starts from what the days before left (the failed attempts):
+    # summed up from the history, or kept from the build of the day before.
+    for from_day, kept in [(date(2026, 1, 2), False), (date(2026, 1, 3), False),
+                           (date(2026, 1, 2), True), (date(2026, 1, 3), True)]:
+        conn.execute(f"DROP TABLE IF EXISTS {CARRY}")
+        if kept:
+            carry_before(conn, None)
+            build_table(conn, CARRY, params={"as_of": from_day - timedelta(days=1), "from_day": None})
+        carry_before(conn, from_day)
         conn.execute("DELETE FROM marts.compliance_daily WHERE day >= ?", [from_day])
         conn.execute(f"INSERT INTO marts.compliance_daily {read_sql('compliance_daily')}",
                      {"as_of": AS_OF, "from_day": from_day, "stale_after_days": 2})
         assert conn.execute(f"SELECT day, {COUNTS} FROM marts.compliance_daily WHERE grain = 'fleet' "
-                            "ORDER BY day").fetchall() == expected, from_day
+                            "ORDER BY day").fetchall() == expected, (from_day, kept)
+    # The carry kept for day 1: vm-b 8000002 failed at its one instant, attempted then, never resolved.
+    carry_before(conn, None)
+    build_table(conn, CARRY, params={"as_of": date(2026, 1, 1), "from_day": None})
+    assert conn.execute(f"SELECT state, observed_at, attempt_state, attempt_at, resolved_at, as_of FROM {CARRY} "
+                        "WHERE vm_id = ? AND patch_key = '8000002'", [VM_B]).fetchall() == [
+        ("failed", at(1), "failed", at(1), None, date(2026, 1, 1))]
+    # Day 2 over the kept day 1: not applicable now (resolved), the failed attempt still the newest.
+    carry_before(conn, date(2026, 1, 2))
+    build_table(conn, CARRY, params={"as_of": date(2026, 1, 2), "from_day": date(2026, 1, 2)})
+    assert conn.execute(f"SELECT state, observed_at, attempt_state, attempt_at, resolved_at, as_of FROM {CARRY} "
+                        "WHERE vm_id = ? AND patch_key = '8000002'", [VM_B]).fetchall() == [
+        ("not_applicable", at(2), "failed", at(1), at(2), date(2026, 1, 2))]
     conn.close()
 
 
