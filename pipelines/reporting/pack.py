@@ -81,24 +81,32 @@ def write_reports(
             f"rebuilt as of that date (`patchledger report --as-of {as_of}` does it)."
         )
     as_of = queries.report_as_of(conn, as_of)
-    data = queries.report_data(conn, as_of)
-    data["known_by"] = known_by.isoformat() if known_by else None
-    rendered = charts.render_charts(queries.chart_data(conn, as_of, data))
     out_dir = Path(out_root) / pack_folder(as_of, known_by)
     (out_dir / "populations").mkdir(parents=True, exist_ok=True)
     populations = {name: queries.population(conn, name, as_of)
                    for name, (table, _) in queries.POPULATIONS.items() if table_exists(conn, table)}
     book = out_dir / "populations.xlsx"
     # The workbook, the pack's slowest file, is written on the other core while this process
-    # writes the CSVs and the dashboard (neither depends on it).
+    # reads the report's figures, draws the charts and writes the CSVs and the dashboard (none
+    # of them depends on it).
     pending = start_workbook(book, populations, as_of)
-    written: list[Path] = []
-    for name, (columns, rows) in populations.items():
-        path = out_dir / "populations" / f"{name}.csv"
-        workbook.write_csv(path, rows, columns)
-        written.append(path)
-    board_path = out_dir / "dashboard.html"
-    board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
+    try:
+        data = queries.report_data(conn, as_of)
+        data["known_by"] = known_by.isoformat() if known_by else None
+        rendered = charts.render_charts(queries.chart_data(conn, as_of, data))
+        written: list[Path] = []
+        for name, (columns, rows) in populations.items():
+            path = out_dir / "populations" / f"{name}.csv"
+            workbook.write_csv(path, rows, columns)
+            written.append(path)
+        board_path = out_dir / "dashboard.html"
+        board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
+    except BaseException:
+        if pending is not None:  # no workbook in a pack that failed
+            pending.terminate()
+            pending.join()
+        book.unlink(missing_ok=True)
+        raise
     finish_workbook(pending, book, populations, as_of)
     written.append(book)
     # The report prints the hashes of the population files, so they are written first.
