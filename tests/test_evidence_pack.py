@@ -386,3 +386,18 @@ def test_two_reports_of_one_warehouse_are_byte_identical(pack):
     assert len(first) >= 12 and set(first) == set(second)
     assert {name for name in first if first[name] != second[name]} == set()
     assert pack[6] >= 1.0, "the two reports were written in different seconds"
+
+
+def test_the_pack_written_without_a_forked_workbook_writer_is_the_same(pack, tmp_path, monkeypatch):
+    """The CLI's reports wrote the workbook in a forked process beside the CSVs and the
+    dashboard; written in one process (where processes cannot be forked) every file, the
+    workbook's hash in the HTML and the manifest included, is the same."""
+    from pipelines.reporting import pack as pack_module
+
+    monkeypatch.setattr(pack_module.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    assert pack_module.start_workbook(tmp_path / "unused.xlsx", {}, None) is None
+    pack_module.write_reports(str(pack[2]), tmp_path / "in_process", None)
+    (folder,) = (tmp_path / "in_process").iterdir()
+    first, alone = _digests(pack[3]), _digests(folder)
+    assert len(first) >= 12 and set(alone) == set(first)
+    assert {name for name in first if first[name] != alone[name]} == set()

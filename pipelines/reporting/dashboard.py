@@ -46,7 +46,10 @@ DETAILS = [
     # The last state changes of each machine's patches (the full history is in the warehouse).
     ("history", "marts.vm_patch_history",
      ["vm_id", "observed_at", "patch_key", "previous_state", "state", "source"],
-     """SELECT vm_id, observed_at, patch_key, previous_state, state, source FROM (
+     # The instant formatted here as _value would (the session is in UTC): 160,000 rows at
+     # 10,000 VMs, each a Python datetime otherwise.
+     """SELECT vm_id, strftime(observed_at, '%Y-%m-%d %H:%M UTC') AS observed_at, patch_key, previous_state,
+               state, source FROM (
             SELECT *, row_number() OVER (PARTITION BY vm_id ORDER BY event_seq DESC) AS n
             FROM marts.vm_patch_history WHERE state_changed)
         WHERE n <= $history ORDER BY vm_id, event_seq DESC"""),

@@ -8,6 +8,7 @@ and as-of date give byte-identical files.
 from __future__ import annotations
 
 import json
+import multiprocessing
 from datetime import date, datetime
 from pathlib import Path
 
@@ -29,6 +30,28 @@ def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
             "FROM ledger.chain_heads GROUP BY register ORDER BY register"
         ).fetchall()
     }
+
+
+def start_workbook(book: Path, populations: dict, as_of: date) -> multiprocessing.Process | None:
+    """A forked process writing the workbook (it inherits the populations: nothing is copied
+    through a pipe); None where processes are not forked (the workbook is then written by
+    finish_workbook)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return None
+    child = multiprocessing.get_context("fork").Process(
+        target=workbook.write_workbook, args=(book, populations, as_of), daemon=True)
+    child.start()
+    return child
+
+
+def finish_workbook(child: multiprocessing.Process | None, book: Path, populations: dict, as_of: date) -> None:
+    """Wait for the workbook; if its process failed (or there was none), write it here, which
+    raises the failure itself."""
+    if child is not None:
+        child.join()
+        if child.exitcode == 0:
+            return
+    workbook.write_workbook(book, populations, as_of)
 
 
 def write_reports(
@@ -58,23 +81,33 @@ def write_reports(
             f"rebuilt as of that date (`patchledger report --as-of {as_of}` does it)."
         )
     as_of = queries.report_as_of(conn, as_of)
-    data = queries.report_data(conn, as_of)
-    data["known_by"] = known_by.isoformat() if known_by else None
-    rendered = charts.render_charts(queries.chart_data(conn, as_of, data))
     out_dir = Path(out_root) / pack_folder(as_of, known_by)
     (out_dir / "populations").mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    populations = {}
-    for name, (table, _) in queries.POPULATIONS.items():
-        if not table_exists(conn, table):
-            continue
-        columns, rows = queries.population(conn, name, as_of)
-        populations[name] = (columns, rows)
-        path = out_dir / "populations" / f"{name}.csv"
-        workbook.write_csv(path, rows, columns)
-        written.append(path)
+    populations = {name: queries.population(conn, name, as_of)
+                   for name, (table, _) in queries.POPULATIONS.items() if table_exists(conn, table)}
     book = out_dir / "populations.xlsx"
-    workbook.write_workbook(book, populations, as_of)
+    # The workbook, the pack's slowest file, is written on the other core while this process
+    # reads the report's figures, draws the charts and writes the CSVs and the dashboard (none
+    # of them depends on it).
+    pending = start_workbook(book, populations, as_of)
+    try:
+        data = queries.report_data(conn, as_of)
+        data["known_by"] = known_by.isoformat() if known_by else None
+        rendered = charts.render_charts(queries.chart_data(conn, as_of, data))
+        written: list[Path] = []
+        for name, (columns, rows) in populations.items():
+            path = out_dir / "populations" / f"{name}.csv"
+            workbook.write_csv(path, rows, columns)
+            written.append(path)
+        board_path = out_dir / "dashboard.html"
+        board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
+    except BaseException:
+        if pending is not None:  # no workbook in a pack that failed
+            pending.terminate()
+            pending.join()
+        book.unlink(missing_ok=True)
+        raise
+    finish_workbook(pending, book, populations, as_of)
     written.append(book)
     # The report prints the hashes of the population files, so they are written first.
     digests = {p: sha256_file(p) for p in written}
@@ -87,8 +120,6 @@ def write_reports(
     html_path.write_text(html, encoding="utf-8")
     pdf_path = out_dir / "compliance-report.pdf"
     document.write_pdf(html, pdf_path)
-    board_path = out_dir / "dashboard.html"
-    board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
     written += [html_path, pdf_path, board_path]
     digests.update({p: sha256_file(p) for p in (html_path, pdf_path, board_path)})
     manifest_path = out_dir / "manifest.json"
