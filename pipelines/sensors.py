@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -36,13 +36,18 @@ def estate_fingerprint(estate: Path) -> tuple[str, dict[str, int]]:
     return digest.hexdigest(), mtimes
 
 
-def touched_range(mtimes: dict[str, int], since_ns: int | None) -> dict[str, str]:
+def touched_range(mtimes: dict[str, int], since_ns: int | None, as_of: date | None = None) -> dict[str, str] | None:
     """The partitions a change touches: from the earliest day in the name of a file written
-    after `since_ns` (every day when unknown) to the newest partition."""
+    after `since_ns` (every day when unknown) to the newest partition, or to the as-of date when
+    one is set (nothing dated after it enters a run for it). None when the change touches only
+    days after the as-of date."""
+    last = min(partitions.last_day(), as_of) if as_of else partitions.last_day()
     if since_ns is None:
-        return partitions.every_day()
+        return partitions.range_tags(partitions.first_day(), last)
     days = [d for name, ns in mtimes.items() if ns > since_ns and (d := partitions.file_day(name))]
-    return partitions.range_tags(min(days, default=partitions.last_day()), partitions.last_day())
+    if as_of and days and min(days) > as_of:
+        return None
+    return partitions.range_tags(min(days, default=last), last)
 
 
 @dg.sensor(
@@ -53,7 +58,8 @@ def touched_range(mtimes: dict[str, int], since_ns: int | None) -> dict[str, str
     description=(
         "Launches daily_refresh when files in the estate folder are added, removed or changed "
         "(for example a nightly export job dropping new Resource Graph or Log Analytics files), "
-        "for the partitions from the earliest day a new or rewritten file is dated."
+        "for the partitions from the earliest day a new or rewritten file is dated to the newest "
+        "(to the as-of date when PATCHLEDGER_AS_OF is set)."
     ),
 )
 def estate_changed(context: dg.SensorEvaluationContext, run_settings: RunSettings):
@@ -62,7 +68,11 @@ def estate_changed(context: dg.SensorEvaluationContext, run_settings: RunSetting
     if fingerprint == previous.get("fingerprint"):
         return dg.SkipReason("no change in the estate folder")
     context.update_cursor(json.dumps({"fingerprint": fingerprint, "mtime_ns": max(mtimes.values(), default=0)}))
-    return dg.RunRequest(run_key=f"estate-{fingerprint[:16]}", tags=touched_range(mtimes, previous.get("mtime_ns")))
+    as_of = run_settings.as_of_date()
+    tags = touched_range(mtimes, previous.get("mtime_ns"), as_of)
+    if tags is None:
+        return dg.SkipReason(f"the new or changed files are dated after the as-of date {as_of}")
+    return dg.RunRequest(run_key=f"estate-{fingerprint[:16]}", tags=tags)
 
 
 @dg.sensor(

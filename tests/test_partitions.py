@@ -130,6 +130,35 @@ def test_estate_sensor_runs_from_the_earliest_day_written(tmp_path):
     assert request.tags == {partitions.RANGE_START: "2026-11-21", partitions.RANGE_END: partitions.last_day().isoformat()}
 
 
+def test_estate_sensor_stops_at_the_as_of_date(tmp_path):
+    folder = tmp_path / "estate" / "log_analytics"
+    folder.mkdir(parents=True)
+    for day in ("2026-11-20", "2026-11-21"):
+        (folder / f"Update_{day}.csv").write_text("x\n")
+    run_settings = sensors.RunSettings(estate_dir=str(tmp_path / "estate"), as_of="2026-11-21")
+
+    def tick(cursor):
+        context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
+                                          resources={"run_settings": run_settings})
+        return sensors.estate_changed(context), context.cursor
+
+    first, cursor = tick(None)
+    assert first.tags == {partitions.RANGE_START: "2026-01-01", partitions.RANGE_END: "2026-11-21"}
+    # A file dated after the as-of date starts no run for it.
+    after = folder / "Update_2026-11-23.csv"
+    after.write_text("x\n")
+    newer = max(p.stat().st_mtime_ns for p in folder.iterdir()) + 10**9
+    os.utime(after, ns=(newer, newer))
+    skipped, cursor = tick(cursor)
+    assert isinstance(skipped, dg.SkipReason) and "2026-11-21" in skipped.skip_message
+    # A late file for 2026-11-20 runs that day to the as-of date, not to the newest partition.
+    late = folder / "Update_2026-11-20.csv"
+    late.write_text("x\ny\n")
+    os.utime(late, ns=(newer + 10**9, newer + 10**9))
+    request, _ = tick(cursor)
+    assert request.tags == {partitions.RANGE_START: "2026-11-20", partitions.RANGE_END: "2026-11-21"}
+
+
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory):
     from pipelines.demo.generator import generate_estate
