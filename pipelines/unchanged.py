@@ -11,10 +11,7 @@ run the table is unchanged.
 A table's version is cheap to read:
 - a table built under this mechanism: the fingerprint of its last build (kept as long as it is
   unchanged, so what reads it can skip too);
-- a raw table loaded through the manifest (`raw.ingested_files`, pipelines/ingest/files.py): its
-  row count and the files and sha256 the manifest lists for it, so that the cost follows the
-  number of files, not of rows, and stays flat as history grows;
-- another raw table: its rows' files and their sha256 (`source_file`, `source_sha256`, read as received);
+- a raw table: its rows' files and their sha256 (`source_file`, `source_sha256`, read as received);
 - any other table: its row count and the sum of its rows' hashes.
 
 The state lives in the warehouse, not in the Dagster instance, on purpose: the warehouse can be
@@ -82,15 +79,6 @@ def table_version(conn: duckdb.DuckDBPyConnection, table: str) -> str:
     if recorded:
         return f"built:{recorded[0][0]}"
     schema, name = table.split(".")
-    if schema == "raw" and table_exists(conn, "raw.ingested_files") and conn.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = ?", [name]
-    ).fetchall()[0][0]:  # a base table (in lake mode the raw tables are views over the lake)
-        files, content = conn.execute(
-            "SELECT count(*), sum(hash(source_file, source_sha256)) FROM raw.ingested_files WHERE raw_table = ?",
-            [table]).fetchall()[0]
-        if files:
-            rows = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-            return f"files:{rows}:{files}:{content}"
     columns = {c for (c,) in conn.execute(
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [schema, name]
     ).fetchall()}
