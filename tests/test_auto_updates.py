@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from assets.inventory import open_intervals
 from pipelines.auto_updates import (
     AutoUpdatePolicyError,
     load_auto_update_policy,
@@ -207,7 +208,9 @@ def warehouse(tmp_path):
     build_table(conn, "staging.vm_snapshots", params={"captures": None})
     build_table(conn, "staging.maintenance_configurations")
     build_table(conn, "staging.maintenance_assignments")
-    for table in ("marts.vm_config_history", "marts.auto_update_periods", "marts.auto_update_installs",
+    open_intervals(conn, merge=False)  # a first build: no intervals to continue
+    build_table(conn, "marts.vm_config_history", params={"as_of": AS_OF, "since": None})
+    for table in ("marts.auto_update_periods", "marts.auto_update_installs",
                   "marts.auto_update_findings", "marts.vm_maintenance_windows", "marts.unscheduled_machines"):
         build_table(conn, table, params={"as_of": AS_OF})
     yield conn
