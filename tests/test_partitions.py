@@ -105,6 +105,13 @@ def test_range_tags_are_clamped_to_the_partitions():
         partitions.RANGE_START: "2026-11-03", partitions.RANGE_END: "2026-11-03"}
 
 
+def _sensor_tick(run_settings, cursor):
+    """One evaluation of the estate sensor: its result and the cursor it leaves."""
+    context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
+                                      resources={"run_settings": run_settings})
+    return sensors.estate_changed(context), context.cursor
+
+
 def test_estate_sensor_runs_from_the_earliest_day_written(tmp_path):
     folder = tmp_path / "estate" / "log_analytics"
     folder.mkdir(parents=True)
@@ -113,9 +120,7 @@ def test_estate_sensor_runs_from_the_earliest_day_written(tmp_path):
     run_settings = sensors.RunSettings(estate_dir=str(tmp_path / "estate"))
 
     def tick(cursor):
-        context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
-                                          resources={"run_settings": run_settings})
-        return sensors.estate_changed(context), context.cursor
+        return _sensor_tick(run_settings, cursor)
 
     first, cursor = tick(None)
     assert first.tags[partitions.RANGE_START] == "2026-01-01"  # nothing known yet: every day
@@ -138,9 +143,7 @@ def test_estate_sensor_stops_at_the_as_of_date(tmp_path):
     run_settings = sensors.RunSettings(estate_dir=str(tmp_path / "estate"), as_of="2026-11-21")
 
     def tick(cursor):
-        context = dg.build_sensor_context(cursor=cursor, instance=dg.DagsterInstance.ephemeral(),
-                                          resources={"run_settings": run_settings})
-        return sensors.estate_changed(context), context.cursor
+        return _sensor_tick(run_settings, cursor)
 
     first, cursor = tick(None)
     assert first.tags == {partitions.RANGE_START: "2026-01-01", partitions.RANGE_END: "2026-11-21"}
