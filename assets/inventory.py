@@ -201,17 +201,6 @@ def vm_config_history(
 
 
 CONFIG_HISTORY = "marts.vm_config_history"
-# What the intervals up to the end of $cutoff's eve were built from: the SQL, the identity
-# mapping, the UpdateSummary records and inventory snapshots before $cutoff, and the table itself.
-_CONFIG_BASIS = """
-SELECT hash($sql,
-    (SELECT sum(hash(la_key, vm_id)) FROM staging.vm_la_machines),
-    (SELECT sum(hash(TimeGenerated, _ResourceId, ResourceId, VMUUID, SourceComputerId, Computer, WSUSServer,
-                     WindowsUpdateSetting, OsVersion))
-     FROM raw.la_update_summary WHERE TimeGenerated < $cutoff),
-    (SELECT sum(hash(s)) FROM staging.vm_snapshots AS s WHERE captured_at IS NULL OR captured_at < $cutoff),
-    (SELECT count(*) FROM marts.vm_config_history))
-"""
 _OPEN_COLUMNS = {"vm_id": "VARCHAR", "attribute": "VARCHAR", "value": "VARCHAR", "valid_from": "TIMESTAMPTZ",
                  "observations": "BIGINT", "source": "VARCHAR"}
 
@@ -242,7 +231,7 @@ def _config_history(conn, as_of: date) -> date | None:
     if saved and table_exists(conn, CONFIG_HISTORY) and saved[0][0] < as_of.isoformat():
         previous = date.fromisoformat(saved[0][0])
         cutoff = _day_end(previous)
-        same = conn.execute(_CONFIG_BASIS, {"cutoff": cutoff, "sql": sql}).fetchall()[0][0] == saved[0][1]
+        same = conn.execute(read_sql("vm_config_history_basis"), {"cutoff": cutoff, "sql": sql}).fetchall()[0][0] == saved[0][1]
         # A machine known only from the undated snapshot that now has a dated one loses its
         # undated interval: only a full build drops it.
         undated = conn.execute(
@@ -265,7 +254,7 @@ def _config_history(conn, as_of: date) -> date | None:
         conn.execute("INSERT INTO marts.vm_config_history SELECT * FROM config_merged")
         conn.execute("DROP TABLE config_merged")
     conn.execute("DROP VIEW config_open_intervals")
-    content = conn.execute(_CONFIG_BASIS, {"cutoff": _day_end(as_of), "sql": sql}).fetchall()[0][0]
+    content = conn.execute(read_sql("vm_config_history_basis"), {"cutoff": _day_end(as_of), "sql": sql}).fetchall()[0][0]
     conn.execute("DELETE FROM staging.increment_snapshots WHERE target = ? AND name = 'basis'", [CONFIG_HISTORY])
     conn.execute("INSERT INTO staging.increment_snapshots VALUES (?, 'basis', ?, ?)",
                  [CONFIG_HISTORY, as_of.isoformat(), content])
