@@ -28,12 +28,17 @@ obs AS (
 ),
 -- An incremental build (the days from $from_day) continues the rows it keeps (kept_history;
 -- empty for a full build): each machine's positions go on from its last one, and the first
--- event of a patch takes the state of its last kept event as previous state.
+-- event of a patch takes the state of its last kept event as previous state. Only the machines
+-- and patches observed on the days recomputed are looked up, not every pair of the history.
 kept_position AS (
-    SELECT vm_id, max(event_seq) AS last_seq FROM kept_history GROUP BY vm_id
+    SELECT vm_id, max(event_seq) AS last_seq
+    FROM kept_history SEMI JOIN (SELECT DISTINCT vm_id FROM obs) USING (vm_id)
+    GROUP BY vm_id
 ),
 kept_state AS (
-    SELECT vm_id, patch_key, arg_max(state, event_seq) AS state FROM kept_history GROUP BY vm_id, patch_key
+    SELECT vm_id, patch_key, arg_max(state, event_seq) AS state
+    FROM kept_history SEMI JOIN (SELECT DISTINCT vm_id, patch_key FROM obs) USING (vm_id, patch_key)
+    GROUP BY vm_id, patch_key
 ),
 sequenced AS (
     SELECT
