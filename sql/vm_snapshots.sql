@@ -42,12 +42,13 @@ snapshots AS (
     -- The same machine twice in one file (identical rows): one copy.
     QUALIFY row_number() OVER (PARTITION BY lower(id), source_file ORDER BY source_file) = 1
 ),
+-- Each key is read from the tags object, not from the whole document (parsed once per key).
 tags AS (
-    SELECT vm_id, source_file, lower(trim(k)) AS tag_key, trim(r->'tags'->>k) AS tag_value
+    SELECT vm_id, source_file, lower(trim(k)) AS tag_key, trim(t->>k) AS tag_value
     FROM (
-        SELECT vm_id, source_file, r, unnest(json_keys(r->'tags')) AS k
-        FROM snapshots
-        WHERE json_type(r->'tags') = 'OBJECT'
+        SELECT vm_id, source_file, t, unnest(json_keys(t)) AS k
+        FROM (SELECT vm_id, source_file, r->'tags' AS t FROM snapshots)
+        WHERE json_type(t) = 'OBJECT'
     )
 ),
 tag_values AS (
@@ -58,57 +59,76 @@ tag_values AS (
         lower(max(tag_value) FILTER (WHERE tag_key = 'criticality')) AS criticality
     FROM tags
     GROUP BY ALL
+),
+-- Each snapshot's document is parsed once into a struct (every -> would parse it again); a
+-- field of another JSON type than the one named reads as with -> / ->> (NULL, or its JSON text).
+parsed AS (
+    SELECT
+        vm_id,
+        captured_at,
+        source_file,
+        r,
+        json_transform(r, '{"name": "VARCHAR", "location": "VARCHAR", "powerState": "VARCHAR"}') AS top,
+        json_transform(p, '{
+            "osProfile": {"computerName": "VARCHAR",
+                "windowsConfiguration": {"enableAutomaticUpdates": "VARCHAR", "patchSettings": {
+                    "patchMode": "VARCHAR", "assessmentMode": "VARCHAR", "enableHotpatching": "VARCHAR",
+                    "automaticByPlatformSettings": {"bypassPlatformSafetyChecksOnUserSchedule": "VARCHAR"}}},
+                "linuxConfiguration": {"patchSettings": {"patchMode": "VARCHAR", "assessmentMode": "VARCHAR",
+                    "automaticByPlatformSettings": {"bypassPlatformSafetyChecksOnUserSchedule": "VARCHAR"}}}},
+            "instanceView": {"computerName": "VARCHAR", "osName": "VARCHAR", "osVersion": "VARCHAR",
+                "statuses": [{"code": "VARCHAR"}], "patchStatus": {"configurationStatuses": [{"code": "VARCHAR"}]}},
+            "vmId": "VARCHAR",
+            "storageProfile": {"osDisk": {"osType": "VARCHAR"}, "imageReference": {"publisher": "VARCHAR",
+                "offer": "VARCHAR", "sku": "VARCHAR", "exactVersion": "VARCHAR", "version": "VARCHAR"}},
+            "hardwareProfile": {"vmSize": "VARCHAR"},
+            "provisioningState": "VARCHAR",
+            "timeCreated": "VARCHAR"}') AS f
+    FROM snapshots
 )
 SELECT
     s.vm_id,
     s.captured_at,
     s.source_file,
     s.r,
-    r->>'name' AS name,
-    lower(replace(r->>'location', ' ', '')) AS location,
-    coalesce(p->'osProfile'->>'computerName', p->'instanceView'->>'computerName') AS computer_name,
-    lower(p->>'vmId') AS vm_uuid,
-    p->'storageProfile'->'osDisk'->>'osType' AS os_type,
-    p->'instanceView'->>'osName' AS os_name,
-    p->'instanceView'->>'osVersion' AS os_version,
-    p->'storageProfile'->'imageReference'->>'publisher' AS image_publisher,
-    p->'storageProfile'->'imageReference'->>'offer' AS image_offer,
-    p->'storageProfile'->'imageReference'->>'sku' AS image_sku,
+    s.top.name,
+    lower(replace(s.top.location, ' ', '')) AS location,
+    coalesce(s.f.osProfile.computerName, s.f.instanceView.computerName) AS computer_name,
+    lower(s.f.vmId) AS vm_uuid,
+    s.f.storageProfile.osDisk.osType AS os_type,
+    s.f.instanceView.osName AS os_name,
+    s.f.instanceView.osVersion AS os_version,
+    s.f.storageProfile.imageReference.publisher AS image_publisher,
+    s.f.storageProfile.imageReference.offer AS image_offer,
+    s.f.storageProfile.imageReference.sku AS image_sku,
+    coalesce(s.f.storageProfile.imageReference.exactVersion, s.f.storageProfile.imageReference.version) AS image_version,
+    s.f.hardwareProfile.vmSize AS vm_size,
     coalesce(
-        p->'storageProfile'->'imageReference'->>'exactVersion',
-        p->'storageProfile'->'imageReference'->>'version'
-    ) AS image_version,
-    p->'hardwareProfile'->>'vmSize' AS vm_size,
-    coalesce(
-        lower(split_part(list_filter(
-            from_json(p->'instanceView'->'statuses', '[{"code": "VARCHAR"}]'),
-            lambda s: s.code LIKE 'PowerState/%'
-        )[1].code, '/', 2)),
+        lower(split_part(list_filter(s.f.instanceView.statuses, lambda x: x.code LIKE 'PowerState/%')[1].code, '/', 2)),
         -- az vm list --show-details: "VM running", "VM deallocated"
-        nullif(regexp_replace(lower(r->>'powerState'), '^vm ', ''), '')
+        nullif(regexp_replace(lower(s.top.powerState), '^vm ', ''), '')
     ) AS power_state,
-    p->>'provisioningState' AS provisioning_state,
-    try_cast(p->>'timeCreated' AS TIMESTAMPTZ) AS time_created,
+    s.f.provisioningState AS provisioning_state,
+    try_cast(s.f.timeCreated AS TIMESTAMPTZ) AS time_created,
     coalesce(
-        p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'patchMode',
-        p->'osProfile'->'linuxConfiguration'->'patchSettings'->>'patchMode'
+        s.f.osProfile.windowsConfiguration.patchSettings.patchMode,
+        s.f.osProfile.linuxConfiguration.patchSettings.patchMode
     ) AS patch_mode,
     coalesce(
-        p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'assessmentMode',
-        p->'osProfile'->'linuxConfiguration'->'patchSettings'->>'assessmentMode'
+        s.f.osProfile.windowsConfiguration.patchSettings.assessmentMode,
+        s.f.osProfile.linuxConfiguration.patchSettings.assessmentMode
     ) AS assessment_mode,
-    try_cast(p->'osProfile'->'windowsConfiguration'->'patchSettings'->>'enableHotpatching' AS BOOLEAN) AS hotpatching_enabled,
-    try_cast(p->'osProfile'->'windowsConfiguration'->>'enableAutomaticUpdates' AS BOOLEAN) AS automatic_updates_enabled,
+    try_cast(s.f.osProfile.windowsConfiguration.patchSettings.enableHotpatching AS BOOLEAN) AS hotpatching_enabled,
+    try_cast(s.f.osProfile.windowsConfiguration.enableAutomaticUpdates AS BOOLEAN) AS automatic_updates_enabled,
     try_cast(coalesce(
-        p->'osProfile'->'windowsConfiguration'->'patchSettings'->'automaticByPlatformSettings'->>'bypassPlatformSafetyChecksOnUserSchedule',
-        p->'osProfile'->'linuxConfiguration'->'patchSettings'->'automaticByPlatformSettings'->>'bypassPlatformSafetyChecksOnUserSchedule'
+        s.f.osProfile.windowsConfiguration.patchSettings.automaticByPlatformSettings.bypassPlatformSafetyChecksOnUserSchedule,
+        s.f.osProfile.linuxConfiguration.patchSettings.automaticByPlatformSettings.bypassPlatformSafetyChecksOnUserSchedule
     ) AS BOOLEAN) AS bypass_platform_safety_checks,
     split_part(list_filter(
-        from_json(p->'instanceView'->'patchStatus'->'configurationStatuses', '[{"code": "VARCHAR"}]'),
-        lambda s: s.code LIKE 'PatchModeConfigurationState/%'
+        s.f.instanceView.patchStatus.configurationStatuses, lambda x: x.code LIKE 'PatchModeConfigurationState/%'
     )[1].code, '/', 2) AS patch_mode_state,
     t.environment,
     t.criticality
-FROM snapshots AS s
+FROM parsed AS s
 LEFT JOIN tag_values AS t USING (vm_id, source_file)
 ORDER BY s.vm_id, s.captured_at NULLS FIRST, s.source_file

@@ -278,6 +278,27 @@ def test_bad_input_names_file_row_and_field(tmp_path):
     conn.close()
 
 
+def test_raw_columns_read_each_field_as_received(tmp_path):
+    """A field of another JSON type than its column reads as its JSON text (a number name, an
+    object location), an absent or null one as NULL, and properties keeps its document."""
+    folder = tmp_path / "estate" / "azure" / "backup"
+    folder.mkdir(parents=True)
+    odd = [{"id": "/p/1", "name": 17, "type": "Microsoft.RecoveryServices/vaults/backupPolicies",
+            "location": {"region": "weu"}, "properties": {"a": [1, 2], "b": "x"}},
+           {"id": "/p/2", "name": None, "type": "Microsoft.RecoveryServices/vaults/backupPolicies",
+            "properties": {}}]
+    (folder / "policies.json").write_text(json.dumps({"value": odd}))
+    conn = connect_warehouse(str(tmp_path / "w.duckdb"))
+    load_backup(conn, tmp_path / "estate", "raw.backup_resources", "run")
+    rows = conn.execute("SELECT id, name, type, location, properties::VARCHAR FROM raw.backup_resources "
+                        "ORDER BY id").fetchall()
+    conn.close()
+    assert rows == [
+        ("/p/1", "17", "Microsoft.RecoveryServices/vaults/backupPolicies", '{"region":"weu"}', '{"a":[1,2],"b":"x"}'),
+        ("/p/2", None, "Microsoft.RecoveryServices/vaults/backupPolicies", None, "{}"),
+    ]
+
+
 def test_policy_override_and_bad_policy(tmp_path):
     (tmp_path / "policy").mkdir()
     (tmp_path / "policy" / "rollback_readiness.yaml").write_text("max_age_hours: {default: 12, critical: 6}\n")

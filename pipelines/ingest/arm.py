@@ -4,6 +4,7 @@ bare arrays."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def load_arm_folder(
     """New or changed `*.json` files of an estate folder of ARM resources into `table`, one row
     per resource (ARM_RESOURCE_COLUMNS)."""
     files = folder_files(estate_dir, folder)
-    fields = ", ".join(f"v->>'{c}'" if t == "VARCHAR" else f"v->'{c}'" for c, t in ARM_RESOURCE_COLUMNS.items())
+    # Each resource parsed once into the columns (a field of another JSON type reads as with
+    # ->> / ->: its JSON text, or NULL), not once per column.
+    fields = f"unnest(json_transform(v, '{json.dumps(ARM_RESOURCE_COLUMNS)}'))"
     stats = load_resource_files(conn, files, estate_dir, table, ARM_RESOURCE_COLUMNS, fields, checks,
                                 ingest_run, full_reload)
     if not files:

@@ -40,15 +40,18 @@ def typed_sql(column: str, la_type: str) -> str:
 
 
 def problem_conditions(
-    columns: dict[str, str], present: list[str], vocabularies: dict[str, tuple[str, ...]]
+    columns: dict[str, str], present: list[str], vocabularies: dict[str, tuple[str, ...]],
+    typed: dict[str, str] | None = None,
 ) -> list[tuple[str, str, str]]:
-    """(field, SQL condition true for a bad cell, reason SQL literal) for every check."""
+    """(field, SQL condition true for a bad cell, reason SQL literal) for every check; `typed`:
+    SQL of each column's value already converted (default: typed_sql, converting again)."""
     checks = []
     for column in present:
         la_type = columns[column]
         q = quote(column)
         if la_type != "string":
-            checks.append((column, f"nullif(trim({q}), '') IS NOT NULL AND {typed_sql(column, la_type)} IS NULL",
+            value = (typed or {}).get(column) or typed_sql(column, la_type)
+            checks.append((column, f"nullif(trim({q}), '') IS NOT NULL AND {value} IS NULL",
                            f"'is not a valid {la_type}'"))
         if column in REQUIRED_VALUES:
             checks.append((column, f"nullif(trim({q}), '') IS NULL", "'a value is required'"))

@@ -226,18 +226,22 @@ def _load_csv_group(
     missing = [c for c in required if c not in present]
     if missing:
         raise SourceFileError(f"{files[0].name}: missing column(s) {', '.join(missing)}")
-    conditions = [c for _, c, _ in problem_conditions(columns, list(present), vocabularies)]
+    # Each cell is converted once ("_typed_<column>"); the checks test the converted value.
+    converted = {c: quote(f"_typed_{c}") for c in present}
+    conditions = [c for _, c, _ in problem_conditions(columns, list(present), vocabularies, converted)]
     bad = " OR ".join(f"({c})" for c in conditions) or "false"
+    conversions = ", ".join(f"{typed_sql(c, columns[c])}::{DUCKDB_TYPES[columns[c]]} AS {converted[c]}" for c in present)
     typed = ", ".join(
-        f"{typed_sql(c, t)}::{DUCKDB_TYPES[t]} AS {quote(c)}" if c in present else f"NULL::{DUCKDB_TYPES[t]} AS {quote(c)}"
+        f"{converted[c]} AS {quote(c)}" if c in present else f"NULL::{DUCKDB_TYPES[t]} AS {quote(c)}"
         for c, t in columns.items()
     )
     params = {"datetime_formats": PORTAL_DATETIME_FORMATS, "paths": [str(f.path) for f in files]}
     try:
         execute(
             conn,
-            f"CREATE OR REPLACE TEMP TABLE _la_typed AS SELECT {typed}, coalesce({bad}, false) AS _bad, "
-            f"filename AS _path FROM ({many})",
+            f"CREATE OR REPLACE TEMP TABLE _la_typed AS SELECT {typed}, _bad, filename AS _path FROM ("
+            f"SELECT *, coalesce({bad}, false) AS _bad FROM (SELECT *{', ' + conversions if conversions else ''} "
+            f"FROM ({many})))",
             params,
         )
     except duckdb.Error as exc:
