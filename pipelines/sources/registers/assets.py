@@ -18,7 +18,6 @@ from assets.common import (
     warehouse_asset,
     warehouse_check,
 )
-from pipelines.increments import SNAPSHOT_DDL
 from pipelines.ingest.files import landed_at
 from pipelines.ledger import (
     LEDGER_REGISTERS,
@@ -32,7 +31,7 @@ from pipelines.ledger import (
 from pipelines.ledger.registers import AppendResult
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.unchanged import fingerprint
-from pipelines.warehouse import table_exists, table_metadata, transaction
+from pipelines.warehouse import sql_literal, table_exists, table_metadata, transaction
 
 from . import REGISTERS
 from .reader import load_register
@@ -161,7 +160,13 @@ def register_ledger(
     yield dg.MaterializeResult(asset_key=key("ledger.tamper_findings"), metadata=tamper_metadata)
 
 
-_LEDGER_STATE = ("ledger", "state")  # its target and name in staging.increment_snapshots
+# The fingerprint of the state the last run left (a table of its own: the ledger's rows and files
+# name the runs that appended them, so it differs by construction between two histories).
+LEDGER_STATE = "staging.ledger_state"
+_LEDGER_STATE_COMMENT = (
+    "Bookkeeping of register_ledger: the fingerprint of the registers, the ledger tables, the ledger "
+    "files and the registers' staging tables as its last run left them; a run that finds the same skips."
+)
 
 
 def _ledger_state(conn, ledger_dir: Path, known_by: datetime | None) -> str:
@@ -177,18 +182,16 @@ def _ledger_state(conn, ledger_dir: Path, known_by: datetime | None) -> str:
 
 
 def _recorded_state(conn) -> str | None:
-    if not table_exists(conn, "staging.increment_snapshots"):
+    if not table_exists(conn, LEDGER_STATE):
         return None
-    found = conn.execute("SELECT key FROM staging.increment_snapshots WHERE target = ? AND name = ?",
-                         list(_LEDGER_STATE)).fetchall()
+    found = conn.execute(f"SELECT fingerprint FROM {LEDGER_STATE}").fetchall()
     return found[0][0] if found else None
 
 
 def _record_state(conn, state: str) -> None:
     with transaction(conn):
-        conn.execute(SNAPSHOT_DDL)
-        conn.execute("DELETE FROM staging.increment_snapshots WHERE target = ? AND name = ?", list(_LEDGER_STATE))
-        conn.execute("INSERT INTO staging.increment_snapshots VALUES (?, ?, ?, NULL)", [*_LEDGER_STATE, state])
+        conn.execute(f"CREATE OR REPLACE TABLE {LEDGER_STATE} AS SELECT ?::VARCHAR AS fingerprint", [state])
+        conn.execute(f"COMMENT ON TABLE {LEDGER_STATE} IS {sql_literal(_LEDGER_STATE_COMMENT)}")
 
 
 def _arrived(run_settings: RunSettings, name: str) -> datetime | None:
