@@ -63,6 +63,7 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
     results = []
     sql_names = [t.split(".")[1] for t in _IDENTITY_TABLES]
     with warehouse.get_connection() as conn, transaction(conn):
+        added = _resource_graph_machines(conn)  # before the fingerprint, which reads it
         build = unchanged.prepare(conn, context, _IDENTITY_TABLES, sql_names)
         for table in _IDENTITY_TABLES:
             if not build.unchanged:
@@ -73,9 +74,39 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
         ).fetchall()[0][0]
     if unmatched:
         context.log.info(f"{unmatched} Log Analytics identities kept as non-Azure machines")
+    machines = {"resource_graph_files_read": dg.MetadataValue.json(added)}
     for table, metadata in results:
-        yield dg.MaterializeResult(asset_key=key(table), metadata={**metadata, **build.metadata()},
+        yield dg.MaterializeResult(asset_key=key(table), metadata={**metadata, **build.metadata(), **machines},
                                    data_version=build.data_version)
+
+
+RESOURCE_GRAPH_MACHINES = "staging.resource_graph_machines"
+# Each Resource Graph result file's content, and the SQL that reads it.
+_RESULT_FILES = (
+    "SELECT source_file AS key, hash(count(*), min(source_sha256), max(source_sha256), $sql) AS content FROM ("
+    "SELECT source_file, source_sha256 FROM raw.patch_assessment_resources UNION ALL "
+    "SELECT source_file, source_sha256 FROM raw.patch_installation_resources) GROUP BY source_file"
+)
+
+
+def _resource_graph_machines(conn) -> list[str] | str:
+    """Bring staging.resource_graph_machines up to date: the machines of the result files added
+    since its last build join it; a file changed or gone (a machine may have left with it)
+    rebuilds it from every file. The files read, or "all"."""
+    sql = read_sql("resource_graph_machines")
+    sql_md5 = sql_literal(hashlib.md5(sql.encode()).hexdigest())
+    saved = set()
+    if table_exists(conn, RESOURCE_GRAPH_MACHINES) and table_exists(conn, "staging.increment_snapshots"):
+        saved = {k for (k,) in conn.execute("SELECT key FROM staging.increment_snapshots WHERE target = ? "
+                                            "AND name = 'files'", [RESOURCE_GRAPH_MACHINES]).fetchall()}
+    changed = changed_keys(conn, RESOURCE_GRAPH_MACHINES, "files", _RESULT_FILES.replace("$sql", sql_md5))
+    if not saved or saved & set(changed):
+        build_table(conn, RESOURCE_GRAPH_MACHINES, params={"files": None})
+        return "all"
+    if changed:
+        conn.execute(f"INSERT INTO {RESOURCE_GRAPH_MACHINES} SELECT * FROM ({sql}) "
+                     f"WHERE vm_id NOT IN (SELECT vm_id FROM {RESOURCE_GRAPH_MACHINES})", {"files": changed})
+    return changed
 
 
 @warehouse_asset(

@@ -16,17 +16,30 @@
 -- @column remediation_url: Download, release-notes or advisory URL.
 -- @column reason: new (first notice of the patch) or entered_kev (notified again: one of its CVEs entered KEV after its earlier notice).
 WITH
+notified AS (
+    SELECT patch_key, bool_or(in_kev) AS kev_notified
+    FROM ledger.notifications_sent
+    GROUP BY patch_key
+),
+-- The catalog's patches this run may notify, before their machines are counted: only theirs are.
+chosen AS (
+    SELECT c.*, CASE WHEN n.patch_key IS NULL THEN 'new' ELSE 'entered_kev' END AS reason
+    FROM marts.patch_catalog AS c
+    LEFT JOIN notified AS n USING (patch_key)
+    WHERE (n.patch_key IS NULL
+           AND c.released_at IS NOT NULL
+           AND CAST(c.released_at AS DATE) >= CAST($as_of AS DATE) - CAST($lookback_days AS INTEGER)
+           -- nothing released after the evaluation date may be notified for it
+           AND CAST(c.released_at AS DATE) <= CAST($as_of AS DATE))
+       OR (n.patch_key IS NOT NULL AND c.in_kev AND NOT n.kev_notified)
+),
 applicable AS (
     SELECT
         patch_key,
         count(DISTINCT vm_id) AS affected_machines,
         list(DISTINCT matched_product ORDER BY matched_product) AS products
     FROM staging.patch_applicability
-    GROUP BY patch_key
-),
-notified AS (
-    SELECT patch_key, bool_or(in_kev) AS kev_notified
-    FROM ledger.notifications_sent
+    WHERE patch_key IN (SELECT patch_key FROM chosen)
     GROUP BY patch_key
 )
 SELECT
@@ -45,16 +58,9 @@ SELECT
     a.affected_machines,
     c.released_at,
     c.remediation_url,
-    CASE WHEN n.patch_key IS NULL THEN 'new' ELSE 'entered_kev' END AS reason
-FROM marts.patch_catalog AS c
+    c.reason
+FROM chosen AS c
 JOIN applicable AS a USING (patch_key)
-LEFT JOIN notified AS n USING (patch_key)
-WHERE (n.patch_key IS NULL
-       AND c.released_at IS NOT NULL
-       AND CAST(c.released_at AS DATE) >= CAST($as_of AS DATE) - CAST($lookback_days AS INTEGER)
-       -- nothing released after the evaluation date may be notified for it
-       AND CAST(c.released_at AS DATE) <= CAST($as_of AS DATE))
-   OR (n.patch_key IS NOT NULL AND c.in_kev AND NOT n.kev_notified)
 ORDER BY
     c.in_kev DESC, c.exploited DESC,
     CASE c.max_severity WHEN 'Critical' THEN 4 WHEN 'Important' THEN 3 WHEN 'Moderate' THEN 2

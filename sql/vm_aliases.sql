@@ -7,14 +7,20 @@ WITH
 vms AS (
     SELECT
         lower(id) AS vm_id,
-        lower(coalesce(resource->'properties'->>'vmId', resource->>'vmId')) AS vm_uuid,
-        lower(coalesce(
-            resource->'properties'->'osProfile'->>'computerName',
-            resource->'osProfile'->>'computerName',
-            resource->'properties'->'instanceView'->>'computerName'
-        )) AS computer_name,
+        lower(coalesce(f[1], f[2])) AS vm_uuid,
+        lower(coalesce(f[3], f[4], f[5])) AS computer_name,
         lower(name) AS name
-    FROM raw.virtual_machines
+    FROM (
+        -- All paths in one call: the document is parsed once per row, not once per -> step.
+        SELECT
+            id,
+            name,
+            json_extract_string(resource, [
+                '$.properties.vmId', '$.vmId', '$.properties.osProfile.computerName', '$.osProfile.computerName',
+                '$.properties.instanceView.computerName'
+            ]) AS f
+        FROM raw.virtual_machines
+    )
 ),
 -- Distinct identities as received first: lower-cased once per identity, not per row.
 la_rows AS (

@@ -8,32 +8,10 @@
 -- @column sources: Sources that mention the machine: inventory, resource_graph, patch_operation, log_analytics.
 -- @column computer_names: Computer names / FQDNs Log Analytics reports for the machine.
 WITH
--- Resource Graph result ids are <machine ARM id>/patchAssessmentResults/... (or /patchInstallationResults/...): the
--- machine is the text before the first such segment. The ids repeat (1.5 M rows, ~76 k distinct at 10,000 VMs), so
--- distinct ids first, then a plain string cut (a regular expression per row cost seconds).
-resource_graph_ids AS (
-    SELECT lower(id) AS id, kind
-    FROM (
-        SELECT DISTINCT id, 'assessment' AS kind FROM raw.patch_assessment_resources
-        UNION ALL
-        SELECT DISTINCT id, 'installation' FROM raw.patch_installation_resources
-    )
-),
--- The segment that follows the machine id, per table. Joined in rather than written as a literal so that DuckDB
--- cannot push the filters on vm_id below the DISTINCT, where they would run on all 1.5 M rows again.
-markers(kind, marker) AS (
-    VALUES ('assessment', '/patchassessmentresults'), ('installation', '/patchinstallationresults')
-),
-resource_graph_vms AS (
-    SELECT split_part(id, marker, 1) AS vm_id
-    FROM resource_graph_ids JOIN markers USING (kind)
-    -- As with the regexp: no machine without the segment, nor when a newline precedes it (the regexp's '.' stops there).
-    WHERE contains(id, marker) AND NOT contains(split_part(id, marker, 1), chr(10))
-),
 seen AS (
     SELECT lower(id) AS vm_id, 'inventory' AS source, name, NULL AS computer FROM raw.virtual_machines
     UNION ALL
-    SELECT DISTINCT vm_id, 'resource_graph', NULL, NULL FROM resource_graph_vms
+    SELECT vm_id, 'resource_graph', NULL, NULL FROM staging.resource_graph_machines
     UNION ALL
     SELECT lower(resourceId), 'patch_operation', NULL, NULL FROM raw.patch_operations
     UNION ALL

@@ -75,11 +75,12 @@ config AS (
 ),
 -- Read twice below (the tag values and the category rules): unnested once.
 tags AS MATERIALIZED (
-    SELECT vm_id, lower(trim(k)) AS tag_key, trim(r->'tags'->>k) AS tag_value
+    SELECT vm_id, lower(trim(k)) AS tag_key, trim(t->>k) AS tag_value
     FROM (
-        SELECT vm_id, r, unnest(json_keys(r->'tags')) AS k
-        FROM config
-        WHERE json_type(r->'tags') = 'OBJECT'
+        -- The tags object taken out once: each key is then read from it, not from the whole resource.
+        SELECT vm_id, t, unnest(json_keys(t)) AS k
+        FROM (SELECT vm_id, r->'tags' AS t FROM config)
+        WHERE json_type(t) = 'OBJECT'
     )
 ),
 tag_values AS (
@@ -152,7 +153,8 @@ coverage AS (
     WHERE assessed_at < params.cutoff
     GROUP BY vm_id
 ),
-base AS (
+-- Read twice (the category rules and the result): computed once.
+base AS MATERIALIZED (
     SELECT
         i.vm_id,
         coalesce(c.name, i.name) AS name,

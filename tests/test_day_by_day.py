@@ -17,7 +17,9 @@ from test_incremental import _run as _run_targets
 # Bookkeeping of the incremental builds themselves: sequence numbers, in lake mode the folder
 # names, and which of two byte-identical (empty) files was read first differ by construction
 # between a day-by-day and a one-run build.
-BOOKKEEPING = {"staging.increment_log", "staging.increment_state", "staging.lake_days", "staging.scan_file_days"}
+# The ledger step's fingerprint covers the ledger's rows and files, which name the runs that appended them.
+BOOKKEEPING = {"staging.increment_log", "staging.increment_state", "staging.lake_days", "staging.scan_file_days",
+               "staging.ledger_state"}
 # Wall-clock and run-id columns.
 RUN_COLUMNS = {"ingest_run", "built_at", "loaded_at", "ingested_at", "dagster_run_id"}
 

@@ -269,3 +269,31 @@ def test_a_ledger_file_that_disagrees_with_the_warehouse_fails(tmp_path, estate)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert (f"{path}: line 1: field content differs from ledger.authorization_events seq 1"
             in failure.step_failure_data.error.cause.message)
+
+
+def _ledger_unchanged(result) -> bool:
+    (event,) = [e for e in result.get_asset_materialization_events()
+                if e.asset_key.path == ["ledger", "authorization_events"]]
+    return event.materialization.metadata["unchanged"].value
+
+
+def test_a_run_with_nothing_changed_appends_and_rebuilds_nothing(tmp_path, estate):
+    heads = query(tmp_path, "SELECT * FROM ledger.chain_heads ORDER BY ALL")
+    assert [h[:2] for h in heads] == [("authorization_events", 3)]  # the first run's one append
+    result = materialize(ASSETS, tmp_path, estate)
+    assert result.success and _ledger_unchanged(result)
+    assert query(tmp_path, "SELECT * FROM ledger.chain_heads ORDER BY ALL") == heads
+    # The staging table no longer what the ledger rebuilt (as a register asset may leave it): the
+    # ledger step alone runs again and rebuilds it from the first-recorded rows.
+    _alter(tmp_path, "DELETE FROM staging.authorization_events WHERE event_id = 'e2'")
+    result = materialize([register_assets.register_ledger], tmp_path, estate)
+    assert result.success and not _ledger_unchanged(result)
+    assert query(tmp_path, "SELECT event_id FROM staging.authorization_events ORDER BY 1") == [
+        ("e1",), ("e2",), ("e3",)]
+    # A ledger file edited since is read again, and fails as before.
+    path = tmp_path / "ledger" / "authorization_events.jsonl"
+    path.write_text(path.read_text().replace("bob", "mallory"))
+    result = materialize(ASSETS, tmp_path, estate, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"{path}: line 2: field row_sha256 does not verify (row e2)" in failure.step_failure_data.error.cause.message

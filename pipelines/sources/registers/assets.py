@@ -2,6 +2,7 @@
 staging.<name>; the append-only, hash-chained ledger of the authorization, test and exception
 registers (pipelines/ledger/), its chain checks and the tampering check."""
 
+import hashlib
 from datetime import datetime
 from pathlib import Path
 
@@ -27,8 +28,10 @@ from pipelines.ledger import (
     sync_ledger_files,
     verify_ledger,
 )
+from pipelines.ledger.registers import AppendResult
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.warehouse import table_metadata, transaction
+from pipelines.unchanged import fingerprint
+from pipelines.warehouse import sql_literal, table_exists, table_metadata, transaction
 
 from . import REGISTERS
 from .reader import load_register
@@ -108,16 +111,28 @@ def register_ledger(
     rows to their chains, record tampering with earlier rows, and rebuild the registers' staging
     tables from the first-recorded rows (what the controls are judged on)."""
     ledger_dir = Path(run_settings.ledger_path())
+    known_by = run_settings.known_by_time()
     with warehouse.get_connection() as conn:
-        with transaction(conn):
-            restored = {name: sync_ledger_files(conn, name, ledger_dir, context.run.run_id)
-                        for name in LEDGER_REGISTERS}
-            results = [append_register(conn, name, context.run.run_id, _arrived(run_settings, name))
-                       for name in LEDGER_REGISTERS]
-            for name in LEDGER_REGISTERS:
-                rebuild_first_recorded(conn, name, run_settings.known_by_time())
-        # After the commit: the files never hold a row the warehouse rolled back.
-        written = {name: append_ledger_file(conn, name, ledger_dir) for name in LEDGER_REGISTERS}
+        unchanged = _ledger_state(conn, ledger_dir, known_by) == _recorded_state(conn)
+        if unchanged:
+            # The registers, the ledger, its files and the staging tables are as the last run left
+            # them: syncing, appending and rebuilding would find nothing to do.
+            context.log.info("Registers and ledger unchanged since the last run: nothing appended or rebuilt")
+            restored = written = dict.fromkeys(LEDGER_REGISTERS, 0)
+            results = [AppendResult(name, 0, 0, conn.execute(
+                f"SELECT coalesce(max(seq), 0) FROM ledger.{name}").fetchall()[0][0]) for name in LEDGER_REGISTERS]
+        else:
+            with transaction(conn):
+                restored = {name: sync_ledger_files(conn, name, ledger_dir, context.run.run_id)
+                            for name in LEDGER_REGISTERS}
+                results = [append_register(conn, name, context.run.run_id, _arrived(run_settings, name))
+                           for name in LEDGER_REGISTERS]
+                for name in LEDGER_REGISTERS:
+                    rebuild_first_recorded(conn, name, known_by)
+            # After the commit: the files never hold a row the warehouse rolled back.
+            written = {name: append_ledger_file(conn, name, ledger_dir) for name in LEDGER_REGISTERS}
+            # The state as this run leaves it, files included: the next run compares its own with it.
+            _record_state(conn, _ledger_state(conn, ledger_dir, known_by))
         for result in results:
             if result.tamper_findings:
                 context.log.warning(
@@ -139,9 +154,44 @@ def register_ledger(
                 "restored_from_file": dg.MetadataValue.int(restored[result.register]),
                 "ledger_file": dg.MetadataValue.path(str(ledger_file(ledger_dir, result.register))),
                 "lines_written": dg.MetadataValue.int(written[result.register]),
+                "unchanged": dg.MetadataValue.bool(unchanged),
             },
         )
     yield dg.MaterializeResult(asset_key=key("ledger.tamper_findings"), metadata=tamper_metadata)
+
+
+# The fingerprint of the state the last run left (a table of its own: the ledger's rows and files
+# name the runs that appended them, so it differs by construction between two histories).
+LEDGER_STATE = "staging.ledger_state"
+_LEDGER_STATE_COMMENT = (
+    "Bookkeeping of register_ledger: the fingerprint of the registers, the ledger tables, the ledger "
+    "files and the registers' staging tables as its last run left them; a run that finds the same skips."
+)
+
+
+def _ledger_state(conn, ledger_dir: Path, known_by: datetime | None) -> str:
+    """A fingerprint of everything register_ledger reads and writes: the registers as received,
+    the ledger tables, the ledger files, the registers' staging tables (which the register assets
+    rewrite from the files), their SQL and the known-by time."""
+    tables = [f"{schema}{name}" for name in LEDGER_REGISTERS
+              for schema in ("raw.register_", "ledger.", "staging.")]
+    files = [hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+             for path in (ledger_file(ledger_dir, name) for name in LEDGER_REGISTERS)]
+    return fingerprint(conn, [*tables, "ledger.tamper_findings", "ledger.chain_heads"],
+                       [f"register_{name}" for name in LEDGER_REGISTERS], known_by, *files)
+
+
+def _recorded_state(conn) -> str | None:
+    if not table_exists(conn, LEDGER_STATE):
+        return None
+    found = conn.execute(f"SELECT fingerprint FROM {LEDGER_STATE}").fetchall()
+    return found[0][0] if found else None
+
+
+def _record_state(conn, state: str) -> None:
+    with transaction(conn):
+        conn.execute(f"CREATE OR REPLACE TABLE {LEDGER_STATE} AS SELECT ?::VARCHAR AS fingerprint", [state])
+        conn.execute(f"COMMENT ON TABLE {LEDGER_STATE} IS {sql_literal(_LEDGER_STATE_COMMENT)}")
 
 
 def _arrived(run_settings: RunSettings, name: str) -> datetime | None:
