@@ -264,8 +264,7 @@ def table_metadata(
     # The first rows as stored (a table keeps the order its SQL gives): sorting a whole table
     # for five rows cost up to a second a step on large tables.
     order = f" ORDER BY {order_by}" if order_by else ""
-    preview = (conn.execute(f"SELECT * FROM {table}{order} LIMIT {int(preview_rows)}").df()
-               if preview_rows else None)
+    preview = markdown_rows(conn, f"SELECT * FROM {table}{order} LIMIT {int(preview_rows)}") if preview_rows else None
     return {
         "dagster/table_name": dg.MetadataValue.text(f"warehouse.{table}"),
         "dagster/row_count": dg.MetadataValue.int(row_count(conn, table)),
@@ -274,9 +273,23 @@ def table_metadata(
                 dg.TableColumn(name=c, type=t, description=d or None) for c, t, d in columns
             ]
         ),
-        **({"preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_")}
-           if preview is not None else {}),
+        **({"preview": dg.MetadataValue.md(preview)} if preview is not None else {}),
     }
+
+
+def markdown_rows(conn: duckdb.DuckDBPyConnection, query: str) -> str:
+    """A query's rows as a Markdown table, values as DuckDB returns them (no DataFrame: a pandas
+    preview cost more than the rest of a small step, and showed integers with a NULL beside them
+    as floats, booleans as 0/1 and lists as arrays); NULL is an empty cell."""
+    from tabulate import tabulate
+
+    cursor = conn.execute(query)
+    rows = cursor.fetchall()
+    if not rows:
+        return "_empty_"
+    # Numbers right-aligned; text as stored (not read as a number: '10.0' stays '10.0').
+    text = [i for i in range(len(cursor.description)) if any(isinstance(row[i], str) for row in rows)]
+    return tabulate(rows, headers=[d[0] for d in cursor.description], tablefmt="pipe", disable_numparse=text)
 
 
 def resolve_as_of(conn: duckdb.DuckDBPyConnection, configured: date | None) -> date:
