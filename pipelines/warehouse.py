@@ -71,8 +71,19 @@ WHERE captured_at IS NOT DISTINCT FROM (
 """
 
 
-def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(SQL_MACROS)
+# SQL_MACROS one statement per macro (its comment lines with it): name -> CREATE statement.
+_MACROS = {re.match(r"\s*(\w+)", chunk).group(1): "CREATE OR REPLACE TEMP MACRO " + chunk
+           for chunk in SQL_MACROS.split("CREATE OR REPLACE TEMP MACRO ")[1:]}
+
+
+def create_macros(conn: duckdb.DuckDBPyConnection, query: str | None = None) -> None:
+    """The shared macros on this connection: all of them, or only those `query` calls."""
+    if query is None:
+        conn.execute(SQL_MACROS)
+        return
+    used = [statement for name, statement in _MACROS.items() if re.search(rf"\b{name}\s*\(", query)]
+    if used:
+        conn.execute("\n".join(used))
 
 
 @cache
@@ -186,7 +197,7 @@ def build_table(
     missing = used - bound.keys()
     if missing:
         raise ValueError(f"sql/{sql_name}.sql needs parameters {sorted(missing)}")
-    create_macros(conn)
+    create_macros(conn, query)
     started = time.perf_counter()
     conn.execute(f"CREATE OR REPLACE TABLE {_checked(table)} AS {query}", bound or None)
     if sql_timing_recorder is not None:
@@ -209,12 +220,12 @@ def _parameters_in(query: str) -> set[str]:
 def comment_table(conn: duckdb.DuckDBPyConnection, table: str, sql_name: str, kind: str = "TABLE") -> None:
     """The SQL file's header as the COMMENTs of the table (or, in lake mode, the VIEW)."""
     description, columns = sql_docs(sql_name)
-    if description:
-        conn.execute(f"COMMENT ON {kind} {_checked(table)} IS {sql_literal(description)}")
+    statements = [f"COMMENT ON {kind} {_checked(table)} IS {sql_literal(description)}"] if description else []
     existing = {r[0] for r in conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
-    for column, text in columns.items():
-        if column in existing:
-            conn.execute(f'COMMENT ON COLUMN {table}."{column}" IS {sql_literal(text)}')
+    statements += [f'COMMENT ON COLUMN {table}."{column}" IS {sql_literal(text)}'
+                   for column, text in columns.items() if column in existing]
+    if statements:  # one round trip
+        conn.execute(";\n".join(statements))
 
 
 def sql_literal(text: str) -> str:
