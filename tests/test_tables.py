@@ -314,3 +314,38 @@ def test_a_failed_blocking_check_in_the_step_stops_what_reads_the_table(planted)
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'planted_as_of'"
                             ).fetchall() == [(0,)]
+
+
+def test_an_asset_with_a_before_rebuilds_every_time_unless_it_says_it_may_skip(planted, tmp_path):
+    """What a `before` reads (here a file) is not in the fingerprint: such an asset rebuilds."""
+    import dagster as dg
+
+    from pipelines.resources import RunSettings, WarehouseResource
+    from pipelines.tables import sql_table_asset
+
+    _, database = planted  # the planted SQL folder is in place
+    source = tmp_path / "amounts.csv"
+
+    def load(conn, run_settings):
+        conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+        conn.execute("CREATE OR REPLACE TABLE staging.planted_input AS SELECT * FROM read_csv($p, header = false, "
+                     "columns = {'id': 'VARCHAR', 'amount': 'INTEGER'})", {"p": str(source)})
+
+    def run(asset) -> dict:
+        result = dg.materialize([asset], resources={
+            "warehouse": WarehouseResource(database=str(database)),
+            "run_settings": RunSettings(estate_dir=str(tmp_path), as_of="2026-11-30")})
+        (event,) = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+
+    source.write_text("a,1\nb,5\n", encoding="utf-8")
+    always = sql_table_asset("marts.planted_keys", before=load)
+    assert "unchanged" not in run(always) and "unchanged" not in run(always)
+    source.write_text("a,1\nb,7\n", encoding="utf-8")
+    assert "unchanged" not in run(always)
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT id, doubled FROM marts.planted_keys ORDER BY id").fetchall() == [("a", 2), ("b", 14)]
+    # Told that its `before` may skip, it does when the file (so the helper table) is as before.
+    may_skip = sql_table_asset("marts.planted_keys", before=load, skip_unchanged=True)
+    assert run(may_skip)["unchanged"] is False
+    assert run(may_skip)["unchanged"] is True
