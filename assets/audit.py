@@ -1,6 +1,6 @@
 """Stage 6: the scheduled audit of installed versus authorized, with the Yellow Book elements."""
 
-from pipelines.tables import count_by, sql_table_asset, unique_checks
+from pipelines.tables import count_by, sql_table_asset
 
 # Description, deps and the finding_ids_unique check: the header of sql/audit_findings.sql.
 audit_findings = sql_table_asset(
@@ -9,4 +9,3 @@ audit_findings = sql_table_asset(
     preview_rows=10,
     order_by="rule, subject",
 )
-audit_findings_checks = unique_checks("marts.audit_findings")

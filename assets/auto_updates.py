@@ -14,11 +14,10 @@ import dagster as dg
 from assets.common import (
     STAGE6_MONITORING,
     key,
-    warehouse_check,
 )
 from pipelines.auto_updates import load_auto_update_policy, write_policy_tables
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.tables import sql_table_asset
+from pipelines.tables import TableCheck, sql_table_asset
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
 
@@ -56,23 +55,15 @@ def _machines_by_status(conn, as_of) -> dict:
     return {"machines_by_status": dg.MetadataValue.json(by_status)}
 
 
-# Descriptions and deps: the headers of the sql/ files of the same names.
-auto_update_periods = sql_table_asset("marts.auto_update_periods", metadata=_machines_by_status)
-auto_update_installs = sql_table_asset("marts.auto_update_installs")
-auto_update_findings = sql_table_asset("marts.auto_update_findings")
-
-
-@warehouse_check(asset=key("marts.auto_update_periods"))
-def no_automatic_updates_in_production(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def no_automatic_updates_in_production(conn) -> dg.AssetCheckResult:
     """Warn when a production machine can install updates on its own, or its setting cannot be
     judged, on the evaluation date (the latest period of each machine); counts per environment."""
-    with warehouse.get_connection() as conn:
-        rows = conn.execute(
-            "SELECT coalesce(environment, '(scope)'), status, count(*) FROM ("
-            "  SELECT * FROM marts.auto_update_periods QUALIFY row_number() OVER "
-            "  (PARTITION BY vm_id ORDER BY valid_from DESC NULLS LAST) = 1) "
-            "WHERE status IN ('violation', 'unverified') GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
+    rows = conn.execute(
+        "SELECT coalesce(environment, '(scope)'), status, count(*) FROM ("
+        "  SELECT * FROM marts.auto_update_periods QUALIFY row_number() OVER "
+        "  (PARTITION BY vm_id ORDER BY valid_from DESC NULLS LAST) = 1) "
+        "WHERE status IN ('violation', 'unverified') GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
     violations = sum(n for _, status, n in rows if status == "violation")
     unverified = sum(n for _, status, n in rows if status == "unverified")
     return dg.AssetCheckResult(
@@ -84,3 +75,13 @@ def no_automatic_updates_in_production(warehouse: WarehouseResource) -> dg.Asset
             "by_environment": dg.MetadataValue.json({f"{env}/{status}": n for env, status, n in rows}),
         },
     )
+
+
+# Descriptions and deps: the headers of the sql/ files of the same names; the check runs in
+# the periods' step.
+auto_update_periods = sql_table_asset(
+    "marts.auto_update_periods", metadata=_machines_by_status,
+    checks=[TableCheck("no_automatic_updates_in_production", no_automatic_updates_in_production,
+                       description=no_automatic_updates_in_production.__doc__)])
+auto_update_installs = sql_table_asset("marts.auto_update_installs")
+auto_update_findings = sql_table_asset("marts.auto_update_findings")

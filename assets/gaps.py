@@ -7,7 +7,7 @@ import dagster as dg
 from assets.common import STAGE6_MONITORING, key, warehouse_asset
 from pipelines.policy import load_policy, policy_rows, policy_sha256
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.tables import sql_table_asset, unique_checks
+from pipelines.tables import sql_table_asset
 from pipelines.warehouse import replace_table, table_metadata, transaction
 
 GAP_TYPES = (
@@ -93,4 +93,3 @@ def _gap_metadata(conn, as_of) -> dict:
 compliance_gaps = sql_table_asset(
     "marts.compliance_gaps", metadata=_gap_metadata, order_by="priority DESC, gap_id"
 )
-compliance_gaps_checks = unique_checks("marts.compliance_gaps")

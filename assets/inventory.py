@@ -19,14 +19,13 @@ from assets.common import (
     STAGE1_INVENTORY,
     key,
     warehouse_asset,
-    warehouse_check,
 )
 from assets.monitoring import CoverageConfig
 from pipelines import unchanged
 from pipelines.increments import SNAPSHOT_DDL, changed_keys, kept_rows
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
-from pipelines.tables import unique_checks
+from pipelines.tables import unique_check_results, unique_check_specs
 from pipelines.warehouse import (
     build_table,
     read_sql,
@@ -175,6 +174,11 @@ def _captures_saved(conn) -> bool:
         key("staging.assessment_runs"),
         key("staging.asset_categories"),
     ],
+    # Evaluated in this step: the unique key of the header and the share of stale machines.
+    check_specs=[*unique_check_specs("marts.vm_inventory"),
+                 dg.AssetCheckSpec("vm_inventory_stale_share", asset=key("marts.vm_inventory"),
+                                   description="Warn when more than 5 % of machines have no recent assessment "
+                                   "(unknown_stale).")],
 )
 def vm_inventory(
     context: dg.AssetExecutionContext,
@@ -195,6 +199,7 @@ def vm_inventory(
             "FROM marts.vm_inventory"
         ).fetchall()[0]
         metadata = table_metadata(conn, "marts.vm_inventory")
+        checks = [*unique_check_results(conn, "marts.vm_inventory"), vm_inventory_stale_share(*stale)]
     return dg.MaterializeResult(
         metadata={
             **metadata,
@@ -203,6 +208,7 @@ def vm_inventory(
             "stale_vms": dg.MetadataValue.int(stale[0]),
         },
         data_version=build.data_version,
+        check_results=checks,
     )
 
 
@@ -292,19 +298,11 @@ def _config_history(conn, as_of: date) -> date | None:
     return since
 
 
-(vm_inventory_vm_id_unique,) = unique_checks("marts.vm_inventory")
-
-
-@warehouse_check(asset=key("marts.vm_inventory"))
-def vm_inventory_stale_share(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def vm_inventory_stale_share(stale: int, total: int) -> dg.AssetCheckResult:
     """Warn when more than 5 % of machines have no recent assessment (unknown_stale)."""
-    with warehouse.get_connection() as conn:
-        stale, total = conn.execute(
-            "SELECT count(*) FILTER (WHERE coverage_status = 'unknown_stale'), count(*) "
-            "FROM marts.vm_inventory"
-        ).fetchall()[0]
     share = stale / total if total else 0.0
     return dg.AssetCheckResult(
+        check_name="vm_inventory_stale_share",
         passed=share <= STALE_SHARE_WARN,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"stale_vms": stale, "vms": total, "stale_share": round(share, 4)},

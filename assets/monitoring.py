@@ -24,7 +24,7 @@ from pipelines.ingest.files import MANIFEST_DDL
 from pipelines.lake import STAGING_PARTITIONS, Lake, current_lake
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.scan_raw import RAW_SCAN_TABLES
-from pipelines.tables import unique_checks
+from pipelines.tables import unique_check_results, unique_check_specs
 from pipelines.warehouse import (
     build_table,
     comment_table,
@@ -268,6 +268,7 @@ def _build_patch_facts(conn, as_of: date) -> increments.Plan:
     kinds={"duckdb", "sql"},
     deps=[key("staging.patch_observations"), key("staging.assessment_runs"),
           key("marts.patch_supersedence_closure")],
+    check_specs=unique_check_specs("marts.vm_patch_state"),  # evaluated in this step
 )
 def vm_patch_state(
     context: dg.AssetExecutionContext,
@@ -293,10 +294,12 @@ def vm_patch_state(
             ).fetchall()
         )
         metadata = table_metadata(conn, "marts.vm_patch_state")
+        checks = unique_check_results(conn, "marts.vm_patch_state")
     context.log.info(built.describe())
     return dg.MaterializeResult(
         metadata={**metadata, "as_of": as_of.isoformat(), "by_state": dg.MetadataValue.json(by_state),
-                  **built.metadata()}
+                  **built.metadata()},
+        check_results=checks,
     )
 
 
@@ -337,9 +340,6 @@ def vm_patch_history(
 
 # What vm_patch_history.sql reads of the rows an incremental build keeps.
 _KEPT_HISTORY_COLUMNS = {"vm_id": "VARCHAR", "event_seq": "BIGINT", "patch_key": "VARCHAR", "state": "VARCHAR"}
-
-
-(vm_patch_state_key_unique,) = unique_checks("marts.vm_patch_state")
 
 
 @warehouse_check(asset=key("staging.patch_observations"), partitions_def=partitions.DAILY)

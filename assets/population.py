@@ -5,10 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.common import key, warehouse_check
-from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.resources import RunSettings
 from pipelines.sources.resource_graph.reader import resource_graph_population_files
-from pipelines.tables import sql_table_asset
+from pipelines.tables import TableCheck, sql_table_asset
 
 TABLE = "marts.azure_population_counts"
 
@@ -22,20 +21,12 @@ def _incomplete(conn, as_of) -> dict:
     return {"incomplete_files": dg.MetadataValue.int(incomplete)}
 
 
-# Description and deps: the header of sql/azure_population_counts.sql.
-azure_population_counts = sql_table_asset(
-    TABLE, before=_population_files, metadata=_incomplete, order_by="arg_table, source_file"
-)
-
-
-@warehouse_check(asset=key(TABLE), blocking=True)
-def resource_graph_population_complete(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+def _complete(conn) -> dg.AssetCheckResult:
     """Every file that carries Azure's totalRecords holds and loaded exactly that many rows."""
-    with warehouse.get_connection() as conn:
-        rows = conn.execute(
-            f"SELECT source_file, reported_rows, fetched_rows, loaded_rows FROM {TABLE} "
-            "WHERE NOT complete ORDER BY source_file"
-        ).fetchall()
+    rows = conn.execute(
+        f"SELECT source_file, reported_rows, fetched_rows, loaded_rows FROM {TABLE} "
+        "WHERE NOT complete ORDER BY source_file"
+    ).fetchall()
     return dg.AssetCheckResult(
         passed=not rows,
         metadata={
@@ -45,3 +36,12 @@ def resource_graph_population_complete(warehouse: WarehouseResource) -> dg.Asset
             ),
         },
     )
+
+
+# Description and deps: the header of sql/azure_population_counts.sql. `before` reads the
+# estate's files: the build never skips. The blocking check runs in the same step.
+azure_population_counts = sql_table_asset(
+    TABLE, before=_population_files, metadata=_incomplete, order_by="arg_table, source_file",
+    checks=[TableCheck("resource_graph_population_complete", _complete, blocking=True,
+                       description=_complete.__doc__)],
+)

@@ -12,12 +12,11 @@ from pipelines.ledger import LEDGER_REGISTERS
 from pipelines.pastdate import load_scan_arrivals, rebuild_pack
 from pipelines.reporting import POPULATIONS, write_reports
 from pipelines.resources import RunSettings, WarehouseResource
-from pipelines.tables import sql_table_asset, unique_checks
+from pipelines.tables import sql_table_asset
 
 # Scan files and register rows that arrived after the evaluation date for the days up to it.
 late_arrivals = sql_table_asset("marts.late_arrivals", before=load_scan_arrivals,
                                 order_by="kind, arrived_at, subject")
-late_arrivals_checks = unique_checks("marts.late_arrivals")
 
 
 @warehouse_asset(

@@ -103,13 +103,13 @@ def connect_warehouse(
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
     _lock_timeouts.pop(database, None)
-    conn.execute("SET TimeZone = 'UTC'")
-    conn.execute(f"SET memory_limit = {sql_literal(_checked_memory_limit(memory_limit))}")  # SET takes no parameters
+    # One round trip for the session settings (SET takes no parameters) and the schemas.
+    session = ["SET TimeZone = 'UTC'", f"SET memory_limit = {sql_literal(_checked_memory_limit(memory_limit))}"]
     if threads:
-        conn.execute(f"SET threads = {int(threads)}")
+        session.append(f"SET threads = {int(threads)}")
     if not read_only:
-        for schema in SCHEMAS:
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        session += [f"CREATE SCHEMA IF NOT EXISTS {schema}" for schema in SCHEMAS]
+    conn.execute(";\n".join(session))
     lake = current_lake()
     if lake is not None:
         lake.register(conn)  # the raw and staging views read a remote lake

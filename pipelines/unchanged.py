@@ -12,7 +12,9 @@ A table's version is cheap to read:
 - a table built under this mechanism: the fingerprint of its last build (kept as long as it is
   unchanged, so what reads it can skip too);
 - a raw table: its rows' files and their sha256 (`source_file`, `source_sha256`, read as received);
-- any other table: its row count and the sum of its rows' hashes.
+- any other table: its row count and the sum of its rows' hashes. Within one run such a table,
+  if it is an asset, is hashed once: only its own step writes it, and that step runs before every
+  step that reads it (they depend on it), so the version read first holds for the rest of the run.
 
 The state lives in the warehouse, not in the Dagster instance, on purpose: the warehouse can be
 replaced, rebuilt or copied while the instance stays (or the instance be ephemeral, as in
@@ -27,6 +29,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
 import duckdb
@@ -70,8 +73,25 @@ class Build:
         return dg.DataVersion(self.fingerprint)
 
 
-def table_version(conn: duckdb.DuckDBPyConnection, table: str) -> str:
-    """A string that changes whenever `table`'s content may have changed (module docstring)."""
+# The row-hash versions of asset tables read in the current run (module docstring): run id, versions.
+_run_versions: dict[str, Any] = {"run": None, "versions": {}}
+
+
+def _versions_of_run(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The versions already read in this run, and which tables may be kept there (assets only:
+    a table several steps write, such as a manifest, is never kept)."""
+    run_id = context.run.run_id
+    if _run_versions["run"] != run_id:
+        assets = {".".join(k.path) for k in context.job_def.asset_layer.executable_asset_keys if len(k.path) == 2}
+        _run_versions.update(run=run_id, versions={}, assets=assets)
+    return _run_versions
+
+
+def table_version(conn: duckdb.DuckDBPyConnection, table: str, run: dict | None = None) -> str:
+    """A string that changes whenever `table`'s content may have changed (module docstring);
+    `run` the versions of the current run (`_versions_of_run`)."""
+    if run is not None and table in run["versions"]:
+        return run["versions"][table]
     if not table_exists(conn, _checked(table)):
         return "absent"
     conn.execute(FINGERPRINTS_DDL)
@@ -79,13 +99,18 @@ def table_version(conn: duckdb.DuckDBPyConnection, table: str) -> str:
     if recorded:
         return f"built:{recorded[0][0]}"
     schema, name = table.split(".")
-    columns = {c for (c,) in conn.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ?", [schema, name]
-    ).fetchall()}
+    columns = [c for (c,) in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema, name]).fetchall()]
+    # hash(c1, c2, ...) equals hash(t), the row as a struct, at about half the cost.
     summary = "hash(source_file, source_sha256)" if schema == "raw" and {
-        "source_file", "source_sha256"} <= columns else "hash(t)"
+        "source_file", "source_sha256"} <= set(columns) else "hash({})".format(
+        ", ".join('"' + c.replace('"', '""') + '"' for c in columns))
     count, content = conn.execute(f"SELECT count(*), sum({summary}) FROM {table} AS t").fetchall()[0]
-    return f"rows:{count}:{content}"
+    version = f"rows:{count}:{content}"
+    if run is not None and table in run["assets"]:
+        run["versions"][table] = version
+    return version
 
 
 _TABLE_REFERENCE = re.compile(r"\b((?:raw|staging|marts|ledger)\.[a-z_][a-z0-9_]*)\b")
@@ -102,12 +127,12 @@ def sql_inputs(sql_names: Iterable[str], exclude: Iterable[str] = ()) -> list[st
 
 
 def fingerprint(conn: duckdb.DuckDBPyConnection, tables: Iterable[str], sql_names: Iterable[str] = (),
-                *values: object) -> str:
+                *values: object, run: dict | None = None) -> str:
     """md5 of the SQL files' text (and of the macros they may call), the values (bound
     parameters, settings) and the tables' versions."""
     parts = [SQL_MACROS, *(f"sql/{name}.sql:{read_sql(name)}" for name in sql_names)]
     parts += [repr(v) for v in values]
-    parts += [f"{t}:{table_version(conn, t)}" for t in sorted(set(tables))]
+    parts += [f"{t}:{table_version(conn, t, run)}" for t in sorted(set(tables))]
     return hashlib.md5("\n".join(parts).encode()).hexdigest()
 
 
@@ -146,7 +171,7 @@ def prepare(conn: duckdb.DuckDBPyConnection, context: dg.AssetExecutionContext, 
     caller's transaction: if the build then fails, the record rolls back with it."""
     targets, sql_names = tuple(targets), tuple(sql_names)
     inputs = sql_inputs(sql_names, exclude=targets)
-    build = check(conn, targets, fingerprint(conn, inputs, sql_names, *values))
+    build = check(conn, targets, fingerprint(conn, inputs, sql_names, *values, run=_versions_of_run(context)))
     if build.unchanged:
         context.log.info(f"{', '.join(targets)}: inputs unchanged since run {build.since_run}, not rebuilt")
     else:

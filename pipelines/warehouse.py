@@ -71,8 +71,19 @@ WHERE captured_at IS NOT DISTINCT FROM (
 """
 
 
-def create_macros(conn: duckdb.DuckDBPyConnection) -> None:
-    conn.execute(SQL_MACROS)
+# SQL_MACROS one statement per macro (its comment lines with it): name -> CREATE statement.
+_MACROS = {re.match(r"\s*(\w+)", chunk).group(1): "CREATE OR REPLACE TEMP MACRO " + chunk
+           for chunk in SQL_MACROS.split("CREATE OR REPLACE TEMP MACRO ")[1:]}
+
+
+def create_macros(conn: duckdb.DuckDBPyConnection, query: str | None = None) -> None:
+    """The shared macros on this connection: all of them, or only those `query` calls."""
+    if query is None:
+        conn.execute(SQL_MACROS)
+        return
+    used = [statement for name, statement in _MACROS.items() if re.search(rf"\b{name}\s*\(", query)]
+    if used:
+        conn.execute("\n".join(used))
 
 
 @cache
@@ -186,7 +197,7 @@ def build_table(
     missing = used - bound.keys()
     if missing:
         raise ValueError(f"sql/{sql_name}.sql needs parameters {sorted(missing)}")
-    create_macros(conn)
+    create_macros(conn, query)
     started = time.perf_counter()
     conn.execute(f"CREATE OR REPLACE TABLE {_checked(table)} AS {query}", bound or None)
     if sql_timing_recorder is not None:
@@ -209,12 +220,12 @@ def _parameters_in(query: str) -> set[str]:
 def comment_table(conn: duckdb.DuckDBPyConnection, table: str, sql_name: str, kind: str = "TABLE") -> None:
     """The SQL file's header as the COMMENTs of the table (or, in lake mode, the VIEW)."""
     description, columns = sql_docs(sql_name)
-    if description:
-        conn.execute(f"COMMENT ON {kind} {_checked(table)} IS {sql_literal(description)}")
+    statements = [f"COMMENT ON {kind} {_checked(table)} IS {sql_literal(description)}"] if description else []
     existing = {r[0] for r in conn.execute(f"SELECT * FROM {table} LIMIT 0").description}
-    for column, text in columns.items():
-        if column in existing:
-            conn.execute(f'COMMENT ON COLUMN {table}."{column}" IS {sql_literal(text)}')
+    statements += [f'COMMENT ON COLUMN {table}."{column}" IS {sql_literal(text)}'
+                   for column, text in columns.items() if column in existing]
+    if statements:  # one round trip
+        conn.execute(";\n".join(statements))
 
 
 def sql_literal(text: str) -> str:
@@ -264,8 +275,7 @@ def table_metadata(
     # The first rows as stored (a table keeps the order its SQL gives): sorting a whole table
     # for five rows cost up to a second a step on large tables.
     order = f" ORDER BY {order_by}" if order_by else ""
-    preview = (conn.execute(f"SELECT * FROM {table}{order} LIMIT {int(preview_rows)}").df()
-               if preview_rows else None)
+    preview = markdown_rows(conn, f"SELECT * FROM {table}{order} LIMIT {int(preview_rows)}") if preview_rows else None
     return {
         "dagster/table_name": dg.MetadataValue.text(f"warehouse.{table}"),
         "dagster/row_count": dg.MetadataValue.int(row_count(conn, table)),
@@ -274,9 +284,23 @@ def table_metadata(
                 dg.TableColumn(name=c, type=t, description=d or None) for c, t, d in columns
             ]
         ),
-        **({"preview": dg.MetadataValue.md(preview.to_markdown(index=False) if len(preview) else "_empty_")}
-           if preview is not None else {}),
+        **({"preview": dg.MetadataValue.md(preview)} if preview is not None else {}),
     }
+
+
+def markdown_rows(conn: duckdb.DuckDBPyConnection, query: str) -> str:
+    """A query's rows as a Markdown table, values as DuckDB returns them (no DataFrame: a pandas
+    preview cost more than the rest of a small step, and showed integers with a NULL beside them
+    as floats, booleans as 0/1 and lists as arrays); NULL is an empty cell."""
+    from tabulate import tabulate
+
+    cursor = conn.execute(query)
+    rows = cursor.fetchall()
+    if not rows:
+        return "_empty_"
+    # Numbers right-aligned; text as stored (not read as a number: '10.0' stays '10.0').
+    text = [i for i in range(len(cursor.description)) if any(isinstance(row[i], str) for row in rows)]
+    return tabulate(rows, headers=[d[0] for d in cursor.description], tablefmt="pipe", disable_numparse=text)
 
 
 def resolve_as_of(conn: duckdb.DuckDBPyConnection, configured: date | None) -> date:

@@ -493,18 +493,14 @@ def test_demo_cases(demo_run):
 
 
 def test_warning_check_counts_per_environment(warehouse, tmp_path):
-    """The asset check reads each machine's latest period: w1 is Manual by then; p2, d1, e1
-    (E-1 expired), e2, s1, n1 and onprem1 still update themselves; l1 and m2 cannot be judged."""
+    """The asset check (evaluated in the periods' step, on its connection) reads each machine's
+    latest period: w1 is Manual by then; p2, d1, e1 (E-1 expired), e2, s1, n1 and onprem1 still
+    update themselves; l1 and m2 cannot be judged."""
     import dagster as dg
 
     from assets.auto_updates import no_automatic_updates_in_production
-    from pipelines.resources import WarehouseResource
 
-    warehouse.execute("CHECKPOINT")
-    database = warehouse.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-                                 ).fetchone()[0]
-    warehouse.close()
-    result = no_automatic_updates_in_production(dg.build_asset_check_context(), WarehouseResource(database=database))
+    result = no_automatic_updates_in_production(warehouse)
     assert (result.passed, result.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert result.metadata["self_updating_production_machines"].value == 7
     assert result.metadata["unverified_production_machines"].value == 2

@@ -910,8 +910,8 @@ def population_run(root: Path, settings: RunSettings, live: azure.AzureResource 
                    ) -> tuple[dg.ExecuteInProcessResult, list[tuple]]:
     database = root / "warehouse.duckdb"
     result = materialize_every_day(
-        [*dg.load_assets_from_modules([monitoring, population, *SCAN_ASSETS]),
-         *dg.load_asset_checks_from_modules([population])],
+        # The completeness check is evaluated in the population's own step (its check_specs).
+        dg.load_assets_from_modules([monitoring, population, *SCAN_ASSETS]),
         selection=dg.AssetSelection.keys(
             "raw/patch_assessment_resources", "raw/patch_installation_resources", "marts/azure_population_counts"
         ),

@@ -24,7 +24,7 @@ CATALOG = [
     msrc_documents, kev_vulnerabilities, epss_scores,
     osv_advisories, bulletins.osv_fixes, bulletins.msrc_fixes,
     bulletins.patch_supersedence, bulletins.patch_fix_lineage, bulletins.patch_cves,
-    bulletins.patch_catalog, bulletins.patch_catalog_key_unique,
+    bulletins.patch_catalog,  # with its patch_catalog_key_unique check
 ]
 HIGH_AVAILABILITY = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"  # 7.5
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8

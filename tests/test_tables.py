@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from pipelines.resources import WarehouseResource
-from pipelines.tables import unique_checks
+from pipelines.tables import unique_key_checks
 from pipelines.warehouse import parse_sql_header, sql_header
 
 PLANTED = """\
@@ -55,22 +55,20 @@ def test_a_malformed_declaration_names_file_line_and_tag(line, message):
 
 
 def _run_check(tmp_path, rows):
-    database = tmp_path / "w.duckdb"
-    conn = duckdb.connect(str(database))
+    conn = duckdb.connect(str(tmp_path / "w.duckdb"))
     conn.execute("CREATE SCHEMA marts")
     conn.execute("CREATE TABLE marts.compliance_gaps (gap_id VARCHAR, vm_id VARCHAR)")
     conn.executemany("INSERT INTO marts.compliance_gaps VALUES (?, ?)", rows)
-    conn.close()
-    (check,) = unique_checks("marts.compliance_gaps")
-    return check, check(warehouse=WarehouseResource(database=str(database)))
+    (check,) = unique_key_checks("marts.compliance_gaps")
+    return check, check.result(conn)
 
 
 def test_unique_check_fails_on_a_planted_duplicate_and_names_it(tmp_path):
     # GAP-1 twice, GAP-2 three times, GAP-3 once: two ids name more than one row.
     rows = [("GAP-1", "a"), ("GAP-2", "a"), ("GAP-1", "b"), ("GAP-2", "b"), ("GAP-2", "c"), ("GAP-3", "c")]
     check, result = _run_check(tmp_path, rows)
-    assert [s.name for s in check.check_specs] == ["gap_ids_unique"]
-    assert [s.blocking for s in check.check_specs] == [True]
+    spec = check.spec("marts.compliance_gaps")
+    assert (spec.name, spec.blocking, result.check_name) == ("gap_ids_unique", True, "gap_ids_unique")
     assert result.passed is False
     assert result.metadata["duplicate_ids"].value == 2
     # Most-repeated first.
@@ -95,7 +93,7 @@ def test_unique_check_fails_on_rows_without_a_key(tmp_path):
 def test_every_header_declaration_is_in_the_code_location():
     """A factory-made asset has exactly its header's deps, group and description, and every
     @unique line of a table in the code location has its blocking check (a module that forgets
-    `unique_checks` fails here)."""
+    `unique_check_specs` fails here)."""
     from pipelines.definitions import defs
 
     definitions = defs()
@@ -188,3 +186,166 @@ def test_factory_asset_binds_run_config_and_the_evaluation_date(tmp_path, run_co
     rows = conn.execute("SELECT patch_key, affected_vms FROM marts.rogue_patches ORDER BY ALL").fetchall()
     conn.close()
     assert rows == expected
+
+
+# --- the skip of an unchanged build, and the checks in the asset's own step -------------------
+# Planted SQL files in a folder of their own: staging.planted_input (loaded by the test) feeds
+# marts.planted_keys (key `id`), which feeds marts.planted_as_of (which takes $as_of).
+PLANTED_SQL = {
+    "planted_keys": """\
+-- @group planted
+-- @depends staging.planted_input
+-- @unique id as planted_id_unique: One row per id.
+-- @table Planted keys.
+SELECT id, amount * 2 AS doubled FROM staging.planted_input
+""",
+    "planted_as_of": """\
+-- @group planted
+-- @depends marts.planted_keys
+-- @table Planted sum as of a date.
+SELECT $as_of::DATE AS as_of, sum(doubled) AS total FROM marts.planted_keys
+""",
+}
+
+
+@pytest.fixture
+def planted(tmp_path, monkeypatch):
+    """(materialize(rows, as_of) -> (result, metadata by table), database) over the planted SQL."""
+    import dagster as dg
+
+    from pipelines import warehouse
+    from pipelines.resources import RunSettings, WarehouseResource
+    from pipelines.tables import sql_table_asset
+
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    for name, text in PLANTED_SQL.items():
+        (folder / f"{name}.sql").write_text(text, encoding="utf-8")
+    monkeypatch.setattr(warehouse, "SQL_DIR", folder)
+    for cached in (warehouse.read_sql, warehouse.sql_header):
+        cached.cache_clear()
+    database = tmp_path / "w.duckdb"
+    assets = [sql_table_asset("marts.planted_keys"), sql_table_asset("marts.planted_as_of")]
+
+    def materialize(rows: list[tuple] | None, as_of: str):
+        if rows is not None:  # else the input stays as it is
+            with duckdb.connect(str(database)) as conn:
+                conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+                conn.execute("CREATE OR REPLACE TABLE staging.planted_input (id VARCHAR, amount INTEGER)")
+                conn.executemany("INSERT INTO staging.planted_input VALUES (?, ?)", rows)
+        result = dg.materialize(assets, resources={
+            "warehouse": WarehouseResource(database=str(database)),
+            "run_settings": RunSettings(estate_dir=str(tmp_path), as_of=as_of)}, raise_on_error=False)
+        metadata = {}
+        for event in result.get_asset_materialization_events():
+            materialization = event.step_materialization_data.materialization
+            metadata["/".join(materialization.asset_key.path)] = {
+                k: v.value for k, v in materialization.metadata.items()}
+        return result, metadata
+
+    yield materialize, database
+    for cached in (warehouse.read_sql, warehouse.sql_header):
+        cached.cache_clear()
+
+
+def test_an_unchanged_build_is_skipped_and_says_since_which_run(planted):
+    materialize, database = planted
+    first, built = materialize([("a", 1), ("b", 5)], "2026-11-30")
+    assert first.success
+    assert built["marts/planted_keys"]["unchanged"] is False
+    assert built["marts/planted_as_of"]["unchanged"] is False
+    # The same input rows, SQL and date: neither table is rebuilt, both say since the first run.
+    second, kept = materialize([("a", 1), ("b", 5)], "2026-11-30")
+    assert second.success
+    for table in ("marts/planted_keys", "marts/planted_as_of"):
+        assert kept[table]["unchanged"] is True, table
+        assert kept[table]["unchanged_since_run"] == first.run_id, table
+        assert kept[table]["inputs_fingerprint"] == built[table]["inputs_fingerprint"], table
+        # The metadata is read from the table as it stands: 2 rows of keys, 1 row of sum.
+        assert kept[table]["dagster/row_count"] == {"marts/planted_keys": 2, "marts/planted_as_of": 1}[table]
+    assert [c.name for c in kept["marts/planted_keys"]["dagster/column_schema"].columns] == ["id", "doubled"]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        # (1 + 5) * 2 = 12, as of the date asked for.
+        assert conn.execute("SELECT as_of::VARCHAR, total FROM marts.planted_as_of").fetchall() == [("2026-11-30", 12)]
+        runs = dict(conn.execute("SELECT target, dagster_run_id FROM staging.build_fingerprints").fetchall())
+    assert runs == {"marts.planted_keys": first.run_id, "marts.planted_as_of": first.run_id}
+    # The check of the key is evaluated on the unchanged table too.
+    (evaluation,) = second.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed) == ("planted_id_unique", True)
+
+
+def test_a_changed_input_table_rebuilds_what_reads_it(planted):
+    materialize, database = planted
+    first, _ = materialize([("a", 1), ("b", 5)], "2026-11-30")
+    # b's amount 5 -> 7: the keys are rebuilt, and so the sum that reads them.
+    second, metadata = materialize([("a", 1), ("b", 7)], "2026-11-30")
+    assert metadata["marts/planted_keys"]["unchanged"] is False
+    assert metadata["marts/planted_as_of"]["unchanged"] is False
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT total FROM marts.planted_as_of").fetchall() == [((1 + 7) * 2,)]
+        runs = dict(conn.execute("SELECT target, dagster_run_id FROM staging.build_fingerprints").fetchall())
+    assert runs == {"marts.planted_keys": second.run_id, "marts.planted_as_of": second.run_id}
+
+
+def test_a_moved_date_rebuilds_only_what_takes_as_of(planted):
+    materialize, database = planted
+    first, _ = materialize([("a", 1), ("b", 5)], "2026-11-30")
+    second, metadata = materialize(None, "2026-12-01")
+    # The keys' SQL takes no $as_of: unchanged. The sum's does: rebuilt for the new date.
+    assert metadata["marts/planted_keys"]["unchanged"] is True
+    assert metadata["marts/planted_keys"]["unchanged_since_run"] == first.run_id
+    assert metadata["marts/planted_as_of"]["unchanged"] is False
+    assert metadata["marts/planted_as_of"]["as_of"] == "2026-12-01"
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT as_of::VARCHAR, total FROM marts.planted_as_of").fetchall() == [("2026-12-01", 12)]
+
+
+def test_a_failed_blocking_check_in_the_step_stops_what_reads_the_table(planted):
+    """The key check runs in the step of marts.planted_keys: a planted duplicate fails it, and
+    marts.planted_as_of, which reads the keys, does not run."""
+    materialize, database = planted
+    result, metadata = materialize([("a", 1), ("a", 2), ("b", 5)], "2026-11-30")
+    assert not result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed) == ("planted_id_unique", False)
+    assert evaluation.metadata["first_duplicates"].value == "- a: 2 rows"
+    assert "marts/planted_as_of" not in metadata
+    assert [e.step_key for e in result.get_step_failure_events()] == ["marts__planted_keys"]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'planted_as_of'"
+                            ).fetchall() == [(0,)]
+
+
+def test_an_asset_with_a_before_rebuilds_every_time_unless_it_says_it_may_skip(planted, tmp_path):
+    """What a `before` reads (here a file) is not in the fingerprint: such an asset rebuilds."""
+    import dagster as dg
+
+    from pipelines.resources import RunSettings, WarehouseResource
+    from pipelines.tables import sql_table_asset
+
+    _, database = planted  # the planted SQL folder is in place
+    source = tmp_path / "amounts.csv"
+
+    def load(conn, run_settings):
+        conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+        conn.execute("CREATE OR REPLACE TABLE staging.planted_input AS SELECT * FROM read_csv($p, header = false, "
+                     "columns = {'id': 'VARCHAR', 'amount': 'INTEGER'})", {"p": str(source)})
+
+    def run(asset) -> dict:
+        result = dg.materialize([asset], resources={
+            "warehouse": WarehouseResource(database=str(database)),
+            "run_settings": RunSettings(estate_dir=str(tmp_path), as_of="2026-11-30")})
+        (event,) = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+
+    source.write_text("a,1\nb,5\n", encoding="utf-8")
+    always = sql_table_asset("marts.planted_keys", before=load)
+    assert "unchanged" not in run(always) and "unchanged" not in run(always)
+    source.write_text("a,1\nb,7\n", encoding="utf-8")
+    assert "unchanged" not in run(always)
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT id, doubled FROM marts.planted_keys ORDER BY id").fetchall() == [("a", 2), ("b", 14)]
+    # Told that its `before` may skip, it does when the file (so the helper table) is as before.
+    may_skip = sql_table_asset("marts.planted_keys", before=load, skip_unchanged=True)
+    assert run(may_skip)["unchanged"] is False
+    assert run(may_skip)["unchanged"] is True

@@ -7,7 +7,6 @@ from assets.common import (
     STAGE3_BULLETINS,
     key,
     warehouse_asset,
-    warehouse_check,
 )
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.bulletins import INGEST_LOG_DDL
@@ -27,6 +26,43 @@ from pipelines.sources.vulnrichment.assets import VULNRICHMENT_TABLE, ensure_vul
 from pipelines.warehouse import build_table, resolve_as_of, table_metadata, transaction
 
 
+def bulletin_channels_fresh(conn) -> dg.AssetCheckResult:
+    """Every configured bulletin channel holds data no older than its threshold
+    (msrc 35 days, kev 7, epss 3, osv 30, vulnrichment 30) as of the evaluation date."""
+    rows = conn.execute(
+        "SELECT channel, status, age_days, stale_after_days, newest_document "
+        "FROM marts.bulletin_channels WHERE stale ORDER BY channel"
+    ).fetchall()
+    return dg.AssetCheckResult(
+        check_name="bulletin_channels_fresh",
+        passed=not rows,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "stale_channels": dg.MetadataValue.json(
+                [
+                    {"channel": c, "status": s, "age_days": a, "stale_after_days": t, "newest": n}
+                    for c, s, a, t, n in rows
+                ]
+            )
+        },
+    )
+
+
+def msrc_months_ingested(conn) -> dg.AssetCheckResult:
+    """Every MSRC month that the /updates index lists as released (within the ingested span) is
+    ingested at its current revision. Passes when no index is held."""
+    rows = conn.execute(
+        "SELECT pending_documents FROM marts.bulletin_channels WHERE channel = 'msrc'"
+    ).fetchall()
+    pending = (rows[0][0] if rows else None) or []
+    return dg.AssetCheckResult(
+        check_name="msrc_months_ingested",
+        passed=not pending,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"pending_documents": dg.MetadataValue.json(pending), "count": len(pending)},
+    )
+
+
 @warehouse_asset(
     key=key("marts.bulletin_channels"),
     group_name=STAGE3_BULLETINS,
@@ -41,6 +77,9 @@ from pipelines.warehouse import build_table, resolve_as_of, table_metadata, tran
     description="One row per configured bulletin channel (msrc, kev, epss, osv, vulnrichment): last successful "
     "ingest, documents and rows held, newest document, staleness as of the evaluation date, and "
     "the MSRC months released but not yet ingested.",
+    # Evaluated in this step, on its connection.
+    check_specs=[dg.AssetCheckSpec(check.__name__, asset=key("marts.bulletin_channels"), description=check.__doc__)
+                 for check in (bulletin_channels_fresh, msrc_months_ingested)],
 )
 def bulletin_channels(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings,
@@ -74,45 +113,8 @@ def bulletin_channels(
                 "SELECT channel FROM marts.bulletin_channels WHERE stale ORDER BY channel"
             ).fetchall()
         ]
+        checks = [bulletin_channels_fresh(conn), msrc_months_ingested(conn)]
     metadata["as_of"] = dg.MetadataValue.text(as_of.isoformat())
     metadata["stale_channels"] = dg.MetadataValue.json(stale)
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
-
-@warehouse_check(asset=key("marts.bulletin_channels"))
-def bulletin_channels_fresh(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Every configured bulletin channel holds data no older than its threshold
-    (msrc 35 days, kev 7, epss 3, osv 30, vulnrichment 30) as of the evaluation date."""
-    with warehouse.get_connection() as conn:
-        rows = conn.execute(
-            "SELECT channel, status, age_days, stale_after_days, newest_document "
-            "FROM marts.bulletin_channels WHERE stale ORDER BY channel"
-        ).fetchall()
-    return dg.AssetCheckResult(
-        passed=not rows,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={
-            "stale_channels": dg.MetadataValue.json(
-                [
-                    {"channel": c, "status": s, "age_days": a, "stale_after_days": t, "newest": n}
-                    for c, s, a, t, n in rows
-                ]
-            )
-        },
-    )
-
-
-@warehouse_check(asset=key("marts.bulletin_channels"))
-def msrc_months_ingested(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    """Every MSRC month that the /updates index lists as released (within the ingested span) is
-    ingested at its current revision. Passes when no index is held."""
-    with warehouse.get_connection() as conn:
-        rows = conn.execute(
-            "SELECT pending_documents FROM marts.bulletin_channels WHERE channel = 'msrc'"
-        ).fetchall()
-    pending = (rows[0][0] if rows else None) or []
-    return dg.AssetCheckResult(
-        passed=not pending,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"pending_documents": dg.MetadataValue.json(pending), "count": len(pending)},
-    )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from assets.common import STAGE3_BULLETINS, key, warehouse_asset, warehouse_check
+from assets.common import STAGE3_BULLETINS, key, warehouse_asset
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.sources.bulletins import channel_files, channel_folder, ingest_snapshots
 from pipelines.sources.bulletins.resource import ChannelEndpoint
@@ -22,10 +22,23 @@ CREATE TABLE IF NOT EXISTS raw.kev_vulnerabilities (
 """
 
 
+def kev_catalog_not_empty(files: list, rows: int) -> dg.AssetCheckResult:
+    """When a KEV file is in the estate, the KEV table holds entries."""
+    return dg.AssetCheckResult(
+        check_name="kev_catalog_not_empty",
+        passed=not files or rows > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"kev_files": len(files), "rows": rows},
+    )
+
+
 @warehouse_asset(
     key=key("raw.kev_vulnerabilities"),
     group_name=STAGE3_BULLETINS,
     kinds={"duckdb", "python"},
+    # Evaluated in this step, on the files it read and its connection.
+    check_specs=[dg.AssetCheckSpec("kev_catalog_not_empty", asset=key("raw.kev_vulnerabilities"),
+                                   description=kev_catalog_not_empty.__doc__)],
 )
 def kev_vulnerabilities(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings,
@@ -47,19 +60,6 @@ def kev_vulnerabilities(
         conn.execute(KEV_DDL)
         ingest_snapshots(context, conn, run_settings, "kev", "raw.kev_vulnerabilities",
                          "catalog_version", files, read_kev, live_fetch=live)
-        return dg.MaterializeResult(metadata=table_metadata(conn, "raw.kev_vulnerabilities"))
-
-
-@warehouse_check(asset=key("raw.kev_vulnerabilities"))
-def kev_catalog_not_empty(
-    warehouse: WarehouseResource, run_settings: RunSettings
-) -> dg.AssetCheckResult:
-    """When a KEV file is in the estate, the KEV table holds entries."""
-    _, files = channel_files(run_settings, "kev", kev_files)
-    with warehouse.get_connection() as conn:
-        rows = row_count(conn, "raw.kev_vulnerabilities")
-    return dg.AssetCheckResult(
-        passed=not files or rows > 0,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"kev_files": len(files), "rows": rows},
-    )
+        return dg.MaterializeResult(
+            metadata=table_metadata(conn, "raw.kev_vulnerabilities"),
+            check_results=[kev_catalog_not_empty(files, row_count(conn, "raw.kev_vulnerabilities"))])
