@@ -104,7 +104,7 @@ SELECT
     coalesce(s.f.storageProfile.imageReference.exactVersion, s.f.storageProfile.imageReference.version) AS image_version,
     s.f.hardwareProfile.vmSize AS vm_size,
     coalesce(
-        lower(split_part(list_filter(s.f.instanceView.statuses, lambda x: x.code LIKE 'PowerState/%')[1].code, '/', 2)),
+        lower(split_part(list_filter(s.f.instanceView.statuses, lambda x: x.code LIKE 'PowerState/%')[1].code, '/', 2)),  -- noqa: RF01
         -- az vm list --show-details: "VM running", "VM deallocated"
         nullif(regexp_replace(lower(s.top.powerState), '^vm ', ''), '')
     ) AS power_state,
@@ -125,7 +125,7 @@ SELECT
         s.f.osProfile.linuxConfiguration.patchSettings.automaticByPlatformSettings.bypassPlatformSafetyChecksOnUserSchedule
     ) AS BOOLEAN) AS bypass_platform_safety_checks,
     split_part(list_filter(
-        s.f.instanceView.patchStatus.configurationStatuses, lambda x: x.code LIKE 'PatchModeConfigurationState/%'
+        s.f.instanceView.patchStatus.configurationStatuses, lambda x: x.code LIKE 'PatchModeConfigurationState/%'  -- noqa: RF01
     )[1].code, '/', 2) AS patch_mode_state,
     t.environment,
     t.criticality
