@@ -91,14 +91,7 @@ def _load(context, warehouse, run_settings, azure, table: str, load, full_reload
             metadata, stats = _into_lake(context, warehouse, lake, table, load, Path(estate), full_reload)
         else:
             with warehouse.get_connection() as conn, transaction(conn):
-                # A load that only appends: the checkpoint at close would merge the table's newest
-                # row groups with the day's rows, rewriting about two row groups of history each
-                # day (over a second for the assessments' JSON). A load that deleted rows (a
-                # replaced file, a reload) lets it vacuum them.
-                conn.execute("SET max_vacuum_tasks = 0")
                 stats = load(conn, Path(estate), table, context.run.run_id, context.log, full_reload=full_reload)
-                if stats.files_replaced or stats.full_reload:
-                    conn.execute("RESET max_vacuum_tasks")
                 metadata = {
                     **table_metadata(conn, table, preview_rows=0),
                     "quarantined_rows": dg.MetadataValue.int(quarantine_count(conn, table)),
