@@ -11,6 +11,7 @@ from assets.common import EVIDENCE, key, warehouse_asset
 from pipelines.ledger import LEDGER_REGISTERS
 from pipelines.pastdate import load_scan_arrivals, rebuild_pack
 from pipelines.reporting import POPULATIONS, write_reports
+from pipelines.reporting.queries import CHART_TABLES
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.tables import sql_table_asset
 
@@ -26,7 +27,8 @@ late_arrivals = sql_table_asset("marts.late_arrivals", before=load_scan_arrivals
     # Every table the pack reads, so that a run writes it last.
     deps=[key(table) for table, _ in POPULATIONS.values()]
     + [key("marts.patch_catalog"), key("staging.sla_policy"), key("ledger.authorization_events")]
-    + [key("marts.azure_population_counts")],
+    + [key("marts.azure_population_counts")]
+    + [key(table) for table in sorted({t for tables in CHART_TABLES.values() for t in tables})],
 )
 def compliance_report(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings

@@ -310,19 +310,22 @@ def machines_cited(data: dict[str, Any]) -> list[dict]:
     return [{"name": name, "vm_id": vm_id} for vm_id, name in sorted(cited.items(), key=lambda i: (i[1], i[0]))]
 
 
+# The tables each chart of the report reads (its sql/report_<name>.sql): the pack depends on them.
+CHART_TABLES = {
+    "trend": ("marts.compliance_daily", "marts.vm_inventory", "staging.assessment_runs"),
+    "aging": ("marts.compliance_gaps",),
+    "sla_share": ("marts.time_to_patch",),
+    "time_to_patch": ("marts.remediation_episodes",),
+    "coverage": ("marts.vm_inventory",),
+}
+
+
 def chart_data(conn: duckdb.DuckDBPyConnection, as_of: date, data: dict[str, Any]) -> dict[str, list[dict]]:
     """The series of the charts, each from its sql/report_*.sql (empty when its marts are absent)."""
-    needs = {
-        "trend": ("marts.compliance_daily", "marts.vm_inventory", "staging.assessment_runs"),
-        "aging": ("marts.compliance_gaps",),
-        "sla_share": ("marts.time_to_patch",),
-        "time_to_patch": ("marts.remediation_episodes",),
-        "coverage": ("marts.vm_inventory",),
-    }
     params = {"trend": {"as_of": as_of, "stale_after_days": STALE_AFTER_DAYS}}
     series = {
         name: _rows(conn, read_sql(f"report_{name}"), params.get(name)) if all(table_exists(conn, t) for t in tables) else []
-        for name, tables in needs.items()
+        for name, tables in CHART_TABLES.items()
     }
     series["gaps_by_type"] = [r for r in data.get("gaps_by_type", []) if r["gaps"]]
     return series
