@@ -1046,9 +1046,10 @@ def test_raw_load_records_each_files_population_figures(tmp_path, conn, monkeypa
     total_records, count, subscriptions) under the file's stamp, parsed with its rows (one batch
     per file here), so the population table does not read the files again: an export rewritten
     afterwards under the same size and time still shows the figures of the version loaded."""
+    from pipelines.ingest import bulk
     from pipelines.sources.resource_graph import reader
 
-    monkeypatch.setattr(reader, "DOCUMENT_BATCH_BYTES", 1)
+    monkeypatch.setattr(bulk, "DOCUMENT_BATCH_BYTES", 1)
     folder = tmp_path / "azure" / "resource_graph"
     folder.mkdir(parents=True)
     rows = [row for page in arg_pages("patchassessmentresources") for row in page["data"]]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.ingest import bulk
 from pipelines.ingest.bulk import (
     Check,
     bad_timestamp,
@@ -121,7 +122,7 @@ def load_resource_graph(
         document = (f"read_json(@SRC@, columns={{'data': '{struct_type(RESOURCE_GRAPH_COLUMNS)}[]', "
                     f"{POPULATION_FIELDS}}}, maximum_object_size={size}@OPTS@)")
         many, one = many_and_one(f"SELECT * FROM {document}")
-        for batch in batches(group, DOCUMENT_BATCH_BYTES):
+        for batch in batches(group, bulk.DOCUMENT_BATCH_BYTES):
             bulk_insert(conn, table, "SELECT unnest(r), filename FROM (SELECT unnest(data) AS r, filename "
                         "FROM documents)", one, batch, ingest_run, documents=many)
             _keep_figures(conn, arg_table, batch)
@@ -134,10 +135,6 @@ def load_resource_graph(
 # The population figures of a capture (`az graph query` prints totalRecords as total_records).
 POPULATION_FIELDS = ("'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
                      "'subscriptions': 'VARCHAR[]'")
-
-# Source bytes parsed into memory at once by one load statement (a day's file at 10,000 VMs is
-# about 7 MB; a full load of 90 days in one statement held about 2 GB).
-DOCUMENT_BATCH_BYTES = 256 * 2**20
 
 POPULATION_FILE_COLUMNS = {
     "arg_table": "VARCHAR", "source_file": "VARCHAR", "source_sha256": "VARCHAR", "subscriptions": "VARCHAR[]",
