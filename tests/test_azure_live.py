@@ -1039,3 +1039,47 @@ def test_population_figures_follow_each_file_between_runs(tmp_path, monkeypatch)
     verifying = RunSettings(estate_dir=str(tmp_path / "estate"), source="files", verify_files=True)
     result, table = population_run(tmp_path, verifying)
     assert result.success and check_passed(result) and table[0][4:] == (2, 2, 2, True)
+
+
+def test_raw_load_records_each_files_population_figures(tmp_path, conn, monkeypatch):
+    """The raw load keeps what each export says of its population (totalRecords, or az's
+    total_records, count, subscriptions) under the file's stamp, parsed with its rows (one batch
+    per file here), so the population table does not read the files again: an export rewritten
+    afterwards under the same size and time still shows the figures of the version loaded."""
+    from pipelines.ingest import bulk
+    from pipelines.sources.resource_graph import reader
+
+    monkeypatch.setattr(bulk, "DOCUMENT_BATCH_BYTES", 1)
+    folder = tmp_path / "azure" / "resource_graph"
+    folder.mkdir(parents=True)
+    rows = [row for page in arg_pages("patchassessmentresources") for row in page["data"]]
+    first = folder / "patchassessmentresources-a.json"
+    first.write_text(json.dumps({"totalRecords": 5, "count": 3, "subscriptions": [SUB], "data": rows}))
+    (folder / "patchassessmentresources-b.json").write_text(json.dumps({"total_records": 2, "count": 2,
+                                                                        "data": rows[:2]}))
+    (folder / "patchassessmentresources-c.json").write_text(json.dumps(rows[:1]))  # a bare array: no figures
+    assert load_resource_graph(conn, tmp_path, "patchassessmentresources", "raw.pa", "run").rows == 6
+    assert conn.execute("SELECT source_file, count(*) FROM raw.pa GROUP BY ALL ORDER BY ALL").fetchall() == [
+        ("azure/resource_graph/patchassessmentresources-a.json", 3),
+        ("azure/resource_graph/patchassessmentresources-b.json", 2),
+        ("azure/resource_graph/patchassessmentresources-c.json", 1),
+    ]
+    recorded = conn.execute(
+        "SELECT source_file, subscriptions, reported_rows, fetched_rows, size, mtime_ns "
+        "FROM staging.resource_graph_file_figures ORDER BY source_file").fetchall()
+    stat = first.stat()
+    assert recorded == [
+        ("azure/resource_graph/patchassessmentresources-a.json", [SUB], 5, 3, stat.st_size, stat.st_mtime_ns),
+        ("azure/resource_graph/patchassessmentresources-b.json", None, 2, 2,
+         (folder / "patchassessmentresources-b.json").stat().st_size,
+         (folder / "patchassessmentresources-b.json").stat().st_mtime_ns),
+    ]
+    first.write_text(json.dumps({"totalRecords": 9, "count": 9, "data": rows}).ljust(stat.st_size))
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    reader.resource_graph_population_files(conn, tmp_path)
+    assert conn.execute("SELECT source_file, reported_rows, fetched_rows FROM population_files "
+                        "ORDER BY source_file").fetchall() == [
+        ("azure/resource_graph/patchassessmentresources-a.json", 5, 3),
+        ("azure/resource_graph/patchassessmentresources-b.json", 2, 2),
+        ("azure/resource_graph/patchassessmentresources-c.json", None, None),
+    ]

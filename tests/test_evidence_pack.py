@@ -389,13 +389,13 @@ def test_two_reports_of_one_warehouse_are_byte_identical(pack):
 
 
 def test_the_pack_written_without_a_forked_workbook_writer_is_the_same(pack, tmp_path, monkeypatch):
-    """The CLI's reports wrote the workbook in a forked process beside the CSVs and the
-    dashboard; written in one process (where processes cannot be forked) every file, the
-    workbook's hash in the HTML and the manifest included, is the same."""
+    """The CLI's reports wrote the workbook in a forked process beside the CSVs and the charts,
+    and the PDF in another beside the dashboard; written in one process (where processes cannot
+    be forked) every file, the workbook's hash in the HTML and the manifest included, is the same."""
     from pipelines.reporting import pack as pack_module
 
     monkeypatch.setattr(pack_module.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
-    assert pack_module.start_workbook(tmp_path / "unused.xlsx", {}, None) is None
+    assert pack_module.start_forked(print, "unused") is None
     pack_module.write_reports(str(pack[2]), tmp_path / "in_process", None)
     (folder,) = (tmp_path / "in_process").iterdir()
     first, alone = _digests(pack[3]), _digests(folder)

@@ -11,7 +11,9 @@ from pathlib import Path
 import duckdb
 
 from pipelines.ingest.bulk import (
+    DOCUMENT_BATCH_BYTES,
     Check,
+    batches,
     bulk_insert,
     by_shape,
     count_rows,
@@ -54,12 +56,20 @@ def load_resource_files(
         size = max_size(group)
         if shape == "[":
             rows = f"SELECT json AS v@FN@ FROM read_json_objects(@SRC@, format='array', maximum_object_size={size}@OPTS@)"
-        else:
-            spec = ", ".join(f"'{name}': 'JSON[]'" for name in lists)
-            rows = (f"SELECT unnest(coalesce({', '.join(lists)})) AS v@FN@ FROM read_json(@SRC@, "
-                    f"columns={{{spec}}}, maximum_object_size={size}@OPTS@)")
+            many, one = many_and_one(f"SELECT {fields}@FN@ FROM ({rows})")
+            bulk_insert(conn, table, many, one, group, ingest_run)
+            continue
+        # List bodies are parsed into a temporary table first and unnested from it: several
+        # times faster than unnesting straight out of read_json (pipelines/ingest/bulk.py).
+        spec = ", ".join(f"'{name}': 'JSON[]'" for name in lists)
+        rows = (f"SELECT unnest(coalesce({', '.join(lists)})) AS v@FN@ FROM read_json(@SRC@, "
+                f"columns={{{spec}}}, maximum_object_size={size}@OPTS@)")
         many, one = many_and_one(f"SELECT {fields}@FN@ FROM ({rows})")
-        bulk_insert(conn, table, many, one, group, ingest_run)
+        documents, _ = many_and_one(f"SELECT * FROM read_json(@SRC@, columns={{{spec}}}, maximum_object_size={size}@OPTS@)")
+        for batch in batches(group, DOCUMENT_BATCH_BYTES):
+            bulk_insert(conn, table, f"SELECT {fields}, filename FROM (SELECT unnest(coalesce({', '.join(lists)})) AS v, "
+                        "filename FROM documents)", one, batch, ingest_run, documents=documents)
+        conn.execute("DROP TABLE IF EXISTS documents")
     require_bulk(conn, table, todo, estate_dir, checks)
     stats.rows = count_rows(conn, table) - before
     return stats

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
@@ -32,26 +33,32 @@ def ledger_heads(conn: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     }
 
 
-def start_workbook(book: Path, populations: dict, as_of: date) -> multiprocessing.Process | None:
-    """A forked process writing the workbook (it inherits the populations: nothing is copied
-    through a pipe); None where processes are not forked (the workbook is then written by
-    finish_workbook)."""
+def start_forked(target: Callable, *args) -> multiprocessing.Process | None:
+    """`target(*args)` in a forked process (it inherits the arguments: nothing is copied
+    through a pipe); None where processes are not forked (finish_forked then runs it)."""
     if "fork" not in multiprocessing.get_all_start_methods():
         return None
-    child = multiprocessing.get_context("fork").Process(
-        target=workbook.write_workbook, args=(book, populations, as_of), daemon=True)
+    child = multiprocessing.get_context("fork").Process(target=target, args=args, daemon=True)
     child.start()
     return child
 
 
-def finish_workbook(child: multiprocessing.Process | None, book: Path, populations: dict, as_of: date) -> None:
-    """Wait for the workbook; if its process failed (or there was none), write it here, which
-    raises the failure itself."""
+def finish_forked(child: multiprocessing.Process | None, target: Callable, *args) -> None:
+    """Wait for the forked process; if it failed (or there was none), run `target(*args)` here,
+    which raises the failure itself."""
     if child is not None:
         child.join()
         if child.exitcode == 0:
             return
-    workbook.write_workbook(book, populations, as_of)
+    target(*args)
+
+
+def stop_forked(child: multiprocessing.Process | None, partial: Path) -> None:
+    """After a failure: no half-written file of a forked process in the pack."""
+    if child is not None:
+        child.terminate()
+        child.join()
+    partial.unlink(missing_ok=True)
 
 
 def write_reports(
@@ -86,10 +93,9 @@ def write_reports(
     populations = {name: queries.population(conn, name, as_of)
                    for name, (table, _) in queries.POPULATIONS.items() if table_exists(conn, table)}
     book = out_dir / "populations.xlsx"
-    # The workbook, the pack's slowest file, is written on the other core while this process
-    # reads the report's figures, draws the charts and writes the CSVs and the dashboard (none
-    # of them depends on it).
-    pending = start_workbook(book, populations, as_of)
+    # The workbook, the slowest population file, is written on the other core while this
+    # process reads the report's figures, draws the charts and writes the CSVs.
+    pending = start_forked(workbook.write_workbook, book, populations, as_of)
     try:
         data = queries.report_data(conn, as_of)
         data["known_by"] = known_by.isoformat() if known_by else None
@@ -99,15 +105,10 @@ def write_reports(
             path = out_dir / "populations" / f"{name}.csv"
             workbook.write_csv(path, rows, columns)
             written.append(path)
-        board_path = out_dir / "dashboard.html"
-        board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
     except BaseException:
-        if pending is not None:  # no workbook in a pack that failed
-            pending.terminate()
-            pending.join()
-        book.unlink(missing_ok=True)
+        stop_forked(pending, book)
         raise
-    finish_workbook(pending, book, populations, as_of)
+    finish_forked(pending, workbook.write_workbook, book, populations, as_of)
     written.append(book)
     # The report prints the hashes of the population files, so they are written first.
     digests = {p: sha256_file(p) for p in written}
@@ -119,7 +120,16 @@ def write_reports(
     html_path = out_dir / "compliance-report.html"
     html_path.write_text(html, encoding="utf-8")
     pdf_path = out_dir / "compliance-report.pdf"
-    document.write_pdf(html, pdf_path)
+    # The PDF, the pack's slowest file, is laid out on the other core while this process writes
+    # the dashboard (the report does not print the dashboard's hash).
+    printing = start_forked(document.write_pdf, html, pdf_path)
+    try:
+        board_path = out_dir / "dashboard.html"
+        board_path.write_text(dashboard.render(conn, data, rendered), encoding="utf-8")
+    except BaseException:
+        stop_forked(printing, pdf_path)
+        raise
+    finish_forked(printing, document.write_pdf, html, pdf_path)
     written += [html_path, pdf_path, board_path]
     digests.update({p: sha256_file(p) for p in (html_path, pdf_path, board_path)})
     manifest_path = out_dir / "manifest.json"

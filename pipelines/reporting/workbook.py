@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import numbers
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -166,34 +167,101 @@ def column_width(column: str, rows: list[tuple], index: int) -> int:
 
 
 def _write_rows(sheet: Any, rows: list[tuple], formats: dict[type, Any]) -> None:
-    """The inner loop of the workbook: the common types first, the rest through _cell."""
-    write_string, write_number, write_boolean = sheet.write_string, sheet.write_number, sheet.write_boolean
-    datetime_format, date_format = formats[datetime], formats[date]
+    """The rows below the header: each as XML straight into the sheet's row file when all its
+    values are of the common types (_row_xml), else through XlsxWriter's own calls."""
+    from xlsxwriter.utility import xl_col_to_name
+
+    letters = [xl_col_to_name(col) for col in range(len(rows[0]) if rows else 0)]
+    xf_index: dict[type, int] = {}
     for number, row in enumerate(rows, start=1):
-        for col, value in enumerate(row):
-            kind = type(value)
-            if kind is str:
-                if value.startswith(FORMULA_PREFIXES):
-                    value = "'" + value
-                if len(value) > _EXCEL_MAX_TEXT // 2 or value.startswith("<r>"):
-                    _write_text(sheet, number, col, value)  # the rare cases, checked there
-                elif value:
-                    write_string(number, col, value)
-            elif value is None:
+        xml = (_row_xml(sheet, number, row, letters, formats, xf_index)
+               if len(row) == len(letters) and number < sheet.xls_rowmax else None)
+        if xml is None:
+            _write_row_cells(sheet, number, row, formats)
+        elif xml:  # as XlsxWriter leaves it after writing the row: nothing held, the row counted
+            if number > sheet.previous_row:
+                sheet._write_single_row(number)  # the row before, if XlsxWriter still holds it
+            sheet.fh.write(xml)
+            sheet.previous_row = number + 1
+            sheet.dim_rowmax = number
+
+
+# Text that neither of XlsxWriter's escapes changes (control characters, "_x", &, <, >).
+_PLAIN_TEXT = re.compile(r"[^\x00-\x08\x0b-\x1f&<>\ufffe\uffff]*")
+
+
+def _row_xml(sheet: Any, number: int, row: tuple, letters: list[str], formats: dict[type, Any],
+             xf_index: dict[type, int]) -> str | None:
+    """The <row> element XlsxWriter writes for the row in constant_memory mode (inline strings
+    with its own escapes, `.16G` numbers, the formats' indexes), '' for a row without a cell,
+    or None for a value of another type or a rare case (long text, rich-text markup). Its
+    per-cell calls cost several times the XML itself; tests/test_workbook.py compares the bytes
+    with XlsxWriter's own for every kind of value."""
+    from xlsxwriter.utility import _preserve_whitespace
+
+    cells = []
+    line = str(number + 1)
+    for col, value in enumerate(row):
+        kind = type(value)
+        if kind is str:
+            if value.startswith(FORMULA_PREFIXES):
+                value = "'" + value
+            if len(value) > _EXCEL_MAX_TEXT // 2 or value.startswith("<r>"):
+                return None
+            if not value:
                 continue
-            elif kind is bool:
-                write_boolean(number, col, value)
-            elif kind is int or kind is float:
-                if math.isfinite(value):  # NaN and infinities have no cell value in Excel
-                    write_number(number, col, value)
-            elif kind is datetime:
-                if value.tzinfo:
-                    value = value.astimezone(UTC).replace(tzinfo=None)
-                write_number(number, col, _excel_serial(value), datetime_format)
-            elif kind is date:
-                write_number(number, col, _excel_serial(value), date_format)
-            else:
-                _write_other(sheet, number, col, value, formats)
+            plain = "_x" not in value and _PLAIN_TEXT.fullmatch(value)
+            if not plain:
+                value = sheet._escape_control_characters(value)
+            space = ' xml:space="preserve"' if _preserve_whitespace(value) else ""
+            if not plain:
+                value = sheet._escape_data(value)
+            cells.append(f'<c r="{letters[col]}{line}" t="inlineStr"><is><t{space}>{value}</t></is></c>')
+        elif value is None:
+            continue
+        elif kind is bool:
+            cells.append(f'<c r="{letters[col]}{line}" t="b"><v>{1 if value else 0}</v></c>')
+        elif kind is int or kind is float:
+            if math.isfinite(value):  # NaN and infinities have no cell value in Excel
+                cells.append(f'<c r="{letters[col]}{line}"><v>{value:.16G}</v></c>')
+        elif kind is datetime or kind is date:
+            if kind is datetime and value.tzinfo:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            if kind not in xf_index:  # numbered on first use, as XlsxWriter does
+                xf_index[kind] = formats[kind]._get_xf_index()
+            cells.append(f'<c r="{letters[col]}{line}" s="{xf_index[kind]}"><v>{_excel_serial(value):.16G}</v></c>')
+        else:
+            return None
+    return f'<row r="{line}">{"".join(cells)}</row>' if cells else ""
+
+
+def _write_row_cells(sheet: Any, number: int, row: tuple, formats: dict[type, Any]) -> None:
+    """One row through XlsxWriter's calls: the common types first, the rest through _cell."""
+    datetime_format, date_format = formats[datetime], formats[date]
+    for col, value in enumerate(row):
+        kind = type(value)
+        if kind is str:
+            if value.startswith(FORMULA_PREFIXES):
+                value = "'" + value
+            if len(value) > _EXCEL_MAX_TEXT // 2 or value.startswith("<r>"):
+                _write_text(sheet, number, col, value)  # the rare cases, checked there
+            elif value:
+                sheet.write_string(number, col, value)
+        elif value is None:
+            continue
+        elif kind is bool:
+            sheet.write_boolean(number, col, value)
+        elif kind is int or kind is float:
+            if math.isfinite(value):  # NaN and infinities have no cell value in Excel
+                sheet.write_number(number, col, value)
+        elif kind is datetime:
+            if value.tzinfo:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            sheet.write_number(number, col, _excel_serial(value), datetime_format)
+        elif kind is date:
+            sheet.write_number(number, col, _excel_serial(value), date_format)
+        else:
+            _write_other(sheet, number, col, value, formats)
 
 
 def _write_other(sheet: Any, row: int, col: int, value: Any, formats: dict[type, Any]) -> None:

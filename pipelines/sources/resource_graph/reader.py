@@ -16,9 +16,11 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines.ingest import bulk
 from pipelines.ingest.bulk import (
     Check,
     bad_timestamp,
+    batches,
     bulk_insert,
     by_shape,
     columns_literal,
@@ -32,6 +34,7 @@ from pipelines.ingest.bulk import (
 )
 from pipelines.ingest.files import (
     IngestStats,
+    SourceFile,
     folder_files,
     json_top_level,
     max_object_size,
@@ -110,18 +113,28 @@ def load_resource_graph(
         if shape == "[":
             select = (f"SELECT {names}@FN@ FROM read_json(@SRC@, format='array', "
                       f"columns={columns}, maximum_object_size={size}@OPTS@)")
-        else:
-            select = (
-                "SELECT unnest(r)@FN@ FROM (SELECT unnest(data) AS r@FN@ FROM read_json(@SRC@, "
-                f"columns={{'data': '{struct_type(RESOURCE_GRAPH_COLUMNS)}[]'}}, "
-                f"maximum_object_size={size}@OPTS@))"
-            )
-        many, one = many_and_one(select)
-        bulk_insert(conn, table, many, one, group, ingest_run)
+            many, one = many_and_one(select)
+            bulk_insert(conn, table, many, one, group, ingest_run)
+            continue
+        # `{"totalRecords", "count", "data": [...]}`: each batch of files is parsed once into a
+        # temporary table, whose rows are unnested from it (several times faster than unnesting
+        # straight out of read_json) and whose figures are kept for azure_population_counts.
+        document = (f"read_json(@SRC@, columns={{'data': '{struct_type(RESOURCE_GRAPH_COLUMNS)}[]', "
+                    f"{POPULATION_FIELDS}}}, maximum_object_size={size}@OPTS@)")
+        many, one = many_and_one(f"SELECT * FROM {document}")
+        for batch in batches(group, bulk.DOCUMENT_BATCH_BYTES):
+            bulk_insert(conn, table, "SELECT unnest(r), filename FROM (SELECT unnest(data) AS r, filename "
+                        "FROM documents)", one, batch, ingest_run, documents=many)
+            _keep_figures(conn, arg_table, batch)
+        conn.execute("DROP TABLE IF EXISTS documents")
     require_bulk(conn, table, todo, estate_dir, resource_graph_checks(arg_table))
     stats.rows = count_rows(conn, table) - before
     return stats
 
+
+# The population figures of a capture (`az graph query` prints totalRecords as total_records).
+POPULATION_FIELDS = ("'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
+                     "'subscriptions': 'VARCHAR[]'")
 
 POPULATION_FILE_COLUMNS = {
     "arg_table": "VARCHAR", "source_file": "VARCHAR", "source_sha256": "VARCHAR", "subscriptions": "VARCHAR[]",
@@ -135,6 +148,28 @@ POPULATION_FILE_COLUMNS = {
 POPULATION_CACHE = "staging.resource_graph_file_figures"
 
 
+def _population_cache(conn: duckdb.DuckDBPyConnection) -> None:
+    spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
+    conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {POPULATION_CACHE} ({spec}, size BIGINT, mtime_ns BIGINT)")
+
+
+def _keep_figures(conn: duckdb.DuckDBPyConnection, arg_table: str, files: list[SourceFile]) -> None:
+    """The figures of the files just read into the temporary table `documents`, into the cache
+    under the stamp the load planned them with, so that azure_population_counts does not parse
+    them again."""
+    _population_cache(conn)
+    params = {"t": arg_table, "paths": [str(f.path) for f in files], "names": [f.name for f in files],
+              "shas": [f.sha256 for f in files], "sizes": [f.size for f in files],
+              "mtimes": [f.mtime_ns for f in files]}
+    conn.execute(f"DELETE FROM {POPULATION_CACHE} WHERE arg_table = $t AND source_file IN (SELECT unnest($names))",
+                 {"t": arg_table, "names": params["names"]})
+    conn.execute(
+        f"INSERT INTO {POPULATION_CACHE} SELECT $t, $names[i], $shas[i], subscriptions, "
+        "coalesce(totalRecords, total_records), count, $sizes[i], $mtimes[i] "
+        "FROM (SELECT *, list_position($paths, filename) AS i FROM documents)", params)
+
+
 def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir: Path, verify: bool = False) -> None:
     """Temporary table `population_files`: what each Resource Graph file says of its population,
     `totalRecords` (or `total_records`, as az prints it) and `count`, for the completeness table.
@@ -142,7 +177,7 @@ def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir:
     `verify` (RunSettings.verify_files) reads and hashes every file again."""
     spec = ", ".join(f"{name} {kind}" for name, kind in POPULATION_FILE_COLUMNS.items())
     conn.execute(f"CREATE OR REPLACE TEMP TABLE population_files ({spec})")
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {POPULATION_CACHE} ({spec}, size BIGINT, mtime_ns BIGINT)")
+    _population_cache(conn)
     stats = {(arg_table, relative_name(path, estate_dir)): (path, path.stat())
              for arg_table in RESOURCE_GRAPH_TABLES for path in resource_graph_files(estate_dir, arg_table)}
     keys = [(t, name, stat.st_size, stat.st_mtime_ns) for (t, name), (_, stat) in stats.items()]
@@ -178,9 +213,8 @@ def resource_graph_population_files(conn: duckdb.DuckDBPyConnection, estate_dir:
             continue
         conn.execute(
             "INSERT INTO population_files SELECT $t, $f, $sha, subscriptions, "
-            "coalesce(totalRecords, total_records), count FROM read_json($path, columns="
-            "{'totalRecords': 'BIGINT', 'total_records': 'BIGINT', 'count': 'BIGINT', "
-            f"'subscriptions': 'VARCHAR[]'}}, maximum_object_size={max_object_size(path)})",
+            f"coalesce(totalRecords, total_records), count FROM read_json($path, columns={{{POPULATION_FIELDS}}}, "
+            f"maximum_object_size={max_object_size(path)})",
             {"t": arg_table, "f": name, "sha": sha256_of(arg_table, name, path, stat), "path": str(path)},
         )
     conn.execute(f"CREATE OR REPLACE TABLE {POPULATION_CACHE} AS SELECT f.*, s.size, s.mtime_ns "
