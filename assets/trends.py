@@ -48,12 +48,16 @@ def remediation_episodes(
     the due date and whether it was met under each framework."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        basis = increments.fingerprint(conn, _EPISODE_BASIS, read_sql("remediation_episodes"))
+        basis = increments.fingerprint(conn, _EPISODE_BASIS, read_sql("remediation_episodes"),
+                                       read_sql("patch_state_changes"))
         built = increments.plan(conn, "marts.remediation_episodes", basis, as_of, upstream=["marts.vm_patch_history"],
                                 basis_reason="its SQL, the fix lineages, supersedence or the SLA policy changed",
                                 requested=partitions.requested(context))
+        if not built.full and not table_exists(conn, CHANGES):
+            built = dataclasses.replace(built, from_day=None, reason=f"first build of {CHANGES}")
         machines = increments.changed_keys(conn, built.target, "machines", _EPISODE_MACHINES)
         patches = increments.changed_keys(conn, built.target, "patches", _EPISODE_PATCHES)
+        state_changes(conn, as_of, built.from_day)  # what the episodes are built from
         if built.full:
             pairs = None
             build_table(conn, "marts.remediation_episodes", params={"as_of": as_of, "pairs": None})
@@ -84,6 +88,22 @@ def remediation_episodes(
             "increment/lineages_recomputed": "all" if pairs is None else len(pairs),
         }
     )
+
+
+# Each patch's state changes on each machine (sql/patch_state_changes.sql), which the episodes
+# are built from; the columns an incremental build of it continues from.
+CHANGES = "staging.patch_state_changes"
+_CHANGE_COLUMNS = {"vm_id": "VARCHAR", "patch_key": "VARCHAR", "state": "VARCHAR", "observed_at": "TIMESTAMPTZ"}
+
+def state_changes(conn, as_of: date, from_day: date | None) -> None:
+    """staging.patch_state_changes up to the end of `as_of`: the days from `from_day` replaced,
+    continuing from the changes kept before it, or (None) every day."""
+    params = {"as_of": as_of, "from_day": from_day}
+    increments.kept_rows(conn, "kept_changes", CHANGES, _CHANGE_COLUMNS, "observed_at", from_day)
+    if from_day is None:
+        build_table(conn, CHANGES, params=params)
+    else:
+        increments.replace_days(conn, CHANGES, "patch_state_changes", "observed_at", from_day, params)
 
 
 # What every episode reads besides the history: a change rebuilds all of them.
