@@ -48,25 +48,34 @@ def remediation_episodes(
     the due date and whether it was met under each framework."""
     with warehouse.get_connection() as conn, transaction(conn):
         as_of = resolve_as_of(conn, run_settings.as_of_date())
-        basis = increments.fingerprint(conn, _EPISODE_BASIS, read_sql("remediation_episodes"))
+        basis = increments.fingerprint(conn, _EPISODE_BASIS, read_sql("remediation_episodes"),
+                                       read_sql("patch_state_changes"))
         built = increments.plan(conn, "marts.remediation_episodes", basis, as_of, upstream=["marts.vm_patch_history"],
                                 basis_reason="its SQL, the fix lineages, supersedence or the SLA policy changed",
                                 requested=partitions.requested(context))
+        if not built.full and not table_exists(conn, CHANGES):
+            built = dataclasses.replace(built, from_day=None, reason=f"first build of {CHANGES}")
         machines = increments.changed_keys(conn, built.target, "machines", _EPISODE_MACHINES)
         patches = increments.changed_keys(conn, built.target, "patches", _EPISODE_PATCHES)
         if built.full:
             pairs = None
+            state_changes(conn, as_of, None)
             build_table(conn, "marts.remediation_episodes", params={"as_of": as_of, "pairs": None})
         else:
+            # The pairs whose changes on the days recomputed are replaced (those before and after).
+            replaced = [*_changed_pairs(conn, built.from_day)]
+            state_changes(conn, as_of, built.from_day)
+            replaced += _changed_pairs(conn, built.from_day)
             pairs = conn.execute(f"SELECT coalesce(list(pair), []) FROM ({_EPISODE_PAIRS})",
-                                 {"from_day": built.from_day, "machines": machines, "patches": patches}
-                                 ).fetchall()[0][0]
+                                 {"from_day": built.from_day, "machines": machines, "patches": patches,
+                                  "replaced": replaced, "as_of": as_of}).fetchall()[0][0]
             create_macros(conn)
             conn.execute("DELETE FROM marts.remediation_episodes "
                          "WHERE vm_id || '|' || lineage_id IN (SELECT unnest(CAST($pairs AS VARCHAR[])))",
                          {"pairs": pairs})
             conn.execute(f"INSERT INTO marts.remediation_episodes {read_sql('remediation_episodes')}",
                          {"as_of": as_of, "pairs": pairs})
+            conn.execute(_OPEN_EPISODES_AS_OF, {"as_of": as_of})
             conn.execute("UPDATE marts.remediation_episodes SET as_of = ?", [as_of])
         increments.record(conn, built, as_of)
         open_count, reopened = conn.execute(
@@ -84,6 +93,22 @@ def remediation_episodes(
             "increment/lineages_recomputed": "all" if pairs is None else len(pairs),
         }
     )
+
+
+# Each patch's state changes on each machine (sql/patch_state_changes.sql), which the episodes
+# are built from; the columns an incremental build of it continues from.
+CHANGES = "staging.patch_state_changes"
+_CHANGE_COLUMNS = {"vm_id": "VARCHAR", "patch_key": "VARCHAR", "state": "VARCHAR", "observed_at": "TIMESTAMPTZ"}
+
+def state_changes(conn, as_of: date, from_day: date | None) -> None:
+    """staging.patch_state_changes up to the end of `as_of`: the days from `from_day` replaced,
+    continuing from the changes kept before it, or (None) every day."""
+    params = {"as_of": as_of, "from_day": from_day}
+    increments.kept_rows(conn, "kept_changes", CHANGES, _CHANGE_COLUMNS, "observed_at", from_day)
+    if from_day is None:
+        build_table(conn, CHANGES, params=params)
+    else:
+        increments.replace_days(conn, CHANGES, "patch_state_changes", "observed_at", from_day, params)
 
 
 # What every episode reads besides the history: a change rebuilds all of them.
@@ -110,24 +135,47 @@ LEFT JOIN (SELECT patch_key, list((internet_exposed, tier, days, forensic_triage
            FROM marts.patch_bod2604 GROUP BY patch_key) AS b USING (patch_key)
 """
 
-# The machine x lineage pairs an incremental build recomputes (over their whole history): those
-# with an episode still open or closed on the days recomputed; those with a state change, or a
-# patch not installed, on those days (an episode may open); and those of changed machines or
-# patches.
+# The machine x lineage pairs an incremental build recomputes (over their whole history): an
+# episode depends only on its pair's state changes (staging.patch_state_changes), its machine,
+# its patches and the evaluation date. So: the pairs whose changes on the days recomputed were
+# replaced ($replaced), those with an episode closed on those days, those of changed machines or
+# patches, and the open episodes with a patch whose KEV listing is dated after the previous
+# evaluation date and by this one (in_kev, the KEV and BOD 26-04 dues count listings up to it).
 _EPISODE_PAIRS = """
-SELECT DISTINCT vm_id || '|' || lineage_id AS pair FROM (
-    SELECT vm_id, lineage_id FROM marts.remediation_episodes
-    WHERE closed_at IS NULL OR closed_at >= timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP)
+SELECT DISTINCT pair FROM (
+    SELECT unnest(CAST($replaced AS VARCHAR[])) AS pair
+    UNION ALL
+    SELECT vm_id || '|' || lineage_id FROM marts.remediation_episodes
+    WHERE closed_at >= timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP)
        OR list_contains(CAST($machines AS VARCHAR[]), vm_id)
        OR list_has_any(patch_keys, CAST($patches AS VARCHAR[]))
-    UNION ALL
-    SELECT h.vm_id, coalesce(l.lineage_id, h.kb, h.patch_key)
-    FROM marts.vm_patch_history AS h
-    LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = h.kb
-    WHERE h.observed_at >= timezone('UTC', CAST($from_day AS DATE)::TIMESTAMP)
-      AND (h.state_changed OR h.state IN ('missing', 'failed', 'not_selected', 'installed_pending_reboot'))
+       OR (closed_at IS NULL AND list_has_any(patch_keys, (
+           SELECT coalesce(list(DISTINCT c.patch_key), []) FROM marts.patch_cves AS c
+           WHERE c.in_kev AND c.kev_date_added <= CAST($as_of AS DATE)
+             AND c.kev_date_added > (SELECT max(as_of) FROM marts.remediation_episodes))))
 )
 ORDER BY ALL
+"""
+
+
+def _changed_pairs(conn, from_day: date) -> list[str]:
+    """The machine x lineage pairs with state changes from `from_day` on."""
+    return conn.execute(
+        f"SELECT coalesce(list(DISTINCT vm_id || '|' || lineage_id), []) FROM {CHANGES} "
+        "WHERE observed_at >= timezone('UTC', CAST($day AS DATE)::TIMESTAMP)", {"day": from_day}).fetchall()[0][0]
+
+
+# The other episodes still open only count their days and miss their due dates on a later
+# evaluation date: sql/remediation_episodes.sql's days_open and met_sla_* of an open episode.
+_OPEN_EPISODES_AS_OF = """
+UPDATE marts.remediation_episodes SET
+    days_open = date_diff('day', opened_at::DATE, CAST($as_of AS DATE))::INTEGER,
+    met_sla_internal = CASE WHEN CAST($as_of AS DATE) > sla_internal_due THEN false END,
+    met_sla_pci = CASE WHEN CAST($as_of AS DATE) > sla_pci_due THEN false END,
+    met_sla_fedramp = CASE WHEN CAST($as_of AS DATE) > sla_fedramp_due THEN false END,
+    met_sla_kev = CASE WHEN CAST($as_of AS DATE) > sla_kev_due THEN false END,
+    met_sla_bod2604 = CASE WHEN CAST($as_of AS DATE) > sla_bod2604_due THEN false END
+WHERE closed_at IS NULL
 """
 
 

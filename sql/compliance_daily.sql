@@ -83,6 +83,12 @@ events AS (
     FROM trend_carry AS k
     JOIN pairs AS p ON p.vm_id IS NOT DISTINCT FROM k.vm_id AND p.patch_key IS NOT DISTINCT FROM k.patch_key
 ),
+-- A daily run's pairs mostly have one instant, the summary carried over (no observation on the
+-- new days): their state needs no window; only the pairs with several instants go through the
+-- windows below (every pair in a full build).
+instants AS (
+    SELECT pair, count(*) > 1 AS several FROM events GROUP BY pair
+),
 -- The state each instant leaves, by marts.vm_patch_state's rule: a missing or not selected patch
 -- whose newest installation attempt failed, with nothing since showing it installed or not
 -- applicable, stays failed.
@@ -96,6 +102,7 @@ states AS (
             ELSE winner.state
         END AS state
     FROM events
+    SEMI JOIN (SELECT pair FROM instants WHERE several) USING (pair)
     WINDOW pair AS (PARTITION BY pair ORDER BY observed_at ROWS UNBOUNDED PRECEDING)
 ),
 changes AS (
@@ -105,6 +112,23 @@ changes AS (
         FROM states
     )
     WHERE previous_state IS DISTINCT FROM state
+),
+-- A pair's only instant: the same rule on its own values; its state holds to $as_of.
+single_changes AS (
+    SELECT pair, kb, observed_at, state
+    FROM (
+        SELECT
+            e.pair, e.winner.kb, e.observed_at,
+            CASE
+                WHEN e.winner.state IN ('missing', 'not_selected') AND e.attempt_state = 'failed'
+                     AND e.attempt_at IS NOT NULL
+                     AND coalesce(e.resolved_at < e.attempt_at, true) THEN 'failed'
+                ELSE e.winner.state
+            END AS state
+        FROM events AS e
+        SEMI JOIN (SELECT pair FROM instants WHERE NOT several) USING (pair)
+    )
+    WHERE state IS NOT NULL
 ),
 -- [first_day, last_day]: the days at whose end the state holds.
 intervals AS (
@@ -117,11 +141,15 @@ intervals AS (
         ) AS last_day
     FROM changes AS c
     JOIN pairs AS p USING (pair)
+    UNION ALL
+    SELECT p.machine, p.patch_key, c.kb, c.state, c.observed_at::DATE AS first_day, (SELECT as_of FROM params) AS last_day
+    FROM single_changes AS c
+    JOIN pairs AS p USING (pair)
 ),
 -- $from_day (NULL for all): a daily run recomputes only the days its new data can change.
 -- Each interval is expanded to its days directly (linear in pairs x days, no range join).
 first AS (
-    SELECT coalesce(CAST($from_day AS DATE), (SELECT min(observed_at)::DATE FROM states)) AS day
+    SELECT coalesce(CAST($from_day AS DATE), (SELECT min(observed_at)::DATE FROM events)) AS day
 ),
 pair_days AS (
     SELECT CAST(unnest(generate_series(greatest(i.first_day, first.day), i.last_day, INTERVAL 1 DAY)) AS DATE) AS day,
@@ -148,13 +176,17 @@ stale_machines AS (
 -- interval overlaps an interval of the same machine in which a superseding patch is installed,
 -- or for a Linux <package>_<version> a newer version of the package (overlaps of intervals, then
 -- days), on days the machine's coverage is current (else the pair is unknown).
+-- (A package's version numbers are parsed once per patch, not once per interval.)
+package_versions AS (
+    SELECT patch_key, split_part(patch_key, '_', 1) AS package, package_version_numbers(patch_key) AS version_numbers
+    FROM (SELECT DISTINCT patch_key FROM pairs)
+    WHERE strpos(patch_key, '_') > 1
+),
 packages AS (
-    SELECT
-        machine, patch_key, state, first_day, last_day,
-        split_part(patch_key, '_', 1) AS package,
-        package_version_numbers(patch_key) AS version_numbers
-    FROM intervals
-    WHERE kb IS NULL AND strpos(patch_key, '_') > 1 AND state IN ('missing', 'failed', 'not_selected', 'installed')
+    SELECT i.machine, i.patch_key, i.state, i.first_day, i.last_day, v.package, v.version_numbers
+    FROM intervals AS i
+    JOIN package_versions AS v USING (patch_key)
+    WHERE i.kb IS NULL AND i.state IN ('missing', 'failed', 'not_selected', 'installed')
 ),
 satisfying AS (
     SELECT m.machine, m.patch_key, m.state, m.first_day, m.last_day, q.first_day AS q_first_day, q.last_day AS q_last_day

@@ -38,35 +38,17 @@ WITH
 params AS (
     SELECT CAST($as_of AS DATE) AS as_of, timezone('UTC', (CAST($as_of AS DATE) + 1)::TIMESTAMP) AS cutoff
 ),
--- One state per machine, patch and instant: the same winner as marts.vm_patch_state (an
--- aggregate, not a row_number() window: sorting each instant's rows cost the most of the build).
-events AS (
-    SELECT vm_id, patch_key, w.kb, w.lineage_id, w.state, observed_at
-    FROM (
-        SELECT
-            h.vm_id,
-            h.patch_key,
-            h.observed_at,
-            arg_min({'kb': h.kb, 'lineage_id': coalesce(l.lineage_id, h.kb, h.patch_key), 'state': h.state},
-                    (source_rank(h.source), h.state, h.run_id, h.source_file)) AS w
-        FROM marts.vm_patch_history AS h
-        LEFT JOIN marts.patch_fix_lineage AS l ON l.kb = h.kb
-        CROSS JOIN params
-        WHERE h.observed_at < params.cutoff
-          -- An incremental build recomputes the machine x lineage pairs in $pairs ('<vm_id>|<lineage_id>';
-          -- NULL: all of them).
-          AND ($pairs IS NULL OR h.vm_id || '|' || coalesce(l.lineage_id, h.kb, h.patch_key)
-                                 IN (SELECT unnest(CAST($pairs AS VARCHAR[]))))
-        GROUP BY h.vm_id, h.patch_key, h.observed_at
-    )
-),
+-- The instants each patch's state changes on each machine (sql/patch_state_changes.sql: the
+-- same winner per instant as marts.vm_patch_state), kept day by day rather than derived from
+-- every observation again.
 changes AS (
-    SELECT *
-    FROM (
-        SELECT *, lag(state) OVER (PARTITION BY vm_id, patch_key ORDER BY observed_at) AS previous_state
-        FROM events
-    )
-    WHERE previous_state IS DISTINCT FROM state
+    SELECT c.vm_id, c.patch_key, c.kb, c.lineage_id, c.state, c.observed_at
+    FROM staging.patch_state_changes AS c
+    CROSS JOIN params
+    WHERE c.observed_at < params.cutoff
+      -- An incremental build recomputes the machine x lineage pairs in $pairs ('<vm_id>|<lineage_id>';
+      -- NULL: all of them).
+      AND ($pairs IS NULL OR c.vm_id || '|' || c.lineage_id IN (SELECT unnest(CAST($pairs AS VARCHAR[]))))
 ),
 -- Validity intervals of each patch state on each machine: [valid_from, valid_to).
 intervals AS (

@@ -93,13 +93,17 @@ satisfied_kb AS (
 -- A Linux package has one installed version: an older <package>_<version> is satisfied by a
 -- newer version of the same package installed on the machine (versions compared by their
 -- numbers in order: 1.9.9-1ubuntu2.11 is newer than 1.9.9-1ubuntu2.9).
+-- (A package's version numbers are parsed once per patch, not once per machine.)
+package_versions AS (
+    SELECT patch_key, split_part(patch_key, '_', 1) AS package, package_version_numbers(patch_key) AS version_numbers
+    FROM (SELECT DISTINCT patch_key FROM latest)
+    WHERE strpos(patch_key, '_') > 1
+),
 packages AS (
-    SELECT
-        vm_id, patch_key, last_known_state,
-        split_part(patch_key, '_', 1) AS package,
-        package_version_numbers(patch_key) AS version_numbers
-    FROM latest
-    WHERE kb IS NULL AND strpos(patch_key, '_') > 1
+    SELECT l.vm_id, l.patch_key, l.last_known_state, v.package, v.version_numbers
+    FROM latest AS l
+    JOIN package_versions AS v USING (patch_key)
+    WHERE l.kb IS NULL
 ),
 satisfied_package AS (
     SELECT m.vm_id, m.patch_key, arg_max(i.patch_key, i.version_numbers) AS satisfied_by_kb

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from assets.trends import state_changes
 from pipelines.policy import load_policy, policy_rows
 from pipelines.resources import connect_warehouse
 from pipelines.warehouse import build_table, replace_table
@@ -85,6 +86,7 @@ HISTORY = [
 def episodes(conn):
     build_table(conn, "staging.patch_severity")
     build_table(conn, "marts.patch_bod2604")
+    state_changes(conn, AS_OF, None)
     build_table(conn, "marts.remediation_episodes", params={"as_of": AS_OF, "pairs": None})
     result = conn.execute("SELECT * FROM marts.remediation_episodes ORDER BY lineage_id, episode_seq")
     names = [c[0] for c in result.description]
@@ -154,3 +156,25 @@ def test_episode_ids_are_stable_and_unique(tmp_path):
     conn.close()
     assert first == second and len(set(first)) == 3
     assert all(i.startswith("EPI-") and len(i) == 24 for i in first)
+
+
+def test_state_changes_continue_day_by_day(tmp_path):
+    """The changes the episodes read, built to 01-03 and then from 01-04 on: the pending reboot
+    seen again on 01-04 and 7000001 missing again on 01-08 continue the states kept (no change);
+    the rollback on 01-10 follows the installation kept from 01-05."""
+    conn = build_history(tmp_path / "w.duckdb", HISTORY)
+    state_changes(conn, date(2026, 1, 3), None)
+    assert conn.execute("SELECT count(*) FROM staging.patch_state_changes").fetchone()[0] == 3
+    state_changes(conn, AS_OF, date(2026, 1, 4))
+    rows = conn.execute("SELECT patch_key, lineage_id, state, day(observed_at) FROM staging.patch_state_changes "
+                        "ORDER BY observed_at, patch_key").fetchall()
+    conn.close()
+    assert rows == [
+        ("6000001", "6000001", "missing", 1),
+        ("7000001", "7000001", "missing", 2),
+        ("6000001", "6000001", "installed_pending_reboot", 3),
+        ("6000001", "6000001", "installed", 5),
+        ("7000002", "7000001", "missing", 8),
+        ("6000001", "6000001", "missing", 10),
+        ("7000002", "7000001", "installed", 12),
+    ]

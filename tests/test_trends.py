@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
-from assets.trends import CARRY, carry_before
+from assets.trends import CARRY, carry_before, state_changes
 from pipelines.policy import load_policy, policy_rows
 from pipelines.resources import connect_warehouse
 from pipelines.warehouse import build_table, read_sql, replace_table
@@ -104,6 +104,7 @@ def build(path, listings=DAILY_LISTINGS, stale_after_days=2, history=HISTORY):
     build_table(conn, "staging.patch_severity")
     build_table(conn, "marts.patch_bod2604")
     carry_before(conn, None)  # a full build: nothing carried over
+    state_changes(conn, AS_OF, None)
     for table in ("marts.compliance_daily", "marts.remediation_episodes", "marts.time_to_patch"):
         build_table(conn, table, params={"as_of": AS_OF, "from_day": None, "stale_after_days": stale_after_days,
                                          "pairs": None})
