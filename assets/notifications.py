@@ -86,7 +86,7 @@ _NOTIFICATION_TABLES = (
 _NOTIFICATION_DESCRIPTIONS = {
     "staging.patch_applicability": "Which machines each catalog patch applies to: MSRC product "
     "names found in marts.vm_inventory os_name; OSV packages observed on the machine "
-    "(staging.patch_observations) on the advisory's distribution and release.",
+    "(marts.vm_patch_state) on the advisory's distribution and release.",
     "staging.notification_candidates": "The patches this run notifies: applicable, released in the "
     "lookback window (PATCHLEDGER_NOTIFY_LOOKBACK_DAYS, default 35) and never notified before, or "
     "notified before one of their CVEs entered KEV and in KEV now.",
@@ -100,7 +100,7 @@ _NOTIFICATION_DESCRIPTIONS = {
     specs=table_specs(
         {table: _NOTIFICATION_DESCRIPTIONS[table] for table in _NOTIFICATION_TABLES}, {"duckdb", "sql"},
         deps=("marts.patch_catalog", "staging.msrc_fixes", "staging.osv_fixes", "marts.vm_inventory",
-              "staging.patch_observations"),
+              "marts.vm_patch_state", "staging.patch_observations"),
     ),
     pool=DUCKDB_POOL,
 )
@@ -122,7 +122,7 @@ def patch_notifications(
         as_of = resolve_as_of(conn, run_settings.as_of_date())
 
         missing = [
-            t for t in ("marts.vm_inventory", "staging.patch_observations") if not table_exists(conn, t)
+            t for t in ("marts.vm_inventory", "marts.vm_patch_state") if not table_exists(conn, t)
         ]
         if missing:
             context.log.warning(f"{missing} not built yet: no patch applies to the estate, nothing notified.")

@@ -116,7 +116,8 @@ def estate(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
-    """marts.vm_inventory and staging.patch_observations as the inventory stage leaves them."""
+    """marts.vm_inventory, staging.patch_observations and marts.vm_patch_state (one row per patch
+    observed on a machine) as the inventory and monitoring stages leave them."""
     path = tmp_path / "w.duckdb"
     conn = duckdb.connect(str(path))
     conn.execute("CREATE SCHEMA marts; CREATE SCHEMA staging")
@@ -128,6 +129,7 @@ def warehouse(tmp_path: Path) -> Path:
         "INSERT INTO staging.patch_observations VALUES (?, ?, ?, ?, TIMESTAMPTZ '2026-06-29 06:00:00+00')",
         [(VM[vm], key, kb, state) for vm, key, kb, state in OBSERVATIONS],
     )
+    conn.execute("CREATE TABLE marts.vm_patch_state AS SELECT DISTINCT vm_id, patch_key, kb FROM staging.patch_observations")
     conn.close()
     return path
 
