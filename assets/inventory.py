@@ -59,17 +59,21 @@ _IDENTITY_TABLES = ("staging.vm_aliases", "staging.vm_la_machines", "staging.vm_
 def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Identifier aliases, the resolution of each Log Analytics agent identity, and one row per
     machine with its canonical vm_id and machine_kind (azure_vm, arc, non_azure)."""
-    results = []
     sql_names = [t.split(".")[1] for t in _IDENTITY_TABLES]
     with warehouse.get_connection() as conn, transaction(conn):
         # The tables kept by file first: the fingerprint reads them.
         added = _resource_graph_machines(conn)
         files_read = {"inventory": _inventory_identifiers(conn), "log_analytics": _la_identities(conn)}
-        build = unchanged.prepare(conn, context, _IDENTITY_TABLES, sql_names)
-        for table in _IDENTITY_TABLES:
-            if not build.unchanged:
+        builds = {"staging.vm_aliases": _aliases_build(conn, context)}
+        if not builds["staging.vm_aliases"].unchanged:
+            build_table(conn, "staging.vm_aliases")
+        # The other two read the aliases: their fingerprint after the aliases are built.
+        rest = unchanged.prepare(conn, context, _IDENTITY_TABLES[1:], sql_names[1:])
+        for table in _IDENTITY_TABLES[1:]:
+            builds[table] = rest
+            if not rest.unchanged:
                 build_table(conn, table)
-            results.append((table, table_metadata(conn, table)))
+        results = [(table, table_metadata(conn, table)) for table in _IDENTITY_TABLES]
         unmatched = conn.execute(
             "SELECT count(*) FROM staging.vm_la_machines WHERE matched_by = 'unmatched'"
         ).fetchall()[0][0]
@@ -79,8 +83,25 @@ def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
                 "inventory_files_read": dg.MetadataValue.json(files_read["inventory"]),
                 "log_analytics_files_read": dg.MetadataValue.json(files_read["log_analytics"])}
     for table, metadata in results:
+        build = builds[table]
         yield dg.MaterializeResult(asset_key=key(table), metadata={**metadata, **build.metadata(), **machines},
                                    data_version=build.data_version)
+
+
+def _aliases_build(conn, context: dg.AssetExecutionContext) -> unchanged.Build:
+    """The build of staging.vm_aliases: it reads the identifiers of the inventory and only the
+    identity columns of staging.la_identities, whose times change every day; its inputs are those
+    columns' content rather than the table's version, so a day that brings no new identifier does
+    not rebuild it."""
+    identities = conn.execute(f"SELECT count(*), sum(hash(Computer, SourceComputerId, VMUUID, resource_id)) "
+                              f"FROM {LA_IDENTITIES}").fetchall()[0]
+    build = unchanged.check(conn, ["staging.vm_aliases"],
+                            unchanged.fingerprint(conn, [INVENTORY_IDENTIFIERS], ["vm_aliases"], identities))
+    if build.unchanged:
+        context.log.info(f"staging.vm_aliases: identifiers unchanged since run {build.since_run}, not rebuilt")
+    else:
+        unchanged.record(conn, build, context.run.run_id)
+    return build
 
 
 RESOURCE_GRAPH_MACHINES = "staging.resource_graph_machines"

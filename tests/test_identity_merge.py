@@ -81,9 +81,9 @@ LA_COLUMNS = ("TimeGenerated TIMESTAMPTZ, Computer VARCHAR, ComputerEnvironment 
               "VMUUID VARCHAR, _ResourceId VARCHAR, ResourceId VARCHAR, source_file VARCHAR, source_sha256 VARCHAR")
 
 
-@pytest.fixture
-def la_conn():
-    c = duckdb.connect()
+def inventory_sources(database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """The raw Log Analytics and inventory tables, empty."""
+    c = duckdb.connect(database)
     c.execute("SET TimeZone = 'UTC'")
     for schema in ("raw", "staging"):
         c.execute(f"CREATE SCHEMA {schema}")
@@ -92,6 +92,11 @@ def la_conn():
     c.execute("CREATE TABLE raw.virtual_machines (id VARCHAR, name VARCHAR, resource JSON, source_file VARCHAR, "
               "source_sha256 VARCHAR)")
     return c
+
+
+@pytest.fixture
+def la_conn():
+    return inventory_sources()
 
 
 def la_row(c, table: str, at: str, computer: str, environment: str, file: str, sha: str = "a") -> None:
@@ -144,3 +149,51 @@ def test_inventory_identifiers_add_the_new_snapshots(la_conn):
     assert _inventory_identifiers(la_conn) == [second]
     assert la_conn.execute(f"SELECT * FROM {INVENTORY_IDENTIFIERS} ORDER BY ALL").fetchall() == [
         (vm("vm1"), "u1", "vm1", "vm1"), (vm("vm2"), "u2", "vm2", "vm2")]
+
+
+def test_a_day_without_new_identifiers_keeps_the_aliases(tmp_path):
+    """The vm_identity step: a Log Analytics day that only sees known agents rebuilds the
+    resolution (their last_seen_at moves) but not staging.vm_aliases; a new agent rebuilds it."""
+    import dagster as dg
+
+    from assets.inventory import vm_identity
+    from pipelines.resources import WarehouseResource
+
+    path = tmp_path / "w.duckdb"
+    c = inventory_sources(str(path))
+    for table in ("patch_assessment_resources", "patch_installation_resources"):
+        c.execute(f"CREATE TABLE raw.{table} (id VARCHAR, source_file VARCHAR, source_sha256 VARCHAR)")
+    c.execute("CREATE TABLE raw.patch_operations (resourceId VARCHAR, source_file VARCHAR, source_sha256 VARCHAR)")
+    snapshot_vm(c, "web1", "U1", "azure/virtual_machines.json")
+    la_row(c, "la_update", "01 10:00", "web1", "Azure", UPDATES1)
+    c.close()
+
+    def run() -> tuple[dict, list]:
+        result = dg.materialize([vm_identity], resources={"warehouse": WarehouseResource(database=str(path))})
+        flags = {e.step_materialization_data.materialization.asset_key.path[1]:
+                 e.step_materialization_data.materialization.metadata["unchanged"].value
+                 for e in result.get_asset_materialization_events()}
+        with duckdb.connect(str(path), read_only=True) as r:
+            seen = r.execute("SELECT computer, vm_id, last_seen_at::VARCHAR FROM staging.vm_la_machines "
+                             "ORDER BY ALL").fetchall()
+        return flags, seen
+
+    flags, seen = run()
+    assert flags == {"vm_aliases": False, "vm_la_machines": False, "vm_identity": False}
+    # web1's agent reports no ARM id: it resolves by the computer name the inventory gives web1.
+    assert seen == [("web1", vm("web1"), "2026-03-01 10:00:00+00")]
+
+    c = duckdb.connect(str(path))
+    la_row(c, "la_update", "02 08:00", "web1", "Azure", UPDATES2)
+    c.close()
+    flags, seen = run()
+    assert flags == {"vm_aliases": True, "vm_la_machines": False, "vm_identity": False}
+    assert seen == [("web1", vm("web1"), "2026-03-02 08:00:00+00")]
+
+    c = duckdb.connect(str(path))
+    la_row(c, "la_update", "03 08:00", "app1", "Non-Azure", "log_analytics/Update_2026-03-03.csv")
+    c.close()
+    flags, seen = run()
+    assert flags["vm_aliases"] is False
+    assert seen == [("app1", "nonazure/app1", "2026-03-03 08:00:00+00"),
+                    ("web1", vm("web1"), "2026-03-02 08:00:00+00")]
