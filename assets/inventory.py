@@ -59,53 +59,122 @@ _IDENTITY_TABLES = ("staging.vm_aliases", "staging.vm_la_machines", "staging.vm_
 def vm_identity(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     """Identifier aliases, the resolution of each Log Analytics agent identity, and one row per
     machine with its canonical vm_id and machine_kind (azure_vm, arc, non_azure)."""
-    results = []
     sql_names = [t.split(".")[1] for t in _IDENTITY_TABLES]
     with warehouse.get_connection() as conn, transaction(conn):
-        added = _resource_graph_machines(conn)  # before the fingerprint, which reads it
-        build = unchanged.prepare(conn, context, _IDENTITY_TABLES, sql_names)
-        for table in _IDENTITY_TABLES:
-            if not build.unchanged:
+        # The tables kept by file first: the fingerprint reads them.
+        added = _resource_graph_machines(conn)
+        files_read = {"inventory": _inventory_identifiers(conn), "log_analytics": _la_identities(conn)}
+        builds = {"staging.vm_aliases": _aliases_build(conn, context)}
+        if not builds["staging.vm_aliases"].unchanged:
+            build_table(conn, "staging.vm_aliases")
+        # The other two read the aliases: their fingerprint after the aliases are built.
+        rest = unchanged.prepare(conn, context, _IDENTITY_TABLES[1:], sql_names[1:])
+        for table in _IDENTITY_TABLES[1:]:
+            builds[table] = rest
+            if not rest.unchanged:
                 build_table(conn, table)
-            results.append((table, table_metadata(conn, table)))
+        results = [(table, table_metadata(conn, table)) for table in _IDENTITY_TABLES]
         unmatched = conn.execute(
             "SELECT count(*) FROM staging.vm_la_machines WHERE matched_by = 'unmatched'"
         ).fetchall()[0][0]
     if unmatched:
         context.log.info(f"{unmatched} Log Analytics identities kept as non-Azure machines")
-    machines = {"resource_graph_files_read": dg.MetadataValue.json(added)}
+    machines = {"resource_graph_files_read": dg.MetadataValue.json(added),
+                "inventory_files_read": dg.MetadataValue.json(files_read["inventory"]),
+                "log_analytics_files_read": dg.MetadataValue.json(files_read["log_analytics"])}
     for table, metadata in results:
+        build = builds[table]
         yield dg.MaterializeResult(asset_key=key(table), metadata={**metadata, **build.metadata(), **machines},
                                    data_version=build.data_version)
 
 
+def _aliases_build(conn, context: dg.AssetExecutionContext) -> unchanged.Build:
+    """The build of staging.vm_aliases: it reads the identifiers of the inventory and only the
+    identity columns of staging.la_identities, whose times change every day; its inputs are those
+    columns' content rather than the table's version, so a day that brings no new identifier does
+    not rebuild it."""
+    identities = conn.execute(f"SELECT count(*), sum(hash(Computer, SourceComputerId, VMUUID, resource_id)) "
+                              f"FROM {LA_IDENTITIES}").fetchall()[0]
+    build = unchanged.check(conn, ["staging.vm_aliases"],
+                            unchanged.fingerprint(conn, [INVENTORY_IDENTIFIERS], ["vm_aliases"], identities))
+    if build.unchanged:
+        context.log.info(f"staging.vm_aliases: identifiers unchanged since run {build.since_run}, not rebuilt")
+    else:
+        unchanged.record(conn, build, context.run.run_id)
+    return build
+
+
 RESOURCE_GRAPH_MACHINES = "staging.resource_graph_machines"
-# Each Resource Graph result file's content, and the SQL that reads it.
-_RESULT_FILES = (
-    "SELECT source_file AS key, hash(count(*), min(source_sha256), max(source_sha256), $sql) AS content FROM ("
-    "SELECT source_file, source_sha256 FROM raw.patch_assessment_resources UNION ALL "
-    "SELECT source_file, source_sha256 FROM raw.patch_installation_resources) GROUP BY source_file"
-)
+INVENTORY_IDENTIFIERS = "staging.inventory_identifiers"
+LA_IDENTITIES = "staging.la_identities"
+
+
+def _file_contents(*tables: str) -> str:
+    """Each file's content in `tables` (its rows and sha256) and the SQL that reads it ($sql)."""
+    rows = " UNION ALL ".join(f"SELECT source_file, source_sha256 FROM {t}" for t in tables)
+    return ("SELECT source_file AS key, hash(count(*), min(source_sha256), max(source_sha256), $sql) AS content "
+            f"FROM ({rows}) GROUP BY source_file")
+
+
+def _by_files(conn, table: str, contents: str, merge: str) -> list[str] | str:
+    """Bring `table` (what sql/<its name>.sql gives over the files `$files`, NULL: every file) up
+    to date: the rows of the files added since its last build are read into the temporary table
+    `incoming` and merged in by `merge`; a file changed or gone (its rows may have left with it)
+    rebuilds it from every file. The files read, or "all"."""
+    sql = read_sql(table.split(".")[1])
+    sql_md5 = sql_literal(hashlib.md5(sql.encode()).hexdigest())
+    saved = set()
+    if table_exists(conn, table) and table_exists(conn, "staging.increment_snapshots"):
+        saved = {k for (k,) in conn.execute("SELECT key FROM staging.increment_snapshots WHERE target = ? "
+                                            "AND name = 'files'", [table]).fetchall()}
+    changed = changed_keys(conn, table, "files", contents.replace("$sql", sql_md5))
+    if not saved or saved & set(changed):
+        build_table(conn, table, params={"files": None})
+        return "all"
+    if changed:
+        conn.execute(f"CREATE OR REPLACE TEMP TABLE incoming AS {sql}", {"files": changed})
+        conn.execute(merge)
+        conn.execute("DROP TABLE incoming")
+    return changed
 
 
 def _resource_graph_machines(conn) -> list[str] | str:
-    """Bring staging.resource_graph_machines up to date: the machines of the result files added
-    since its last build join it; a file changed or gone (a machine may have left with it)
-    rebuilds it from every file. The files read, or "all"."""
-    sql = read_sql("resource_graph_machines")
-    sql_md5 = sql_literal(hashlib.md5(sql.encode()).hexdigest())
-    saved = set()
-    if table_exists(conn, RESOURCE_GRAPH_MACHINES) and table_exists(conn, "staging.increment_snapshots"):
-        saved = {k for (k,) in conn.execute("SELECT key FROM staging.increment_snapshots WHERE target = ? "
-                                            "AND name = 'files'", [RESOURCE_GRAPH_MACHINES]).fetchall()}
-    changed = changed_keys(conn, RESOURCE_GRAPH_MACHINES, "files", _RESULT_FILES.replace("$sql", sql_md5))
-    if not saved or saved & set(changed):
-        build_table(conn, RESOURCE_GRAPH_MACHINES, params={"files": None})
-        return "all"
-    if changed:
-        conn.execute(f"INSERT INTO {RESOURCE_GRAPH_MACHINES} SELECT * FROM ({sql}) "
-                     f"WHERE vm_id NOT IN (SELECT vm_id FROM {RESOURCE_GRAPH_MACHINES})", {"files": changed})
-    return changed
+    """staging.resource_graph_machines up to date: the machines of the result files added since its
+    last build join it (`_by_files`)."""
+    return _by_files(conn, RESOURCE_GRAPH_MACHINES,
+                     _file_contents("raw.patch_assessment_resources", "raw.patch_installation_resources"),
+                     f"INSERT INTO {RESOURCE_GRAPH_MACHINES} SELECT * FROM incoming "
+                     f"EXCEPT SELECT * FROM {RESOURCE_GRAPH_MACHINES}")
+
+
+def _inventory_identifiers(conn) -> list[str] | str:
+    """staging.inventory_identifiers up to date: the identifiers of the snapshot files added since
+    its last build join it, so a run parses only their documents (`_by_files`)."""
+    return _by_files(conn, INVENTORY_IDENTIFIERS, _file_contents("raw.virtual_machines"),
+                     f"INSERT INTO {INVENTORY_IDENTIFIERS} SELECT * FROM incoming "
+                     f"EXCEPT SELECT * FROM {INVENTORY_IDENTIFIERS}")
+
+
+# An identity of the added files merges with the same identity already held: first and last seen
+# widen, the environment is the greatest (what one build over every file gives).
+_LA_MERGE = f"""
+CREATE OR REPLACE TEMP TABLE la_merged AS
+SELECT Computer, SourceComputerId, VMUUID, resource_id, max(computer_environment) AS computer_environment,
+       min(first_seen_at) AS first_seen_at, max(last_seen_at) AS last_seen_at
+FROM (SELECT * FROM {LA_IDENTITIES} UNION ALL SELECT * FROM incoming)
+GROUP BY Computer, SourceComputerId, VMUUID, resource_id;
+DELETE FROM {LA_IDENTITIES};
+INSERT INTO {LA_IDENTITIES} SELECT * FROM la_merged;
+DROP TABLE la_merged
+"""
+
+
+def _la_identities(conn) -> list[str] | str:
+    """staging.la_identities up to date: the identities of the Log Analytics exports added since its
+    last build merge in, so a run reads only their rows, not every day's (`_by_files`)."""
+    return _by_files(conn, LA_IDENTITIES,
+                     _file_contents("raw.la_update", "raw.la_update_summary", "raw.la_update_run_progress"),
+                     _LA_MERGE)
 
 
 @warehouse_asset(

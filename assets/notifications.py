@@ -15,6 +15,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.common import DUCKDB_POOL, key
+from pipelines import unchanged
 from pipelines.ledger import GENESIS, chain_hash, comment_ledger
 from pipelines.notify import NotificationWebhook, redact_url
 from pipelines.resources import RunSettings, WarehouseResource
@@ -22,6 +23,7 @@ from pipelines.sources.bulletins import table_specs
 from pipelines.warehouse import (
     build_table,
     comment_table,
+    read_sql,
     resolve_as_of,
     sql_literal,
     table_exists,
@@ -86,7 +88,7 @@ _NOTIFICATION_TABLES = (
 _NOTIFICATION_DESCRIPTIONS = {
     "staging.patch_applicability": "Which machines each catalog patch applies to: MSRC product "
     "names found in marts.vm_inventory os_name; OSV packages observed on the machine "
-    "(staging.patch_observations) on the advisory's distribution and release.",
+    "(marts.vm_patch_state) on the advisory's distribution and release.",
     "staging.notification_candidates": "The patches this run notifies: applicable, released in the "
     "lookback window (PATCHLEDGER_NOTIFY_LOOKBACK_DAYS, default 35) and never notified before, or "
     "notified before one of their CVEs entered KEV and in KEV now.",
@@ -100,7 +102,7 @@ _NOTIFICATION_DESCRIPTIONS = {
     specs=table_specs(
         {table: _NOTIFICATION_DESCRIPTIONS[table] for table in _NOTIFICATION_TABLES}, {"duckdb", "sql"},
         deps=("marts.patch_catalog", "staging.msrc_fixes", "staging.osv_fixes", "marts.vm_inventory",
-              "staging.patch_observations"),
+              "marts.vm_patch_state", "staging.patch_observations"),
     ),
     pool=DUCKDB_POOL,
 )
@@ -122,14 +124,18 @@ def patch_notifications(
         as_of = resolve_as_of(conn, run_settings.as_of_date())
 
         missing = [
-            t for t in ("marts.vm_inventory", "staging.patch_observations") if not table_exists(conn, t)
+            t for t in ("marts.vm_inventory", "marts.vm_patch_state") if not table_exists(conn, t)
         ]
+        applicability = None
         if missing:
             context.log.warning(f"{missing} not built yet: no patch applies to the estate, nothing notified.")
             conn.execute(f"CREATE OR REPLACE TABLE staging.patch_applicability ({_APPLICABILITY_COLUMNS})")
             comment_table(conn, "staging.patch_applicability", "bulletin_patch_applicability")
+            unchanged.forget(conn, ["staging.patch_applicability"])
         else:
-            build_table(conn, "staging.patch_applicability", "bulletin_patch_applicability")
+            applicability = _applicability_build(conn, context)
+            if not applicability.unchanged:
+                build_table(conn, "staging.patch_applicability", "bulletin_patch_applicability")
         build_table(
             conn,
             "staging.notification_candidates",
@@ -204,7 +210,24 @@ def patch_notifications(
             "ledger.notifications_sent": table_metadata(conn, "ledger.notifications_sent", order_by="seq DESC"),
             "marts.patch_notifications": table_metadata(conn, "marts.patch_notifications", order_by="seq DESC"),
         }
+    if applicability is not None:
+        metadata["staging.patch_applicability"].update(applicability.metadata())
     metadata["marts.patch_notifications"]["new_notifications"] = dg.MetadataValue.int(len(notices))
     metadata["marts.patch_notifications"]["delivery"] = dg.MetadataValue.text(delivery)
     for table in _NOTIFICATION_TABLES:
         yield dg.MaterializeResult(asset_key=key(table), metadata=metadata[table])
+
+
+def _applicability_build(conn, context: dg.AssetExecutionContext) -> unchanged.Build:
+    """The build of staging.patch_applicability: its inputs are the fix tables, its SQL and only
+    what it reads of the inventory and the state (the machines' OS, the packages seen on them),
+    whose other columns change every day; unchanged, it is not rebuilt."""
+    basis = conn.execute(read_sql("bulletin_patch_applicability_basis")).fetchall()[0][0]
+    build = unchanged.check(conn, ["staging.patch_applicability"], unchanged.fingerprint(
+        conn, ["staging.msrc_fixes", "staging.osv_fixes"],
+        ["bulletin_patch_applicability", "bulletin_patch_applicability_basis"], basis))
+    if build.unchanged:
+        context.log.info(f"staging.patch_applicability: inputs unchanged since run {build.since_run}, not rebuilt")
+    else:
+        unchanged.record(conn, build, context.run.run_id)
+    return build

@@ -1,4 +1,4 @@
--- @table Which machines of the estate each catalog patch applies to: one row per patch and machine. MSRC patches apply to a machine whose marts.vm_inventory os_name names the fixed product (product name without its parenthesised installation type and without "for x64-based Systems", matched case-insensitively inside os_name; "Windows Server 2012" does not match an "R2" machine; a component "... on Windows Server 2022" matches on the OS it names). Windows client versions (Windows 10 Version 22H2) are not in os_name and match only the version-less product. OSV patches apply to a machine on which staging.patch_observations shows the package (any observation of a <package>_<version> patch, any state) and whose OS (os_name and os_version) names the advisory's distribution and, when the ecosystem has one, its release (Ubuntu:22.04:LTS needs "ubuntu" and "22.04").
+-- @table Which machines of the estate each catalog patch applies to: one row per patch and machine. MSRC patches apply to a machine whose marts.vm_inventory os_name names the fixed product (product name without its parenthesised installation type and without "for x64-based Systems", matched case-insensitively inside os_name; "Windows Server 2012" does not match an "R2" machine; a component "... on Windows Server 2022" matches on the OS it names). Windows client versions (Windows 10 Version 22H2) are not in os_name and match only the version-less product. OSV patches apply to a machine on which the package was observed up to the evaluation date (marts.vm_patch_state: any observation of a <package>_<version> patch, any state) and whose OS (os_name and os_version) names the advisory's distribution and, when the ecosystem has one, its release (Ubuntu:22.04:LTS needs "ubuntu" and "22.04").
 -- @column patch_key: The patch (KB digits or <package>_<version>).
 -- @column kb: KB digits, NULL for non-KB patches.
 -- @column vm_id: Canonical machine id.
@@ -45,9 +45,11 @@ msrc_matches AS (
     JOIN name_matches AS m USING (product_norm)
     JOIN vms AS v USING (os_norm)
 ),
+-- marts.vm_patch_state holds every (machine, patch) ever observed up to the evaluation date, once:
+-- the same packages as every observation of staging.patch_observations, without reading them all.
 observed_packages AS (
     SELECT DISTINCT vm_id, split_part(patch_key, '_', 1) AS package
-    FROM staging.patch_observations
+    FROM marts.vm_patch_state
     WHERE kb IS NULL AND contains(patch_key, '_')
 ),
 osv_patches AS (

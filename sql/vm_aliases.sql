@@ -5,35 +5,11 @@
 -- @column sources: Where the pairing was seen: inventory, resource_graph, patch_operation, log_analytics.
 WITH
 vms AS (
-    SELECT
-        lower(id) AS vm_id,
-        lower(coalesce(f[1], f[2])) AS vm_uuid,
-        lower(coalesce(f[3], f[4], f[5])) AS computer_name,
-        lower(name) AS name
-    FROM (
-        -- All paths in one call: the document is parsed once per row, not once per -> step.
-        SELECT
-            id,
-            name,
-            json_extract_string(resource, [
-                '$.properties.vmId', '$.vmId', '$.properties.osProfile.computerName', '$.osProfile.computerName',
-                '$.properties.instanceView.computerName'
-            ]) AS f
-        FROM raw.virtual_machines
-    )
+    SELECT vm_id, vm_uuid, computer_name, name FROM staging.inventory_identifiers
 ),
--- Distinct identities as received first: lower-cased once per identity, not per row.
+-- Distinct identities as received (staging.la_identities holds each once).
 la_rows AS (
-    SELECT DISTINCT * FROM (
-        SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, '')) AS resource_id
-        FROM raw.la_update
-        UNION ALL
-        SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''))
-        FROM raw.la_update_summary
-        UNION ALL
-        SELECT Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, ''))
-        FROM raw.la_update_run_progress
-    )
+    SELECT Computer, SourceComputerId, VMUUID, resource_id FROM staging.la_identities
 ),
 -- Log Analytics rows that carry the ARM id teach us that machine's other identifiers.
 la_known AS (

@@ -11,22 +11,10 @@
 -- @column first_seen_at: First TimeGenerated with this identity.
 -- @column last_seen_at: Last TimeGenerated with this identity.
 WITH
-la_rows AS (
-    SELECT TimeGenerated, Computer, ComputerEnvironment, SourceComputerId, VMUUID, _ResourceId, ResourceId FROM raw.la_update
-    UNION ALL
-    SELECT TimeGenerated, Computer, ComputerEnvironment, SourceComputerId, VMUUID, _ResourceId, ResourceId FROM raw.la_update_summary
-    UNION ALL
-    SELECT TimeGenerated, Computer, ComputerEnvironment, SourceComputerId, VMUUID, _ResourceId, ResourceId FROM raw.la_update_run_progress
-),
--- Grouped first on the identity as received: the key is built once per identity, not per row.
+-- Grouped first on the identity as received (staging.la_identities): the key is built once per
+-- identity, not per row.
 received AS (
-    SELECT
-        Computer, SourceComputerId, VMUUID, coalesce(nullif(_ResourceId, ''), nullif(ResourceId, '')) AS resource_id,
-        max(ComputerEnvironment) AS computer_environment,
-        min(TimeGenerated) AS first_seen_at,
-        max(TimeGenerated) AS last_seen_at
-    FROM la_rows
-    GROUP BY ALL
+    SELECT * FROM staging.la_identities
 ),
 identities AS (
     SELECT

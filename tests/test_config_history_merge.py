@@ -90,3 +90,25 @@ def test_a_changed_earlier_record_builds_in_full(conn):
     summary(conn, at(2, 10), "wsus-c")
     assert _config_history(conn, date(2026, 3, 2)) is None
     assert intervals(conn, "wsus_server") == [("wsus-c", at(1, 10), None, 2, date(2026, 3, 2))]
+
+
+def test_a_day_that_repeats_then_changes_a_value_is_not_merged_as_unchanged(conn):
+    summary(conn, at(1, 10), "wsus-a")
+    assert _config_history(conn, date(2026, 3, 1)) is None
+    # Day 2: the same server at 08:00, another at 12:00, the first again at 18:00: three intervals
+    # from day 1 (not one interval of four observations), as a full build gives.
+    summary(conn, at(2, 8), "wsus-a")
+    summary(conn, at(2, 12), "wsus-b")
+    summary(conn, at(2, 18), "wsus-a")
+    assert _config_history(conn, date(2026, 3, 2)) == date(2026, 3, 2)
+    assert intervals(conn, "wsus_server") == [
+        ("wsus-a", at(1, 10), at(2, 12), 2, date(2026, 3, 2)),
+        ("wsus-b", at(2, 12), at(2, 18), 1, date(2026, 3, 2)),
+        ("wsus-a", at(2, 18), None, 1, date(2026, 3, 2)),
+    ]
+    # Every record repeated the setting: its one current interval counts four observations.
+    assert intervals(conn, "windows_update_setting") == [("Scheduled", at(1, 10), None, 4, date(2026, 3, 2))]
+    merged = rows(conn)
+    conn.execute("DELETE FROM staging.increment_snapshots")
+    assert _config_history(conn, date(2026, 3, 2)) is None
+    assert rows(conn) == merged

@@ -116,7 +116,8 @@ def estate(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
-    """marts.vm_inventory and staging.patch_observations as the inventory stage leaves them."""
+    """marts.vm_inventory, staging.patch_observations and marts.vm_patch_state (one row per patch
+    observed on a machine) as the inventory and monitoring stages leave them."""
     path = tmp_path / "w.duckdb"
     conn = duckdb.connect(str(path))
     conn.execute("CREATE SCHEMA marts; CREATE SCHEMA staging")
@@ -128,6 +129,7 @@ def warehouse(tmp_path: Path) -> Path:
         "INSERT INTO staging.patch_observations VALUES (?, ?, ?, ?, TIMESTAMPTZ '2026-06-29 06:00:00+00')",
         [(VM[vm], key, kb, state) for vm, key, kb, state in OBSERVATIONS],
     )
+    conn.execute("CREATE TABLE marts.vm_patch_state AS SELECT DISTINCT vm_id, patch_key, kb FROM staging.patch_observations")
     conn.close()
     return path
 
@@ -158,6 +160,12 @@ def notified(conn) -> list[tuple]:
     return conn.execute(
         "SELECT patch_key, severity, exploited, in_kev, affected_machines, new_in_this_run "
         "FROM marts.patch_notifications ORDER BY seq").fetchall()
+
+
+def applicability_unchanged(result: dg.ExecuteInProcessResult) -> bool:
+    (m,) = [e.step_materialization_data.materialization for e in result.get_asset_materialization_events()
+            if e.step_materialization_data.materialization.asset_key.path == ["staging", "patch_applicability"]]
+    return m.metadata["unchanged"].value
 
 
 def test_new_applicable_patches_are_notified_once(warehouse, estate):
@@ -199,6 +207,7 @@ def test_new_applicable_patches_are_notified_once(warehouse, estate):
     ]
     assert not any(r[5] for r in notified(conn))
     assert conn.execute("SELECT count(*) FROM staging.notification_candidates").fetchall() == [(0,)]
+    assert applicability_unchanged(result) is True  # same machines, packages and fixes: not rebuilt
     conn.close()
 
     # A new advisory for a package on ubu1 is notified alone, continuing the chain.
@@ -209,7 +218,18 @@ def test_new_applicable_patches_are_notified_once(warehouse, estate):
     rows = conn.execute(
         "SELECT seq, patch_key, new_in_this_run FROM marts.patch_notifications WHERE new_in_this_run").fetchall()
     assert rows == [(5, "curl_7.81.0-1ubuntu1.20", True)]
+    assert applicability_unchanged(result) is False  # a new fix: rebuilt
     assert conn.execute("SELECT count(*) FROM ledger.notifications_sent").fetchall() == [(5,)]
+    conn.close()
+
+    # ubu1 upgraded to 20.04: rebuilt, the 22.04 advisories no longer apply to any machine.
+    with duckdb.connect(str(warehouse)) as w:
+        w.execute("UPDATE marts.vm_inventory SET os_version = '20.04' WHERE vm_id = ?", [VM["ubu1"]])
+    result, conn = run(warehouse, estate)
+    assert result.success and applicability_unchanged(result) is False
+    assert conn.execute("SELECT patch_key, affected_machines, affected_machines_now FROM marts.patch_notifications "
+                        "WHERE patch_key NOT SIMILAR TO '[0-9]+' ORDER BY seq").fetchall() == [
+        ("libssl3_3.0.2-0ubuntu1.15", 1, 0), ("curl_7.81.0-1ubuntu1.20", 1, 0)]
 
 
 class Hook(BaseHTTPRequestHandler):

@@ -112,6 +112,32 @@ def test_a_bad_register_fails_the_asset_and_keeps_the_last_good_table(tmp_path):
         ("b1", "*")]
 
 
+def unchanged(run) -> list[bool]:
+    return [e.step_materialization_data.materialization.metadata["unchanged"].value
+            for e in run.get_asset_materialization_events()]
+
+
+def test_an_unchanged_register_is_not_read_again_and_a_changed_one_is(tmp_path):
+    estate = tmp_path / "estate"
+    write_register(estate, "blackout_dates", [
+        {"blackout_id": "b1", "starts_on": "2026-12-24", "ends_on": "2026-12-26"}])
+    first = materialize([register_assets.blackout_dates], tmp_path, estate)
+    second = materialize([register_assets.blackout_dates], tmp_path, estate)
+    assert unchanged(first) == [False] and unchanged(second) == [True]
+    # The rows as the first run received them (its run id), staging rebuilt from them.
+    assert query(tmp_path, "SELECT blackout_id, ingest_run FROM raw.register_blackout_dates") == [
+        ("b1", first.run_id)]
+    assert query(tmp_path, "SELECT blackout_id, environment FROM staging.blackout_dates") == [("b1", "*")]
+
+    # One changed cell: read and validated again.
+    write_register(estate, "blackout_dates", [
+        {"blackout_id": "b1", "starts_on": "2026-12-24", "ends_on": "2026-12-27"}])
+    third = materialize([register_assets.blackout_dates], tmp_path, estate)
+    assert unchanged(third) == [False]
+    assert query(tmp_path, "SELECT ends_on::VARCHAR FROM staging.blackout_dates") == [("2026-12-27",)]
+    assert query(tmp_path, "SELECT ingest_run FROM raw.register_blackout_dates") == [(third.run_id,)]
+
+
 def test_baseline_drift_and_compliance_by_category(tmp_path):
     estate = tmp_path / "estate"
     write_register(estate, "asset_categories", [
