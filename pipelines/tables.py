@@ -207,16 +207,23 @@ def grouped(assets: Sequence[dg.AssetsDefinition], name: str = "sql_tables") -> 
                     can_subset=True, pool=DUCKDB_POOL)
     def build_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings):
         selected, selected_checks = context.selected_asset_keys, context.selected_asset_check_keys
-        stopped: set[dg.AssetKey] = set()  # failed a blocking check, or reads one that did
+        stopped: set[dg.AssetKey] = set()  # failed (its build or a blocking check), or reads one that did
+        errors: list[Exception] = []
         with warehouse.get_connection() as conn:
             for table in order:
                 if table.key not in selected:
                     continue
                 if inside[table.key] & stopped:
-                    context.log.warning(f"{table.table}: not built, a table it reads failed a blocking check")
+                    context.log.warning(f"{table.table}: not built, a table it reads failed")
                     stopped.add(table.key)
                     continue
-                result = table.build(context, conn, run_settings, None)
+                try:
+                    result = table.build(context, conn, run_settings, None)
+                except Exception as error:  # rolled back; the tables that do not read it still build
+                    context.log.error(f"{table.table}: not built: {error}")
+                    errors.append(error)
+                    stopped.add(table.key)
+                    continue
                 checks = [c for c in result.check_results
                           if dg.AssetCheckKey(table.key, c.check_name) in selected_checks]
                 # Dagster fails the step at its end for a failed blocking check; what reads the
@@ -225,6 +232,8 @@ def grouped(assets: Sequence[dg.AssetsDefinition], name: str = "sql_tables") -> 
                 if any(not c.passed and c.check_name in blocking for c in checks):
                     stopped.add(table.key)
                 yield result._replace(check_results=checks)
+        if errors:
+            raise errors[0]  # the step fails as the table's own step did, with the same error
 
     return [build_tables, *(a for a in assets if declared(a) is None or declared(a).key not in tables)]
 

@@ -205,6 +205,12 @@ SELECT id, amount * 2 AS doubled FROM staging.planted_input
 -- @table Planted sum as of a date.
 SELECT $as_of::DATE AS as_of, sum(doubled) AS total FROM marts.planted_keys
 """,
+    # Reads nothing of the others.
+    "planted_constant": """\
+-- @group planted
+-- @table Planted: one constant row.
+SELECT 42 AS answer
+""",
     # Reads a Python asset that reads the keys: in a group with them, it needs a step of its own.
     "planted_after": """\
 -- @group planted
@@ -408,6 +414,24 @@ def test_a_failed_blocking_check_stops_what_reads_the_table_in_the_same_step(pla
     with duckdb.connect(str(database), read_only=True) as conn:
         assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'planted_as_of'"
                             ).fetchall() == [(0,)]
+
+
+def test_a_failed_build_stops_what_reads_it_the_rest_of_the_step_builds(planted):
+    """The keys' input is missing: their build fails (rolled back), the sum that reads them is
+    not built, the constant that reads neither is, and the step fails with the build's error."""
+    materialize, database = planted
+    result, metadata = materialize(None, "2026-11-30", _planted_group("planted_keys", "planted_as_of",
+                                                                      "planted_constant"))
+    assert not result.success
+    assert list(metadata) == ["marts/planted_constant"]
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "sql_tables"
+    cause = failure.step_failure_data.error.cause  # the build's own error, as in a step of its own
+    assert cause.cls_name == "CatalogException" and "planted_input" in cause.message
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT answer FROM marts.planted_constant").fetchall() == [(42,)]
+        assert conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+                            "ORDER BY ALL").fetchall() == [("planted_constant",)]
 
 
 def test_a_selection_of_one_grouped_table_builds_only_it(planted):
