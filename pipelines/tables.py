@@ -69,28 +69,36 @@ class TableCheck:
 
 
 @dataclass(frozen=True)
-class SqlTable:
-    """What the factory declared for one table: its asset spec, its checks and its build on an
-    open connection. The code location builds it in a step with other tables (`grouped`)."""
+class TableBuild:
+    """How an asset builds its table on an open connection (its spec, checks, build), so that
+    the code location can build it in one step with the others of its `family` (`grouped`)."""
 
     table: str
     spec: dg.AssetSpec
-    checks: tuple[TableCheck, ...]
-    config: type[dg.Config] | None
     build: Callable[..., dg.MaterializeResult]  # (context, conn, run_settings, run_config)
+    checks: tuple[TableCheck, ...] = ()
+    config: type[dg.Config] | None = None  # run config: such a table keeps a step of its own
+    family: str = "sql_tables"  # the name of the multi-asset, so of its step(s)
 
     @property
     def key(self) -> dg.AssetKey:
         return self.spec.key
 
 
-# The factory's declarations by the id of their asset's op (kept, so that its id stays its own):
-# loading a module copies the asset, not its op.
-_DECLARED: dict[int, tuple[dg.OpDefinition, SqlTable]] = {}
+# The declarations by the id of their asset's op (kept, so that its id stays its own): loading a
+# module copies the asset, not its op.
+_DECLARED: dict[int, tuple[dg.OpDefinition, TableBuild]] = {}
 
 
-def declared(asset) -> SqlTable | None:
-    """The declaration of a factory-made asset, None for any other."""
+def shares_steps(asset: dg.AssetsDefinition, build: TableBuild) -> dg.AssetsDefinition:
+    """`asset` (which builds `build.table` in a step of its own), declared buildable with the
+    others of its family in one step."""
+    _DECLARED[id(asset.node_def)] = (asset.node_def, build)
+    return asset
+
+
+def declared(asset) -> TableBuild | None:
+    """The declaration of an asset made by `shares_steps`, None for any other."""
     if not isinstance(asset, dg.AssetsDefinition) or not asset.is_executable:
         return None
     found = _DECLARED.get(id(asset.node_def))
@@ -160,7 +168,6 @@ def sql_table_asset(
         description=header.summary or header.description,
         owners=OWNERS,
     )
-    declaration = SqlTable(table, spec, table_checks, config, build)
     decorate = warehouse_asset(
         key=spec.key,
         deps=spec.deps,
@@ -182,21 +189,27 @@ def sql_table_asset(
         # Dagster reads the run-config class from the parameter's annotation.
         compute.__annotations__["config"] = config
     compute.__name__ = sql_name
-    asset = decorate(compute)
-    _DECLARED[id(asset.node_def)] = (asset.node_def, declaration)
-    return asset
+    return shares_steps(decorate(compute), TableBuild(table, spec, build, table_checks, config))
 
 
-def grouped(assets: Sequence[dg.AssetsDefinition], name: str = "sql_tables") -> list[dg.AssetsDefinition]:
-    """`assets` with the factory-made tables (but those that take run config, whose config stays
-    the asset's own) replaced by one subsettable multi-asset that builds them in one step, on
-    one connection, each in its own transaction, in dependency order, as dagster-dbt builds
-    models. Each table keeps its key, spec and checks. Where a Python asset sits between two of
-    them, Dagster runs the multi-asset in several steps, one per layer (the job builder
-    subsets it so that no step waits for itself)."""
-    tables = {t.key: t for t in map(declared, assets) if t is not None and t.config is None}
-    if len(tables) < 2:
-        return list(assets)
+def grouped(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """`assets` with the tables declared by `shares_steps` (but those that take run config, whose
+    config stays the asset's own) replaced by one subsettable multi-asset per family that builds
+    them in one step, on one connection, each in its own transaction, in dependency order, as
+    dagster-dbt builds models. Each table keeps its key, spec and checks. Where a Python asset
+    sits between two of them, Dagster runs the multi-asset in several steps, one per layer (the
+    job builder subsets it so that no step waits for itself)."""
+    families: dict[str, dict[dg.AssetKey, TableBuild]] = {}
+    for build in map(declared, assets):
+        if build is not None and build.config is None:
+            families.setdefault(build.family, {})[build.key] = build
+    families = {name: tables for name, tables in families.items() if len(tables) > 1}
+    kept = [a for a in assets if declared(a) is None or declared(a).key not in
+            {k for tables in families.values() for k in tables}]
+    return [*(_multi_asset(name, tables) for name, tables in sorted(families.items())), *kept]
+
+
+def _multi_asset(name: str, tables: dict[dg.AssetKey, TableBuild]) -> dg.AssetsDefinition:
     # Tables in dependency order among themselves (ties by name): a step builds its subset in it.
     inside = {k: {d.asset_key for d in t.spec.deps} & tables.keys() for k, t in tables.items()}
     order = [tables[k] for k in graphlib.TopologicalSorter(
@@ -235,7 +248,7 @@ def grouped(assets: Sequence[dg.AssetsDefinition], name: str = "sql_tables") -> 
         if errors:
             raise errors[0]  # the step fails as the table's own step did, with the same error
 
-    return [build_tables, *(a for a in assets if declared(a) is None or declared(a).key not in tables)]
+    return build_tables
 
 
 def count_by(table: str, column: str, name: str) -> MetadataFn:

@@ -100,6 +100,10 @@ def test_grouping_the_sql_tables_keeps_every_asset_and_check():
     after = graphs["after"]
     assert after.get(gaps).assets_def is after.get(audit).assets_def
     assert after.get(dg.AssetKey(["marts", "rogue_patches"])).assets_def.keys == {dg.AssetKey(["marts", "rogue_patches"])}
+    # The registers load in one node of their own.
+    registers = {after.get(dg.AssetKey(["staging", name])).assets_def for name in (
+        "exceptions", "patch_tests", "baselines", "blackout_dates")}
+    assert len(registers) == 1 and next(iter(registers)) is not after.get(gaps).assets_def
 
 
 def test_the_daily_run_builds_the_sql_tables_in_fewer_steps():
@@ -110,6 +114,7 @@ def test_the_daily_run_builds_the_sql_tables_in_fewer_steps():
     steps = [s.key for s in create_execution_plan(job).get_all_steps_in_topo_order()]
     assert "marts__compliance_gaps" not in steps and "marts__audit_findings" not in steps
     assert "marts__rogue_patches" in steps  # run config of its own
+    assert "registers" in steps and "staging__exceptions" not in steps
     # Tables of the group named by a Python asset between them run in a later step of it.
     grouped = [s for s in steps if s.startswith("sql_tables")]
     assert 2 <= len(grouped) < 10

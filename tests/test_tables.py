@@ -476,3 +476,33 @@ def test_a_python_asset_between_grouped_tables_splits_the_group_into_steps(plant
     with duckdb.connect(str(database), read_only=True) as conn:
         # Three keys counted by the Python asset, plus one.
         assert conn.execute("SELECT n_plus_one FROM marts.planted_after").fetchall() == [(4,)]
+
+
+def test_the_registers_load_in_one_step_and_a_bad_one_keeps_its_last_good_table(tmp_path):
+    """Two registers of the code location's `registers` family, in one step: a bad date in the
+    blackout dates fails its load (last good table kept) and the step; the rollbacks load."""
+    from fixtures_registers import materialize as materialize_registers
+    from fixtures_registers import query, write_register
+
+    from pipelines.sources.registers import assets as register_assets
+    from pipelines.tables import grouped
+
+    estate = tmp_path / "estate"
+    group = grouped([register_assets.blackout_dates, register_assets.rollbacks])
+    assert len(group) == 1
+
+    def rollback(rollback_id: str) -> dict:
+        return {"rollback_id": rollback_id, "vm_id": "vm-a", "patch_key": "KB5001",
+                "rolled_back_at": "2026-10-01T10:00:00Z"}
+
+    write_register(estate, "blackout_dates", [{"blackout_id": "b1", "starts_on": "2026-12-24", "ends_on": "2026-12-26"}])
+    write_register(estate, "rollbacks", [rollback("r1")])
+    first = materialize_registers(group, tmp_path, estate)
+    assert _steps(first) == ["registers"]
+    write_register(estate, "blackout_dates", [{"blackout_id": "b2", "starts_on": "24/12/2026", "ends_on": "2026-12-26"}])
+    write_register(estate, "rollbacks", [rollback("r1"), rollback("r2")])
+    second = materialize_registers(group, tmp_path, estate, raise_on_error=False)
+    assert not second.success
+    assert ["/".join(e.asset_key.path) for e in second.get_asset_materialization_events()] == ["staging/rollbacks"]
+    assert query(tmp_path, "SELECT blackout_id FROM staging.blackout_dates") == [("b1",)]
+    assert query(tmp_path, "SELECT rollback_id FROM staging.rollbacks ORDER BY ALL") == [("r1",), ("r2",)]

@@ -30,6 +30,7 @@ from pipelines.ledger import (
 )
 from pipelines.ledger.registers import AppendResult
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.tables import TableBuild, shares_steps
 from pipelines.unchanged import fingerprint
 from pipelines.warehouse import sql_literal, table_exists, table_metadata, transaction
 
@@ -40,6 +41,16 @@ from .reader import load_register
 def register_asset(name: str, group_name: str) -> dg.AssetsDefinition:
     """An asset that validates `registers/<name>.csv` into raw.register_<name> and staging.<name>."""
     register = REGISTERS[name]
+
+    def build(context: dg.AssetExecutionContext, conn, run_settings: RunSettings, run_config=None):
+        with transaction(conn):
+            result = load_register(conn, run_settings.estate_dir, name, context.run.run_id)
+            for warning in result.warnings:
+                context.log.warning(warning)
+            metadata = table_metadata(conn, f"staging.{name}")
+        metadata["source_file"] = dg.MetadataValue.text(result.source_file)
+        metadata["source_sha256"] = dg.MetadataValue.text(result.source_sha256 or "(missing)")
+        return dg.MaterializeResult(asset_key=key(f"staging.{name}"), metadata=metadata)
 
     @warehouse_asset(
         name=name,
@@ -53,16 +64,12 @@ def register_asset(name: str, group_name: str) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
         run_settings: RunSettings,
     ) -> dg.MaterializeResult:
-        with warehouse.get_connection() as conn, transaction(conn):
-            result = load_register(conn, run_settings.estate_dir, name, context.run.run_id)
-            for warning in result.warnings:
-                context.log.warning(warning)
-            metadata = table_metadata(conn, f"staging.{name}")
-        metadata["source_file"] = dg.MetadataValue.text(result.source_file)
-        metadata["source_sha256"] = dg.MetadataValue.text(result.source_sha256 or "(missing)")
-        return dg.MaterializeResult(metadata=metadata)
+        with warehouse.get_connection() as conn:
+            return build(context, conn, run_settings)
 
-    return _register
+    # The code location loads every register in one step (pipelines/tables.py, `grouped`).
+    spec = next(iter(_register.specs))
+    return shares_steps(_register, TableBuild(f"staging.{name}", spec, build, family="registers"))
 
 
 patch_tests = register_asset("patch_tests", STAGE5_AUTHORIZATION)
