@@ -18,6 +18,7 @@ import assets
 from assets.publish import published_warehouse
 from pipelines import jobs, resources, schedules, sensors, sources
 from pipelines.lake import LAKE_ENV, lake_root
+from pipelines.tables import grouped
 
 # Where assets and checks are found: the stages (`assets/`) and one folder per source
 # (`pipelines/sources/<source>/`, every module of it). A new source needs no line here.
@@ -60,7 +61,8 @@ def load_packages(packages) -> dict:
 def build_definitions(run_resources: dict) -> dg.Definitions:
     """The code location with the given resources (a past-date rebuild points them elsewhere)."""
     loaded = load_packages(ASSET_PACKAGES)
-    tables = [a for found in loaded.values() for a in found]
+    # The SQL-header factory's tables build several to a step (pipelines/tables.py, `grouped`).
+    tables = grouped([a for found in loaded.values() for a in found])
     # The analysts' read-only copy comes after every warehouse table (not after the packs).
     written = [k for a in tables for k in a.keys if k.path[0] in resources.SCHEMAS]
     return dg.Definitions(

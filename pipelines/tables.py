@@ -12,6 +12,8 @@ A derived table is one `sql/<table>.sql`; its header declares what the asset nee
 `sql_table_asset("marts.x")` turns it into the asset (pool, owners, kinds, group, description,
 deps; the evaluation date resolved when the SQL takes `$as_of`; build, table metadata), each
 `@unique` into a blocking asset check evaluated in the same step, on the same connection.
+The code location builds these tables several to a step, one connection per step (`grouped`:
+one subsettable multi-asset, as dagster-dbt builds models).
 
 A build whose inputs did not change since its last build is skipped (pipelines/unchanged.py:
 the fingerprint of the SQL, the bound values, the evaluation date when the SQL takes `$as_of`
@@ -20,6 +22,7 @@ and says since which run it is unchanged. Its checks are evaluated again on it: 
 check result then always describes the table as it is.
 """
 
+import graphlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -28,7 +31,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 
-from assets.common import key, warehouse_asset
+from assets.common import DUCKDB_POOL, OWNERS, key, warehouse_asset
 from pipelines import unchanged
 from pipelines.resources import RunSettings, WarehouseResource
 from pipelines.warehouse import (
@@ -65,6 +68,43 @@ class TableCheck:
         return self.evaluate(conn)._replace(check_name=self.name)
 
 
+@dataclass(frozen=True)
+class TableBuild:
+    """How an asset builds its table on an open connection (its spec, checks, build), so that
+    the code location can build it in one step with the others of its `family` (`grouped`)."""
+
+    table: str
+    spec: dg.AssetSpec
+    build: Callable[..., dg.MaterializeResult]  # (context, conn, run_settings, run_config)
+    checks: tuple[TableCheck, ...] = ()
+    config: type[dg.Config] | None = None  # run config: such a table keeps a step of its own
+    family: str = "sql_tables"  # the name of the multi-asset, so of its step(s)
+
+    @property
+    def key(self) -> dg.AssetKey:
+        return self.spec.key
+
+
+# The declarations by the id of their asset's op (kept, so that its id stays its own): loading a
+# module copies the asset, not its op.
+_DECLARED: dict[int, tuple[dg.OpDefinition, TableBuild]] = {}
+
+
+def shares_steps(asset: dg.AssetsDefinition, build: TableBuild) -> dg.AssetsDefinition:
+    """`asset` (which builds `build.table` in a step of its own), declared buildable with the
+    others of its family in one step."""
+    _DECLARED[id(asset.node_def)] = (asset.node_def, build)
+    return asset
+
+
+def declared(asset) -> TableBuild | None:
+    """The declaration of an asset made by `shares_steps`, None for any other."""
+    if not isinstance(asset, dg.AssetsDefinition) or not asset.is_executable:
+        return None
+    found = _DECLARED.get(id(asset.node_def))
+    return found[1] if found is not None and found[0] is asset.node_def else None
+
+
 def sql_table_asset(
     table: str,
     *,
@@ -85,6 +125,9 @@ def sql_table_asset(
     (module docstring), unless `skip_unchanged` is False; it is False by default when there is a
     `before`, whose reads (files, settings, temporary tables) the fingerprint does not see: pass
     True for a `before` that reads nothing.
+
+    The asset returned builds the table in a step of its own; the code location builds it in
+    one step with other tables (`grouped`), with the same key, spec and checks.
     """
     sql_name = _checked(table).split(".", 1)[1]
     header = sql_header(sql_name)
@@ -92,12 +135,12 @@ def sql_table_asset(
         raise ValueError(f"sql/{sql_name}.sql: its header has no '-- @group' line")
     takes_as_of = "as_of" in sql_parameters(sql_name)
     skips = before is None if skip_unchanged is None else skip_unchanged
-    table_checks = [*unique_key_checks(table), *checks]
+    table_checks = (*unique_key_checks(table), *checks)
 
-    def build(context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings,
+    def build(context: dg.AssetExecutionContext, conn: duckdb.DuckDBPyConnection, run_settings: RunSettings,
               run_config) -> dg.MaterializeResult:
         bound = dict(params(run_config) if callable(params) else params or {})
-        with warehouse.get_connection() as conn, transaction(conn):
+        with transaction(conn):
             if before is not None:
                 before(conn, run_settings)
             as_of = resolve_as_of(conn, run_settings.as_of_date()) if takes_as_of else None
@@ -111,32 +154,101 @@ def sql_table_asset(
                 result["as_of"] = as_of.isoformat()
             if metadata is not None:
                 result.update(metadata(conn, as_of))
-            check_results = [c.result(conn) for c in table_checks]
+            check_results = [c.result(conn)._replace(asset_key=key(table)) for c in table_checks]
         if done is None:
-            return dg.MaterializeResult(metadata=result, check_results=check_results)
-        return dg.MaterializeResult(metadata={**result, **done.metadata()}, data_version=done.data_version,
-                                    check_results=check_results)
+            return dg.MaterializeResult(asset_key=key(table), metadata=result, check_results=check_results)
+        return dg.MaterializeResult(asset_key=key(table), metadata={**result, **done.metadata()},
+                                    data_version=done.data_version, check_results=check_results)
 
-    decorate = warehouse_asset(
+    spec = dg.AssetSpec(
         key=key(table),
         deps=[key(t) for t in header.depends],
         group_name=header.group,
         kinds={"duckdb", "sql"},
         description=header.summary or header.description,
+        owners=OWNERS,
+    )
+    decorate = warehouse_asset(
+        key=spec.key,
+        deps=spec.deps,
+        group_name=spec.group_name,
+        kinds=spec.kinds,
+        description=spec.description,
         check_specs=[c.spec(table) for c in table_checks] or None,
     )
     if config is None:
         def compute(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
                     run_settings: RunSettings) -> dg.MaterializeResult:
-            return build(context, warehouse, run_settings, None)
+            with warehouse.get_connection() as conn:
+                return build(context, conn, run_settings, None)
     else:
         def compute(context: dg.AssetExecutionContext, config, warehouse: WarehouseResource,
                     run_settings: RunSettings) -> dg.MaterializeResult:
-            return build(context, warehouse, run_settings, config)
+            with warehouse.get_connection() as conn:
+                return build(context, conn, run_settings, config)
         # Dagster reads the run-config class from the parameter's annotation.
         compute.__annotations__["config"] = config
     compute.__name__ = sql_name
-    return decorate(compute)
+    return shares_steps(decorate(compute), TableBuild(table, spec, build, table_checks, config))
+
+
+def grouped(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """`assets` with the tables declared by `shares_steps` (but those that take run config, whose
+    config stays the asset's own) replaced by one subsettable multi-asset per family that builds
+    them in one step, on one connection, each in its own transaction, in dependency order, as
+    dagster-dbt builds models. Each table keeps its key, spec and checks. Where a Python asset
+    sits between two of them, Dagster runs the multi-asset in several steps, one per layer (the
+    job builder subsets it so that no step waits for itself)."""
+    families: dict[str, dict[dg.AssetKey, TableBuild]] = {}
+    for build in map(declared, assets):
+        if build is not None and build.config is None:
+            families.setdefault(build.family, {})[build.key] = build
+    families = {name: tables for name, tables in families.items() if len(tables) > 1}
+    kept = [a for a in assets if declared(a) is None or declared(a).key not in
+            {k for tables in families.values() for k in tables}]
+    return [*(_multi_asset(name, tables) for name, tables in sorted(families.items())), *kept]
+
+
+def _multi_asset(name: str, tables: dict[dg.AssetKey, TableBuild]) -> dg.AssetsDefinition:
+    # Tables in dependency order among themselves (ties by name): a step builds its subset in it.
+    inside = {k: {d.asset_key for d in t.spec.deps} & tables.keys() for k, t in tables.items()}
+    order = [tables[k] for k in graphlib.TopologicalSorter(
+        {k: sorted(inside[k], key=str) for k in sorted(inside, key=str)}).static_order()]
+    check_specs = [c.spec(t.table) for t in order for c in t.checks]
+
+    @dg.multi_asset(name=name, specs=[t.spec for t in order], check_specs=check_specs or None,
+                    can_subset=True, pool=DUCKDB_POOL)
+    def build_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource, run_settings: RunSettings):
+        selected, selected_checks = context.selected_asset_keys, context.selected_asset_check_keys
+        stopped: set[dg.AssetKey] = set()  # failed (its build or a blocking check), or reads one that did
+        errors: list[Exception] = []
+        with warehouse.get_connection() as conn:
+            for table in order:
+                if table.key not in selected:
+                    continue
+                if inside[table.key] & stopped:
+                    context.log.warning(f"{table.table}: not built, a table it reads failed")
+                    stopped.add(table.key)
+                    continue
+                try:
+                    result = table.build(context, conn, run_settings, None)
+                except Exception as error:  # rolled back; the tables that do not read it still build
+                    context.log.error(f"{table.table}: not built: {error}")
+                    errors.append(error)
+                    stopped.add(table.key)
+                    continue
+                checks = [c for c in result.check_results
+                          if dg.AssetCheckKey(table.key, c.check_name) in selected_checks]
+                # Dagster fails the step at its end for a failed blocking check; what reads the
+                # table in this step is not built meanwhile.
+                blocking = {c.name for c in table.checks if c.blocking}
+                if any(not c.passed and c.check_name in blocking for c in checks):
+                    stopped.add(table.key)
+                yield result._replace(check_results=checks)
+        if errors:
+            raise errors[0]  # the step fails as the table's own step did, with the same error
+
+    return build_tables
 
 
 def count_by(table: str, column: str, name: str) -> MetadataFn:

@@ -13,8 +13,8 @@ A table's version is cheap to read:
   unchanged, so what reads it can skip too);
 - a raw table: its rows' files and their sha256 (`source_file`, `source_sha256`, read as received);
 - any other table: its row count and the sum of its rows' hashes. Within one run such a table,
-  if it is an asset, is hashed once: only its own step writes it, and that step runs before every
-  step that reads it (they depend on it), so the version read first holds for the rest of the run.
+  if it is an asset, is hashed once: only the step that builds it writes it, before every step
+  (or table of the same step) that reads it, so the version read first holds for the rest of the run.
 
 The state lives in the warehouse, not in the Dagster instance, on purpose: the warehouse can be
 replaced, rebuilt or copied while the instance stays (or the instance be ephemeral, as in
@@ -114,15 +114,26 @@ def table_version(conn: duckdb.DuckDBPyConnection, table: str, run: dict | None 
 
 
 _TABLE_REFERENCE = re.compile(r"\b((?:raw|staging|marts|ledger)\.[a-z_][a-z0-9_]*)\b")
+# A comment, or a string literal (quotes doubled inside), whichever starts first.
+_COMMENT_OR_STRING = re.compile(r"--[^\n]*|'(?:[^']|'')*'")
+
+
+def _read_names(match: re.Match) -> str:
+    # A literal that is one table's name is read (`latest_capture('staging.x', $as_of)`); a
+    # name inside longer text (a finding's recommendation) is not: it would make the build's
+    # fingerprint depend on whether that table was built earlier in the run.
+    text = match.group(0)
+    return text if text.startswith("'") and _TABLE_REFERENCE.fullmatch(text[1:-1]) else " "
 
 
 def sql_inputs(sql_names: Iterable[str], exclude: Iterable[str] = ()) -> list[str]:
-    """The warehouse tables the SQL files name outside comments (also in string literals, as
-    `latest_capture('staging.x', $as_of)` takes them), but for `exclude` (what the same step
-    builds: its own previous version is not an input)."""
+    """The warehouse tables the SQL files read: named outside comments and outside text (a
+    string literal that is a table's name, as `latest_capture('staging.x', $as_of)` takes, is
+    read), but for `exclude` (what the same step builds: its own previous version is not an
+    input)."""
     found = set()
     for name in sql_names:
-        found |= set(_TABLE_REFERENCE.findall(re.sub(r"--[^\n]*", "", read_sql(name))))
+        found |= set(_TABLE_REFERENCE.findall(_COMMENT_OR_STRING.sub(_read_names, read_sql(name))))
     return sorted(found - set(exclude))
 
 

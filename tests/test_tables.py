@@ -205,6 +205,19 @@ SELECT id, amount * 2 AS doubled FROM staging.planted_input
 -- @table Planted sum as of a date.
 SELECT $as_of::DATE AS as_of, sum(doubled) AS total FROM marts.planted_keys
 """,
+    # Reads nothing of the others.
+    "planted_constant": """\
+-- @group planted
+-- @table Planted: one constant row.
+SELECT 42 AS answer
+""",
+    # Reads a Python asset that reads the keys: in a group with them, it needs a step of its own.
+    "planted_after": """\
+-- @group planted
+-- @depends marts.planted_python
+-- @table Planted: the Python asset's count plus one.
+SELECT n + 1 AS n_plus_one FROM marts.planted_python
+""",
 }
 
 
@@ -227,13 +240,13 @@ def planted(tmp_path, monkeypatch):
     database = tmp_path / "w.duckdb"
     assets = [sql_table_asset("marts.planted_keys"), sql_table_asset("marts.planted_as_of")]
 
-    def materialize(rows: list[tuple] | None, as_of: str):
+    def materialize(rows: list[tuple] | None, as_of: str, definitions: list | None = None, selection=None):
         if rows is not None:  # else the input stays as it is
             with duckdb.connect(str(database)) as conn:
                 conn.execute("CREATE SCHEMA IF NOT EXISTS staging")
                 conn.execute("CREATE OR REPLACE TABLE staging.planted_input (id VARCHAR, amount INTEGER)")
                 conn.executemany("INSERT INTO staging.planted_input VALUES (?, ?)", rows)
-        result = dg.materialize(assets, resources={
+        result = dg.materialize(definitions or assets, selection=selection, resources={
             "warehouse": WarehouseResource(database=str(database)),
             "run_settings": RunSettings(estate_dir=str(tmp_path), as_of=as_of)}, raise_on_error=False)
         metadata = {}
@@ -349,3 +362,147 @@ def test_an_asset_with_a_before_rebuilds_every_time_unless_it_says_it_may_skip(p
     may_skip = sql_table_asset("marts.planted_keys", before=load, skip_unchanged=True)
     assert run(may_skip)["unchanged"] is False
     assert run(may_skip)["unchanged"] is True
+
+
+# --- several tables in one step (what the code location does with the factory's tables) -------
+def _planted_group(*names: str) -> list:
+    from pipelines.tables import grouped, sql_table_asset
+
+    return grouped([sql_table_asset(f"marts.{name}") for name in names])
+
+
+def _steps(result) -> list[str]:
+    return list(dict.fromkeys(e.step_key for e in result.all_events if e.is_step_start))
+
+
+def test_grouped_tables_build_in_one_step_each_with_its_own_materialization_and_check(planted):
+    materialize, database = planted
+    group = _planted_group("planted_keys", "planted_as_of")
+    assert len(group) == 1
+    result, metadata = materialize([("a", 1), ("b", 5)], "2026-11-30", group)
+    assert result.success
+    assert _steps(result) == ["sql_tables"]
+    # Both tables materialized, each with its own metadata: 2 rows of keys, 1 row of sum.
+    assert metadata["marts/planted_keys"]["dagster/row_count"] == 2
+    assert metadata["marts/planted_as_of"]["dagster/row_count"] == 1
+    assert metadata["marts/planted_as_of"]["as_of"] == "2026-11-30"
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert (evaluation.asset_key.path, evaluation.check_name, evaluation.passed) == (
+        ["marts", "planted_keys"], "planted_id_unique", True)
+    with duckdb.connect(str(database), read_only=True) as conn:
+        # Built in dependency order in the step: the sum read the keys just built, (1 + 5) * 2.
+        assert conn.execute("SELECT total FROM marts.planted_as_of").fetchall() == [(12,)]
+    # Skip-unchanged per table: a moved date rebuilds the sum only, as in steps of their own.
+    second, kept = materialize(None, "2026-12-01", group)
+    assert kept["marts/planted_keys"]["unchanged"] is True
+    assert kept["marts/planted_keys"]["unchanged_since_run"] == result.run_id
+    assert kept["marts/planted_as_of"]["unchanged"] is False
+
+
+def test_a_failed_blocking_check_stops_what_reads_the_table_in_the_same_step(planted):
+    """The keys and the sum that reads them in one step: a planted duplicate key fails the
+    keys' blocking check, the sum is not built (nor materialized), and the step fails."""
+    materialize, database = planted
+    result, metadata = materialize([("a", 1), ("a", 2), ("b", 5)], "2026-11-30",
+                                   _planted_group("planted_keys", "planted_as_of"))
+    assert not result.success
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.passed) == ("planted_id_unique", False)
+    assert evaluation.metadata["first_duplicates"].value == "- a: 2 rows"
+    assert list(metadata) == ["marts/planted_keys"]
+    assert [e.step_key for e in result.get_step_failure_events()] == ["sql_tables"]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'planted_as_of'"
+                            ).fetchall() == [(0,)]
+
+
+def test_a_failed_build_stops_what_reads_it_the_rest_of_the_step_builds(planted):
+    """The keys' input is missing: their build fails (rolled back), the sum that reads them is
+    not built, the constant that reads neither is, and the step fails with the build's error."""
+    materialize, database = planted
+    result, metadata = materialize(None, "2026-11-30", _planted_group("planted_keys", "planted_as_of",
+                                                                      "planted_constant"))
+    assert not result.success
+    assert list(metadata) == ["marts/planted_constant"]
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "sql_tables"
+    cause = failure.step_failure_data.error.cause  # the build's own error, as in a step of its own
+    assert cause.cls_name == "CatalogException" and "planted_input" in cause.message
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT answer FROM marts.planted_constant").fetchall() == [(42,)]
+        assert conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+                            "ORDER BY ALL").fetchall() == [("planted_constant",)]
+
+
+def test_a_selection_of_one_grouped_table_builds_only_it(planted):
+    import dagster as dg
+
+    materialize, database = planted
+    group = _planted_group("planted_keys", "planted_as_of")
+    first, _ = materialize([("a", 1), ("b", 5)], "2026-11-30", group)
+    # Input and date changed, only the sum selected: the keys stay as built (a: 2, b: 10).
+    second, metadata = materialize([("a", 1), ("b", 7)], "2026-12-01", group,
+                                   selection=[dg.AssetKey(["marts", "planted_as_of"])])
+    assert second.success
+    assert list(metadata) == ["marts/planted_as_of"]
+    assert second.get_asset_check_evaluations() == []  # the keys' check was not selected
+    with duckdb.connect(str(database), read_only=True) as conn:
+        assert conn.execute("SELECT id, doubled FROM marts.planted_keys ORDER BY id").fetchall() == [("a", 2), ("b", 10)]
+        assert conn.execute("SELECT as_of::VARCHAR, total FROM marts.planted_as_of").fetchall() == [("2026-12-01", 12)]
+
+
+def test_a_python_asset_between_grouped_tables_splits_the_group_into_steps(planted):
+    """keys -> Python asset -> after, all three tables in one group: Dagster's job builder runs
+    the group in two steps (keys and sum, then after), around the Python asset, not in a cycle."""
+    import dagster as dg
+
+
+    @dg.asset(key=["marts", "planted_python"], deps=[dg.AssetKey(["marts", "planted_keys"])])
+    def planted_python(warehouse: WarehouseResource) -> None:
+        with warehouse.get_connection() as conn:
+            conn.execute("CREATE OR REPLACE TABLE marts.planted_python AS SELECT count(*) AS n FROM marts.planted_keys")
+
+    materialize, database = planted
+    group = _planted_group("planted_keys", "planted_as_of", "planted_after")
+    result, metadata = materialize([("a", 1), ("b", 5), ("c", 2)], "2026-11-30", [*group, planted_python])
+    assert result.success
+    steps = _steps(result)
+    assert len(steps) == 3 and steps[1] == "marts__planted_python", steps
+    tables = {}
+    for event in result.get_asset_materialization_events():
+        tables.setdefault(event.step_key, []).append("/".join(event.asset_key.path))
+    assert sorted(tables[steps[0]]) == ["marts/planted_as_of", "marts/planted_keys"]
+    assert tables[steps[2]] == ["marts/planted_after"]
+    with duckdb.connect(str(database), read_only=True) as conn:
+        # Three keys counted by the Python asset, plus one.
+        assert conn.execute("SELECT n_plus_one FROM marts.planted_after").fetchall() == [(4,)]
+
+
+def test_the_registers_load_in_one_step_and_a_bad_one_keeps_its_last_good_table(tmp_path):
+    """Two registers of the code location's `registers` family, in one step: a bad date in the
+    blackout dates fails its load (last good table kept) and the step; the rollbacks load."""
+    from fixtures_registers import materialize as materialize_registers
+    from fixtures_registers import query, write_register
+
+    from pipelines.sources.registers import assets as register_assets
+    from pipelines.tables import grouped
+
+    estate = tmp_path / "estate"
+    group = grouped([register_assets.blackout_dates, register_assets.rollbacks])
+    assert len(group) == 1
+
+    def rollback(rollback_id: str) -> dict:
+        return {"rollback_id": rollback_id, "vm_id": "vm-a", "patch_key": "KB5001",
+                "rolled_back_at": "2026-10-01T10:00:00Z"}
+
+    write_register(estate, "blackout_dates", [{"blackout_id": "b1", "starts_on": "2026-12-24", "ends_on": "2026-12-26"}])
+    write_register(estate, "rollbacks", [rollback("r1")])
+    first = materialize_registers(group, tmp_path, estate)
+    assert _steps(first) == ["registers"]
+    write_register(estate, "blackout_dates", [{"blackout_id": "b2", "starts_on": "24/12/2026", "ends_on": "2026-12-26"}])
+    write_register(estate, "rollbacks", [rollback("r1"), rollback("r2")])
+    second = materialize_registers(group, tmp_path, estate, raise_on_error=False)
+    assert not second.success
+    assert ["/".join(e.asset_key.path) for e in second.get_asset_materialization_events()] == ["staging/rollbacks"]
+    assert query(tmp_path, "SELECT blackout_id FROM staging.blackout_dates") == [("b1",)]
+    assert query(tmp_path, "SELECT rollback_id FROM staging.rollbacks ORDER BY ALL") == [("r1",), ("r2",)]

@@ -200,3 +200,24 @@ def test_whole_fleet_assets_skip_until_an_input_or_the_date_changes(copy_of_demo
     captured = materialize(estate, database, [RAW_VMS, SNAPSHOTS, IDENTITY, CONFIG_HISTORY], as_of=earlier)
     for key in (SNAPSHOTS, IDENTITY, CONFIG_HISTORY):
         assert captured[key]["metadata"]["unchanged"] is False, key
+
+
+def test_a_table_named_inside_text_is_not_an_input(tmp_path, monkeypatch):
+    """Read: names in the SQL and a literal that is a table's name (as `latest_capture` takes);
+    not read: a name in a comment or inside longer text, such as a finding's recommendation."""
+    from pipelines import warehouse
+    from pipelines.unchanged import sql_inputs
+
+    (tmp_path / "planted_reads.sql").write_text(
+        "-- @table Reads three tables; marts.in_a_comment is not one of them.\n"
+        "SELECT 'Schedule them (marts.named_in_text), it''s due -- today' AS advice, x FROM marts.read_after_text\n"
+        "JOIN staging.joined USING (id)\n"
+        "WHERE latest_capture('staging.read_by_name', $as_of) -- staging.commented\n", encoding="utf-8")
+    monkeypatch.setattr(warehouse, "SQL_DIR", tmp_path)
+    warehouse.read_sql.cache_clear()
+    try:
+        assert sql_inputs(["planted_reads"]) == ["marts.read_after_text", "staging.joined", "staging.read_by_name"]
+        assert sql_inputs(["planted_reads"], exclude=["staging.joined"]) == [
+            "marts.read_after_text", "staging.read_by_name"]
+    finally:
+        warehouse.read_sql.cache_clear()

@@ -31,6 +31,7 @@ from pipelines.ledger import (
 )
 from pipelines.ledger.registers import AppendResult
 from pipelines.resources import RunSettings, WarehouseResource
+from pipelines.tables import TableBuild, shares_steps
 from pipelines.unchanged import fingerprint
 from pipelines.warehouse import build_table, sql_literal, table_exists, table_metadata, transaction
 
@@ -41,6 +42,31 @@ from .reader import _VALIDATE, LoadResult, load_register
 def register_asset(name: str, group_name: str) -> dg.AssetsDefinition:
     """An asset that validates `registers/<name>.csv` into raw.register_<name> and staging.<name>."""
     register = REGISTERS[name]
+
+    def build(context: dg.AssetExecutionContext, conn, run_settings: RunSettings, run_config=None):
+        path = Path(run_settings.estate_dir) / register.file
+        raw = [f"raw.register_{name}"]
+        with transaction(conn):
+            # The same file under the same register definition was validated and received by an
+            # earlier run: not read again, staging rebuilt from what was received (a missing file
+            # is always reported).
+            sha = sha256_file(path) if path.is_file() else None
+            done = unchanged.prepare(conn, context, raw, [], sha, repr(register), _VALIDATE) if sha else None
+            if done is not None and done.unchanged:
+                result = LoadResult(register=name, source_file=register.file, found=True, source_sha256=sha,
+                                    rows=build_table(conn, f"staging.{name}", f"register_{name}"))
+            else:
+                if done is None:
+                    unchanged.forget(conn, raw)
+                result = load_register(conn, run_settings.estate_dir, name, context.run.run_id)
+            for warning in result.warnings:
+                context.log.warning(warning)
+            metadata = table_metadata(conn, f"staging.{name}")
+        metadata["source_file"] = dg.MetadataValue.text(result.source_file)
+        metadata["source_sha256"] = dg.MetadataValue.text(result.source_sha256 or "(missing)")
+        if done is not None:
+            metadata.update(done.metadata())
+        return dg.MaterializeResult(asset_key=key(f"staging.{name}"), metadata=metadata)
 
     @warehouse_asset(
         name=name,
@@ -54,31 +80,12 @@ def register_asset(name: str, group_name: str) -> dg.AssetsDefinition:
         warehouse: WarehouseResource,
         run_settings: RunSettings,
     ) -> dg.MaterializeResult:
-        path = Path(run_settings.estate_dir) / register.file
-        raw = [f"raw.register_{name}"]
-        with warehouse.get_connection() as conn, transaction(conn):
-            # The same file under the same register definition was validated and received by an
-            # earlier run: not read again, staging rebuilt from what was received (a missing file
-            # is always reported).
-            sha = sha256_file(path) if path.is_file() else None
-            build = unchanged.prepare(conn, context, raw, [], sha, repr(register), _VALIDATE) if sha else None
-            if build is not None and build.unchanged:
-                result = LoadResult(register=name, source_file=register.file, found=True, source_sha256=sha,
-                                    rows=build_table(conn, f"staging.{name}", f"register_{name}"))
-            else:
-                if build is None:
-                    unchanged.forget(conn, raw)
-                result = load_register(conn, run_settings.estate_dir, name, context.run.run_id)
-            for warning in result.warnings:
-                context.log.warning(warning)
-            metadata = table_metadata(conn, f"staging.{name}")
-        metadata["source_file"] = dg.MetadataValue.text(result.source_file)
-        metadata["source_sha256"] = dg.MetadataValue.text(result.source_sha256 or "(missing)")
-        if build is not None:
-            metadata.update(build.metadata())
-        return dg.MaterializeResult(metadata=metadata)
+        with warehouse.get_connection() as conn:
+            return build(context, conn, run_settings)
 
-    return _register
+    # The code location loads every register in one step (pipelines/tables.py, `grouped`).
+    spec = next(iter(_register.specs))
+    return shares_steps(_register, TableBuild(f"staging.{name}", spec, build, family="registers"))
 
 
 patch_tests = register_asset("patch_tests", STAGE5_AUTHORIZATION)
