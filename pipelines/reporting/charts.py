@@ -39,6 +39,13 @@ def _svg(fig) -> str:
     return svg[svg.index("<svg"):]
 
 
+def _legend_above(ax) -> None:
+    """The legend in one row above the plot, where it can never cover a bar or a line."""
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncol=len(handles), frameon=False,
+              borderaxespad=0.2, handlelength=1.5, columnspacing=1.2)
+
+
 def gaps_by_type(rows: list[dict]) -> str:
     """Open gaps per type, within SLA and overdue."""
     if not rows:
@@ -49,7 +56,7 @@ def gaps_by_type(rows: list[dict]) -> str:
     ax.barh(labels, within, color=BLUE, label="within SLA")
     ax.barh(labels, [r["overdue"] for r in rows][::-1], left=within, color=RED, label="overdue")
     ax.set_xlabel("open gaps")
-    ax.legend(loc="lower right", frameon=False)
+    _legend_above(ax)
     return _svg(fig)
 
 
@@ -67,7 +74,7 @@ def trend(rows: list[dict]) -> str:
                           color=SEVERITY_COLOURS.get(severity, GREY), linewidth=1.5)
     share_ax.set_ylabel("compliant pairs (%)")
     share_ax.set_ylim(0, 100)
-    share_ax.legend(loc="lower right", frameon=False, ncol=4)
+    _legend_above(share_ax)
     stale = {r["day"]: r["stale_machines"] or 0 for r in rows}
     stale_ax.bar(days, [stale[d] for d in days], color=GREY, width=1.0)
     stale_ax.set_ylabel("stale\nmachines")
@@ -85,7 +92,7 @@ def aging(rows: list[dict]) -> str:
     ax.bar(labels, [r["overdue"] for r in rows], bottom=[r["within_sla"] for r in rows], color=RED, label="overdue")
     ax.set_ylabel("open gaps")
     ax.set_xlabel("days since first seen")
-    ax.legend(frameon=False)
+    _legend_above(ax)
     return _svg(fig)
 
 
@@ -113,7 +120,7 @@ def time_to_patch(rows: list[dict]) -> str:
     ax.barh(labels, [r["p90_days"] for r in rows][::-1], color="#c6d4e6", label="90th percentile")
     ax.barh(labels, [r["median_days"] for r in rows][::-1], color=BLUE, height=0.5, label="median")
     ax.set_xlabel("days from detection to installation (episodes in brackets)")
-    ax.legend(loc="lower right", frameon=False)
+    _legend_above(ax)
     return _svg(fig)
 
 
@@ -130,7 +137,7 @@ def coverage(rows: list[dict]) -> str:
         ax.barh(labels, values, left=left, color=colour, label=label)
         left = [a + b for a, b in zip(left, values, strict=True)]
     ax.set_xlabel("machines")
-    ax.legend(loc="lower right", frameon=False)
+    _legend_above(ax)
     return _svg(fig)
 
 
